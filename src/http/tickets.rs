@@ -287,7 +287,8 @@ fn decide_update(
             json!({ "from": ticket.assigned_to, "to": a }),
         );
     }
-    if changes.is_empty() && !(change.lock_priority && !ticket.priority_locked) {
+    let newly_locked = change.lock_priority && !ticket.priority_locked;
+    if changes.is_empty() && !newly_locked {
         return Ok(None);
     }
     let mut events = Vec::new();

@@ -1,0 +1,11 @@
+//! Integration tests: one binary, modules by area. Every test starts the real server on
+//! 127.0.0.1 with its own data directory.
+
+mod helpers;
+
+mod access;
+mod auth;
+mod bad_input;
+mod durability;
+mod fuzz;
+mod tickets;
