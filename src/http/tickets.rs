@@ -173,7 +173,11 @@ pub async fn list_tickets(
     };
     let page = state.store.list_tickets(&query).await?;
     Ok(Json(TicketList {
-        tickets: page.items.into_iter().map(|t| redact(t, user.role())).collect(),
+        tickets: page
+            .items
+            .into_iter()
+            .map(|t| redact(t, user.role()))
+            .collect(),
         next_cursor: page.next_after.as_deref().map(pagination::encode),
     }))
 }
