@@ -113,6 +113,8 @@ async fn bootstrap_admin(config: &Config, store: &Arc<dyn Store>) -> anyhow::Res
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
+        crate::telemetry::prometheus();
+        crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
         let store = open_store(&config).await?;
         bootstrap_admin(&config, &store).await?;

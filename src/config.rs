@@ -108,6 +108,8 @@ pub struct Config {
     pub sla: SlaConfig,
     /// Most triage calls to the AI provider running at once, across all tickets.
     pub ai_concurrency: u32,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -397,6 +399,7 @@ impl Config {
         };
 
         Ok(Config {
+            metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
             host,

@@ -5,6 +5,7 @@ mod comments;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod pagination;
 pub mod rate_limit;
 mod stats;
@@ -138,6 +139,8 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api
         .merge(extra)
+        .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
