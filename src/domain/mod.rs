@@ -1,0 +1,2 @@
+pub mod skills;
+pub mod triage;
