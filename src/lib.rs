@@ -1,2 +1,3 @@
 pub mod ai;
 pub mod domain;
+pub mod routing;
