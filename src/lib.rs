@@ -1,3 +1,4 @@
 pub mod ai;
 pub mod domain;
+pub mod mail;
 pub mod routing;
