@@ -425,7 +425,7 @@ impl RulesEngine {
     }
 
     /// Triage a ticket. Deterministic: the same text always gives the same result.
-    pub fn triage(&self, input: &TicketText) -> Triage {
+    pub fn classify(&self, input: &TicketText) -> Triage {
         let title = clamp_chars(&clean_line(&normalize_quotes(&input.title)), 300);
         let description = clamp_chars(&normalize_quotes(&input.description), MAX_SCAN_CHARS);
         let all = format!("{title}\n{description}");
@@ -466,10 +466,10 @@ impl RulesEngine {
         }
     }
 
-    /// [`Self::triage`] wrapped as a provider outcome.
+    /// [`Self::classify`] wrapped as a provider outcome.
     pub fn triage_outcome(&self, input: &TicketText) -> TriageOutcome {
         let started = Instant::now();
-        let triage = self.triage(input);
+        let triage = self.classify(input);
         TriageOutcome {
             triage,
             source: TriageSource::Rules,
@@ -892,7 +892,7 @@ mod tests {
     use super::*;
 
     fn triage(title: &str, description: &str) -> Triage {
-        RulesEngine::new().triage(&TicketText::new(title, description))
+        RulesEngine::new().classify(&TicketText::new(title, description))
     }
 
     #[test]
@@ -1133,8 +1133,8 @@ mod tests {
             "Our integration calls /v2/orders and gets internal server error.",
         );
         let engine = RulesEngine::new();
-        let a = engine.triage(&input);
-        assert_eq!(a, engine.triage(&input));
+        let a = engine.classify(&input);
+        assert_eq!(a, engine.classify(&input));
         assert_eq!(a.category, Category::Bug);
         let round_trip = Triage::parse(serde_json::to_value(&a).unwrap()).unwrap();
         assert_eq!(round_trip, a);
