@@ -118,17 +118,14 @@ string_enum!(
     }
 );
 
-string_enum!(Priority { Low => "low", Medium => "medium", High => "high" });
+pub use super::triage::{Category, Priority};
 
-string_enum!(Category {
-    Bug => "bug",
-    FeatureRequest => "feature_request",
-    TechnicalIssue => "technical_issue",
-    Billing => "billing",
-    Account => "account",
-    Question => "question",
-    Other => "other",
-});
+impl Category {
+    /// Exact parse of the stored form.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+}
 
 string_enum!(
     /// `fallback` means the rules engine triaged the ticket after the AI failed.
@@ -136,6 +133,11 @@ string_enum!(
 );
 
 impl Priority {
+    /// Exact parse of the stored form.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+
     /// One step up, for SLA escalation.
     pub fn raised(self) -> Self {
         match self {

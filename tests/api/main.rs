@@ -2,10 +2,14 @@
 //! 127.0.0.1 with its own data directory.
 
 mod helpers;
+mod support;
 
 mod access;
+mod ai_gemini;
+mod ai_openai;
 mod auth;
 mod bad_input;
 mod durability;
 mod fuzz;
+mod mail_delivery;
 mod tickets;
