@@ -65,16 +65,6 @@ pub struct AiConfig {
     pub openai_model: Option<String>,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct MailConfig {
-    pub smtp_url: Option<Secret>,
-    pub mailtrap_host: Option<String>,
-    pub mailtrap_port: Option<u16>,
-    pub mailtrap_user: Option<String>,
-    pub mailtrap_pass: Option<Secret>,
-    pub from: String,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -91,7 +81,7 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     pub jwt_ttl: Duration,
     pub ai: AiConfig,
-    pub mail: MailConfig,
+    pub mail: crate::mail::MailSettings,
     pub app_url: String,
     /// Every `INNGEST_*` variable that was set, for the SDK to resolve as the official SDKs do.
     pub inngest_env: BTreeMap<String, String>,
@@ -150,6 +140,30 @@ pub const INNGEST_VARS: &[&str] = &[
     "INNGEST_STREAMING",
     "INNGEST_ALLOW_IN_BAND_SYNC",
 ];
+
+impl AiConfig {
+    /// The provider the service triages with.
+    pub fn provider_settings(&self) -> crate::ai::ProviderSettings {
+        use crate::ai::ProviderSettings;
+        match self.provider {
+            AiProviderKind::Gemini => ProviderSettings::Gemini {
+                api_key: self
+                    .gemini_api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned())
+                    .unwrap_or_default(),
+                model: self.gemini_model.clone(),
+                base_url: self.gemini_base_url.clone(),
+            },
+            AiProviderKind::OpenAi => ProviderSettings::OpenAi {
+                base_url: self.openai_base_url.clone().unwrap_or_default(),
+                api_key: self.openai_api_key.as_ref().map(|k| k.expose().to_owned()),
+                model: self.openai_model.clone().unwrap_or_default(),
+            },
+            AiProviderKind::Rules => ProviderSettings::Rules,
+        }
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -265,32 +279,24 @@ impl Config {
             _ => {}
         }
 
-        let smtp_url = get("SMTP_URL");
-        if let Some(u) = &smtp_url
-            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
-        {
-            return Err(err(
-                "SMTP_URL",
-                "expected smtp://user:pass@host:port or smtps://…",
-            ));
-        }
-        let mailtrap_port =
-            match get("MAILTRAP_SMTP_PORT") {
-                None => None,
-                Some(p) => Some(p.parse().map_err(|_| {
-                    err("MAILTRAP_SMTP_PORT", format!("{p:?} is not a port number"))
-                })?),
+        let raw_mail = crate::mail::RawMailEnv::from_lookup(get);
+        let mail = crate::mail::MailSettings::parse(&raw_mail, &data_dir).map_err(|e| {
+            use crate::mail::MailConfigError as M;
+            let variable = match &e {
+                M::InvalidPort(_) => "MAILTRAP_SMTP_PORT",
+                M::InvalidFrom { .. } => "MAIL_FROM",
+                M::IncompleteCredentials(name) => name,
+                _ if raw_mail.smtp_url.is_some() => "SMTP_URL",
+                _ => "MAILTRAP_SMTP_HOST",
             };
-        let mail = MailConfig {
-            smtp_url: smtp_url.map(Secret::new),
-            mailtrap_host: get("MAILTRAP_SMTP_HOST"),
-            mailtrap_port,
-            mailtrap_user: get("MAILTRAP_SMTP_USER").or_else(|| get("MAILTRAP_USER")),
-            mailtrap_pass: get("MAILTRAP_SMTP_PASS")
-                .or_else(|| get("MAILTRAP_PASS"))
-                .map(Secret::new),
-            from: get("MAIL_FROM").unwrap_or_else(|| "Support <support@localhost>".into()),
-        };
+            let message = e.to_string();
+            let message = message
+                .strip_prefix(variable)
+                .map(str::trim_start)
+                .unwrap_or(&message)
+                .to_owned();
+            err(variable, message)
+        })?;
 
         let app_url = http_url("APP_URL", get("APP_URL"))?
             .unwrap_or_else(|| format!("http://{host}:{port}"))
