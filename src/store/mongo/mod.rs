@@ -248,6 +248,8 @@ impl Store for MongoStore {
     }
 }
 
+/// The name MongoDB gives every collection's `_id` index.
+const ID_INDEX: &str = "_id_";
 const COMMAND_NOT_FOUND: i32 = 59;
 /// Duplicate key; 11001 is its pre-3.0 spelling, still returned by some paths.
 const DUPLICATE_KEY: [i32; 2] = [11000, 11001];

@@ -7,8 +7,8 @@
 
 use super::transaction::{TxError, TxResult};
 use super::{
-    Inner, MongoStore, bad_document, bson_i64, driver, duplicate_key_index, from_bson_date,
-    from_opt_bson_date, now, to_bson_date,
+    ID_INDEX, Inner, MongoStore, bad_document, bson_i64, driver, duplicate_key_index,
+    from_bson_date, from_opt_bson_date, now, to_bson_date,
 };
 use crate::domain::events::NewEvent;
 use crate::store::{OutboxEvent, OutboxStore, StoreError, StoreResult};
@@ -97,8 +97,11 @@ impl Inner {
                 .session(&mut *session)
                 .await
                 .map_err(|e| match duplicate_key_index(&e) {
-                    Some(_) => StoreError::Conflict { field: "event id" }.into(),
-                    None => TxError::Driver(e),
+                    Some(index) if index == ID_INDEX => {
+                        StoreError::Conflict { field: "event id" }.into()
+                    }
+                    // A taken `seq` is a counter fault, not the caller's conflict.
+                    _ => TxError::Driver(e),
                 })?;
         }
         Ok(())

@@ -460,12 +460,10 @@ impl TicketStore for MongoStore {
                 .aggregate(stats_pipeline())
                 .await
                 .map_err(driver)?;
-            let result = cursor
-                .try_next()
-                .await
-                .map_err(driver)?
-                .ok_or_else(|| bad_document("stats", "no $facet result"))?;
-            stats_from(&result)
+            match cursor.try_next().await.map_err(driver)? {
+                Some(result) => stats_from(&result),
+                None => Ok(Stats::default()),
+            }
         })
         .await
     }

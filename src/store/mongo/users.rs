@@ -1,7 +1,7 @@
 use super::transaction::TxError;
 use super::{
-    MongoStore, bad_document, driver, duplicate_key_index, fetch_limit, from_bson_date, now,
-    to_bson_date,
+    ID_INDEX, MongoStore, bad_document, driver, duplicate_key_index, fetch_limit, from_bson_date,
+    now, to_bson_date,
 };
 use crate::domain::events::NewEvent;
 use crate::domain::user::Role;
@@ -87,10 +87,11 @@ fn user_update(patch: &UserPatch, now: bson::DateTime) -> Option<Document> {
     Some(doc! { "$set": set })
 }
 
+/// `_id` and `email` are the only unique keys of a user, so any other index name is the e-mail.
 fn user_conflict(e: mongodb::error::Error) -> TxError {
     match duplicate_key_index(&e) {
-        Some(index) if index.contains("email") => StoreError::Conflict { field: "email" }.into(),
-        Some(_) => StoreError::Conflict { field: "id" }.into(),
+        Some(index) if index == ID_INDEX => StoreError::Conflict { field: "id" }.into(),
+        Some(_) => StoreError::Conflict { field: "email" }.into(),
         None => TxError::Driver(e),
     }
 }
@@ -316,6 +317,18 @@ mod tests {
         assert!(matches!(
             user_conflict(e),
             TxError::Store(StoreError::Conflict { field: "email" })
+        ));
+        let w: mongodb::error::WriteError = bson::from_document(doc! {
+            "code": 11000,
+            "errmsg": "E11000 duplicate key error collection: t.users index: _id_ dup key: { _id: \"u1\" }",
+        })
+        .unwrap();
+        let e = mongodb::error::Error::from(mongodb::error::ErrorKind::Write(
+            mongodb::error::WriteFailure::WriteError(w),
+        ));
+        assert!(matches!(
+            user_conflict(e),
+            TxError::Store(StoreError::Conflict { field: "id" })
         ));
     }
 }
