@@ -103,6 +103,30 @@ where
     }
 }
 
+/// Needs no server: nothing listens on the port, so connecting must fail, quickly and plainly.
+#[tokio::test]
+async fn mongo_connect_refuses_an_unreachable_server_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let started = std::time::Instant::now();
+    let result = MongoStore::connect(
+        &format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"),
+        "ticketing",
+    )
+    .await;
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable, got {:?}", result.err());
+    };
+    assert!(message.contains("cannot reach MongoDB"), "{message}");
+    assert!(
+        !message.contains("mongodb://"),
+        "no URI (and so no password) in the message"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 

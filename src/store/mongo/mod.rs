@@ -18,6 +18,8 @@ mod outbox;
 mod tickets;
 mod transaction;
 mod users;
+#[cfg(test)]
+mod wire_tests;
 
 use super::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -60,18 +62,7 @@ impl MongoStore {
     /// Connects, checks that the deployment supports transactions, and creates the indexes.
     /// Fails within a few seconds when the server cannot be reached.
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
-        // Explicit settings in the URI win over these defaults.
-        options
-            .server_selection_timeout
-            .get_or_insert(CONNECT_TIMEOUT);
-        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-        options
-            .app_name
-            .get_or_insert_with(|| "ticketing".to_owned());
-        let client = Client::with_options(options)
+        let client = Client::with_options(client_options(uri).await?)
             .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB options: {e}")))?;
         let db = client.database(database);
         let inner = Arc::new(Inner {
@@ -103,6 +94,21 @@ impl MongoStore {
     {
         detached(f(self.inner.clone())).await
     }
+}
+
+/// Parses the URI and fills in fast-failure timeouts; explicit settings in the URI win.
+async fn client_options(uri: &str) -> StoreResult<ClientOptions> {
+    let mut options = ClientOptions::parse(uri)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
+    options
+        .server_selection_timeout
+        .get_or_insert(CONNECT_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    options
+        .app_name
+        .get_or_insert_with(|| "ticketing".to_owned());
+    Ok(options)
 }
 
 /// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
@@ -314,7 +320,8 @@ fn driver(e: mongodb::error::Error) -> StoreError {
 fn unreachable(e: mongodb::error::Error) -> StoreError {
     match e.kind.as_ref() {
         ErrorKind::ServerSelection { message, .. } => StoreError::Unavailable(format!(
-            "cannot reach MongoDB within {} s: {message}",
+            "cannot reach MongoDB (no usable server before the server-selection timeout, \
+             {} s unless the URI sets serverSelectionTimeoutMS): {message}",
             CONNECT_TIMEOUT.as_secs()
         )),
         _ => driver(e),
@@ -363,6 +370,31 @@ fn fetch_limit(limit: usize) -> i64 {
 mod tests {
     use super::*;
     use mongodb::error::{CommandError, Error, WriteError};
+
+    #[tokio::test]
+    async fn missing_timeouts_default_to_fast_failure() {
+        let options = client_options("mongodb://db.invalid:27017/?replicaSet=rs0")
+            .await
+            .unwrap();
+        assert_eq!(options.server_selection_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(options.app_name.as_deref(), Some("ticketing"));
+
+        let options = client_options(
+            "mongodb://db.invalid/?serverSelectionTimeoutMS=1500&connectTimeoutMS=700&appName=ops",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            options.server_selection_timeout,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(options.connect_timeout, Some(Duration::from_millis(700)));
+        assert_eq!(options.app_name.as_deref(), Some("ops"));
+
+        let err = client_options("postgres://nope").await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(m) if m.contains("invalid MongoDB URI")));
+    }
 
     #[test]
     fn only_replica_sets_and_sharded_clusters_are_accepted() {

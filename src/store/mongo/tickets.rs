@@ -470,6 +470,26 @@ impl TicketStore for MongoStore {
 }
 
 #[cfg(test)]
+pub(super) mod tests_support {
+    use super::*;
+
+    /// A ticket as stored, at `version`.
+    pub(in crate::store::mongo) fn stored_ticket(id: &str, version: i64) -> Document {
+        let mut document = ticket_document(
+            &NewTicket {
+                id: id.into(),
+                title: "Stored".into(),
+                description: "ticket".into(),
+                created_by: "u1".into(),
+            },
+            to_bson_date(now()),
+        );
+        document.insert("version", version);
+        document
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
