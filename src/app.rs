@@ -13,14 +13,10 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-
-pub struct App {
-    listener: TcpListener,
-    router: Router,
-    state: AppState,
-}
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
@@ -114,9 +110,38 @@ async fn bootstrap_admin(config: &Config, store: &Arc<dyn Store>) -> anyhow::Res
     Ok(())
 }
 
-impl App {
+/// The service without a listener: the router, its state, and the background work (outbox
+/// relay, executor). `App` binds it to a port; the Vercel entry hands the router to the runtime.
+pub struct Service {
+    pub router: Router,
+    pub state: AppState,
+    background: Background,
+}
+
+/// Background tasks, stopped together.
+struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background work did not finish in time; it resumes at next start"
+            );
+        }
+    }
+}
+
+impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
+        crate::telemetry::prometheus();
+        crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
         let store = open_store(&config).await?;
         bootstrap_admin(&config, &store).await?;
@@ -128,15 +153,39 @@ impl App {
             config: config.clone(),
         });
         let router = crate::http::router(state.clone(), Router::new());
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            router,
+            state,
+            background: Background {
+                stop,
+                tasks: Vec::new(),
+            },
+        })
+    }
+
+    /// Stops background work, letting steps in flight finish and flushing the outbox.
+    pub async fn shutdown(self) {
+        self.background.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// How long shutdown waits for in-flight work before giving up (it resumes at next start).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub struct App {
+    listener: TcpListener,
+    service: Service,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.host, config.port);
+        let service = Service::build(config).await?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr} (HOST/PORT)"))?;
-        Ok(Self {
-            listener,
-            router,
-            state,
-        })
+        Ok(Self { listener, service })
     }
 
     pub fn port(&self) -> u16 {
@@ -144,20 +193,33 @@ impl App {
     }
 
     pub fn state(&self) -> &AppState {
-        &self.state
+        &self.service.state
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+    /// Serves until SIGTERM or Ctrl-C: stops accepting, lets in-flight requests finish, then
+    /// stops background work and flushes the outbox.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, store = self.state.store.backend(), "listening");
+        let Service {
+            router,
+            state,
+            background,
+        } = self.service;
+        tracing::info!(%addr, store = state.store.backend(), "listening");
         axum::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await?;
+        background.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -180,4 +242,29 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown requested; finishing in-flight work");
+}
+
+/// On Vercel a SQLite file and the embedded executor would vanish with the instance: refuse to
+/// start there without MongoDB and Inngest Cloud keys, naming what to set.
+pub fn vercel_preflight(config: &Config) -> Result<(), String> {
+    if !config.on_vercel {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if !matches!(config.store, StoreUrl::Mongo { .. }) {
+        missing.push("DATABASE_URL (mongodb+srv://…)");
+    }
+    for key in ["INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY"] {
+        if !config.inngest_env.contains_key(key) {
+            missing.push(key);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "on Vercel set {}: a SQLite file and the embedded executor do not survive serverless instances",
+            missing.join(", ")
+        ))
+    }
 }

@@ -104,6 +104,30 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Set on Vercel; changes defaults that make no sense there.
     pub on_vercel: bool,
+    /// How long a ticket of each priority may stay unresolved before it is escalated.
+    pub sla: SlaConfig,
+    /// Most triage calls to the AI provider running at once, across all tickets.
+    pub ai_concurrency: u32,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlaConfig {
+    pub low: Duration,
+    pub medium: Duration,
+    pub high: Duration,
+}
+
+impl SlaConfig {
+    pub fn for_priority(&self, priority: crate::domain::ticket::Priority) -> Duration {
+        use crate::domain::ticket::Priority;
+        match priority {
+            Priority::Low => self.low,
+            Priority::Medium => self.medium,
+            Priority::High => self.high,
+        }
+    }
 }
 
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash-lite";
@@ -342,7 +366,42 @@ impl Config {
             })?,
         };
 
+        let sla_var = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => parse_duration(&raw)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!("{raw:?} is not a duration like 4h, 30m or 90s"),
+                        )
+                    }),
+            }
+        };
+        let sla = SlaConfig {
+            low: sla_var("SLA_LOW", 72 * 3600)?,
+            medium: sla_var("SLA_MEDIUM", 24 * 3600)?,
+            high: sla_var("SLA_HIGH", 4 * 3600)?,
+        };
+        let ai_concurrency = match get("AI_CONCURRENCY") {
+            None => 4,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "AI_CONCURRENCY",
+                        format!("{raw:?} is not an integer from 1 to 1000"),
+                    )
+                })?,
+        };
+
         Ok(Config {
+            metrics_token: get("METRICS_TOKEN").map(Secret::new),
+            sla,
+            ai_concurrency,
             host,
             port,
             data_dir,
@@ -455,6 +514,8 @@ mod tests {
                 "BOOTSTRAP_ADMIN_EMAIL",
             ),
             (vec![("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
+            (vec![("SLA_HIGH", "0")], "SLA_HIGH"),
+            (vec![("AI_CONCURRENCY", "0")], "AI_CONCURRENCY"),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

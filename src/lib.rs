@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod relay;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

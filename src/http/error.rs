@@ -52,7 +52,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
-    #[schema(value_type = Object)]
+    /// Which field was wrong, when one was; otherwise `null`.
+    #[schema(value_type = Option<Object>)]
     pub details: Value,
 }
 

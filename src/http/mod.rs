@@ -5,6 +5,7 @@ mod comments;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod pagination;
 pub mod rate_limit;
 mod stats;
@@ -102,7 +103,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             rate_limit::limit_auth,
         ));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .routes(routes!(auth::me))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
@@ -117,7 +118,10 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(stats::stats))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .split_for_parts()
+        .split_for_parts();
+    let mut openapi = openapi;
+    document_common_errors(&mut openapi);
+    (router, openapi)
 }
 
 pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
@@ -135,6 +139,8 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api
         .merge(extra)
+        .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
@@ -180,4 +186,48 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(Duration::from_secs(3600)),
     )
+}
+
+/// Every operation can answer these (bad query, bad body, rate limits, outages); listing them
+/// once here keeps each handler's annotation about what is specific to it.
+fn document_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let common = [
+        ("400", "malformed request"),
+        ("401", "missing or invalid token"),
+        ("403", "not allowed for this role"),
+        ("404", "not found"),
+        ("405", "method not allowed"),
+        ("409", "conflict"),
+        ("413", "body too large"),
+        ("415", "body is not JSON"),
+        ("422", "invalid field"),
+        ("429", "rate limited"),
+        ("503", "a dependency is unavailable"),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (code, description) in common {
+                if !op.responses.responses.contains_key(code) {
+                    let content = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", content)
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(code.to_owned(), response.into());
+                }
+            }
+        }
+    }
 }

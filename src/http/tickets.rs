@@ -69,6 +69,16 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// Notes for moderators stay with staff.
+fn redact(mut ticket: Ticket, role: Role) -> Ticket {
+    if !role.is_staff()
+        && let Some(triage) = ticket.triage.as_mut()
+    {
+        triage.helpful_notes = None;
+    }
+    ticket
+}
+
 /// Loads a ticket the caller may see; anything else is a 404, so existence never leaks.
 pub async fn visible_ticket(
     state: &AppState,
@@ -112,7 +122,12 @@ pub async fn create_ticket(
     let ticket = state.store.create_ticket(new, event).await?;
     tracing::info!(ticket_id = %ticket.id, "ticket opened");
     state.notify_outbox();
-    Ok((StatusCode::CREATED, Json(TicketResponse { ticket })))
+    Ok((
+        StatusCode::CREATED,
+        Json(TicketResponse {
+            ticket: redact(ticket, user.role()),
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/tickets", tag = "tickets", security(("bearer" = [])), params(ListParams),
@@ -158,7 +173,11 @@ pub async fn list_tickets(
     };
     let page = state.store.list_tickets(&query).await?;
     Ok(Json(TicketList {
-        tickets: page.items,
+        tickets: page
+            .items
+            .into_iter()
+            .map(|t| redact(t, user.role()))
+            .collect(),
         next_cursor: page.next_after.as_deref().map(pagination::encode),
     }))
 }
@@ -171,7 +190,9 @@ pub async fn get_ticket(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TicketResponse>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
-    Ok(Json(TicketResponse { ticket }))
+    Ok(Json(TicketResponse {
+        ticket: redact(ticket, user.role()),
+    }))
 }
 
 #[utoipa::path(patch, path = "/api/tickets/{id}", tag = "tickets", security(("bearer" = [])), params(("id" = String, Path)),
@@ -221,7 +242,9 @@ pub async fn update_ticket(
     for _ in 0..5 {
         let ticket = visible_ticket(&state, &user, &id).await?;
         let Some((change, events)) = decide_update(&ticket, &user, &body, &new_assignee)? else {
-            return Ok(Json(TicketResponse { ticket }));
+            return Ok(Json(TicketResponse {
+                ticket: redact(ticket, user.role()),
+            }));
         };
         match state
             .store
@@ -230,7 +253,9 @@ pub async fn update_ticket(
         {
             Ok(ticket) => {
                 state.notify_outbox();
-                return Ok(Json(TicketResponse { ticket }));
+                return Ok(Json(TicketResponse {
+                    ticket: redact(ticket, user.role()),
+                }));
             }
             Err(StoreError::Stale) => continue,
             Err(e) => return Err(e.into()),
@@ -287,7 +312,8 @@ fn decide_update(
             json!({ "from": ticket.assigned_to, "to": a }),
         );
     }
-    if changes.is_empty() && !(change.lock_priority && !ticket.priority_locked) {
+    let newly_locked = change.lock_priority && !ticket.priority_locked;
+    if changes.is_empty() && !newly_locked {
         return Ok(None);
     }
     let mut events = Vec::new();

@@ -75,8 +75,36 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_backlog(&self) -> StoreResult<u64>;
 }
 
+/// What the durable functions need beyond plain CRUD: triage results, routing, SLA, and the
+/// record of sent mail that makes notifications idempotent under replay.
 #[async_trait]
-pub trait Store: UserStore + TicketStore + OutboxStore {
+pub trait AutomationStore: Send + Sync {
+    /// Saves triage without overwriting what a person decided meanwhile: a locked priority stays.
+    async fn save_triage(&self, ticket_id: &str, triage: TriageUpdate) -> StoreResult<Ticket>;
+    /// Marks a ticket whose triage could not finish, unless triage already completed.
+    async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()>;
+    async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>>;
+    /// Assigns only if nobody was assigned meanwhile; `None` means someone was.
+    async fn assign_if_unassigned(
+        &self,
+        ticket_id: &str,
+        assignee_id: &str,
+        reason: &str,
+    ) -> StoreResult<Option<Ticket>>;
+    async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()>;
+    async fn set_sla_due(
+        &self,
+        ticket_id: &str,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
+    /// Raises the priority one step and records the breach, once, if still unresolved.
+    async fn escalate(&self, ticket_id: &str) -> StoreResult<Option<Ticket>>;
+    async fn mail_sent(&self, key: &str) -> StoreResult<bool>;
+    async fn record_mail(&self, key: &str, recipient: &str, subject: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait Store: UserStore + TicketStore + OutboxStore + AutomationStore {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     fn backend(&self) -> &'static str;

@@ -71,6 +71,29 @@ pub struct Ticket {
     /// The first reply by staff.
     pub first_response_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// What triage found; `None` until it ran.
+    pub triage: Option<TicketTriage>,
+    /// Why the ticket went to its assignee, or why it waits in the queue.
+    pub routing_reason: Option<String>,
+    pub assigned_at: Option<DateTime<Utc>>,
+    /// When the SLA for the ticket's priority runs out.
+    pub sla_due_at: Option<DateTime<Utc>>,
+    /// Set when the SLA passed unresolved and the ticket was escalated.
+    pub escalated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TicketTriage {
+    pub summary: String,
+    pub sentiment: String,
+    pub required_skills: Vec<String>,
+    /// Markdown notes for the moderator; hidden from the ticket's creator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helpful_notes: Option<String>,
+    pub confidence: f64,
+    /// Which engine produced it: `gemini`, `openai` or `rules`.
+    pub source: String,
+    pub triaged_at: DateTime<Utc>,
 }
 
 pub struct NewTicket {
@@ -164,6 +187,54 @@ pub struct Stats {
     pub by_category: Vec<Count>,
     /// Open, in-progress and resolved tickets per assignee; `key` is the user id or "unassigned".
     pub by_assignee: Vec<Count>,
+    pub by_triage_status: Vec<Count>,
+    /// Which engine triaged: `gemini`, `openai`, `rules`; `none` while pending.
+    pub by_triage_source: Vec<Count>,
+    /// Mean seconds from opening to the first public staff reply, over tickets that have one.
+    pub avg_first_response_secs: Option<f64>,
+    /// Mean seconds from opening to resolution, over resolved tickets.
+    pub avg_resolution_secs: Option<f64>,
+    /// Tickets escalated because their SLA passed unresolved.
+    pub sla_breaches: u64,
+    /// Open work per staff member, with their capacity.
+    pub moderator_load: Vec<Load>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Load {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    pub open_tickets: u64,
+    pub capacity: Option<u32>,
+}
+
+/// The result of triage as the store saves it (already validated).
+#[derive(Clone, Debug)]
+pub struct TriageUpdate {
+    pub status: TriageStatus,
+    pub summary: String,
+    pub category: Category,
+    pub priority: Priority,
+    pub sentiment: String,
+    pub required_skills: Vec<String>,
+    pub helpful_notes: String,
+    pub confidence: f64,
+    pub source: String,
+}
+
+/// A staff member as routing sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaffLoad {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub skills: Vec<String>,
+    pub capacity: Option<u32>,
+    /// Tickets assigned and not yet resolved or closed.
+    pub open_tickets: u32,
+    pub last_assigned_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

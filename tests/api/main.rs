@@ -1,3 +1,12 @@
-//! Integration tests: one test binary, one module per area.
+//! Integration tests: one binary, modules by area. Every test starts the real server on
+//! 127.0.0.1 with its own data directory.
 
+mod helpers;
+
+mod access;
+mod auth;
+mod bad_input;
+mod durability;
+mod fuzz;
 mod store_contract;
+mod tickets;

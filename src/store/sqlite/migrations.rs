@@ -62,6 +62,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL;
     "#,
+    // 2: triage, routing and SLA on tickets; the record of sent mail.
+    r#"
+    ALTER TABLE tickets ADD COLUMN triage TEXT;
+    ALTER TABLE tickets ADD COLUMN triage_source TEXT;
+    ALTER TABLE tickets ADD COLUMN routing_reason TEXT;
+    ALTER TABLE tickets ADD COLUMN assigned_at TEXT;
+    ALTER TABLE tickets ADD COLUMN sla_due_at TEXT;
+    ALTER TABLE tickets ADD COLUMN escalated_at TEXT;
+    ALTER TABLE users ADD COLUMN last_assigned_at TEXT;
+    CREATE INDEX tickets_by_triage_source ON tickets (triage_source);
+
+    CREATE TABLE sent_mail (
+        key       TEXT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        sent_at   TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

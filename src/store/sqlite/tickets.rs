@@ -9,9 +9,37 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+/// Triage is stored as one JSON column: it is read and written whole.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredTriage {
+    pub summary: String,
+    pub sentiment: String,
+    pub required_skills: Vec<String>,
+    pub helpful_notes: String,
+    pub confidence: f64,
+    pub source: String,
+    pub triaged_at: chrono::DateTime<Utc>,
+}
+
+impl StoredTriage {
+    fn into_model(self) -> crate::store::TicketTriage {
+        crate::store::TicketTriage {
+            summary: self.summary,
+            sentiment: self.sentiment,
+            required_skills: self.required_skills,
+            helpful_notes: Some(self.helpful_notes),
+            confidence: self.confidence,
+            source: self.source,
+            triaged_at: self.triaged_at,
+        }
+    }
+}
 
 const COLUMNS: &str = "id, title, description, status, priority, category, created_by, assigned_to, \
-     triage_status, priority_locked, version, created_at, updated_at, first_response_at, resolved_at";
+     triage_status, priority_locked, version, created_at, updated_at, first_response_at, resolved_at, \
+     triage, routing_reason, assigned_at, sla_due_at, escalated_at";
 
 fn parse_enum<T>(what: &str, raw: &str, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(raw).ok_or_else(|| bad_value(what, raw))
@@ -42,10 +70,21 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
         updated_at: parse_ts(&row.get::<_, String>(12)?)?,
         first_response_at: parse_opt_ts(row.get(13)?)?,
         resolved_at: parse_opt_ts(row.get(14)?)?,
+        triage: row
+            .get::<_, Option<String>>(15)?
+            .map(|raw| {
+                serde_json::from_str::<StoredTriage>(&raw).map_err(|_| bad_value("triage", &raw))
+            })
+            .transpose()?
+            .map(StoredTriage::into_model),
+        routing_reason: row.get(16)?,
+        assigned_at: parse_opt_ts(row.get(17)?)?,
+        sla_due_at: parse_opt_ts(row.get(18)?)?,
+        escalated_at: parse_opt_ts(row.get(19)?)?,
     })
 }
 
-fn get_ticket(conn: &Connection, id: &str) -> StoreResult<Option<Ticket>> {
+pub(super) fn get_ticket(conn: &Connection, id: &str) -> StoreResult<Option<Ticket>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM tickets WHERE id = ?1"),
         [id],
@@ -213,6 +252,11 @@ impl TicketStore for SqliteStore {
                 ],
             )
             .map_err(sql)?;
+            if let Some(Some(assignee)) = &change.assigned_to
+                && current.assigned_to.as_ref() != Some(assignee)
+            {
+                super::automation::note_assignment(tx, &id, assignee, now)?;
+            }
             for event in &events {
                 insert_event(tx, event, now)?;
             }
@@ -291,9 +335,47 @@ impl TicketStore for SqliteStore {
                 by_assignee: counts(
                     c,
                     "SELECT COALESCE(assigned_to, 'unassigned'), COUNT(*) FROM tickets
-                     WHERE status IN ('open', 'in_progress', 'resolved')
                      GROUP BY assigned_to ORDER BY assigned_to",
                 )?,
+                by_triage_status: counts(
+                    c,
+                    "SELECT triage_status, COUNT(*) FROM tickets GROUP BY triage_status ORDER BY triage_status",
+                )?,
+                by_triage_source: counts(
+                    c,
+                    "SELECT triage_source, COUNT(*) FROM tickets GROUP BY triage_source ORDER BY triage_source",
+                )?,
+                avg_first_response_secs: c
+                    .query_row(
+                        "SELECT AVG((julianday(first_response_at) - julianday(created_at)) * 86400.0)
+                         FROM tickets WHERE first_response_at IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql)?,
+                avg_resolution_secs: c
+                    .query_row(
+                        "SELECT AVG((julianday(resolved_at) - julianday(created_at)) * 86400.0)
+                         FROM tickets WHERE resolved_at IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql)?,
+                sla_breaches: c
+                    .query_row("SELECT COUNT(*) FROM tickets WHERE escalated_at IS NOT NULL", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map_err(sql)? as u64,
+                moderator_load: super::automation::staff_loads(c)?
+                    .into_iter()
+                    .map(|s| crate::store::Load {
+                        user_id: s.id,
+                        email: s.email,
+                        role: s.role,
+                        open_tickets: u64::from(s.open_tickets),
+                        capacity: s.capacity,
+                    })
+                    .collect(),
             })
         })
         .await
