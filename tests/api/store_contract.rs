@@ -14,8 +14,9 @@ use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
 use ticketing::store::{
-    AssigneeFilter, Comment, Count, NewComment, NewTicket, NewUser, OutboxEvent, Stats, Store,
-    StoreError, Ticket, TicketChange, TicketQuery, User, UserPatch, UserQuery, Visibility,
+    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
+    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketTriage, TriageUpdate, User,
+    UserPatch, UserQuery, Visibility,
 };
 
 /// Declares each test once per backend: `store_contract::sqlite::<name>` and
@@ -60,6 +61,15 @@ contract!(
     outbox_delivers_in_order_and_tracks_what_was_sent,
     concurrent_writes_get_distinct_ordered_events,
     stats_count_by_status_priority_category_and_assignee,
+    stats_cover_triage_response_times_breaches_and_load,
+    assigning_times_the_ticket_and_the_assignee,
+    triage_is_saved_whole_and_keeps_a_locked_priority,
+    failed_triage_marks_only_pending_tickets,
+    staff_loads_count_open_and_in_progress_work_only,
+    conditional_assignment_refuses_assigned_tickets,
+    routing_reason_and_sla_due_leave_the_version,
+    escalation_raises_priority_once_and_spares_finished_tickets,
+    sent_mail_is_recorded_once,
     the_store_answers_pings,
 );
 
@@ -236,6 +246,58 @@ fn set_status(status: TicketStatus) -> TicketChange {
         status: Some(status),
         ..TicketChange::default()
     }
+}
+
+fn assign_to(user: &User) -> TicketChange {
+    TicketChange {
+        assigned_to: Some(Some(user.id.clone())),
+        ..TicketChange::default()
+    }
+}
+
+fn triage(status: TriageStatus, priority: Priority, source: &str) -> TriageUpdate {
+    TriageUpdate {
+        status,
+        summary: format!("Summary by {source}"),
+        category: Category::Bug,
+        priority,
+        sentiment: "frustrated".into(),
+        required_skills: vec!["printers".into(), "sql".into()],
+        helpful_notes: "Ask for the **model**.".into(),
+        confidence: 0.8,
+        source: source.into(),
+    }
+}
+
+async fn reread(store: &Arc<dyn Store>, ticket: &Ticket) -> Ticket {
+    store
+        .get_ticket(&ticket.id)
+        .await
+        .expect("get ticket")
+        .expect("ticket exists")
+}
+
+async fn load_of(store: &Arc<dyn Store>, user: &User) -> StaffLoad {
+    store
+        .staff_loads()
+        .await
+        .expect("staff loads")
+        .into_iter()
+        .find(|l| l.id == user.id)
+        .expect("a staff member")
+}
+
+/// Seconds from `from` to `to`, as precise as either store keeps time.
+fn secs(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+    (to - from).num_microseconds().expect("small interval") as f64 / 1e6
+}
+
+fn assert_close(got: Option<f64>, expected: f64) {
+    let got = got.expect("a mean");
+    assert!(
+        (got - expected).abs() < 0.01,
+        "mean {got}, expected {expected}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +549,11 @@ async fn tickets_start_open_with_a_created_event(store: Arc<dyn Store>) {
     assert_eq!(ticket.created_at, ticket.updated_at);
     assert_eq!(ticket.first_response_at, None);
     assert_eq!(ticket.resolved_at, None);
+    assert_eq!(ticket.triage, None);
+    assert_eq!(ticket.routing_reason, None);
+    assert_eq!(ticket.assigned_at, None);
+    assert_eq!(ticket.sla_due_at, None);
+    assert_eq!(ticket.escalated_at, None);
     assert_eq!(
         store.get_ticket(&ticket.id).await.unwrap(),
         Some(ticket.clone())
@@ -1293,7 +1360,7 @@ async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Sto
     change(&store, &t1, assign.clone()).await;
     let t2 = add_ticket(&store, &user, "Two", "2").await;
     let t2 = change(&store, &t2, assign.clone()).await;
-    change(&store, &t2, set_status(TicketStatus::Resolved)).await;
+    let resolved = change(&store, &t2, set_status(TicketStatus::Resolved)).await;
     let t3 = add_ticket(&store, &user, "Three", "3").await;
     let t3 = change(&store, &t3, assign).await;
     change(&store, &t3, set_status(TicketStatus::Closed)).await;
@@ -1314,17 +1381,630 @@ async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Sto
         key: key.into(),
         count,
     };
+    let stats = store.stats().await.unwrap();
+    assert_close(
+        stats.avg_resolution_secs,
+        secs(t2.created_at, resolved.resolved_at.expect("resolved")),
+    );
     assert_eq!(
-        store.stats().await.unwrap(),
+        stats,
         Stats {
             total: 5,
             by_status: vec![count("closed", 1), count("open", 3), count("resolved", 1)],
             by_priority: vec![count("high", 1), count("medium", 4)],
             by_category: vec![count("none", 5)],
-            // Closed tickets no longer load their assignee.
-            by_assignee: vec![count("unassigned", 2), count(&moderator.id, 2)],
+            // Every ticket counts for its assignee, finished ones too.
+            by_assignee: vec![count("unassigned", 2), count(&moderator.id, 3)],
+            by_triage_status: vec![count("pending", 5)],
+            by_triage_source: vec![count("none", 5)],
+            avg_first_response_secs: None,
+            avg_resolution_secs: stats.avg_resolution_secs,
+            sla_breaches: 0,
+            // Only the open ticket is work in hand.
+            moderator_load: vec![Load {
+                user_id: moderator.id.clone(),
+                email: moderator.email.clone(),
+                role: Role::Moderator,
+                open_tickets: 1,
+                capacity: None,
+            }],
         }
     );
+}
+
+async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let admin = add_user(&store, Role::Admin).await;
+    let capped = store
+        .update_user(
+            &admin.id,
+            UserPatch {
+                capacity: Some(Some(5)),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    // Staff appear with no tickets at all, and no means exist without the times they average.
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 0);
+    assert_eq!(stats.avg_first_response_secs, None);
+    assert_eq!(stats.avg_resolution_secs, None);
+    assert_eq!(stats.moderator_load.len(), 2);
+    assert!(stats.moderator_load.iter().all(|l| l.open_tickets == 0));
+
+    let by_rules = add_ticket(&store, &user, "One", "1").await;
+    store
+        .save_triage(
+            &by_rules.id,
+            triage(TriageStatus::Done, Priority::High, "rules"),
+        )
+        .await
+        .unwrap();
+    let by_gemini = add_ticket(&store, &user, "Two", "2").await;
+    store
+        .save_triage(
+            &by_gemini.id,
+            triage(TriageStatus::Fallback, Priority::Low, "gemini"),
+        )
+        .await
+        .unwrap();
+    let pending = add_ticket(&store, &user, "Three", "3").await;
+    let failed = add_ticket(&store, &user, "Four", "4").await;
+    store
+        .mark_triage_failed(&failed.id, "AI unavailable")
+        .await
+        .unwrap();
+
+    // First responses: public staff replies only; a note and a user's comment do not count.
+    comment(&store, &by_rules, &user, false).await;
+    comment(&store, &by_rules, &moderator, true).await;
+    comment(&store, &by_rules, &moderator, false).await;
+    comment(&store, &by_gemini, &admin, false).await;
+    let answered = [
+        reread(&store, &by_rules).await,
+        reread(&store, &by_gemini).await,
+    ];
+    let first_response = answered
+        .iter()
+        .map(|t| secs(t.created_at, t.first_response_at.expect("answered")))
+        .sum::<f64>()
+        / 2.0;
+
+    let assigned = change(&store, &answered[0], assign_to(&moderator)).await;
+    let resolved = change(&store, &assigned, set_status(TicketStatus::Resolved)).await;
+    let working = change(&store, &answered[1], assign_to(&moderator)).await;
+    change(&store, &working, set_status(TicketStatus::InProgress)).await;
+    change(&store, &pending, assign_to(&admin)).await;
+    store
+        .escalate(&pending.id)
+        .await
+        .unwrap()
+        .expect("escalated");
+
+    let count = |key: &str, count| Count {
+        key: key.into(),
+        count,
+    };
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 4);
+    assert_eq!(
+        stats.by_triage_status,
+        vec![
+            count("done", 1),
+            count("failed", 1),
+            count("fallback", 1),
+            count("pending", 1)
+        ]
+    );
+    assert_eq!(
+        stats.by_triage_source,
+        vec![count("none", 2), count("gemini", 1), count("rules", 1)]
+    );
+    assert_eq!(stats.by_category, vec![count("none", 2), count("bug", 2)]);
+    assert_close(stats.avg_first_response_secs, first_response);
+    assert_close(
+        stats.avg_resolution_secs,
+        secs(resolved.created_at, resolved.resolved_at.expect("resolved")),
+    );
+    assert_eq!(stats.sla_breaches, 1);
+    let mut expected_load = vec![
+        Load {
+            user_id: moderator.id.clone(),
+            email: moderator.email.clone(),
+            role: Role::Moderator,
+            open_tickets: 1,
+            capacity: None,
+        },
+        Load {
+            user_id: admin.id.clone(),
+            email: admin.email.clone(),
+            role: Role::Admin,
+            open_tickets: 1,
+            capacity: capped.capacity,
+        },
+    ];
+    expected_load.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    assert_eq!(stats.moderator_load, expected_load);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Automation: triage, routing, SLA, mail
+
+async fn assigning_times_the_ticket_and_the_assignee(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let first = add_user(&store, Role::Moderator).await;
+    let second = add_user(&store, Role::Admin).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    assert_eq!(load_of(&store, &first).await.last_assigned_at, None);
+
+    let assigned = change(&store, &ticket, assign_to(&first)).await;
+    assert_eq!(assigned.assigned_at, Some(assigned.updated_at));
+    assert_eq!(reread(&store, &assigned).await, assigned);
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Naming the same assignee again is no new assignment.
+    let same = change(
+        &store,
+        &assigned,
+        TicketChange {
+            assigned_to: Some(Some(first.id.clone())),
+            priority: Some(Priority::Low),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(same.assigned_at, assigned.assigned_at);
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Other changes and unassigning keep the time of the last assignment.
+    let unassigned = change(
+        &store,
+        &same,
+        TicketChange {
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(unassigned.assigned_to, None);
+    assert_eq!(unassigned.assigned_at, assigned.assigned_at);
+
+    let moved = change(&store, &unassigned, assign_to(&second)).await;
+    assert_eq!(moved.assigned_to, Some(second.id.clone()));
+    assert_eq!(moved.assigned_at, Some(moved.updated_at));
+    assert!(moved.assigned_at >= assigned.assigned_at);
+    assert_eq!(
+        load_of(&store, &second).await.last_assigned_at,
+        moved.assigned_at
+    );
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // A stale update assigns nobody.
+    let third = add_user(&store, Role::Moderator).await;
+    let err = store
+        .update_ticket(
+            &moved.id,
+            assigned.version,
+            assign_to(&third),
+            vec![NewEvent::ticket_updated(&moved.id, "late", json!({}))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    assert_eq!(reread(&store, &moved).await, moved);
+    assert_eq!(load_of(&store, &third).await.last_assigned_at, None);
+}
+
+async fn triage_is_saved_whole_and_keeps_a_locked_priority(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Printer", "jammed").await;
+    let events_before = all_events(&store).await.len();
+
+    let triaged = store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::High, "gemini"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(triaged.triage_status, TriageStatus::Done);
+    assert_eq!(triaged.category, Some(Category::Bug));
+    assert_eq!(triaged.priority, Priority::High);
+    assert_eq!(triaged.version, ticket.version + 1);
+    assert!(triaged.updated_at >= ticket.updated_at);
+    let saved = triaged.triage.clone().expect("triage saved");
+    // The time of the save; each store keeps it at its own precision.
+    let skew = (saved.triaged_at - triaged.updated_at).abs();
+    assert!(skew < chrono::Duration::milliseconds(1), "{skew}");
+    assert_eq!(
+        saved,
+        TicketTriage {
+            summary: "Summary by gemini".into(),
+            sentiment: "frustrated".into(),
+            required_skills: vec!["printers".into(), "sql".into()],
+            helpful_notes: Some("Ask for the **model**.".into()),
+            confidence: 0.8,
+            source: "gemini".into(),
+            triaged_at: saved.triaged_at,
+        }
+    );
+    assert_eq!(reread(&store, &ticket).await, triaged);
+    assert_eq!(
+        all_events(&store).await.len(),
+        events_before,
+        "triage writes no event"
+    );
+
+    // A person set the priority: a later triage updates everything else.
+    let locked = change(
+        &store,
+        &triaged,
+        TicketChange {
+            priority: Some(Priority::Low),
+            lock_priority: true,
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let mut again = triage(TriageStatus::Fallback, Priority::High, "rules");
+    again.category = Category::Billing;
+    again.helpful_notes = String::new();
+    let retriaged = store.save_triage(&ticket.id, again).await.unwrap();
+    assert_eq!(retriaged.priority, Priority::Low, "a locked priority stays");
+    assert!(retriaged.priority_locked);
+    assert_eq!(retriaged.category, Some(Category::Billing));
+    assert_eq!(retriaged.triage_status, TriageStatus::Fallback);
+    assert_eq!(retriaged.version, locked.version + 1);
+    let saved = retriaged.triage.clone().expect("triage");
+    assert_eq!(saved.source, "rules");
+    assert_eq!(saved.helpful_notes, Some(String::new()));
+    assert_eq!(reread(&store, &ticket).await, retriaged);
+
+    let err = store
+        .save_triage(
+            &new_id(),
+            triage(TriageStatus::Done, Priority::Low, "rules"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn failed_triage_marks_only_pending_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let plain = add_ticket(&store, &user, "One", "1").await;
+    store
+        .mark_triage_failed(&plain.id, "AI unavailable")
+        .await
+        .unwrap();
+    let failed = reread(&store, &plain).await;
+    assert_eq!(failed.triage_status, TriageStatus::Failed);
+    assert_eq!(failed.routing_reason.as_deref(), Some("AI unavailable"));
+    assert_eq!(failed.version, plain.version + 1);
+    assert_eq!(failed.triage, None);
+    assert_eq!(failed.priority, plain.priority);
+
+    // A reason already given stays.
+    let routed = add_ticket(&store, &user, "Two", "2").await;
+    store
+        .set_routing_reason(&routed.id, "queued: nobody has capacity")
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&routed.id, "AI unavailable")
+        .await
+        .unwrap();
+    let routed_failed = reread(&store, &routed).await;
+    assert_eq!(routed_failed.triage_status, TriageStatus::Failed);
+    assert_eq!(
+        routed_failed.routing_reason.as_deref(),
+        Some("queued: nobody has capacity")
+    );
+
+    // A finished triage is left alone, and so is a second failure.
+    let done = add_ticket(&store, &user, "Three", "3").await;
+    let done = store
+        .save_triage(
+            &done.id,
+            triage(TriageStatus::Done, Priority::High, "rules"),
+        )
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&done.id, "too late")
+        .await
+        .unwrap();
+    assert_eq!(reread(&store, &done).await, done);
+    store.mark_triage_failed(&plain.id, "again").await.unwrap();
+    assert_eq!(reread(&store, &plain).await, failed);
+
+    // Unknown tickets are no error.
+    store.mark_triage_failed(&new_id(), "gone").await.unwrap();
+}
+
+async fn staff_loads_count_open_and_in_progress_work_only(store: Arc<dyn Store>) {
+    assert!(store.staff_loads().await.unwrap().is_empty());
+    let user = add_user(&store, Role::User).await;
+    let busy = add_user(&store, Role::Moderator).await;
+    let idle = add_user(&store, Role::Moderator).await;
+    let idle = store
+        .update_user(
+            &idle.id,
+            UserPatch {
+                capacity: Some(Some(3)),
+                skills: Some(vec!["billing".into()]),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let admin = add_user(&store, Role::Admin).await;
+
+    let mut last = None;
+    for (title, status) in [
+        ("open", None),
+        ("working", Some(TicketStatus::InProgress)),
+        ("resolved", Some(TicketStatus::Resolved)),
+        ("closed", Some(TicketStatus::Closed)),
+    ] {
+        let ticket = add_ticket(&store, &user, title, "load").await;
+        let assigned = change(&store, &ticket, assign_to(&busy)).await;
+        last = assigned.assigned_at;
+        if let Some(status) = status {
+            change(&store, &assigned, set_status(status)).await;
+        }
+    }
+    let for_admin = add_ticket(&store, &user, "admin's", "load").await;
+    let for_admin = change(&store, &for_admin, assign_to(&admin)).await;
+    // Unassigned work loads nobody.
+    add_ticket(&store, &user, "queued", "load").await;
+
+    let mut expected = vec![
+        StaffLoad {
+            id: busy.id.clone(),
+            email: busy.email.clone(),
+            name: busy.name.clone(),
+            role: Role::Moderator,
+            skills: busy.skills.clone(),
+            capacity: None,
+            open_tickets: 2,
+            last_assigned_at: last,
+        },
+        StaffLoad {
+            id: idle.id.clone(),
+            email: idle.email.clone(),
+            name: idle.name.clone(),
+            role: Role::Moderator,
+            skills: vec!["billing".into()],
+            capacity: Some(3),
+            open_tickets: 0,
+            last_assigned_at: None,
+        },
+        StaffLoad {
+            id: admin.id.clone(),
+            email: admin.email.clone(),
+            name: admin.name.clone(),
+            role: Role::Admin,
+            skills: admin.skills.clone(),
+            capacity: None,
+            open_tickets: 1,
+            last_assigned_at: for_admin.assigned_at,
+        },
+    ];
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        store.staff_loads().await.unwrap(),
+        expected,
+        "users excluded"
+    );
+
+    // Demoted staff leave the list; promoted users join it.
+    store
+        .update_user(
+            &busy.id,
+            UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .staff_loads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let mut remaining = vec![idle.id.clone(), admin.id.clone()];
+    remaining.sort();
+    assert_eq!(ids, remaining);
+}
+
+async fn conditional_assignment_refuses_assigned_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let chosen = add_user(&store, Role::Moderator).await;
+    let other = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    let events_before = all_events(&store).await.len();
+
+    let assigned = store
+        .assign_if_unassigned(&ticket.id, &chosen.id, "skills: sql")
+        .await
+        .unwrap()
+        .expect("was unassigned");
+    assert_eq!(assigned.assigned_to, Some(chosen.id.clone()));
+    assert_eq!(assigned.routing_reason.as_deref(), Some("skills: sql"));
+    assert_eq!(assigned.assigned_at, Some(assigned.updated_at));
+    assert_eq!(assigned.version, ticket.version + 1);
+    assert_eq!(reread(&store, &ticket).await, assigned);
+    assert_eq!(
+        load_of(&store, &chosen).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Someone got there first: nothing changes.
+    let refused = store
+        .assign_if_unassigned(&ticket.id, &other.id, "least loaded")
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert_eq!(reread(&store, &ticket).await, assigned);
+    assert_eq!(load_of(&store, &other).await.last_assigned_at, None);
+    assert_eq!(load_of(&store, &chosen).await.open_tickets, 1);
+
+    // Unknown tickets cannot be assigned either.
+    assert_eq!(
+        store
+            .assign_if_unassigned(&new_id(), &other.id, "x")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Once unassigned again, it can be routed again.
+    let unassigned = change(
+        &store,
+        &assigned,
+        TicketChange {
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let rerouted = store
+        .assign_if_unassigned(&ticket.id, &other.id, "least loaded")
+        .await
+        .unwrap()
+        .expect("unassigned again");
+    assert_eq!(rerouted.assigned_to, Some(other.id.clone()));
+    assert_eq!(rerouted.routing_reason.as_deref(), Some("least loaded"));
+    assert_eq!(rerouted.version, unassigned.version + 1);
+    assert_eq!(
+        load_of(&store, &other).await.last_assigned_at,
+        rerouted.assigned_at
+    );
+    // Routing writes no events; only the manual update did.
+    assert_eq!(all_events(&store).await.len(), events_before + 1);
+}
+
+async fn routing_reason_and_sla_due_leave_the_version(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "SLA", "clock").await;
+
+    store
+        .set_routing_reason(&ticket.id, "queued: nobody free")
+        .await
+        .unwrap();
+    // Whole milliseconds: the finest time both stores keep.
+    let due = (chrono::Utc::now() + chrono::Duration::hours(4)).trunc_subsecs(3);
+    store.set_sla_due(&ticket.id, due).await.unwrap();
+    let noted = reread(&store, &ticket).await;
+    assert_eq!(noted.routing_reason.as_deref(), Some("queued: nobody free"));
+    assert_eq!(noted.sla_due_at, Some(due));
+    assert_eq!(noted.version, ticket.version);
+    assert_eq!(noted.updated_at, ticket.updated_at);
+
+    let later = due + chrono::Duration::minutes(30);
+    store
+        .set_routing_reason(&ticket.id, "skills: printers")
+        .await
+        .unwrap();
+    store.set_sla_due(&ticket.id, later).await.unwrap();
+    let renoted = reread(&store, &ticket).await;
+    assert_eq!(renoted.routing_reason.as_deref(), Some("skills: printers"));
+    assert_eq!(renoted.sla_due_at, Some(later));
+
+    // Unknown tickets are no error, and nothing appears.
+    let missing = new_id();
+    store.set_routing_reason(&missing, "x").await.unwrap();
+    store.set_sla_due(&missing, due).await.unwrap();
+    assert_eq!(store.get_ticket(&missing).await.unwrap(), None);
+}
+
+async fn escalation_raises_priority_once_and_spares_finished_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Late", "overdue").await;
+    assert_eq!(ticket.priority, Priority::Medium);
+
+    let escalated = store
+        .escalate(&ticket.id)
+        .await
+        .unwrap()
+        .expect("first escalation");
+    assert_eq!(escalated.priority, Priority::High);
+    assert_eq!(escalated.escalated_at, Some(escalated.updated_at));
+    assert_eq!(escalated.version, ticket.version + 1);
+    assert_eq!(reread(&store, &ticket).await, escalated);
+
+    // Once only.
+    assert_eq!(store.escalate(&ticket.id).await.unwrap(), None);
+    assert_eq!(reread(&store, &ticket).await, escalated);
+
+    // One step at a time, from the current priority.
+    let low = add_ticket(&store, &user, "Low", "overdue").await;
+    let low = change(
+        &store,
+        &low,
+        TicketChange {
+            priority: Some(Priority::Low),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let raised = store.escalate(&low.id).await.unwrap().expect("escalated");
+    assert_eq!(raised.priority, Priority::Medium);
+
+    // Finished tickets breached nothing.
+    for status in [TicketStatus::Resolved, TicketStatus::Closed] {
+        let finished = add_ticket(&store, &user, "Done", "in time").await;
+        let finished = change(&store, &finished, set_status(status)).await;
+        assert_eq!(store.escalate(&finished.id).await.unwrap(), None);
+        assert_eq!(reread(&store, &finished).await, finished);
+    }
+    // In progress still counts.
+    let working = add_ticket(&store, &user, "Working", "slowly").await;
+    let working = change(&store, &working, set_status(TicketStatus::InProgress)).await;
+    assert!(store.escalate(&working.id).await.unwrap().is_some());
+
+    let err = store.escalate(&new_id()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(store.stats().await.unwrap().sla_breaches, 3);
+}
+
+async fn sent_mail_is_recorded_once(store: Arc<dyn Store>) {
+    let key = format!("run-{}:step-welcome", new_id());
+    assert!(!store.mail_sent(&key).await.unwrap());
+    store
+        .record_mail(&key, "ann@example.com", "Welcome")
+        .await
+        .unwrap();
+    assert!(store.mail_sent(&key).await.unwrap());
+    // A replayed step records again: no error, still one record.
+    store
+        .record_mail(&key, "ann@example.com", "Welcome")
+        .await
+        .unwrap();
+    store
+        .record_mail(&key, "bob@example.com", "Other")
+        .await
+        .unwrap();
+    assert!(store.mail_sent(&key).await.unwrap());
+    assert!(!store.mail_sent(&format!("{key}-other")).await.unwrap());
+    assert!(!store.mail_sent("").await.unwrap());
 }
 
 async fn the_store_answers_pings(store: Arc<dyn Store>) {

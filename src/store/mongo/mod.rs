@@ -14,6 +14,7 @@
 //! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
 //! handler's future when its client goes away; a spawned task finishes regardless.
 
+mod automation;
 mod outbox;
 mod tickets;
 mod transaction;
@@ -42,6 +43,8 @@ const TICKETS: &str = "tickets";
 const COMMENTS: &str = "comments";
 const OUTBOX: &str = "outbox";
 const COUNTERS: &str = "counters";
+/// Keyed by the idempotency key as `_id`: one record per mail, whatever the replays.
+const SENT_MAIL: &str = "sent_mail";
 
 #[derive(Clone)]
 pub struct MongoStore {
@@ -56,6 +59,7 @@ struct Inner {
     comments: Collection<Document>,
     outbox: Collection<Document>,
     counters: Collection<Document>,
+    sent_mail: Collection<Document>,
 }
 
 impl MongoStore {
@@ -71,6 +75,7 @@ impl MongoStore {
             comments: db.collection(COMMENTS),
             outbox: db.collection(OUTBOX),
             counters: db.collection(COUNTERS),
+            sent_mail: db.collection(SENT_MAIL),
             client,
             db,
         });
@@ -163,6 +168,12 @@ impl Inner {
                     index(
                         "tickets_by_assignee",
                         doc! { "assigned_to": 1, "_id": 1 },
+                        false,
+                    ),
+                    // Staff loads: open and in-progress tickets per assignee.
+                    index(
+                        "tickets_by_assignee_status",
+                        doc! { "assigned_to": 1, "status": 1 },
                         false,
                     ),
                     index("tickets_by_status", doc! { "status": 1, "_id": 1 }, false),

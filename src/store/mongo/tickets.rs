@@ -6,8 +6,9 @@ use super::{
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::store::{
-    AssigneeFilter, Comment, Count, NewComment, NewTicket, Page, Stats, StoreError, StoreResult,
-    Ticket, TicketChange, TicketQuery, TicketStore, Visibility,
+    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, Page, Stats, StoreError,
+    StoreResult, Ticket, TicketChange, TicketQuery, TicketStore, TicketTriage, TriageUpdate,
+    Visibility,
 };
 use async_trait::async_trait;
 use futures::{FutureExt, TryStreamExt};
@@ -15,8 +16,48 @@ use mongodb::bson::{self, Bson, Document, Regex, doc};
 use mongodb::options::ReturnDocument;
 use serde::Deserialize;
 
+/// Triage is an embedded document: it is read and written whole.
 #[derive(Deserialize)]
-struct TicketDoc {
+struct TriageDoc {
+    summary: String,
+    sentiment: String,
+    required_skills: Vec<String>,
+    helpful_notes: String,
+    confidence: f64,
+    source: String,
+    triaged_at: bson::DateTime,
+}
+
+impl TriageDoc {
+    fn into_model(self) -> StoreResult<TicketTriage> {
+        Ok(TicketTriage {
+            summary: self.summary,
+            sentiment: self.sentiment,
+            required_skills: self.required_skills,
+            helpful_notes: Some(self.helpful_notes),
+            confidence: self.confidence,
+            source: self.source,
+            triaged_at: from_bson_date(self.triaged_at)?,
+        })
+    }
+}
+
+pub(super) fn triage_document(triage: &TriageUpdate, now: bson::DateTime) -> Document {
+    doc! {
+        "summary": &triage.summary,
+        "sentiment": &triage.sentiment,
+        "required_skills": &triage.required_skills,
+        "helpful_notes": &triage.helpful_notes,
+        "confidence": triage.confidence,
+        "source": &triage.source,
+        "triaged_at": now,
+    }
+}
+
+/// Fields added after the first release are `Option`s, so older documents without them read
+/// as "not set".
+#[derive(Deserialize)]
+pub(super) struct TicketDoc {
     #[serde(rename = "_id")]
     id: String,
     title: String,
@@ -33,10 +74,15 @@ struct TicketDoc {
     updated_at: bson::DateTime,
     first_response_at: Option<bson::DateTime>,
     resolved_at: Option<bson::DateTime>,
+    triage: Option<TriageDoc>,
+    routing_reason: Option<String>,
+    assigned_at: Option<bson::DateTime>,
+    sla_due_at: Option<bson::DateTime>,
+    escalated_at: Option<bson::DateTime>,
 }
 
 impl TicketDoc {
-    fn decode(document: Document) -> StoreResult<Ticket> {
+    pub(super) fn decode(document: Document) -> StoreResult<Ticket> {
         let d: TicketDoc = bson::from_document(document).map_err(|e| bad_document("ticket", e))?;
         Ok(Ticket {
             id: d.id,
@@ -54,6 +100,11 @@ impl TicketDoc {
             updated_at: from_bson_date(d.updated_at)?,
             first_response_at: from_opt_bson_date(d.first_response_at)?,
             resolved_at: from_opt_bson_date(d.resolved_at)?,
+            triage: d.triage.map(TriageDoc::into_model).transpose()?,
+            routing_reason: d.routing_reason,
+            assigned_at: from_opt_bson_date(d.assigned_at)?,
+            sla_due_at: from_opt_bson_date(d.sla_due_at)?,
+            escalated_at: from_opt_bson_date(d.escalated_at)?,
         })
     }
 }
@@ -101,6 +152,13 @@ fn ticket_document(ticket: &NewTicket, now: bson::DateTime) -> Document {
         "updated_at": now,
         "first_response_at": Bson::Null,
         "resolved_at": Bson::Null,
+        "triage": Bson::Null,
+        // Beside `triage.source` so that stats can group by it.
+        "triage_source": Bson::Null,
+        "routing_reason": Bson::Null,
+        "assigned_at": Bson::Null,
+        "sla_due_at": Bson::Null,
+        "escalated_at": Bson::Null,
     }
 }
 
@@ -194,13 +252,6 @@ fn text_clause(text: &str) -> Document {
     doc! { "$or": [ { "title": pattern.clone() }, { "description": pattern } ] }
 }
 
-/// Tickets that still occupy their assignee.
-const ACTIVE: [TicketStatus; 3] = [
-    TicketStatus::Open,
-    TicketStatus::InProgress,
-    TicketStatus::Resolved,
-];
-
 fn stats_pipeline() -> Vec<Document> {
     let count_by = |field: &str| {
         vec![
@@ -208,31 +259,52 @@ fn stats_pipeline() -> Vec<Document> {
             doc! { "$sort": { "_id": 1 } },
         ]
     };
-    let active: Vec<&str> = ACTIVE.iter().map(|s| s.as_str()).collect();
-    let mut by_assignee = vec![doc! { "$match": { "status": { "$in": active } } }];
-    by_assignee.extend(count_by("assigned_to"));
+    // Milliseconds from opening to `field`, averaged over the tickets that have it.
+    let mean_ms_to = |field: &str| {
+        vec![
+            doc! { "$match": { field: { "$ne": Bson::Null } } },
+            doc! { "$group": {
+                "_id": Bson::Null,
+                "ms": { "$avg": { "$subtract": [format!("${field}"), "$created_at"] } },
+            } },
+        ]
+    };
     vec![doc! { "$facet": {
         "total": [ { "$count": "count" } ],
         "by_status": count_by("status"),
         "by_priority": count_by("priority"),
         "by_category": count_by("category"),
-        "by_assignee": by_assignee,
+        "by_assignee": count_by("assigned_to"),
+        "by_triage_status": count_by("triage_status"),
+        "by_triage_source": count_by("triage_source"),
+        "first_response_ms": mean_ms_to("first_response_at"),
+        "resolution_ms": mean_ms_to("resolved_at"),
+        "sla_breaches": [
+            { "$match": { "escalated_at": { "$ne": Bson::Null } } },
+            { "$count": "count" },
+        ],
     } }]
 }
 
 /// Reads the `$facet` result. Groups sort with null first, as SQLite's `ORDER BY` does, and a
-/// null key is named like SQLite names it.
-fn stats_from(result: &Document) -> StoreResult<Stats> {
-    let counts = |facet: &str, null_key: &str| -> StoreResult<Vec<Count>> {
-        let groups = result
+/// null key is named like SQLite names it. Staff loads come from the users, read separately.
+fn stats_from(result: &Document, moderator_load: Vec<Load>) -> StoreResult<Stats> {
+    let groups = |facet: &str| -> StoreResult<Vec<&Document>> {
+        result
             .get_array(facet)
-            .map_err(|e| bad_document("stats", e))?;
-        groups
+            .map_err(|e| bad_document("stats", e))?
             .iter()
             .map(|group| {
-                let group = group
+                group
                     .as_document()
-                    .ok_or_else(|| bad_document("stats", "group is not a document"))?;
+                    .ok_or_else(|| bad_document("stats", "group is not a document"))
+            })
+            .collect()
+    };
+    let counts = |facet: &str, null_key: &str| -> StoreResult<Vec<Count>> {
+        groups(facet)?
+            .into_iter()
+            .map(|group| {
                 let key = match group.get("_id") {
                     Some(Bson::String(key)) => key.clone(),
                     None | Some(Bson::Null) => null_key.to_owned(),
@@ -247,12 +319,36 @@ fn stats_from(result: &Document) -> StoreResult<Stats> {
             })
             .collect()
     };
+    let single = |facet: &str| -> StoreResult<u64> {
+        Ok(counts(facet, facet)?.first().map_or(0, |c| c.count))
+    };
+    // No group at all when no ticket has the field: no mean, as SQL's AVG over no rows.
+    let mean_secs = |facet: &str| -> StoreResult<Option<f64>> {
+        let Some(group) = groups(facet)?.first().copied() else {
+            return Ok(None);
+        };
+        match group.get("ms") {
+            Some(Bson::Double(ms)) => Ok(Some(ms / 1000.0)),
+            // `$avg` over values that are all null.
+            Some(Bson::Null) => Ok(None),
+            Some(other) => bson_i64(other)
+                .map(|ms| Some(ms as f64 / 1000.0))
+                .ok_or_else(|| bad_document("stats mean", other)),
+            None => Err(bad_document("stats mean", "missing")),
+        }
+    };
     Ok(Stats {
-        total: counts("total", "total")?.first().map_or(0, |c| c.count),
+        total: single("total")?,
         by_status: counts("by_status", "none")?,
         by_priority: counts("by_priority", "none")?,
         by_category: counts("by_category", "none")?,
         by_assignee: counts("by_assignee", "unassigned")?,
+        by_triage_status: counts("by_triage_status", "none")?,
+        by_triage_source: counts("by_triage_source", "none")?,
+        avg_first_response_secs: mean_secs("first_response_ms")?,
+        avg_resolution_secs: mean_secs("resolution_ms")?,
+        sla_breaches: single("sla_breaches")?,
+        moderator_load,
     })
 }
 
@@ -338,13 +434,36 @@ impl TicketStore for MongoStore {
         let id = id.to_owned();
         self.run(move |inner| async move {
             let now = now();
-            let update = ticket_update(&change, to_bson_date(now));
+            let at = to_bson_date(now);
+            let update = ticket_update(&change, at);
+            let assignee = change.assigned_to.clone().flatten();
             let updated = inner
                 .transact(|db, s| {
                     let id = id.clone();
                     let update = update.clone();
                     let events = events.clone();
+                    let assignee = assignee.clone();
                     async move {
+                        // Written before the versioned update, whose filter this one shares, so
+                        // it still sees the previous assignee; a stale version aborts both.
+                        let newly_assigned = match &assignee {
+                            Some(assignee) => {
+                                db.tickets
+                                    .update_one(
+                                        doc! {
+                                            "_id": &id,
+                                            "version": expected_version,
+                                            "assigned_to": { "$ne": assignee },
+                                        },
+                                        doc! { "$set": { "assigned_at": at } },
+                                    )
+                                    .session(&mut *s)
+                                    .await?
+                                    .matched_count
+                                    > 0
+                            }
+                            None => false,
+                        };
                         let updated = db
                             .tickets
                             .find_one_and_update(
@@ -369,6 +488,9 @@ impl TicketStore for MongoStore {
                             }
                             .into());
                         };
+                        if let (true, Some(assignee)) = (newly_assigned, &assignee) {
+                            db.note_assignee(s, assignee, at).await?;
+                        }
                         db.append_events(s, &events, now).await?;
                         Ok(updated)
                     }
@@ -460,9 +582,25 @@ impl TicketStore for MongoStore {
                 .aggregate(stats_pipeline())
                 .await
                 .map_err(driver)?;
-            match cursor.try_next().await.map_err(driver)? {
-                Some(result) => stats_from(&result),
-                None => Ok(Stats::default()),
+            let facets = cursor.try_next().await.map_err(driver)?;
+            let moderator_load = inner
+                .staff_loads()
+                .await?
+                .into_iter()
+                .map(|s| Load {
+                    user_id: s.id,
+                    email: s.email,
+                    role: s.role,
+                    open_tickets: u64::from(s.open_tickets),
+                    capacity: s.capacity,
+                })
+                .collect();
+            match facets {
+                Some(result) => stats_from(&result, moderator_load),
+                None => Ok(Stats {
+                    moderator_load,
+                    ..Stats::default()
+                }),
             }
         })
         .await
@@ -534,8 +672,71 @@ mod tests {
                 updated_at: now,
                 first_response_at: None,
                 resolved_at: None,
+                triage: None,
+                routing_reason: None,
+                assigned_at: None,
+                sla_due_at: None,
+                escalated_at: None,
             }
         );
+    }
+
+    #[test]
+    fn documents_from_before_triage_read_as_untriaged() {
+        let mut document = tests_support::stored_ticket("t1", 3);
+        for field in [
+            "triage",
+            "triage_source",
+            "routing_reason",
+            "assigned_at",
+            "sla_due_at",
+            "escalated_at",
+        ] {
+            assert!(document.remove(field).is_some(), "{field}");
+        }
+        let ticket = TicketDoc::decode(document).unwrap();
+        assert_eq!(ticket.triage, None);
+        assert_eq!(ticket.routing_reason, None);
+        assert_eq!(ticket.assigned_at, None);
+        assert_eq!(ticket.sla_due_at, None);
+        assert_eq!(ticket.escalated_at, None);
+        assert_eq!(ticket.version, 3);
+    }
+
+    #[test]
+    fn triage_reads_back_as_saved_with_its_notes() {
+        let now = super::super::now();
+        let update = TriageUpdate {
+            status: TriageStatus::Done,
+            summary: "Printer burns".into(),
+            category: Category::Bug,
+            priority: Priority::High,
+            sentiment: "frustrated".into(),
+            required_skills: vec!["hardware".into()],
+            helpful_notes: String::new(),
+            confidence: 0.5,
+            source: "gemini".into(),
+        };
+        let mut document = tests_support::stored_ticket("t1", 1);
+        document.insert("triage", triage_document(&update, to_bson_date(now)));
+        document.insert("routing_reason", "skills match");
+        document.insert("sla_due_at", to_bson_date(now));
+        let ticket = TicketDoc::decode(document).unwrap();
+        assert_eq!(
+            ticket.triage,
+            Some(TicketTriage {
+                summary: "Printer burns".into(),
+                sentiment: "frustrated".into(),
+                required_skills: vec!["hardware".into()],
+                // Stored even when empty, and always returned: hiding it is the API's call.
+                helpful_notes: Some(String::new()),
+                confidence: 0.5,
+                source: "gemini".into(),
+                triaged_at: now,
+            })
+        );
+        assert_eq!(ticket.routing_reason.as_deref(), Some("skills match"));
+        assert_eq!(ticket.sla_due_at, Some(now));
     }
 
     #[test]
@@ -725,11 +926,21 @@ mod tests {
         let pipeline = stats_pipeline();
         assert_eq!(pipeline.len(), 1);
         let facet = pipeline[0].get_document("$facet").unwrap();
+        // Every ticket counts for its assignee, whatever its status.
         assert_eq!(
             facet.get_array("by_assignee").unwrap()[0],
-            Bson::Document(
-                doc! { "$match": { "status": { "$in": ["open", "in_progress", "resolved"] } } }
-            )
+            Bson::Document(doc! { "$group": { "_id": "$assigned_to", "count": { "$sum": 1 } } })
+        );
+        assert_eq!(
+            facet.get_array("resolution_ms").unwrap()[0],
+            Bson::Document(doc! { "$match": { "resolved_at": { "$ne": Bson::Null } } })
+        );
+        assert_eq!(
+            facet.get_array("resolution_ms").unwrap()[1],
+            Bson::Document(doc! { "$group": {
+                "_id": Bson::Null,
+                "ms": { "$avg": { "$subtract": ["$resolved_at", "$created_at"] } },
+            } })
         );
         let result = doc! {
             "total": [ { "count": 3 } ],
@@ -737,24 +948,50 @@ mod tests {
             "by_priority": [ { "_id": "medium", "count": 3 } ],
             "by_category": [ { "_id": Bson::Null, "count": 2 }, { "_id": "bug", "count": 1 } ],
             "by_assignee": [ { "_id": Bson::Null, "count": 1 }, { "_id": "m1", "count": 2 } ],
+            "by_triage_status": [ { "_id": "done", "count": 1 }, { "_id": "pending", "count": 2 } ],
+            "by_triage_source": [ { "_id": Bson::Null, "count": 2 }, { "_id": "rules", "count": 1 } ],
+            "first_response_ms": [ { "_id": Bson::Null, "ms": 1500.0 } ],
+            "resolution_ms": [ { "_id": Bson::Null, "ms": 60_000_i64 } ],
+            "sla_breaches": [ { "count": 1 } ],
         };
         let count = |key: &str, count| Count {
             key: key.into(),
             count,
         };
+        let load = Load {
+            user_id: "m1".into(),
+            email: "m1@example.com".into(),
+            role: crate::domain::user::Role::Moderator,
+            open_tickets: 2,
+            capacity: None,
+        };
         assert_eq!(
-            stats_from(&result).unwrap(),
+            stats_from(&result, vec![load.clone()]).unwrap(),
             Stats {
                 total: 3,
                 by_status: vec![count("open", 2), count("resolved", 1)],
                 by_priority: vec![count("medium", 3)],
                 by_category: vec![count("none", 2), count("bug", 1)],
                 by_assignee: vec![count("unassigned", 1), count("m1", 2)],
+                by_triage_status: vec![count("done", 1), count("pending", 2)],
+                by_triage_source: vec![count("none", 2), count("rules", 1)],
+                avg_first_response_secs: Some(1.5),
+                avg_resolution_secs: Some(60.0),
+                sla_breaches: 1,
+                moderator_load: vec![load],
             }
         );
         let empty = doc! {
             "total": [], "by_status": [], "by_priority": [], "by_category": [], "by_assignee": [],
+            "by_triage_status": [], "by_triage_source": [], "first_response_ms": [],
+            "resolution_ms": [], "sla_breaches": [],
         };
-        assert_eq!(stats_from(&empty).unwrap(), Stats::default());
+        assert_eq!(stats_from(&empty, Vec::new()).unwrap(), Stats::default());
+        let mut odd = empty;
+        odd.insert(
+            "resolution_ms",
+            vec![doc! { "_id": Bson::Null, "ms": "soon" }],
+        );
+        assert!(stats_from(&odd, Vec::new()).is_err());
     }
 }

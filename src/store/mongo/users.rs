@@ -60,6 +60,7 @@ fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
         "role": user.role.as_str(),
         "skills": &user.skills,
         "capacity": Bson::Null,
+        "last_assigned_at": Bson::Null,
         "created_at": now,
         "updated_at": now,
     }

@@ -7,10 +7,11 @@
 use super::MongoStore;
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::TicketStatus;
+use crate::domain::ticket::{Category, Priority, TriageStatus};
 use crate::domain::user::Role;
 use crate::store::{
-    NewTicket, NewUser, OutboxStore, StoreError, TicketChange, TicketQuery, TicketStore, UserStore,
-    Visibility,
+    AutomationStore, NewTicket, NewUser, OutboxStore, StoreError, TicketChange, TicketQuery,
+    TicketStore, TriageUpdate, UserStore, Visibility,
 };
 use mongodb::bson::{Bson, Document, doc};
 use std::net::SocketAddr;
@@ -331,6 +332,12 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 "tickets",
                 "tickets_by_assignee",
                 doc! { "assigned_to": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_assignee_status",
+                doc! { "assigned_to": 1, "status": 1 },
                 false
             ),
             spec(
@@ -706,33 +713,357 @@ async fn lists_send_the_built_filter_sort_and_limit() {
     assert_eq!(find.body.get_document("sort").unwrap(), &doc! { "seq": 1 });
 }
 
+fn cursor(namespace: &str, batch: Vec<Document>) -> Document {
+    doc! { "cursor": { "firstBatch": batch, "id": 0_i64, "ns": namespace }, "ok": 1.0 }
+}
+
+fn first_stage(c: &Received) -> String {
+    c.body
+        .get_array("pipeline")
+        .ok()
+        .and_then(|p| p.first())
+        .and_then(Bson::as_document)
+        .and_then(|d| d.keys().next().cloned())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
-async fn stats_come_from_one_aggregation() {
-    let server = FakeMongod::start(Kind::ReplicaSet, |c| {
-        (c.name == "aggregate").then(|| {
-            doc! { "cursor": { "firstBatch": [ {
+async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| match c.name.as_str() {
+        "aggregate" if first_stage(c) == "$facet" => Some(cursor(
+            "t.tickets",
+            vec![doc! {
                 "total": [ { "count": 2 } ],
                 "by_status": [ { "_id": "open", "count": 2 } ],
                 "by_priority": [ { "_id": "medium", "count": 2 } ],
                 "by_category": [ { "_id": Bson::Null, "count": 2 } ],
-                "by_assignee": [ { "_id": Bson::Null, "count": 2 } ],
-            } ], "id": 0_i64, "ns": "t.tickets" }, "ok": 1.0 }
-        })
+                "by_assignee": [ { "_id": Bson::Null, "count": 1 }, { "_id": "m1", "count": 1 } ],
+                "by_triage_status": [ { "_id": "pending", "count": 2 } ],
+                "by_triage_source": [ { "_id": Bson::Null, "count": 2 } ],
+                "first_response_ms": [ { "_id": Bson::Null, "ms": 2500.0 } ],
+                "resolution_ms": [],
+                "sla_breaches": [ { "count": 1 } ],
+            }],
+        )),
+        "aggregate" => Some(cursor("t.tickets", vec![doc! { "_id": "m1", "count": 1 }])),
+        "find" if c.body.get_str("find") == Ok("users") => Some(cursor(
+            "t.users",
+            vec![doc! {
+                "_id": "m1", "email": "m1@example.com", "name": "Mo", "role": "moderator",
+                "skills": ["sql"], "capacity": 2_i64, "last_assigned_at": Bson::Null,
+            }],
+        )),
+        _ => None,
     })
     .await;
     let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.total, 2);
     assert_eq!(stats.by_category[0].key, "none");
     assert_eq!(stats.by_assignee[0].key, "unassigned");
-    let aggregate = &server.named("aggregate")[0];
-    assert_eq!(aggregate.body.get_str("aggregate"), Ok("tickets"));
-    assert!(
-        aggregate.body.get_array("pipeline").unwrap()[0]
-            .as_document()
-            .unwrap()
-            .contains_key("$facet")
+    assert_eq!(stats.by_triage_source[0].key, "none");
+    assert_eq!(stats.avg_first_response_secs, Some(2.5));
+    assert_eq!(stats.avg_resolution_secs, None);
+    assert_eq!(stats.sla_breaches, 1);
+    assert_eq!(stats.moderator_load.len(), 1);
+    assert_eq!(stats.moderator_load[0].user_id, "m1");
+    assert_eq!(stats.moderator_load[0].open_tickets, 1);
+    assert_eq!(stats.moderator_load[0].capacity, Some(2));
+
+    let aggregates = server.named("aggregate");
+    assert_eq!(aggregates.len(), 2);
+    assert_eq!(aggregates[0].body.get_str("aggregate"), Ok("tickets"));
+    assert_eq!(first_stage(&aggregates[0]), "$facet");
+    let staff = &server.named("find")[0];
+    assert_eq!(
+        staff.body.get_document("filter").unwrap(),
+        &doc! { "role": { "$in": ["moderator", "admin"] } }
     );
+    assert_eq!(staff.body.get_document("sort").unwrap(), &doc! { "_id": 1 });
+    assert_eq!(
+        staff.body.get_document("projection").unwrap(),
+        &doc! { "password_hash": 0 }
+    );
+    let loads = &aggregates[1];
+    assert_eq!(loads.body.get_str("aggregate"), Ok("tickets"));
+    assert_eq!(
+        loads.body.get_array("pipeline").unwrap()[0],
+        Bson::Document(doc! { "$match": {
+            "assigned_to": { "$in": ["m1"] },
+            "status": { "$in": ["open", "in_progress"] },
+        } })
+    );
+}
+
+#[tokio::test]
+async fn no_staff_means_no_load_query() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    assert!(store.staff_loads().await.unwrap().is_empty());
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["find"]);
+}
+
+/// Answers `findAndModify` on tickets with a stored ticket, or with nothing when `found` is off.
+fn ticket_script(found: bool) -> impl Fn(&Received) -> Option<Document> + Send + Sync + 'static {
+    move |c: &Received| {
+        if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
+            let value = if found {
+                Bson::Document(super::tickets::tests_support::stored_ticket("t1", 2))
+            } else {
+                Bson::Null
+            };
+            return Some(doc! {
+                "lastErrorObject": { "n": i32::from(found), "updatedExisting": found },
+                "value": value, "ok": 1.0,
+            });
+        }
+        counter_script(1)(c)
+    }
+}
+
+fn update_of(c: &Received) -> (String, Document, Document) {
+    let update = c.body.get_array("updates").unwrap()[0]
+        .as_document()
+        .unwrap();
+    (
+        c.body.get_str("update").unwrap().to_owned(),
+        update.get_document("q").unwrap().clone(),
+        update.get_document("u").unwrap().clone(),
+    )
+}
+
+#[tokio::test]
+async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
+    for newly in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            if c.name == "update" && c.body.get_str("update") == Ok("tickets") && !newly {
+                // Already assigned to them: the guarded write matches nothing.
+                return Some(doc! { "n": 0, "nModified": 0, "ok": 1.0 });
+            }
+            ticket_script(true)(c)
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        store
+            .update_ticket(
+                "t1",
+                1,
+                TicketChange {
+                    assigned_to: Some(Some("m1".into())),
+                    ..TicketChange::default()
+                },
+                vec![NewEvent::ticket_updated("t1", "a", serde_json::json!({}))],
+            )
+            .await
+            .unwrap();
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        let expected: &[&str] = if newly {
+            &[
+                "update",
+                "findAndModify",
+                "update",
+                "findAndModify",
+                "insert",
+                "commitTransaction",
+            ]
+        } else {
+            &[
+                "update",
+                "findAndModify",
+                "findAndModify",
+                "insert",
+                "commitTransaction",
+            ]
+        };
+        assert_eq!(names, expected);
+        for c in &commands {
+            assert!(is_in_transaction(c), "{c:?}");
+            assert_eq!(txn_number(c), txn_number(&commands[0]));
+        }
+        let (collection, filter, update) = update_of(&commands[0]);
+        assert_eq!(collection, "tickets");
+        assert_eq!(
+            filter,
+            doc! { "_id": "t1", "version": 1_i64, "assigned_to": { "$ne": "m1" } }
+        );
+        let at = update
+            .get_document("$set")
+            .unwrap()
+            .get_datetime("assigned_at")
+            .unwrap();
+        let set = commands[1]
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap();
+        assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
+        if newly {
+            let (collection, filter, update) = update_of(&commands[2]);
+            assert_eq!(collection, "users");
+            assert_eq!(filter, doc! { "_id": "m1" });
+            assert_eq!(update, doc! { "$set": { "last_assigned_at": *at } });
+        }
+    }
+}
+
+#[tokio::test]
+async fn conditional_assignment_runs_only_on_unassigned_tickets() {
+    for found in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let assigned = store
+            .assign_if_unassigned("t1", "m1", "skills: sql")
+            .await
+            .unwrap();
+        assert_eq!(assigned.is_some(), found);
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        if found {
+            assert_eq!(names, ["findAndModify", "update", "commitTransaction"]);
+            let (collection, filter, _) = update_of(&commands[1]);
+            assert_eq!(
+                (collection.as_str(), filter),
+                ("users", doc! { "_id": "m1" })
+            );
+        } else {
+            assert_eq!(names, ["findAndModify", "commitTransaction"]);
+        }
+        assert!(commands.iter().all(is_in_transaction));
+        let claim = &commands[0];
+        assert_eq!(
+            claim.body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "assigned_to": Bson::Null }
+        );
+        let set = claim
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap();
+        assert_eq!(set.get_str("assigned_to"), Ok("m1"));
+        assert_eq!(set.get_str("routing_reason"), Ok("skills: sql"));
+        assert_eq!(
+            set.get_datetime("assigned_at"),
+            set.get_datetime("updated_at")
+        );
+    }
+}
+
+#[tokio::test]
+async fn triage_falls_back_to_keeping_a_locked_priority() {
+    let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(false)).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let err = store
+        .save_triage(
+            "t1",
+            TriageUpdate {
+                status: TriageStatus::Done,
+                summary: "s".into(),
+                category: Category::Bug,
+                priority: Priority::High,
+                sentiment: "calm".into(),
+                required_skills: vec![],
+                helpful_notes: "n".into(),
+                confidence: 1.0,
+                source: "rules".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let tries = server.named("findAndModify");
+    assert_eq!(tries.len(), 2);
+    assert_eq!(
+        tries[0].body.get_document("query").unwrap(),
+        &doc! { "_id": "t1", "priority_locked": false }
+    );
+    assert_eq!(
+        tries[1].body.get_document("query").unwrap(),
+        &doc! { "_id": "t1" }
+    );
+    let set = |i: usize| {
+        tries[i]
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(set(0).get_str("priority"), Ok("high"));
+    assert!(!set(1).contains_key("priority"));
+    assert!(tries.iter().all(|c| !is_in_transaction(c)));
+}
+
+#[tokio::test]
+async fn escalation_reads_and_raises_in_one_transaction() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| {
+        if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+            return Some(cursor(
+                "t.tickets",
+                vec![super::tickets::tests_support::stored_ticket("t1", 1)],
+            ));
+        }
+        ticket_script(true)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    assert!(store.escalate("t1").await.unwrap().is_some());
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
+    assert!(commands.iter().all(is_in_transaction));
+    let set = commands[1]
+        .body
+        .get_document("update")
+        .unwrap()
+        .get_document("$set")
+        .unwrap();
+    // The stored ticket is medium: one step up.
+    assert_eq!(set.get_str("priority"), Ok("high"));
+    assert_eq!(
+        set.get_datetime("escalated_at"),
+        set.get_datetime("updated_at")
+    );
+}
+
+#[tokio::test]
+async fn recording_a_mail_twice_is_no_error_but_other_failures_are() {
+    for (code, index, ok) in [
+        (11000, "_id_", true),
+        (11000, "other_unique", false),
+        (2, "_id_", false),
+    ] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            (c.name == "insert" && c.body.get_str("insert") == Ok("sent_mail")).then(|| {
+                doc! { "ok": 1.0, "n": 0, "writeErrors": [ {
+                    "index": 0, "code": code,
+                    "errmsg": format!("E11000 duplicate key error collection: t.sent_mail index: {index} dup key: {{ _id: \"k\" }}"),
+                } ] }
+            })
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let result = store.record_mail("k", "ann@example.com", "Welcome").await;
+        assert_eq!(result.is_ok(), ok, "{code} {index}: {result:?}");
+        let insert = &server.named("insert")[0];
+        let row = insert.body.get_array("documents").unwrap()[0]
+            .as_document()
+            .unwrap();
+        assert_eq!(row.get_str("_id"), Ok("k"));
+        assert_eq!(row.get_str("recipient"), Ok("ann@example.com"));
+        assert!(matches!(row.get("sent_at"), Some(Bson::DateTime(_))));
+    }
 }
 
 #[tokio::test]
