@@ -5,6 +5,7 @@ use crate::config::{Config, Secret, StoreUrl};
 use crate::domain::user::{Email, Password, Role};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppInner, AppState};
+use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use anyhow::Context;
@@ -25,8 +26,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 .with_context(|| format!("opening SQLite at {}", path.display()))?;
             Ok(Arc::new(store))
         }
-        StoreUrl::Mongo { .. } => {
-            anyhow::bail!("DATABASE_URL: MongoDB support is not built into this version")
+        StoreUrl::Mongo { uri, database } => {
+            let store = MongoStore::connect(uri.expose(), database)
+                .await
+                .with_context(|| format!("connecting to MongoDB (database {database:?})"))?;
+            Ok(Arc::new(store))
         }
     }
 }

@@ -5,6 +5,7 @@
 //! outbox is what makes "saved but never processed" impossible.
 
 pub mod model;
+pub mod mongo;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -185,7 +185,7 @@ pub struct Stats {
     pub by_status: Vec<Count>,
     pub by_priority: Vec<Count>,
     pub by_category: Vec<Count>,
-    /// Open, in-progress and resolved tickets per assignee; `key` is the user id or "unassigned".
+    /// All tickets per assignee; `key` is the user id or "unassigned".
     pub by_assignee: Vec<Count>,
     pub by_triage_status: Vec<Count>,
     /// Which engine triaged: `gemini`, `openai`, `rules`; `none` while pending.

@@ -12,4 +12,5 @@ mod bad_input;
 mod durability;
 mod fuzz;
 mod mail_delivery;
+mod store_contract;
 mod tickets;
