@@ -8,6 +8,8 @@ pub const TICKET_CREATED: &str = "ticket/created";
 pub const TICKET_UPDATED: &str = "ticket/updated";
 pub const TICKET_RESOLVED: &str = "ticket/resolved";
 pub const TICKET_COMMENTED: &str = "ticket/commented";
+/// An admin asked for the ticket to be triaged again.
+pub const TICKET_RETRIAGE: &str = "ticket/retriage.requested";
 
 /// An event on its way into the outbox. `id` becomes the Inngest event id, so a resend after a
 /// crash is deduplicated downstream.
@@ -49,6 +51,13 @@ impl NewEvent {
     pub fn ticket_resolved(ticket_id: &str, actor_id: &str) -> Self {
         Self::new(
             TICKET_RESOLVED,
+            json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
+        )
+    }
+
+    pub fn ticket_retriage(ticket_id: &str, actor_id: &str) -> Self {
+        Self::new(
+            TICKET_RETRIAGE,
             json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
         )
     }

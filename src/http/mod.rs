@@ -112,6 +112,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tickets::update_ticket,
             tickets::put_ticket
         ))
+        .routes(routes!(tickets::retriage_ticket))
         .routes(routes!(comments::list_comments, comments::add_comment))
         .routes(routes!(users::list_users))
         .routes(routes!(users::update_user))

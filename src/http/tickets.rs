@@ -329,3 +329,35 @@ fn decide_update(
     }
     Ok(Some((change, events)))
 }
+
+#[utoipa::path(post, path = "/api/tickets/{id}/retriage", tag = "tickets", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 202, body = TicketResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retriage_ticket(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
+    user.require(Role::Admin)?;
+    for _ in 0..5 {
+        let ticket = visible_ticket(&state, &user, &id).await?;
+        let event = NewEvent::ticket_retriage(&ticket.id, user.id());
+        match state
+            .store
+            .update_ticket(
+                &ticket.id,
+                ticket.version,
+                TicketChange::default(),
+                vec![event],
+            )
+            .await
+        {
+            Ok(ticket) => {
+                state.notify_outbox();
+                return Ok((StatusCode::ACCEPTED, Json(TicketResponse { ticket })));
+            }
+            Err(StoreError::Stale) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Stale.into())
+}

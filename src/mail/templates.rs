@@ -208,6 +208,25 @@ impl Templates {
         }
         .render(&self.product)
     }
+
+    /// To admins when a ticket's automatic processing failed for good.
+    pub fn processing_failed(&self, t: &TicketInfo<'_>, reason: &str) -> MailContent {
+        let mut facts = ticket_facts(t, false);
+        facts.push(("Error", clamp_chars(&clean_line(reason), 300)));
+        Doc {
+            subject: format!("Needs attention: {}", subject_title(t.title)),
+            heading: "A ticket could not be processed automatically".to_string(),
+            paragraphs: vec![format!(
+                "Triage or routing of the ticket \u{201c}{}\u{201d} failed after every retry. \
+                 It is marked as failed and waits for a person to triage and assign it.",
+                clean_line(t.title)
+            )],
+            facts,
+            quote: None,
+            action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
 }
 
 fn subject_title(title: &str) -> String {
