@@ -1,0 +1,3 @@
+mod inngest_app;
+mod inngest_conformance;
+mod inngest_harness;
