@@ -348,7 +348,8 @@ async fn signature_gate() {
     let p = pair(Mode::Cloud);
     let body = CallBody::new("app/hello", json!({"name": "Ada"})).render();
     let ct = ("content-type", "application/json".to_owned());
-    let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, u16)> = vec![
         ("unsigned", vec![ct.clone()], 401),
         (
             "expired",
