@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod inngest;
 pub mod mail;
 pub mod relay;
 pub mod routing;
