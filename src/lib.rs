@@ -8,6 +8,8 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+#[path = "../functions/mod.rs"]
+pub mod functions;
 pub mod http;
 pub mod inngest;
 pub mod mail;
