@@ -9,9 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use ticketing::inngest::executor::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunSummary, StoreResult,
+    Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunSummary,
+    StoreResult,
 };
-use ticketing::inngest::executor::{ExecutorOptions, ManualClock, RunState, RunStatus, RunStore, SqliteRunStore, StoreError};
+use ticketing::inngest::executor::{
+    ExecutorOptions, ManualClock, RunState, RunStatus, RunStore, SqliteRunStore, StoreError,
+};
 
 use crate::executor_support::{FakeFn, FakeSdk, Harness, RunStep, Step, harness_with, run, t0};
 
@@ -74,10 +77,17 @@ async fn killed_mid_step_the_run_resumes_and_saved_steps_never_rerun() {
 
         let r = second.only_run("pipeline").await;
         assert_eq!(r.status, RunStatus::Completed, "hung at {hung}: {r:?}");
-        assert_eq!(r.output, Some(json!({"a": "A", "b": "B", "pause": null, "c": "C"})));
+        assert_eq!(
+            r.output,
+            Some(json!({"a": "A", "b": "B", "pause": null, "c": "C"}))
+        );
         for step in ["a", "b", "c"] {
             let expected = if step == hung { 2 } else { 1 };
-            assert_eq!(sdk.executions("pipeline", step), expected, "hung at {hung}, step {step}");
+            assert_eq!(
+                sdk.executions("pipeline", step),
+                expected,
+                "hung at {hung}, step {step}"
+            );
         }
     }
 }
@@ -102,7 +112,12 @@ impl RunStore for DyingStore {
     async fn pauses_for(&self, event_name: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
         self.inner.pauses_for(event_name, now).await
     }
-    async fn claim(&self, now: DateTime<Utc>, max: usize, lease_for: Duration) -> StoreResult<Vec<Claimed>> {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        max: usize,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Claimed>> {
         if self.dead.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
@@ -171,12 +186,24 @@ async fn dying_before_any_commit_loses_at_most_the_unsaved_step() {
         dead: AtomicBool::new(false),
     });
     let sdk = FakeSdk::new(&[branching()], None);
-    let clean = harness_with(sdk, counting.clone(), Arc::new(ManualClock::new(t0())), |o| o).await;
+    let clean = harness_with(
+        sdk,
+        counting.clone(),
+        Arc::new(ManualClock::new(t0())),
+        |o| o,
+    )
+    .await;
     clean.publish("app/branching", json!({})).await;
     drive_to_end(&clean).await;
-    assert_eq!(clean.only_run("branching").await.status, RunStatus::Completed);
+    assert_eq!(
+        clean.only_run("branching").await.status,
+        RunStatus::Completed
+    );
     let total = counting.commits.load(Ordering::SeqCst);
-    assert!(total >= 8, "a run of this shape commits at least 8 times, saw {total}");
+    assert!(
+        total >= 8,
+        "a run of this shape commits at least 8 times, saw {total}"
+    );
 
     for die_at in 1..=total {
         let path = dir.path().join(format!("crash-{die_at}.db"));
@@ -189,7 +216,11 @@ async fn dying_before_any_commit_loses_at_most_the_unsaved_step() {
             dead: AtomicBool::new(false),
         });
         // One worker: a dead process has at most one call in flight.
-        let first = harness_with(sdk.clone(), dying, clock.clone(), |o| ExecutorOptions { workers: 1, ..o }).await;
+        let first = harness_with(sdk.clone(), dying, clock.clone(), |o| ExecutorOptions {
+            workers: 1,
+            ..o
+        })
+        .await;
         first.publish("app/branching", json!({})).await;
         drive_to_end(&first).await;
         drop(first);
@@ -197,12 +228,28 @@ async fn dying_before_any_commit_loses_at_most_the_unsaved_step() {
         let second = restart(&sdk, &path, &clock).await;
         drive_to_end(&second).await;
         let r = second.only_run("branching").await;
-        assert_eq!(r.status, RunStatus::Completed, "died at commit {die_at}: {r:?}");
-        assert_eq!(r.output, Some(json!({"a": 1, "nap": null, "p1": 2, "p2": 3, "c": 4})));
-        let runs: Vec<u32> = BRANCH_STEPS.iter().map(|s| sdk.executions("branching", s)).collect();
-        assert!(runs.iter().all(|n| *n >= 1), "died at commit {die_at}: {runs:?}");
+        assert_eq!(
+            r.status,
+            RunStatus::Completed,
+            "died at commit {die_at}: {r:?}"
+        );
+        assert_eq!(
+            r.output,
+            Some(json!({"a": 1, "nap": null, "p1": 2, "p2": 3, "c": 4}))
+        );
+        let runs: Vec<u32> = BRANCH_STEPS
+            .iter()
+            .map(|s| sdk.executions("branching", s))
+            .collect();
+        assert!(
+            runs.iter().all(|n| *n >= 1),
+            "died at commit {die_at}: {runs:?}"
+        );
         let reruns: u32 = runs.iter().map(|n| n - 1).sum();
-        assert!(reruns <= 1, "died at commit {die_at}: only the unsaved step may run twice, got {runs:?}");
+        assert!(
+            reruns <= 1,
+            "died at commit {die_at}: only the unsaved step may run twice, got {runs:?}"
+        );
     }
 }
 
@@ -235,7 +282,10 @@ async fn timers_and_pauses_survive_restarts() {
     second.settle().await;
     let r = second.only_run("waiter").await;
     assert_eq!(r.status, RunStatus::Running);
-    assert!(r.steps.contains_key(&crate::executor_support::hash("nap")), "the timer fired after the restart");
+    assert!(
+        r.steps.contains_key(&crate::executor_support::hash("nap")),
+        "the timer fired after the restart"
+    );
     drop(second);
 
     let third = restart(&sdk, &path, &clock).await;
@@ -256,5 +306,13 @@ async fn timers_and_pauses_survive_restarts() {
         .await
         .expect("publish");
     assert_eq!(again, vec![go]);
-    assert_eq!(third.executor.stats().await.expect("stats").events_duplicate, 1);
+    assert_eq!(
+        third
+            .executor
+            .stats()
+            .await
+            .expect("stats")
+            .events_duplicate,
+        1
+    );
 }

@@ -12,7 +12,9 @@ async fn runs_are_listed_by_function_and_status_and_shown_with_their_history() {
     let mut flaky = RunStep::new("flaky", json!("ok"));
     flaky.fail_first = 1;
     let good = FakeFn::new("good", "app/go")
-        .triggers(vec![json!({"event": "app/go", "expression": "event.data.n == 1"})])
+        .triggers(vec![
+            json!({"event": "app/go", "expression": "event.data.n == 1"}),
+        ])
         .step(Step::Run(flaky));
     let bad = FakeFn::new("bad", "app/go").retries(0).end(End::Throw {
         message: "nope",
@@ -43,7 +45,10 @@ async fn runs_are_listed_by_function_and_status_and_shown_with_their_history() {
     let failed = list(None, Some(RunStatus::Failed)).await;
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|r| r.function_id == composite("bad")));
-    assert_eq!(list(Some("good"), Some(RunStatus::Completed)).await.len(), 1);
+    assert_eq!(
+        list(Some("good"), Some(RunStatus::Completed)).await.len(),
+        1
+    );
     assert!(list(Some("good"), Some(RunStatus::Failed)).await.is_empty());
     let all = list(None, None).await;
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
@@ -70,13 +75,26 @@ async fn runs_are_listed_by_function_and_status_and_shown_with_their_history() {
         .filter(|e| e.step_id == hash("flaky"))
         .map(|e| (e.attempt, e.outcome))
         .collect();
-    assert_eq!(flaky_attempts, vec![(0, Outcome::Retrying), (1, Outcome::Completed)]);
+    assert_eq!(
+        flaky_attempts,
+        vec![(0, Outcome::Retrying), (1, Outcome::Completed)]
+    );
     let retry = &r.history[0];
     assert_eq!(retry.name.as_deref(), Some("flaky"));
-    assert_eq!(retry.until, Some(t0() + Duration::seconds(15)), "when the retry was due");
+    assert_eq!(
+        retry.until,
+        Some(t0() + Duration::seconds(15)),
+        "when the retry was due"
+    );
     assert!(retry.duration_ms.is_some());
     assert!(retry.error.is_some());
-    assert!(h.executor.get_run("no-such-run").await.expect("get").is_none());
+    assert!(
+        h.executor
+            .get_run("no-such-run")
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -95,7 +113,11 @@ async fn rerun_starts_a_fresh_run_with_the_same_event() {
     assert_eq!(second.status, RunStatus::Completed);
     assert_eq!(second.event, first.event);
     assert_eq!(second.rerun_of.as_deref(), Some(first.id.as_str()));
-    assert_eq!(h.sdk.executions("once", "work"), 2, "a re-run executes the steps again");
+    assert_eq!(
+        h.sdk.executions("once", "work"),
+        2,
+        "a re-run executes the steps again"
+    );
     assert!(matches!(
         h.executor.rerun("missing").await,
         Err(ExecutorError::RunNotFound(_))
@@ -110,7 +132,8 @@ async fn cancel_stops_a_sleeping_run_and_drops_its_timer() {
             duration: "1h",
         })
         .step(run("after", json!(1)));
-    let listener = FakeFn::new("on-cancel", "inngest/function.cancelled").end(End::Value(json!("seen")));
+    let listener =
+        FakeFn::new("on-cancel", "inngest/function.cancelled").end(End::Value(json!("seen")));
     let h = harness(&[f, listener]).await;
     h.publish("app/sleepy", json!({})).await;
     h.settle().await;
@@ -126,7 +149,10 @@ async fn cancel_stops_a_sleeping_run_and_drops_its_timer() {
     assert_eq!(seen.event["data"]["run_id"], json!(r.id));
     assert!(matches!(
         h.executor.cancel(&r.id).await,
-        Err(ExecutorError::RunFinished { status: "cancelled", .. })
+        Err(ExecutorError::RunFinished {
+            status: "cancelled",
+            ..
+        })
     ));
     assert_eq!(h.executor.stats().await.expect("stats").runs_cancelled, 1);
 }
@@ -151,15 +177,31 @@ async fn cancel_events_from_the_function_config_cancel_matching_runs() {
         statuses.push((r.event["data"]["order"].as_i64().expect("order"), r.status));
     }
     statuses.sort_by_key(|(o, _)| *o);
-    assert_eq!(statuses, vec![(1, RunStatus::Running), (2, RunStatus::Cancelled)]);
+    assert_eq!(
+        statuses,
+        vec![(1, RunStatus::Running), (2, RunStatus::Cancelled)]
+    );
 }
 
 #[tokio::test]
 async fn registration_rejects_what_the_executor_cannot_evaluate() {
     let h = harness(&[]).await;
     let bad_trigger = json!({"id": "a-x", "triggers": [{"event": "e", "expression": "event.data.tags.exists(t, t == 'x')"}]});
-    let err = h.executor.register("a", vec![bad_trigger]).await.expect_err("rejected");
-    assert!(matches!(err, RegisterError::Expression { place: "trigger", .. }), "{err}");
+    let err = h
+        .executor
+        .register("a", vec![bad_trigger])
+        .await
+        .expect_err("rejected");
+    assert!(
+        matches!(
+            err,
+            RegisterError::Expression {
+                place: "trigger",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("a-x"));
 
     let bad_cancel = json!({"id": "a-y", "triggers": [{"event": "e"}],
@@ -195,7 +237,11 @@ async fn cron_triggers_start_runs_on_schedule_and_reschedule() {
     assert_eq!(r.status, RunStatus::Completed);
     assert_eq!(r.event["name"], "inngest/scheduled.timer");
     assert_eq!(r.event["data"]["cron"], "*/5 * * * *");
-    assert_eq!(h.executor.stats().await.expect("stats").queue.scheduled, 1, "next tick queued");
+    assert_eq!(
+        h.executor.stats().await.expect("stats").queue.scheduled,
+        1,
+        "next tick queued"
+    );
     h.advance(Duration::minutes(5));
     h.settle().await;
     assert_eq!(h.runs_of("cleanup").await.len(), 2);
@@ -210,7 +256,10 @@ async fn cron_triggers_start_runs_on_schedule_and_reschedule() {
     assert_eq!(h.runs_of("cleanup").await.len(), 3);
 
     // Dropping the function stops its ticks.
-    h.executor.register(APP, vec![]).await.expect("register nothing");
+    h.executor
+        .register(APP, vec![])
+        .await
+        .expect("register nothing");
     h.advance(Duration::minutes(5));
     h.settle().await;
     assert_eq!(h.runs_of("cleanup").await.len(), 3);

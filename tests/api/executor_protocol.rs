@@ -14,12 +14,14 @@ use chrono::Duration;
 use serde_json::{Value, json};
 use ticketing::inngest::executor::transport::canonical_json;
 use ticketing::inngest::executor::{
-    Executor, ExecutorOptions, HttpTransport, ManualClock, MemoryStore, RouterTransport, RunStatus, ServerKind,
-    SigningKey, SyncOutcome, server_api,
+    Executor, ExecutorOptions, HttpTransport, ManualClock, MemoryStore, RouterTransport, RunStatus,
+    ServerKind, SigningKey, SyncOutcome, server_api,
 };
 use tower::ServiceExt;
 
-use crate::executor_support::{FakeFn, FakeSdk, Step, harness, harness_with, hash, options, run, t0};
+use crate::executor_support::{
+    FakeFn, FakeSdk, Step, harness, harness_with, hash, options, run, t0,
+};
 
 const KEY: &str = "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
 
@@ -42,7 +44,10 @@ async fn call_requests_carry_what_inngest_sends() {
     assert_eq!(first.headers["x-inngest-step-id"], "step");
     assert_eq!(first.headers["x-inngest-req-version"], "-1");
     assert_eq!(first.headers["content-type"], "application/json");
-    assert!(first.headers.get("x-inngest-signature").is_none(), "unsigned without a key (dev)");
+    assert!(
+        first.headers.get("x-inngest-signature").is_none(),
+        "unsigned without a key (dev)"
+    );
     let b = &first.body;
     assert_eq!(b["version"], -1);
     assert_eq!(b["use_api"], false);
@@ -63,9 +68,15 @@ async fn call_requests_carry_what_inngest_sends() {
     assert_eq!(first.raw, Bytes::from(canonical_json(b)));
 
     let second = &calls[1];
-    assert_eq!(second.headers["x-inngest-req-version"], "2", "the SDK's version is kept");
+    assert_eq!(
+        second.headers["x-inngest-req-version"], "2",
+        "the SDK's version is kept"
+    );
     assert_eq!(second.body["version"], 2);
-    assert_eq!(second.body["ctx"]["stack"], json!({"current": 1, "stack": [hash("first")]}));
+    assert_eq!(
+        second.body["ctx"]["stack"],
+        json!({"current": 1, "stack": [hash("first")]})
+    );
     assert_eq!(second.body["steps"], json!({hash("first"): {"data": "A"}}));
 }
 
@@ -73,30 +84,54 @@ async fn call_requests_carry_what_inngest_sends() {
 async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
     let f = FakeFn::new("signed", "app/signed").step(run("s", json!(1)));
     let sdk = FakeSdk::new(std::slice::from_ref(&f), Some(SigningKey::new(KEY)));
-    let h = harness_with(sdk, Arc::new(MemoryStore::new()), Arc::new(ManualClock::new(t0())), |o| ExecutorOptions {
-        signing_key: Some(SigningKey::new(KEY)),
-        ..o
-    })
+    let h = harness_with(
+        sdk,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| ExecutorOptions {
+            signing_key: Some(SigningKey::new(KEY)),
+            ..o
+        },
+    )
     .await;
     h.publish("app/signed", json!({})).await;
     h.settle().await;
     assert_eq!(h.only_run("signed").await.status, RunStatus::Completed);
-    assert!(h.sdk.calls().iter().all(|c| c.headers.contains_key("x-inngest-signature")));
+    assert!(
+        h.sdk
+            .calls()
+            .iter()
+            .all(|c| c.headers.contains_key("x-inngest-signature"))
+    );
 
-    let other = SigningKey::new("signkey-test-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    let other = SigningKey::new(
+        "signkey-test-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    );
     let sdk = FakeSdk::new(&[f], Some(SigningKey::new(KEY)));
-    let bad = harness_with(sdk, Arc::new(MemoryStore::new()), Arc::new(ManualClock::new(t0())), |o| ExecutorOptions {
-        signing_key: Some(other),
-        ..o
-    })
+    let bad = harness_with(
+        sdk,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| ExecutorOptions {
+            signing_key: Some(other),
+            ..o
+        },
+    )
     .await;
     bad.publish("app/signed", json!({})).await;
     bad.settle().await;
     let r = bad.only_run("signed").await;
-    assert_eq!(r.status, RunStatus::Running, "a 401 without no-retry is retried");
+    assert_eq!(
+        r.status,
+        RunStatus::Running,
+        "a 401 without no-retry is retried"
+    );
     let last = r.history.last().expect("history");
     assert_eq!(last.op, "FunctionError");
-    assert_eq!(last.error.as_ref().map(|e| e["message"].clone()), Some(json!("Unauthorized")));
+    assert_eq!(
+        last.error.as_ref().map(|e| e["message"].clone()),
+        Some(json!("Unauthorized"))
+    );
 }
 
 #[tokio::test]
@@ -109,20 +144,33 @@ async fn the_http_transport_drives_a_real_server() {
         })
         .step(run("two", json!(2)));
     let sdk = FakeSdk::new(&[f], None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = sdk.router();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut functions = sdk.functions_json();
     for f in &mut functions {
-        let url = f["steps"]["step"]["runtime"]["url"].as_str().expect("url").to_string();
+        let url = f["steps"]["step"]["runtime"]["url"]
+            .as_str()
+            .expect("url")
+            .to_string();
         f["steps"]["step"]["runtime"]["url"] = json!(url.replace("127.0.0.1", &addr.to_string()));
     }
     let clock = Arc::new(ManualClock::new(t0()));
-    let transport = Arc::new(HttpTransport::new(std::time::Duration::from_secs(10), None).expect("client"));
-    let executor = Executor::new(Arc::new(MemoryStore::new()), transport, options(clock.clone()));
-    executor.register("test-app", functions).await.expect("register");
+    let transport =
+        Arc::new(HttpTransport::new(std::time::Duration::from_secs(10), None).expect("client"));
+    let executor = Executor::new(
+        Arc::new(MemoryStore::new()),
+        transport,
+        options(clock.clone()),
+    );
+    executor
+        .register("test-app", functions)
+        .await
+        .expect("register");
     executor
         .publish(vec![json!({"name": "app/remote"})])
         .await
@@ -131,7 +179,11 @@ async fn the_http_transport_drives_a_real_server() {
     clock.advance(Duration::seconds(2));
     executor.run_until_idle().await.expect("run");
     let runs = executor.list_runs(Default::default()).await.expect("list");
-    let r = executor.get_run(&runs[0].id).await.expect("get").expect("run");
+    let r = executor
+        .get_run(&runs[0].id)
+        .await
+        .expect("get")
+        .expect("run");
     assert_eq!(r.status, RunStatus::Completed, "{r:?}");
     assert_eq!(r.output, Some(json!({"one": 1, "nap": null, "two": 2})));
     assert_eq!(sdk.calls().len(), 4);
@@ -167,7 +219,9 @@ async fn transcript_handler(
     let fn_id = q.get("fnId").cloned().unwrap_or_default();
     for ex in t.exchanges.iter() {
         let rec = &ex["request"];
-        let same_fn = rec["path"].as_str().is_some_and(|p| p.contains(&format!("fnId={fn_id}&")));
+        let same_fn = rec["path"]
+            .as_str()
+            .is_some_and(|p| p.contains(&format!("fnId={fn_id}&")));
         if same_fn
             && without_user(&rec["body"]["steps"]) == without_user(&req["steps"])
             && rec["body"]["ctx"]["stack"] == req["ctx"]["stack"]
@@ -179,7 +233,8 @@ async fn transcript_handler(
                 .push(ex["label"].as_str().unwrap_or("").to_string());
             let resp = &ex["response"];
             let mut out = (
-                StatusCode::from_u16(resp["status"].as_u64().unwrap_or(500) as u16).expect("status"),
+                StatusCode::from_u16(resp["status"].as_u64().unwrap_or(500) as u16)
+                    .expect("status"),
                 resp["body"].as_str().unwrap_or("").to_string(),
             )
                 .into_response();
@@ -194,7 +249,11 @@ async fn transcript_handler(
             return out;
         }
     }
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("no recorded exchange for {req}")).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("no recorded exchange for {req}"),
+    )
+        .into_response()
 }
 
 #[tokio::test]
@@ -222,15 +281,19 @@ async fn replays_the_js_sdk_transcripts_for_steps_sleep_and_wait() {
             options(clock.clone()),
         );
         executor
-            .register("my-app", vec![function("my-app-steps", "app/steps"), function("my-app-wait", "app/wait")])
+            .register(
+                "my-app",
+                vec![
+                    function("my-app-steps", "app/steps"),
+                    function("my-app-wait", "app/wait"),
+                ],
+            )
             .await
             .expect("register");
         executor
     };
     let executor = make().await;
-    let trigger = |name: &str, data: Value| {
-        json!({"data": data, "id": "01HEVT0000000000000000000", "name": name, "ts": 1700000000000_i64, "user": {}})
-    };
+    let trigger = |name: &str, data: Value| json!({"data": data, "id": "01HEVT0000000000000000000", "name": name, "ts": 1700000000000_i64, "user": {}});
 
     executor
         .publish(vec![trigger("app/steps", json!({}))])
@@ -246,7 +309,11 @@ async fn replays_the_js_sdk_transcripts_for_steps_sleep_and_wait() {
         })
         .await
         .expect("list");
-    let r = executor.get_run(&steps_run[0].id).await.expect("get").expect("run");
+    let r = executor
+        .get_run(&steps_run[0].id)
+        .await
+        .expect("get")
+        .expect("run");
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.history);
     assert_eq!(r.output, Some(json!({"b": "AB"})));
 
@@ -273,7 +340,11 @@ async fn replays_the_js_sdk_transcripts_for_steps_sleep_and_wait() {
         })
         .await
         .expect("list");
-    let w = executor.get_run(&waits[0].id).await.expect("get").expect("run");
+    let w = executor
+        .get_run(&waits[0].id)
+        .await
+        .expect("get")
+        .expect("run");
     assert_eq!(w.status, RunStatus::Completed, "{:?}", w.history);
     assert_eq!(w.output.as_ref().expect("output")["got"]["id"], "01HRESUME");
 
@@ -301,7 +372,12 @@ async fn replays_the_js_sdk_transcripts_for_steps_sleep_and_wait() {
     );
 }
 
-async fn post_json(router: &Router, path: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
+async fn post_json(
+    router: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
     let mut req = Request::post(path).header("content-type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -312,8 +388,13 @@ async fn post_json(router: &Router, path: &str, headers: &[(&str, &str)], body: 
         .await
         .expect("infallible");
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -348,20 +429,35 @@ async fn fn_register_accepts_sdk_syncs_and_checks_the_server_kind() {
     let body = json!({"url": "http://127.0.0.1:3000/api/inngest", "appName": "other", "deployType": "ping",
         "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}], "sdk": "rust:v0.1.0", "v": "0.1"})
     .to_string();
-    let (status, reply) = post_json(&api, "/fn/register", &[("x-inngest-expected-server-kind", "dev")], &body).await;
+    let (status, reply) = post_json(
+        &api,
+        "/fn/register",
+        &[("x-inngest-expected-server-kind", "dev")],
+        &body,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["ok"], true);
     assert!(h.executor.function_ids().contains(&"other-f".to_string()));
 
-    let (status, reply) =
-        post_json(&api, "/fn/register", &[("x-inngest-expected-server-kind", "cloud")], &body).await;
+    let (status, reply) = post_json(
+        &api,
+        "/fn/register",
+        &[("x-inngest-expected-server-kind", "cloud")],
+        &body,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(reply["error"], "Expected server kind cloud, got dev");
 
     let bad = json!({"appName": "other", "functions": [{"id": "other-g", "triggers": [{"event": "x", "expression": "size(event) > 1"}]}]});
     let (status, reply) = post_json(&api, "/fn/register", &[], &bad.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(reply["error"].as_str().is_some_and(|e| e.contains("other-g")));
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("other-g"))
+    );
 }
 
 #[derive(Clone)]
@@ -372,24 +468,42 @@ struct SyncPeer {
 }
 
 async fn sync_handler(State(p): State<SyncPeer>, headers: HeaderMap, body: Bytes) -> Response {
-    p.seen.lock().unwrap_or_else(|e| e.into_inner()).push(headers.clone());
+    p.seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(headers.clone());
     let functions = json!([{"id": "synced-f", "triggers": [{"event": "app/synced"}],
         "steps": {"step": {"id": "step", "name": "step", "runtime": {"type": "http", "url": "/api/inngest"}}}}]);
-    if headers.get("x-inngest-sync-kind").is_some_and(|v| v == "in_band") {
+    if headers
+        .get("x-inngest-sync-kind")
+        .is_some_and(|v| v == "in_band")
+    {
         let Some(key) = &p.key else {
             return StatusCode::UNAUTHORIZED.into_response();
         };
-        let sig = headers.get("x-inngest-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let t: i64 = sig.split('&').find_map(|s| s.strip_prefix("t=")).and_then(|t| t.parse().ok()).unwrap_or(0);
+        let sig = headers
+            .get("x-inngest-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let t: i64 = sig
+            .split('&')
+            .find_map(|s| s.strip_prefix("t="))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         if key.sign(&body, t) != sig {
             return StatusCode::UNAUTHORIZED.into_response();
         }
-        return axum::Json(json!({"app_id": "synced", "functions": functions, "url": "x"})).into_response();
+        return axum::Json(json!({"app_id": "synced", "functions": functions, "url": "x"}))
+            .into_response();
     }
     // Out of band: register with the executor like an SDK in dev mode would.
     let reg = json!({"appName": "synced", "functions": functions}).to_string();
     let (status, _) = post_json(&p.executor_api, "/fn/register", &[], &reg).await;
-    (status, axum::Json(json!({"message": "Successfully registered", "modified": true}))).into_response()
+    (
+        status,
+        axum::Json(json!({"message": "Successfully registered", "modified": true})),
+    )
+        .into_response()
 }
 
 #[tokio::test]
@@ -417,15 +531,28 @@ async fn sync_asks_the_serve_endpoint_in_band_or_out_of_band() {
             Arc::new(RouterTransport::new(lazy)),
             ExecutorOptions {
                 signing_key: key.clone(),
-                server_kind: if key.is_some() { ServerKind::Cloud } else { ServerKind::Dev },
+                server_kind: if key.is_some() {
+                    ServerKind::Cloud
+                } else {
+                    ServerKind::Dev
+                },
                 ..ExecutorOptions::default()
             },
         );
         let _ = slot.set(server_api::router(executor.clone()));
-        let outcome = executor.sync("http://127.0.0.1:3000/api/inngest").await.expect("sync");
+        let outcome = executor
+            .sync("http://127.0.0.1:3000/api/inngest")
+            .await
+            .expect("sync");
         let headers = seen.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
         if key.is_some() {
-            assert_eq!(outcome, SyncOutcome::InBand { app_id: "synced".into(), functions: 1 });
+            assert_eq!(
+                outcome,
+                SyncOutcome::InBand {
+                    app_id: "synced".into(),
+                    functions: 1
+                }
+            );
             assert_eq!(headers["x-inngest-server-kind"], "cloud");
         } else {
             assert_eq!(outcome, SyncOutcome::OutOfBand);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use ticketing::inngest::executor::{ExecutorOptions, ManualClock, MemoryStore};
 
-use crate::executor_support::{End, FakeFn, FakeSdk, RunStep, Step, composite, harness, harness_with, hash, run, t0};
+use crate::executor_support::{
+    End, FakeFn, FakeSdk, RunStep, Step, composite, harness, harness_with, hash, run, t0,
+};
 
 #[tokio::test]
 async fn a_multi_step_run_with_a_sleep_completes_after_the_timer() {
@@ -27,7 +29,11 @@ async fn a_multi_step_run_with_a_sleep_completes_after_the_timer() {
     assert_eq!(r.status, RunStatus::Running, "asleep: {r:?}");
     assert_eq!(r.steps[&hash("first")], json!({"data": "A"}));
     assert!(!r.steps.contains_key(&hash("second")));
-    assert_eq!(h.executor.stats().await.expect("stats").queue.scheduled, 1, "the timer is queued");
+    assert_eq!(
+        h.executor.stats().await.expect("stats").queue.scheduled,
+        1,
+        "the timer is queued"
+    );
 
     // Nothing is due before the minute is over.
     h.advance(Duration::seconds(59));
@@ -37,7 +43,10 @@ async fn a_multi_step_run_with_a_sleep_completes_after_the_timer() {
 
     let r = h.only_run("steps").await;
     assert_eq!(r.status, RunStatus::Completed);
-    assert_eq!(r.output, Some(json!({"first": "A", "nap": null, "second": "AB"})));
+    assert_eq!(
+        r.output,
+        Some(json!({"first": "A", "nap": null, "second": "AB"}))
+    );
     assert_eq!(r.stack, vec![hash("first"), hash("nap"), hash("second")]);
     assert_eq!(h.sdk.executions("steps", "first"), 1);
     assert_eq!(h.sdk.executions("steps", "second"), 1);
@@ -48,7 +57,10 @@ async fn a_multi_step_run_with_a_sleep_completes_after_the_timer() {
     assert_eq!(stats.calls, 4);
     // The finish event was published too (id derived from the run, so never twice).
     assert_eq!(stats.events_accepted, 2);
-    assert_eq!(stats.queue.due + stats.queue.scheduled + stats.queue.leased, 0);
+    assert_eq!(
+        stats.queue.due + stats.queue.scheduled + stats.queue.leased,
+        0
+    );
 }
 
 #[tokio::test]
@@ -60,7 +72,8 @@ async fn event_ids_deduplicate_and_triggers_filter_by_expression() {
         ])
         .end(End::Value(json!("ok")));
     let h = harness(&[f]).await;
-    let same = json!({"id": "order-1", "name": "app/order", "data": {"total": 20, "currency": "EUR"}});
+    let same =
+        json!({"id": "order-1", "name": "app/order", "data": {"total": 20, "currency": "EUR"}});
     let ids = h
         .executor
         .publish(vec![same.clone(), same.clone()])
@@ -93,7 +106,11 @@ async fn event_ids_deduplicate_and_triggers_filter_by_expression() {
 async fn parallel_steps_run_once_each_then_one_discovery_finishes() {
     let branch = |id, n| RunStep::new(id, json!(n));
     let f = FakeFn::new("parallel", "app/parallel")
-        .step(Step::Parallel(vec![branch("a", 1), branch("b", 2), branch("c", 3)]))
+        .step(Step::Parallel(vec![
+            branch("a", 1),
+            branch("b", 2),
+            branch("c", 3),
+        ]))
         .step(run("after", json!("done")));
     let h = harness(&[f]).await;
     h.publish("app/parallel", json!({})).await;
@@ -101,7 +118,10 @@ async fn parallel_steps_run_once_each_then_one_discovery_finishes() {
 
     let r = h.only_run("parallel").await;
     assert_eq!(r.status, RunStatus::Completed, "{r:?}");
-    assert_eq!(r.output, Some(json!({"a": 1, "b": 2, "c": 3, "after": "done"})));
+    assert_eq!(
+        r.output,
+        Some(json!({"a": 1, "b": 2, "c": 3, "after": "done"}))
+    );
     for s in ["a", "b", "c", "after"] {
         assert_eq!(h.sdk.executions("parallel", s), 1, "step {s}");
     }
@@ -114,8 +134,16 @@ async fn parallel_steps_run_once_each_then_one_discovery_finishes() {
     }
     // Discoveries: the first, one after all three branches (coalesced), and the final one.
     let discoveries: Vec<_> = calls.iter().filter(|c| c.step_id == "step").collect();
-    assert_eq!(discoveries.len(), 3, "{:?}", calls.iter().map(|c| &c.step_id).collect::<Vec<_>>());
-    assert_eq!(discoveries[1].body["steps"].as_object().map(|m| m.len()), Some(3));
+    assert_eq!(
+        discoveries.len(),
+        3,
+        "{:?}",
+        calls.iter().map(|c| &c.step_id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        discoveries[1].body["steps"].as_object().map(|m| m.len()),
+        Some(3)
+    );
     assert_eq!(
         discoveries[2].body["ctx"]["disable_immediate_execution"], false,
         "the flag is reset after the parallel group"
@@ -153,10 +181,22 @@ async fn step_errors_retry_with_backoff_and_the_attempt_counter_resets_per_step(
         .map(|c| c.body["ctx"]["attempt"].as_u64().expect("attempt"))
         .collect();
     assert_eq!(attempts, vec![0, 1, 2, 0, 0]);
-    assert!(h.sdk.calls_of("retry").iter().all(|c| c.body["ctx"]["max_attempts"] == 4));
-    let retries: Vec<_> = r.history.iter().filter(|e| e.outcome == Outcome::Retrying).collect();
+    assert!(
+        h.sdk
+            .calls_of("retry")
+            .iter()
+            .all(|c| c.body["ctx"]["max_attempts"] == 4)
+    );
+    let retries: Vec<_> = r
+        .history
+        .iter()
+        .filter(|e| e.outcome == Outcome::Retrying)
+        .collect();
     assert_eq!(retries.len(), 2);
-    assert_eq!(retries[0].error.as_ref().map(|e| e["message"].clone()), Some(json!("flaky failed (execution 1)")));
+    assert_eq!(
+        retries[0].error.as_ref().map(|e| e["message"].clone()),
+        Some(json!("flaky failed (execution 1)"))
+    );
     assert_eq!(h.executor.stats().await.expect("stats").retries, 2);
 }
 
@@ -171,7 +211,11 @@ async fn retry_after_is_honoured() {
     h.settle().await;
     h.advance(Duration::seconds(119));
     h.settle().await;
-    assert_eq!(h.sdk.executions("ra", "slow"), 1, "the default 15 s backoff is overridden");
+    assert_eq!(
+        h.sdk.executions("ra", "slow"),
+        1,
+        "the default 15 s backoff is overridden"
+    );
     h.advance(Duration::seconds(1));
     h.settle().await;
     assert_eq!(h.sdk.executions("ra", "slow"), 2);
@@ -196,18 +240,34 @@ async fn non_retriable_failures_fail_the_run_and_start_the_failure_handler() {
     let r = h.only_run("payments").await;
     assert_eq!(r.status, RunStatus::Failed, "{r:?}");
     assert_eq!(h.sdk.executions("payments", "charge"), 1, "never retried");
-    assert_eq!(r.steps[&hash("charge")]["error"]["message"], "charge failed (execution 1)");
-    assert_eq!(r.error.as_ref().map(|e| e["message"].clone()), Some(json!("charge failed (execution 1)")));
+    assert_eq!(
+        r.steps[&hash("charge")]["error"]["message"],
+        "charge failed (execution 1)"
+    );
+    assert_eq!(
+        r.error.as_ref().map(|e| e["message"].clone()),
+        Some(json!("charge failed (execution 1)"))
+    );
 
     let hr = h.only_run("payments-failure").await;
     assert_eq!(hr.status, RunStatus::Completed);
     assert_eq!(hr.event["name"], "inngest/function.failed");
-    assert_eq!(hr.event["id"], json!(r.id), "the failure event has the run id as its id");
+    assert_eq!(
+        hr.event["id"],
+        json!(r.id),
+        "the failure event has the run id as its id"
+    );
     assert_eq!(hr.event["data"]["run_id"], json!(r.id));
     assert_eq!(hr.event["data"]["event"]["data"]["order"], 7);
-    assert_eq!(hr.event["data"]["error"]["message"], "charge failed (execution 1)");
+    assert_eq!(
+        hr.event["data"]["error"]["message"],
+        "charge failed (execution 1)"
+    );
     let stats = h.executor.stats().await.expect("stats");
-    assert_eq!((stats.runs_failed, stats.runs_completed, stats.steps_failed), (1, 1, 1));
+    assert_eq!(
+        (stats.runs_failed, stats.runs_completed, stats.steps_failed),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -237,28 +297,48 @@ async fn wait_for_event_matches_on_the_if_expression_or_times_out() {
         .step(Step::Wait {
             id: "resolved",
             event: "ticket/resolved",
-            cond: Some("event.data.ticket_id == async.data.ticket_id && async.data.state != 'reopened'"),
+            cond: Some(
+                "event.data.ticket_id == async.data.ticket_id && async.data.state != 'reopened'",
+            ),
             timeout: "1h",
         })
         .step(run("after", json!("next")));
     let h = harness(&[f]).await;
-    h.publish("ticket/created", json!({"ticket_id": "t1"})).await;
-    h.publish("ticket/created", json!({"ticket_id": "t2"})).await;
+    h.publish("ticket/created", json!({"ticket_id": "t1"}))
+        .await;
+    h.publish("ticket/created", json!({"ticket_id": "t2"}))
+        .await;
     h.settle().await;
 
     // Neither another ticket's event nor an excluded state resumes t1.
-    h.publish("ticket/resolved", json!({"ticket_id": "t3"})).await;
-    h.publish("ticket/resolved", json!({"ticket_id": "t1", "state": "reopened"})).await;
+    h.publish("ticket/resolved", json!({"ticket_id": "t3"}))
+        .await;
+    h.publish(
+        "ticket/resolved",
+        json!({"ticket_id": "t1", "state": "reopened"}),
+    )
+    .await;
     h.settle().await;
     let runs = h.runs_of("sla").await;
     assert!(runs.iter().all(|r| r.status == RunStatus::Running));
 
-    let id = h.publish("ticket/resolved", json!({"ticket_id": "t1", "state": "done"})).await;
+    let id = h
+        .publish(
+            "ticket/resolved",
+            json!({"ticket_id": "t1", "state": "done"}),
+        )
+        .await;
     h.settle().await;
     let mut by_ticket = std::collections::HashMap::new();
     for s in h.runs_of("sla").await {
         let r = h.run(&s.id).await;
-        by_ticket.insert(r.event["data"]["ticket_id"].as_str().expect("id").to_string(), r);
+        by_ticket.insert(
+            r.event["data"]["ticket_id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+            r,
+        );
     }
     let t1 = &by_ticket["t1"];
     assert_eq!(t1.status, RunStatus::Completed);
@@ -268,7 +348,11 @@ async fn wait_for_event_matches_on_the_if_expression_or_times_out() {
     assert_eq!(by_ticket["t2"].status, RunStatus::Running);
 
     // A second matching event does not resume t1 again.
-    h.publish("ticket/resolved", json!({"ticket_id": "t1", "state": "done"})).await;
+    h.publish(
+        "ticket/resolved",
+        json!({"ticket_id": "t1", "state": "done"}),
+    )
+    .await;
     h.settle().await;
     assert_eq!(h.sdk.executions("sla", "after"), 1);
 
@@ -276,7 +360,11 @@ async fn wait_for_event_matches_on_the_if_expression_or_times_out() {
     h.settle().await;
     let t2 = h.run(&by_ticket["t2"].id).await;
     assert_eq!(t2.status, RunStatus::Completed);
-    assert_eq!(t2.output, Some(json!({"resolved": null, "after": "next"})), "a timeout resumes with null");
+    assert_eq!(
+        t2.output,
+        Some(json!({"resolved": null, "after": "next"})),
+        "a timeout resumes with null"
+    );
 }
 
 #[tokio::test]
@@ -303,13 +391,23 @@ async fn invoke_runs_the_child_and_returns_its_result_to_the_parent() {
     let c = h.only_run("child").await;
     assert_eq!(c.event["name"], "inngest/function.invoked");
     assert_eq!(c.event["data"]["name"], "x");
-    assert_eq!(c.event["data"]["_inngest"]["source_fn_id"], json!(composite("parent")));
-    assert_eq!(c.parent.as_ref().map(|p| p.run_id.clone()), Some(p.id.clone()));
+    assert_eq!(
+        c.event["data"]["_inngest"]["source_fn_id"],
+        json!(composite("parent"))
+    );
+    assert_eq!(
+        c.parent.as_ref().map(|p| p.run_id.clone()),
+        Some(p.id.clone())
+    );
     // The invoke timeout was dropped when the child finished.
     assert_eq!(h.executor.stats().await.expect("stats").queue.scheduled, 0);
 
     let p2 = h.only_run("parent2").await;
-    assert_eq!(p2.status, RunStatus::Failed, "an unknown target fails the invoke step");
+    assert_eq!(
+        p2.status,
+        RunStatus::Failed,
+        "an unknown target fails the invoke step"
+    );
     assert!(
         p2.error.as_ref().expect("error")["message"]
             .as_str()
@@ -350,9 +448,12 @@ async fn concurrency_limits_cap_calls_in_flight() {
     let free = FakeFn::new("free", "app/work").step(busy("work"));
     // Enough workers for every call at once, so only the limits hold calls back.
     let sdk = FakeSdk::new(&[limited, keyed, free], None);
-    let h = harness_with(sdk, Arc::new(MemoryStore::new()), Arc::new(ManualClock::new(t0())), |o| {
-        ExecutorOptions { workers: 16, ..o }
-    })
+    let h = harness_with(
+        sdk,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| ExecutorOptions { workers: 16, ..o },
+    )
     .await;
     for user in ["u1", "u1", "u2"] {
         h.publish("app/work", json!({"user": user})).await;
@@ -360,9 +461,19 @@ async fn concurrency_limits_cap_calls_in_flight() {
     h.settle().await;
     for f in ["limited", "keyed", "free"] {
         assert_eq!(h.runs_of(f).await.len(), 3);
-        assert!(h.runs_of(f).await.iter().all(|r| r.status == RunStatus::Completed), "{f}");
+        assert!(
+            h.runs_of(f)
+                .await
+                .iter()
+                .all(|r| r.status == RunStatus::Completed),
+            "{f}"
+        );
     }
-    assert_eq!(h.sdk.max_in_flight("free"), 3, "control: without a limit all three overlap");
+    assert_eq!(
+        h.sdk.max_in_flight("free"),
+        3,
+        "control: without a limit all three overlap"
+    );
     assert_eq!(h.sdk.max_in_flight("limited"), 1);
     assert_eq!(h.sdk.max_in_flight("keyed"), 2, "one per user key");
 }
@@ -371,7 +482,9 @@ async fn concurrency_limits_cap_calls_in_flight() {
 async fn an_uncaught_memoized_step_error_fails_the_run_without_retries() {
     let mut s = RunStep::new("always", json!(null));
     s.fail_first = 10;
-    let f = FakeFn::new("exhaust", "app/exhaust").retries(1).step(Step::Run(s));
+    let f = FakeFn::new("exhaust", "app/exhaust")
+        .retries(1)
+        .step(Step::Run(s));
     let h = harness(&[f]).await;
     h.publish("app/exhaust", json!({})).await;
     h.settle().await;
@@ -379,9 +492,16 @@ async fn an_uncaught_memoized_step_error_fails_the_run_without_retries() {
     h.settle().await;
     let r = h.only_run("exhaust").await;
     assert_eq!(r.status, RunStatus::Failed);
-    assert_eq!(h.sdk.executions("exhaust", "always"), 2, "max_attempts = retries + 1");
+    assert_eq!(
+        h.sdk.executions("exhaust", "always"),
+        2,
+        "max_attempts = retries + 1"
+    );
     let outcomes: Vec<Outcome> = r.history.iter().map(|e| e.outcome).collect();
-    assert_eq!(outcomes, vec![Outcome::Retrying, Outcome::Failed, Outcome::Failed]);
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Retrying, Outcome::Failed, Outcome::Failed]
+    );
     assert_eq!(r.history[2].op, "FunctionError");
     let _: &Value = r.error.as_ref().expect("error");
 }

@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use ticketing::inngest::executor::{
-    Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore, RunSummary,
-    SigningKey, server_api,
+    Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore,
+    RunSummary, SigningKey, server_api,
 };
 use tower::ServiceExt;
 
@@ -85,7 +85,10 @@ pub enum Step {
         data: Value,
     },
     /// `step.sendEvent`: a run-type step that posts to the event API.
-    Send { id: &'static str, events: Vec<Value> },
+    Send {
+        id: &'static str,
+        events: Vec<Value>,
+    },
     Parallel(Vec<RunStep>),
 }
 
@@ -97,7 +100,10 @@ impl Step {
     fn id(&self) -> &'static str {
         match self {
             Step::Run(r) => r.id,
-            Step::Sleep { id, .. } | Step::Wait { id, .. } | Step::Invoke { id, .. } | Step::Send { id, .. } => id,
+            Step::Sleep { id, .. }
+            | Step::Wait { id, .. }
+            | Step::Invoke { id, .. }
+            | Step::Send { id, .. } => id,
             Step::Parallel(_) => "",
         }
     }
@@ -108,7 +114,10 @@ pub enum End {
     /// Return every step's value by user id.
     Outputs,
     Value(Value),
-    Throw { message: &'static str, non_retriable: bool },
+    Throw {
+        message: &'static str,
+        non_retriable: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -165,7 +174,8 @@ impl FakeFn {
         if let Some(n) = self.retries {
             step["retries"] = json!({"attempts": n});
         }
-        let mut f = json!({"id": cid, "name": self.id, "triggers": self.triggers, "steps": {"step": step}});
+        let mut f =
+            json!({"id": cid, "name": self.id, "triggers": self.triggers, "steps": {"step": step}});
         if let (Value::Object(f), Value::Object(extra)) = (&mut f, &self.extra) {
             f.extend(extra.clone());
         }
@@ -254,11 +264,19 @@ impl FakeSdk {
 
     pub fn calls_of(&self, function: &str) -> Vec<Recorded> {
         let cid = composite(function);
-        self.calls().into_iter().filter(|c| c.fn_id == cid).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.fn_id == cid)
+            .collect()
     }
 }
 
-fn sdk_response(status: StatusCode, body: Value, no_retry: Option<bool>, retry_after: Option<&str>) -> Response {
+fn sdk_response(
+    status: StatusCode,
+    body: Value,
+    no_retry: Option<bool>,
+    retry_after: Option<&str>,
+) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     let h = resp.headers_mut();
     h.insert("content-type", "application/json".parse().expect("BUG"));
@@ -283,14 +301,14 @@ fn planned(id: &str) -> Value {
 
 /// Decodes a memoized value (reference §3.5): `Ok(data)` or `Err(error)`.
 fn decode(v: &Value) -> Result<Value, Value> {
-    if let Value::Object(m) = v {
-        if m.len() == 1 {
-            if let Some(d) = m.get("data") {
-                return Ok(d.clone());
-            }
-            if let Some(e) = m.get("error") {
-                return Err(e.clone());
-            }
+    if let Value::Object(m) = v
+        && m.len() == 1
+    {
+        if let Some(d) = m.get("data") {
+            return Ok(d.clone());
+        }
+        if let Some(e) = m.get("error") {
+            return Err(e.clone());
         }
     }
     Ok(v.clone())
@@ -338,9 +356,14 @@ impl Call<'_> {
             *f -= 1;
         }
         if n <= r.fail_first {
-            let error = json!({"name": "Error", "message": format!("{} failed (execution {n})", r.id)});
+            let error =
+                json!({"name": "Error", "message": format!("{} failed (execution {n})", r.id)});
             let final_attempt = r.non_retriable || self.attempt + 1 >= self.max_attempts;
-            let op = if final_attempt { "StepFailed" } else { "StepError" };
+            let op = if final_attempt {
+                "StepFailed"
+            } else {
+                "StepError"
+            };
             return sdk_response(
                 StatusCode::PARTIAL_CONTENT,
                 json!([{"id": hash(r.id), "op": op, "name": r.id, "displayName": r.id, "opts": {}, "error": error}]),
@@ -348,8 +371,10 @@ impl Call<'_> {
                 r.retry_after,
             );
         }
-        ops(vec![json!({"id": hash(r.id), "op": "StepRun", "name": r.id, "displayName": r.id,
-                       "opts": {}, "data": r.output})])
+        ops(vec![
+            json!({"id": hash(r.id), "op": "StepRun", "name": r.id, "displayName": r.id,
+                       "opts": {}, "data": r.output}),
+        ])
     }
 
     async fn send(&self, id: &str, events: &[Value]) -> Response {
@@ -368,10 +393,14 @@ impl Call<'_> {
             .body(Body::from(Value::Array(events.to_vec()).to_string()))
             .expect("BUG: request");
         let resp = api.clone().oneshot(req).await.expect("infallible");
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
         let sent: Value = serde_json::from_slice(&body).expect("event API JSON");
-        ops(vec![json!({"id": hash(id), "op": "StepRun", "name": "sendEvent", "displayName": id,
-                       "opts": {"type": "step.sendEvent"}, "data": {"ids": sent["ids"]}})])
+        ops(vec![
+            json!({"id": hash(id), "op": "StepRun", "name": "sendEvent", "displayName": id,
+                       "opts": {"type": "step.sendEvent"}, "data": {"ids": sent["ids"]}}),
+        ])
     }
 }
 
@@ -384,7 +413,10 @@ async fn handle(
     let fn_id = q.get("fnId").cloned().unwrap_or_default();
     let step_id = q.get("stepId").cloned().unwrap_or_default();
     if let Some(key) = &sdk.signing_key {
-        let sig = headers.get("x-inngest-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let sig = headers
+            .get("x-inngest-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let t: i64 = sig
             .split('&')
             .find_map(|p| p.strip_prefix("t="))
@@ -413,11 +445,21 @@ async fn handle(
     let call = Call {
         sdk: &sdk,
         fn_id: fn_id.clone(),
-        attempt: body.pointer("/ctx/attempt").and_then(Value::as_u64).unwrap_or(0),
-        max_attempts: body.pointer("/ctx/max_attempts").and_then(Value::as_u64).unwrap_or(1),
+        attempt: body
+            .pointer("/ctx/attempt")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        max_attempts: body
+            .pointer("/ctx/max_attempts")
+            .and_then(Value::as_u64)
+            .unwrap_or(1),
     };
     let plan_only = body.pointer("/ctx/disable_immediate_execution") == Some(&Value::Bool(true));
-    let steps = body.get("steps").and_then(Value::as_object).cloned().unwrap_or_default();
+    let steps = body
+        .get("steps")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let targeted = step_id != "step";
     let not_found = || {
         sdk_response(
@@ -472,8 +514,10 @@ async fn handle(
             Step::Run(r) => call.execute(r).await,
             Step::Send { id, .. } if plan_only => ops(vec![planned(id)]),
             Step::Send { id, events } => call.send(id, events).await,
-            Step::Sleep { id, duration } => ops(vec![json!({"id": hash(id), "op": "Sleep", "name": duration,
-                "displayName": id, "opts": {"duration": duration}, "data": null})]),
+            Step::Sleep { id, duration } => ops(vec![
+                json!({"id": hash(id), "op": "Sleep", "name": duration,
+                "displayName": id, "opts": {"duration": duration}, "data": null}),
+            ]),
             Step::Wait {
                 id,
                 event,
@@ -484,12 +528,16 @@ async fn handle(
                 if let Some(c) = cond {
                     opts["if"] = json!(c);
                 }
-                ops(vec![json!({"id": hash(id), "op": "WaitForEvent", "name": event, "displayName": id,
-                    "opts": opts, "data": null})])
+                ops(vec![
+                    json!({"id": hash(id), "op": "WaitForEvent", "name": event, "displayName": id,
+                    "opts": opts, "data": null}),
+                ])
             }
-            Step::Invoke { id, function, data } => ops(vec![json!({"id": hash(id), "op": "InvokeFunction",
+            Step::Invoke { id, function, data } => {
+                ops(vec![json!({"id": hash(id), "op": "InvokeFunction",
                 "displayName": id, "opts": {"function_id": composite(function), "payload": {"data": data},
-                "timeout": "1h"}, "data": null})]),
+                "timeout": "1h"}, "data": null})])
+            }
             Step::Parallel(_) => unreachable!("handled above"),
         };
     }
@@ -499,14 +547,22 @@ async fn handle(
     match &f.end {
         End::Outputs => sdk_response(StatusCode::OK, Value::Object(outputs), None, None),
         End::Value(v) => sdk_response(StatusCode::OK, v.clone(), None, None),
-        End::Throw { message, non_retriable } => {
+        End::Throw {
+            message,
+            non_retriable,
+        } => {
             let final_attempt = *non_retriable || call.attempt + 1 >= call.max_attempts;
             let status = if final_attempt {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            sdk_response(status, json!({"name": "Error", "message": message}), Some(final_attempt), None)
+            sdk_response(
+                status,
+                json!({"name": "Error", "message": message}),
+                Some(final_attempt),
+                None,
+            )
         }
     }
 }
@@ -528,7 +584,13 @@ pub fn options(clock: Arc<ManualClock>) -> ExecutorOptions {
 
 pub async fn harness(fns: &[FakeFn]) -> Harness {
     let sdk = FakeSdk::new(fns, None);
-    harness_with(sdk, Arc::new(MemoryStore::new()), Arc::new(ManualClock::new(t0())), |o| o).await
+    harness_with(
+        sdk,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| o,
+    )
+    .await
 }
 
 pub async fn harness_with(
@@ -544,7 +606,11 @@ pub async fn harness_with(
         .register(APP, sdk.functions_json())
         .await
         .expect("fake functions register");
-    Harness { executor, sdk, clock }
+    Harness {
+        executor,
+        sdk,
+        clock,
+    }
 }
 
 impl Harness {
@@ -558,7 +624,10 @@ impl Harness {
     }
 
     pub async fn settle(&self) -> usize {
-        self.executor.run_until_idle().await.expect("run until idle")
+        self.executor
+            .run_until_idle()
+            .await
+            .expect("run until idle")
     }
 
     pub fn advance(&self, by: chrono::Duration) {
@@ -578,11 +647,19 @@ impl Harness {
 
     pub async fn only_run(&self, function: &str) -> RunState {
         let runs = self.runs_of(function).await;
-        assert_eq!(runs.len(), 1, "expected one run of {function}, got {runs:?}");
+        assert_eq!(
+            runs.len(),
+            1,
+            "expected one run of {function}, got {runs:?}"
+        );
         self.run(&runs[0].id).await
     }
 
     pub async fn run(&self, id: &str) -> RunState {
-        self.executor.get_run(id).await.expect("get run").expect("run exists")
+        self.executor
+            .get_run(id)
+            .await
+            .expect("get run")
+            .expect("run exists")
     }
 }
