@@ -505,3 +505,39 @@ async fn an_uncaught_memoized_step_error_fails_the_run_without_retries() {
     assert_eq!(r.history[2].op, "FunctionError");
     let _: &Value = r.error.as_ref().expect("error");
 }
+
+#[tokio::test]
+async fn a_call_without_an_answer_times_out_and_is_retried() {
+    let mut stuck = RunStep::new("stuck", json!("second time lucky"));
+    stuck.hang_on = Some(1);
+    let f = FakeFn::new("slowpoke", "app/slow").step(Step::Run(stuck));
+    let sdk = FakeSdk::new(&[f], None);
+    let h = harness_with(
+        sdk,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| ExecutorOptions {
+            call_timeout: std::time::Duration::from_millis(50),
+            ..o
+        },
+    )
+    .await;
+    h.publish("app/slow", json!({})).await;
+    h.settle().await;
+    let r = h.only_run("slowpoke").await;
+    assert_eq!(r.status, RunStatus::Running);
+    let last = r.history.last().expect("history");
+    assert_eq!(
+        (last.outcome, last.op.as_str()),
+        (Outcome::Retrying, "FunctionError")
+    );
+    assert_eq!(
+        last.error.as_ref().map(|e| e["name"].clone()),
+        Some(json!("TransportError"))
+    );
+    h.advance(Duration::seconds(15));
+    h.settle().await;
+    let r = h.only_run("slowpoke").await;
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(h.sdk.executions("slowpoke", "stuck"), 2);
+}

@@ -99,9 +99,13 @@ impl Executor {
                 }
                 continue;
             }
+            let now = self.now();
             let sleep_for = match self.inner.store.next_wake().await {
-                Ok(Some(t)) => (t - self.now()).to_std().unwrap_or_default().clamp(
-                    std::time::Duration::from_millis(5),
+                // Due but not claimable: held back by a concurrency limit. Every commit wakes
+                // the loop, so wait for that rather than polling.
+                Ok(Some(t)) if t <= now => self.inner.options.idle_poll,
+                Ok(Some(t)) => (t - now).to_std().unwrap_or_default().clamp(
+                    std::time::Duration::from_millis(1),
                     self.inner.options.idle_poll,
                 ),
                 Ok(None) => self.inner.options.idle_poll,
@@ -236,14 +240,16 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return transport_error(e.to_string()),
         };
-        match self.inner.transport.call(req).await {
-            Ok(resp) => parse_response(
+        let timeout = self.inner.options.call_timeout;
+        match tokio::time::timeout(timeout, self.inner.transport.call(req)).await {
+            Ok(Ok(resp)) => parse_response(
                 resp.status().as_u16(),
                 resp.headers(),
                 resp.body(),
                 self.now(),
             ),
-            Err(e) => transport_error(e.to_string()),
+            Ok(Err(e)) => transport_error(e.to_string()),
+            Err(_) => transport_error(format!("no answer within {} s", timeout.as_secs())),
         }
     }
 

@@ -66,8 +66,11 @@ pub struct ExecutorOptions {
     pub server_kind: ServerKind,
     /// Calls in flight at once.
     pub workers: usize,
+    /// Longest wait for one call's answer; a call that takes longer counts as a failed
+    /// attempt and is retried.
+    pub call_timeout: std::time::Duration,
     /// How long a claimed item stays leased; a crashed worker's item is retaken after it.
-    /// Must exceed the transport's request timeout.
+    /// Must exceed `call_timeout`.
     pub lease: Duration,
     /// Upper bound of the random delay added to retry backoffs (Inngest: 30 s).
     pub max_retry_jitter: Duration,
@@ -82,6 +85,7 @@ impl Default for ExecutorOptions {
             signing_key: None,
             server_kind: ServerKind::Dev,
             workers: 8,
+            call_timeout: std::time::Duration::from_secs(300),
             lease: Duration::minutes(6),
             max_retry_jitter: Duration::seconds(30),
             idle_poll: std::time::Duration::from_secs(5),
@@ -96,6 +100,7 @@ impl std::fmt::Debug for ExecutorOptions {
             .field("signing_key", &self.signing_key)
             .field("server_kind", &self.server_kind)
             .field("workers", &self.workers)
+            .field("call_timeout", &self.call_timeout)
             .field("lease", &self.lease)
             .field("max_retry_jitter", &self.max_retry_jitter)
             .finish_non_exhaustive()

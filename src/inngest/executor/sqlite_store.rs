@@ -120,7 +120,25 @@ impl SqliteRunStore {
         })
     }
 
+    /// A write transaction: `BEGIN IMMEDIATE`, so it never fails halfway on a lock upgrade.
     async fn with_tx<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.run_tx(TransactionBehavior::Immediate, f).await
+    }
+
+    /// A read-only transaction (`BEGIN DEFERRED`).
+    async fn with_read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.run_tx(TransactionBehavior::Deferred, f).await
+    }
+
+    async fn run_tx<T, F>(&self, behavior: TransactionBehavior, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -132,9 +150,7 @@ impl SqliteRunStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| backend("sqlite connection poisoned"))?;
-            let tx = guard
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = guard.transaction_with_behavior(behavior).map_err(backend)?;
             let out = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)
@@ -250,7 +266,7 @@ impl RunStore for SqliteRunStore {
 
     async fn pauses_for(&self, event_name: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
         let name = event_name.to_string();
-        self.with_tx(move |tx| {
+        self.with_read(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT body FROM inngest_pauses WHERE event_name = ?1 AND expires_at > ?2 ORDER BY id",
@@ -329,7 +345,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             let v: Option<i64> = tx
                 .query_row(
                     "SELECT MIN(MAX(due_at, COALESCE(lease_until, 0))) FROM inngest_queue",
@@ -357,7 +373,7 @@ impl RunStore for SqliteRunStore {
 
     async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
         let id = run_id.to_string();
-        self.with_tx(move |tx| {
+        self.with_read(move |tx| {
             let row: Option<(String, i64)> = tx
                 .query_row(
                     "SELECT state, rev FROM inngest_runs WHERE id = ?1",
@@ -446,7 +462,7 @@ impl RunStore for SqliteRunStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
         let f = filter.clone();
-        self.with_tx(move |tx| {
+        self.with_read(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT state FROM inngest_runs
@@ -478,7 +494,7 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth> {
-        self.with_tx(move |tx| {
+        self.with_read(move |tx| {
             let n = ms(now);
             tx.query_row(
                 "SELECT
