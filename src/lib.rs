@@ -1,1 +1,21 @@
+//! `ticketing`: an AI-powered support-ticket service.
+//!
+//! Data flows one way: `http` -> `domain` -> `store`, and the store's outbox -> `inngest` ->
+//! durable functions -> (ai, routing, mail, store).
+
+pub mod ai;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod http;
 pub mod inngest;
+pub mod mail;
+pub mod relay;
+pub mod routing;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::App;
+pub use config::Config;

@@ -1,5 +1,25 @@
+//! Integration tests: one binary, modules by area. Every test starts the real server on
+//! 127.0.0.1 with its own data directory.
+
+mod helpers;
+mod support;
+
+mod access;
+mod ai_gemini;
+mod ai_openai;
+mod auth;
+mod bad_input;
+mod durability;
 mod executor_durability;
 mod executor_ops;
 mod executor_protocol;
 mod executor_runs;
 mod executor_support;
+mod fuzz;
+mod inngest_app;
+mod inngest_conformance;
+mod inngest_harness;
+mod inngest_serve;
+mod mail_delivery;
+mod store_contract;
+mod tickets;

@@ -1,0 +1,360 @@
+//! Any OpenAI-compatible `chat/completions` endpoint (OpenAI, Gemini's compatibility layer,
+//! Ollama, vLLM, llama.cpp, LM Studio) with strict JSON-schema output.
+
+use std::fmt;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::errors::{classify_status, classify_transport};
+use super::retry::{self, AttemptCtx, RetryPolicy};
+use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider, parse_model_text};
+use super::{prompt, schema};
+use crate::domain::triage::{Triage, TriageSource};
+
+/// Output budget of the first attempt (reasoning models spend part of it thinking).
+pub const MAX_TOKENS: u32 = 2048;
+/// Output budget after a truncated answer.
+pub const MAX_TOKENS_RETRY: u32 = 4096;
+
+pub struct OpenAiProvider {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    model: String,
+    policy: RetryPolicy,
+}
+
+impl fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+impl OpenAiProvider {
+    /// `base_url` is the API base, e.g. `http://localhost:11434/v1` or
+    /// `https://generativelanguage.googleapis.com/v1beta/openai`; `/chat/completions` is
+    /// appended unless already there. No key means no `Authorization` header (local servers).
+    pub fn new(
+        http: reqwest::Client,
+        base_url: impl Into<String>,
+        api_key: Option<String>,
+        model: impl Into<String>,
+    ) -> Self {
+        OpenAiProvider {
+            http,
+            base_url: base_url.into().trim().trim_end_matches('/').to_string(),
+            api_key: api_key.filter(|k| !k.trim().is_empty()),
+            model: model.into().trim().to_string(),
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    fn endpoint(&self) -> Result<String, AiError> {
+        if self.model.is_empty() {
+            return Err(AiError::Config("AI_MODEL is not set".into()));
+        }
+        let parsed = url::Url::parse(&self.base_url).map_err(|e| {
+            AiError::Config(format!("invalid AI_BASE_URL {:?}: {e}", self.base_url))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(AiError::Config(format!(
+                "AI_BASE_URL must be http(s), got {:?}",
+                parsed.scheme()
+            )));
+        }
+        if self.base_url.ends_with("/chat/completions") {
+            Ok(self.base_url.clone())
+        } else {
+            Ok(format!("{}/chat/completions", self.base_url))
+        }
+    }
+
+    pub fn request_body(&self, input: &TicketText, after_bad_output: bool) -> Value {
+        json!({
+            "model": self.model,
+            "messages": [
+                { "role": "system", "content": prompt::system_prompt() },
+                { "role": "user", "content": prompt::user_message(input) },
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema::SCHEMA_NAME,
+                    "strict": true,
+                    "schema": schema::triage_schema(),
+                },
+            },
+            "max_tokens": if after_bad_output { MAX_TOKENS_RETRY } else { MAX_TOKENS },
+        })
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        input: &TicketText,
+        ctx: AttemptCtx,
+    ) -> Result<(Triage, Option<TokenUsage>, Option<String>), AiError> {
+        tracing::debug!(attempt = ctx.attempt, model = %self.model, "openai triage request");
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(ctx.timeout)
+            .json(&self.request_body(input, ctx.after_bad_output));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| classify_transport("openai", &e, ctx.timeout))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| classify_transport("openai", &e, ctx.timeout))?;
+        if !status.is_success() {
+            return Err(classify_status("openai", status, &headers, &body));
+        }
+        let parsed: ChatResponse = serde_json::from_str(&body).map_err(|e| {
+            AiError::BadOutput(format!("chat completion is not the expected JSON: {e}"))
+        })?;
+        let usage = parsed.usage.as_ref().map(Usage::to_usage);
+        let text = extract_text(&parsed)?;
+        Ok((parse_model_text(&text)?, usage, parsed.model))
+    }
+}
+
+#[async_trait::async_trait]
+impl TriageProvider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
+        let url = self.endpoint()?;
+        let started = Instant::now();
+        let (result, attempts) =
+            retry::run(&self.policy, "openai", |ctx| self.attempt(&url, input, ctx)).await;
+        let (triage, usage, model) = result?;
+        Ok(TriageOutcome {
+            triage,
+            source: TriageSource::OpenAi,
+            model: model
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| self.model.clone()),
+            usage,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            attempts,
+        })
+    }
+}
+
+fn extract_text(resp: &ChatResponse) -> Result<String, AiError> {
+    let Some(choice) = resp.choices.first() else {
+        return Err(AiError::BadOutput("no choices returned".into()));
+    };
+    let message = choice.message.as_ref();
+    if let Some(refusal) = message
+        .and_then(|m| m.refusal.as_deref())
+        .filter(|r| !r.is_empty())
+    {
+        return Err(AiError::Blocked(format!(
+            "model refused: {}",
+            crate::domain::triage::clamp_chars(refusal, 200)
+        )));
+    }
+    match choice.finish_reason.as_deref() {
+        Some("content_filter") => {
+            return Err(AiError::Blocked("answer blocked (content_filter)".into()));
+        }
+        Some("length") => {
+            return Err(AiError::BadOutput(
+                "answer truncated (finish_reason length)".into(),
+            ));
+        }
+        _ => {}
+    }
+    match message.and_then(|m| m.content.as_ref()) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        // Content-part arrays (some servers): concatenate their text.
+        Some(Value::Array(parts)) => {
+            let text: String = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            if text.trim().is_empty() {
+                Err(AiError::BadOutput("empty answer".into()))
+            } else {
+                Ok(text)
+            }
+        }
+        _ => Err(AiError::BadOutput("empty answer".into())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ChatResponse {
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Choice {
+    message: Option<Message>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Message {
+    content: Option<Value>,
+    refusal: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CompletionDetails {
+    reasoning_tokens: u32,
+}
+
+impl Usage {
+    fn to_usage(&self) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+            thinking_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.reasoning_tokens),
+            total_tokens: self
+                .total_tokens
+                .max(self.prompt_tokens + self.completion_tokens),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(base: &str) -> OpenAiProvider {
+        OpenAiProvider::new(crate::ai::http_client().unwrap(), base, None, "llama3.2")
+    }
+
+    #[test]
+    fn endpoint_building() {
+        assert_eq!(
+            provider("http://localhost:11434/v1/").endpoint().unwrap(),
+            "http://localhost:11434/v1/chat/completions"
+        );
+        assert_eq!(
+            provider("https://x/v1/chat/completions")
+                .endpoint()
+                .unwrap(),
+            "https://x/v1/chat/completions"
+        );
+        assert!(matches!(
+            provider("not a url").endpoint(),
+            Err(AiError::Config(_))
+        ));
+        assert!(matches!(
+            provider("ftp://x").endpoint(),
+            Err(AiError::Config(_))
+        ));
+        let p = OpenAiProvider::new(crate::ai::http_client().unwrap(), "http://x", None, " ");
+        assert!(matches!(p.endpoint(), Err(AiError::Config(_))));
+    }
+
+    #[test]
+    fn request_body_shape() {
+        let b = provider("http://x").request_body(&TicketText::new("t", "d"), false);
+        assert_eq!(b["model"], "llama3.2");
+        assert_eq!(b["response_format"]["type"], "json_schema");
+        assert_eq!(b["response_format"]["json_schema"]["strict"], true);
+        assert_eq!(b["response_format"]["json_schema"]["name"], "ticket_triage");
+        assert_eq!(
+            b["response_format"]["json_schema"]["schema"],
+            schema::triage_schema()
+        );
+        assert_eq!(b["messages"][0]["role"], "system");
+        assert!(
+            b["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("<ticket>")
+        );
+        assert_eq!(b["max_tokens"], 2048);
+    }
+
+    #[test]
+    fn blank_key_means_no_key() {
+        let p = OpenAiProvider::new(
+            crate::ai::http_client().unwrap(),
+            "http://x",
+            Some("  ".into()),
+            "m",
+        );
+        assert!(p.api_key.is_none());
+        assert!(
+            !format!(
+                "{:?}",
+                OpenAiProvider::new(
+                    crate::ai::http_client().unwrap(),
+                    "http://x",
+                    Some("sk-SECRET".into()),
+                    "m"
+                )
+            )
+            .contains("SECRET")
+        );
+    }
+
+    #[test]
+    fn extraction_rules() {
+        let r = |v: Value| -> ChatResponse { serde_json::from_value(v).unwrap() };
+        let ok = r(
+            json!({"choices":[{"message":{"role":"assistant","content":"{}"},"finish_reason":"stop"}]}),
+        );
+        assert_eq!(extract_text(&ok).unwrap(), "{}");
+        let parts = r(
+            json!({"choices":[{"message":{"content":[{"type":"text","text":"{\"a\""},{"type":"text","text":":1}"}]}}]}),
+        );
+        assert_eq!(extract_text(&parts).unwrap(), "{\"a\":1}");
+        let refused = r(json!({"choices":[{"message":{"content":null,"refusal":"I can't help"}}]}));
+        assert!(matches!(extract_text(&refused), Err(AiError::Blocked(_))));
+        let filtered =
+            r(json!({"choices":[{"message":{"content":""},"finish_reason":"content_filter"}]}));
+        assert!(matches!(extract_text(&filtered), Err(AiError::Blocked(_))));
+        let length =
+            r(json!({"choices":[{"message":{"content":"{\"su"},"finish_reason":"length"}]}));
+        assert!(matches!(extract_text(&length), Err(AiError::BadOutput(_))));
+        assert!(matches!(
+            extract_text(&r(json!({"choices":[]}))),
+            Err(AiError::BadOutput(_))
+        ));
+    }
+}

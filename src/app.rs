@@ -1,0 +1,270 @@
+//! Builds the running service from a `Config`: store, secrets, state, router, listener.
+
+use crate::auth::Tokens;
+use crate::config::{Config, Secret, StoreUrl};
+use crate::domain::user::{Email, Password, Role};
+use crate::http::rate_limit::RateLimiter;
+use crate::http::{AppInner, AppState};
+use crate::store::mongo::MongoStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use anyhow::Context;
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreUrl::Sqlite(path) => {
+            let store = SqliteStore::open(path)
+                .await
+                .with_context(|| format!("opening SQLite at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreUrl::Mongo { uri, database } => {
+            let store = MongoStore::connect(uri.expose(), database)
+                .await
+                .with_context(|| format!("connecting to MongoDB (database {database:?})"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The configured secret, or one generated once into `DATA_DIR/jwt_secret` and reused after.
+fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= 32 {
+            return Ok(Secret::new(existing));
+        }
+    }
+    tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated one and stored it in DATA_DIR; set JWT_SECRET in production");
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let bytes: [u8; 32] = rand::random();
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Secret::new(secret))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(content.as_bytes())
+}
+
+/// Creates an account directly (CLI and bootstrap). An existing e-mail is reported, not changed.
+pub async fn create_user(
+    store: &Arc<dyn Store>,
+    email: Email,
+    password: Password,
+    role: Role,
+    skills: Vec<String>,
+) -> Result<crate::store::User, StoreError> {
+    let hash = crate::auth::hash_password(password.expose().to_owned())
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?;
+    let id = crate::domain::new_id();
+    let user = crate::store::NewUser {
+        id: id.clone(),
+        email: email.as_str().to_owned(),
+        name: String::new(),
+        password_hash: hash,
+        role,
+        skills,
+    };
+    store
+        .create_user(
+            user,
+            Some(crate::domain::events::NewEvent::user_signup(&id)),
+        )
+        .await
+}
+
+async fn bootstrap_admin(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<()> {
+    let Some((email, password)) = config.bootstrap_admin.clone() else {
+        return Ok(());
+    };
+    match create_user(store, email.clone(), password, Role::Admin, Vec::new()).await {
+        Ok(user) => tracing::info!(user_id = %user.id, email = %email, "bootstrap admin created"),
+        Err(StoreError::Conflict { .. }) => {
+            tracing::info!(email = %email, "bootstrap admin already exists; left unchanged")
+        }
+        Err(e) => return Err(e).context("creating the bootstrap admin"),
+    }
+    Ok(())
+}
+
+/// The service without a listener: the router, its state, and the background work (outbox
+/// relay, executor). `App` binds it to a port; the Vercel entry hands the router to the runtime.
+pub struct Service {
+    pub router: Router,
+    pub state: AppState,
+    background: Background,
+}
+
+/// Background tasks, stopped together.
+struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background work did not finish in time; it resumes at next start"
+            );
+        }
+    }
+}
+
+impl Service {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
+        crate::telemetry::prometheus();
+        crate::telemetry::spawn_metrics_upkeep();
+        let config = Arc::new(config);
+        let store = open_store(&config).await?;
+        bootstrap_admin(&config, &store).await?;
+        let state = AppState::new(AppInner {
+            tokens: Tokens::new(&jwt_secret(&config)?, config.jwt_ttl),
+            auth_limiter: RateLimiter::new(config.auth_rate_limit_per_min),
+            outbox_signal: Arc::new(Notify::new()),
+            store,
+            config: config.clone(),
+        });
+        let router = crate::http::router(state.clone(), Router::new());
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            router,
+            state,
+            background: Background {
+                stop,
+                tasks: Vec::new(),
+            },
+        })
+    }
+
+    /// Stops background work, letting steps in flight finish and flushing the outbox.
+    pub async fn shutdown(self) {
+        self.background.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// How long shutdown waits for in-flight work before giving up (it resumes at next start).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub struct App {
+    listener: TcpListener,
+    service: Service,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let service = Service::build(config).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (HOST/PORT)"))?;
+        Ok(Self { listener, service })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.service.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C: stops accepting, lets in-flight requests finish, then
+    /// stops background work and flushes the outbox.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.listener.local_addr()?;
+        let Service {
+            router,
+            state,
+            background,
+        } = self.service;
+        tracing::info!(%addr, store = state.store.backend(), "listening");
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await?;
+        background.shutdown(SHUTDOWN_GRACE).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; finishing in-flight work");
+}
+
+/// On Vercel a SQLite file and the embedded executor would vanish with the instance: refuse to
+/// start there without MongoDB and Inngest Cloud keys, naming what to set.
+pub fn vercel_preflight(config: &Config) -> Result<(), String> {
+    if !config.on_vercel {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if !matches!(config.store, StoreUrl::Mongo { .. }) {
+        missing.push("DATABASE_URL (mongodb+srv://…)");
+    }
+    for key in ["INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY"] {
+        if !config.inngest_env.contains_key(key) {
+            missing.push(key);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "on Vercel set {}: a SQLite file and the embedded executor do not survive serverless instances",
+            missing.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,166 @@
+//! Password hashing (Argon2id, off the async runtime) and access tokens (JWT HS256).
+
+use crate::config::Secret;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("token could not be created: {0}")]
+    Token(String),
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+pub async fn hash_password(password: String) -> Result<String, AuthError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| AuthError::Hash(e.to_string()))
+    })
+    .await
+    .map_err(|e| AuthError::Join(e.to_string()))?
+}
+
+/// Verifies against `hash`, or against a fixed dummy hash when there is no account, so that
+/// "no such user" and "wrong password" take the same time.
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AuthError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let (hash, real) = match hash {
+            Some(h) => (h, true),
+            None => (dummy_hash().to_owned(), false),
+        };
+        let parsed = PasswordHash::new(&hash).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(ok && real)
+    })
+    .await
+    .map_err(|e| AuthError::Join(e.to_string()))?
+}
+
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"timing-equalizer")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Mints and checks access tokens. The token carries only the user id: the role is read from
+/// the store on every request, so a demotion takes effect at once.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn issue(&self, user_id: &str) -> Result<String, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Token(e.to_string()))
+    }
+
+    /// The user id of a valid, unexpired token.
+    pub fn verify(&self, token: &str) -> Option<String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
+            Ok(data) => Some(data.claims.sub),
+            Err(e) => {
+                tracing::debug!(error = %e, "rejected access token");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(
+            verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("wrong horse".into(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("timing-equalizer".into(), None)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let tokens = Tokens::new(&Secret::new("x".repeat(32)), Duration::from_secs(60));
+        let t = tokens.issue("user-1").unwrap();
+        assert_eq!(tokens.verify(&t).as_deref(), Some("user-1"));
+        let other = Tokens::new(&Secret::new("y".repeat(32)), Duration::from_secs(60));
+        assert_eq!(other.verify(&t), None);
+        assert_eq!(tokens.verify("not.a.token"), None);
+    }
+
+    #[test]
+    fn expired_tokens_are_rejected() {
+        let secret = Secret::new("z".repeat(32));
+        let tokens = Tokens::new(&secret, Duration::from_secs(60));
+        let claims = Claims {
+            sub: "u".into(),
+            iat: 0,
+            exp: chrono::Utc::now().timestamp() - 120,
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding)
+            .unwrap();
+        assert_eq!(tokens.verify(&t), None);
+    }
+}

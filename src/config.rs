@@ -1,0 +1,558 @@
+//! Environment -> typed `Config`, read once at start. A bad value stops the process with one
+//! line naming the variable. Nothing else in the crate reads the environment.
+
+use crate::domain::user::{Email, Password};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn err(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Mongo { uri: Secret, database: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AiProviderKind {
+    Gemini,
+    OpenAi,
+    Rules,
+}
+
+#[derive(Clone, Debug)]
+pub struct AiConfig {
+    pub provider: AiProviderKind,
+    pub gemini_api_key: Option<Secret>,
+    pub gemini_model: String,
+    pub gemini_base_url: String,
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<Secret>,
+    pub openai_model: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub store: StoreUrl,
+    /// `None`: generated once into `DATA_DIR` at start.
+    pub jwt_secret: Option<Secret>,
+    pub jwt_ttl: Duration,
+    pub ai: AiConfig,
+    pub mail: crate::mail::MailSettings,
+    pub app_url: String,
+    /// Every `INNGEST_*` variable that was set, for the SDK to resolve as the official SDKs do.
+    pub inngest_env: BTreeMap<String, String>,
+    pub cors_origins: Vec<String>,
+    pub log_format: LogFormat,
+    pub bootstrap_admin: Option<(Email, Password)>,
+    /// Login and register attempts allowed per client per minute.
+    pub auth_rate_limit_per_min: u32,
+    /// Trust `X-Forwarded-For` for the client address even when a peer address exists.
+    pub trust_proxy: bool,
+    /// Set on Vercel; changes defaults that make no sense there.
+    pub on_vercel: bool,
+    /// How long a ticket of each priority may stay unresolved before it is escalated.
+    pub sla: SlaConfig,
+    /// Most triage calls to the AI provider running at once, across all tickets.
+    pub ai_concurrency: u32,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlaConfig {
+    pub low: Duration,
+    pub medium: Duration,
+    pub high: Duration,
+}
+
+impl SlaConfig {
+    pub fn for_priority(&self, priority: crate::domain::ticket::Priority) -> Duration {
+        use crate::domain::ticket::Priority;
+        match priority {
+            Priority::Low => self.low,
+            Priority::Medium => self.medium,
+            Priority::High => self.high,
+        }
+    }
+}
+
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash-lite";
+pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// The `INNGEST_*` names the official SDKs read.
+pub const INNGEST_VARS: &[&str] = &[
+    "INNGEST_DEV",
+    "INNGEST_BASE_URL",
+    "INNGEST_API_BASE_URL",
+    "INNGEST_EVENT_API_BASE_URL",
+    "INNGEST_EVENT_KEY",
+    "INNGEST_SIGNING_KEY",
+    "INNGEST_SIGNING_KEY_FALLBACK",
+    "INNGEST_SERVE_ORIGIN",
+    "INNGEST_SERVE_HOST",
+    "INNGEST_SERVE_PATH",
+    "INNGEST_ENV",
+    "INNGEST_LOG_LEVEL",
+    "INNGEST_STREAMING",
+    "INNGEST_ALLOW_IN_BAND_SYNC",
+];
+
+impl AiConfig {
+    /// The provider the service triages with.
+    pub fn provider_settings(&self) -> crate::ai::ProviderSettings {
+        use crate::ai::ProviderSettings;
+        match self.provider {
+            AiProviderKind::Gemini => ProviderSettings::Gemini {
+                api_key: self
+                    .gemini_api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned())
+                    .unwrap_or_default(),
+                model: self.gemini_model.clone(),
+                base_url: self.gemini_base_url.clone(),
+            },
+            AiProviderKind::OpenAi => ProviderSettings::OpenAi {
+                base_url: self.openai_base_url.clone().unwrap_or_default(),
+                api_key: self.openai_api_key.as_ref().map(|k| k.expose().to_owned()),
+                model: self.openai_model.clone().unwrap_or_default(),
+            },
+            AiProviderKind::Rules => ProviderSettings::Rules,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the config from any variable source; tests pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let host: IpAddr = match get("HOST") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(h) if h == "localhost" => IpAddr::from([127, 0, 0, 1]),
+            Some(h) => h
+                .parse()
+                .map_err(|_| err("HOST", format!("{h:?} is not an IP address")))?,
+        };
+        let port: u16 = match get("PORT") {
+            None => 3000,
+            Some(p) => p
+                .parse()
+                .map_err(|_| err("PORT", format!("{p:?} is not a port number (0-65535)")))?,
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+
+        let mongo_db = get("MONGODB_DB").unwrap_or_else(|| "ticketing".into());
+        let (url_var, url) = [
+            ("DATABASE_URL", get("DATABASE_URL")),
+            ("MONGO_URI", get("MONGO_URI")),
+            ("MONGODB_URI", get("MONGODB_URI")),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.map(|v| (name, v)))
+        .unwrap_or(("DATABASE_URL", String::new()));
+        let store = if url.is_empty() {
+            StoreUrl::Sqlite(data_dir.join("ticketing.db"))
+        } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+            StoreUrl::Mongo {
+                uri: Secret::new(url),
+                database: mongo_db,
+            }
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(err(url_var, "sqlite URL has no file path"));
+            }
+            StoreUrl::Sqlite(PathBuf::from(path))
+        } else {
+            return Err(err(
+                url_var,
+                "expected sqlite://PATH, mongodb://… or mongodb+srv://…",
+            ));
+        };
+
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(s) if s.len() < 32 => return Err(err("JWT_SECRET", "must be at least 32 bytes")),
+            other => other.map(Secret::new),
+        };
+        let jwt_ttl = match get("JWT_TTL") {
+            None => Duration::from_secs(24 * 3600),
+            Some(raw) => parse_duration(&raw)
+                .filter(|d| {
+                    *d >= Duration::from_secs(60) && *d <= Duration::from_secs(90 * 24 * 3600)
+                })
+                .ok_or_else(|| {
+                    err(
+                        "JWT_TTL",
+                        format!("{raw:?} is not a duration between 1m and 90d (e.g. 24h, 30m)"),
+                    )
+                })?,
+        };
+
+        let gemini_api_key = get("GEMINI_API_KEY").map(Secret::new);
+        let provider = match get("AI_PROVIDER").as_deref() {
+            None if gemini_api_key.is_some() => AiProviderKind::Gemini,
+            None => AiProviderKind::Rules,
+            Some("gemini") => AiProviderKind::Gemini,
+            Some("openai") => AiProviderKind::OpenAi,
+            Some("rules") => AiProviderKind::Rules,
+            Some(other) => {
+                return Err(err(
+                    "AI_PROVIDER",
+                    format!("{other:?} is not one of gemini, openai, rules"),
+                ));
+            }
+        };
+        let ai = AiConfig {
+            provider,
+            gemini_model: get("GEMINI_MODEL").unwrap_or_else(|| DEFAULT_GEMINI_MODEL.into()),
+            gemini_base_url: http_url("GEMINI_BASE_URL", get("GEMINI_BASE_URL"))?
+                .unwrap_or_else(|| DEFAULT_GEMINI_BASE_URL.into()),
+            gemini_api_key,
+            openai_base_url: http_url("AI_BASE_URL", get("AI_BASE_URL"))?,
+            openai_api_key: get("AI_API_KEY").map(Secret::new),
+            openai_model: get("AI_MODEL"),
+        };
+        match ai.provider {
+            AiProviderKind::Gemini if ai.gemini_api_key.is_none() => {
+                return Err(err("GEMINI_API_KEY", "required when AI_PROVIDER=gemini"));
+            }
+            AiProviderKind::OpenAi if ai.openai_base_url.is_none() => {
+                return Err(err("AI_BASE_URL", "required when AI_PROVIDER=openai"));
+            }
+            AiProviderKind::OpenAi if ai.openai_model.is_none() => {
+                return Err(err("AI_MODEL", "required when AI_PROVIDER=openai"));
+            }
+            _ => {}
+        }
+
+        let raw_mail = crate::mail::RawMailEnv::from_lookup(get);
+        let mail = crate::mail::MailSettings::parse(&raw_mail, &data_dir).map_err(|e| {
+            use crate::mail::MailConfigError as M;
+            let variable = match &e {
+                M::InvalidPort(_) => "MAILTRAP_SMTP_PORT",
+                M::InvalidFrom { .. } => "MAIL_FROM",
+                M::IncompleteCredentials(name) => name,
+                _ if raw_mail.smtp_url.is_some() => "SMTP_URL",
+                _ => "MAILTRAP_SMTP_HOST",
+            };
+            let message = e.to_string();
+            let message = message
+                .strip_prefix(variable)
+                .map(str::trim_start)
+                .unwrap_or(&message)
+                .to_owned();
+            err(variable, message)
+        })?;
+
+        let app_url = http_url("APP_URL", get("APP_URL"))?
+            .unwrap_or_else(|| format!("http://{host}:{port}"))
+            .trim_end_matches('/')
+            .to_owned();
+
+        let inngest_env: BTreeMap<String, String> = INNGEST_VARS
+            .iter()
+            .filter_map(|name| get(name).map(|v| ((*name).to_owned(), v)))
+            .collect();
+
+        let cors_origins = match get("CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    if o == "*" || url::Url::parse(o).is_ok_and(|u| u.has_host()) {
+                        Ok(o.trim_end_matches('/').to_owned())
+                    } else {
+                        Err(err(
+                            "CORS_ORIGINS",
+                            format!("{o:?} is not an origin like https://app.example.com"),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not one of text, json"),
+                ));
+            }
+        };
+
+        let bootstrap_admin = match (
+            get("BOOTSTRAP_ADMIN_EMAIL"),
+            lookup("BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some((
+                Email::parse(&email).map_err(|e| err("BOOTSTRAP_ADMIN_EMAIL", e.to_string()))?,
+                Password::parse(&password)
+                    .map_err(|e| err("BOOTSTRAP_ADMIN_PASSWORD", e.to_string()))?,
+            )),
+            (Some(_), None) => {
+                return Err(err(
+                    "BOOTSTRAP_ADMIN_PASSWORD",
+                    "required with BOOTSTRAP_ADMIN_EMAIL",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "BOOTSTRAP_ADMIN_EMAIL",
+                    "required with BOOTSTRAP_ADMIN_PASSWORD",
+                ));
+            }
+        };
+
+        let auth_rate_limit_per_min = match get("AUTH_RATE_LIMIT_PER_MIN") {
+            None => 30,
+            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                err(
+                    "AUTH_RATE_LIMIT_PER_MIN",
+                    format!("{raw:?} is not a positive integer"),
+                )
+            })?,
+        };
+
+        let sla_var = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => parse_duration(&raw)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!("{raw:?} is not a duration like 4h, 30m or 90s"),
+                        )
+                    }),
+            }
+        };
+        let sla = SlaConfig {
+            low: sla_var("SLA_LOW", 72 * 3600)?,
+            medium: sla_var("SLA_MEDIUM", 24 * 3600)?,
+            high: sla_var("SLA_HIGH", 4 * 3600)?,
+        };
+        let ai_concurrency = match get("AI_CONCURRENCY") {
+            None => 4,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "AI_CONCURRENCY",
+                        format!("{raw:?} is not an integer from 1 to 1000"),
+                    )
+                })?,
+        };
+
+        Ok(Config {
+            metrics_token: get("METRICS_TOKEN").map(Secret::new),
+            sla,
+            ai_concurrency,
+            host,
+            port,
+            data_dir,
+            store,
+            jwt_secret,
+            jwt_ttl,
+            ai,
+            mail,
+            app_url,
+            inngest_env,
+            cors_origins,
+            log_format,
+            bootstrap_admin,
+            auth_rate_limit_per_min,
+            trust_proxy: flag("TRUST_PROXY", get("TRUST_PROXY"))?,
+            on_vercel: get("VERCEL").is_some(),
+        })
+    }
+}
+
+fn flag(name: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
+    match raw.as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(err(
+            name,
+            format!("{other:?} is not a boolean (true/false)"),
+        )),
+    }
+}
+
+fn http_url(name: &'static str, raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some(u) => match url::Url::parse(&u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                Ok(Some(u.trim_end_matches('/').to_owned()))
+            }
+            _ => Err(err(name, format!("{u:?} is not an http(s) URL"))),
+        },
+    }
+}
+
+/// `90`, `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(
+            c.store,
+            StoreUrl::Sqlite(PathBuf::from("./data/ticketing.db"))
+        );
+        assert_eq!(c.ai.provider, AiProviderKind::Rules);
+        assert_eq!(c.app_url, "http://127.0.0.1:3000");
+        assert_eq!(c.jwt_ttl, Duration::from_secs(86_400));
+        assert!(c.inngest_env.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (vars, variable) in [
+            (vec![("PORT", "eighty")], "PORT"),
+            (vec![("HOST", "my host")], "HOST"),
+            (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+            (vec![("JWT_TTL", "forever")], "JWT_TTL"),
+            (vec![("AI_PROVIDER", "skynet")], "AI_PROVIDER"),
+            (vec![("AI_PROVIDER", "gemini")], "GEMINI_API_KEY"),
+            (vec![("AI_PROVIDER", "openai")], "AI_BASE_URL"),
+            (vec![("DATABASE_URL", "postgres://x")], "DATABASE_URL"),
+            (vec![("MONGO_URI", "redis://x")], "MONGO_URI"),
+            (vec![("SMTP_URL", "http://x")], "SMTP_URL"),
+            (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (
+                vec![("BOOTSTRAP_ADMIN_EMAIL", "a@b.io")],
+                "BOOTSTRAP_ADMIN_PASSWORD",
+            ),
+            (
+                vec![
+                    ("BOOTSTRAP_ADMIN_EMAIL", "nope"),
+                    ("BOOTSTRAP_ADMIN_PASSWORD", "longenough"),
+                ],
+                "BOOTSTRAP_ADMIN_EMAIL",
+            ),
+            (vec![("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
+            (vec![("SLA_HIGH", "0")], "SLA_HIGH"),
+            (vec![("AI_CONCURRENCY", "0")], "AI_CONCURRENCY"),
+        ] {
+            let e = config(&vars).unwrap_err();
+            assert_eq!(e.variable, variable, "{vars:?} -> {e}");
+            assert!(e.to_string().starts_with(variable));
+        }
+    }
+
+    #[test]
+    fn mongo_urls_select_mongo() {
+        let c = config(&[
+            ("MONGODB_URI", "mongodb+srv://u:p@cluster.example.net"),
+            ("MONGODB_DB", "prod"),
+        ])
+        .unwrap();
+        assert!(matches!(c.store, StoreUrl::Mongo { ref database, .. } if database == "prod"));
+        assert!(!format!("{c:?}").contains("u:p@"), "secrets must not print");
+    }
+
+    #[test]
+    fn gemini_is_chosen_by_its_key() {
+        let c = config(&[("GEMINI_API_KEY", "k")]).unwrap();
+        assert_eq!(c.ai.provider, AiProviderKind::Gemini);
+        assert_eq!(c.ai.gemini_model, DEFAULT_GEMINI_MODEL);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}

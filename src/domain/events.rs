@@ -1,0 +1,81 @@
+//! The events the API writes to the outbox. They carry ids, never documents.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub const USER_SIGNUP: &str = "user/signup";
+pub const TICKET_CREATED: &str = "ticket/created";
+pub const TICKET_UPDATED: &str = "ticket/updated";
+pub const TICKET_RESOLVED: &str = "ticket/resolved";
+pub const TICKET_COMMENTED: &str = "ticket/commented";
+/// An admin asked for the ticket to be triaged again.
+pub const TICKET_RETRIAGE: &str = "ticket/retriage.requested";
+
+/// An event on its way into the outbox. `id` becomes the Inngest event id, so a resend after a
+/// crash is deduplicated downstream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewEvent {
+    pub id: String,
+    pub name: String,
+    pub data: Value,
+}
+
+impl NewEvent {
+    fn new(name: &str, data: Value) -> Self {
+        Self {
+            id: super::new_id(),
+            name: name.to_owned(),
+            data,
+        }
+    }
+
+    pub fn user_signup(user_id: &str) -> Self {
+        Self::new(USER_SIGNUP, json!({ "user_id": user_id }))
+    }
+
+    pub fn ticket_created(ticket_id: &str, created_by: &str) -> Self {
+        Self::new(
+            TICKET_CREATED,
+            json!({ "ticket_id": ticket_id, "created_by": created_by }),
+        )
+    }
+
+    /// `changes` maps a field name to `{"from": …, "to": …}`.
+    pub fn ticket_updated(ticket_id: &str, actor_id: &str, changes: Value) -> Self {
+        Self::new(
+            TICKET_UPDATED,
+            json!({ "ticket_id": ticket_id, "actor_id": actor_id, "changes": changes }),
+        )
+    }
+
+    pub fn ticket_resolved(ticket_id: &str, actor_id: &str) -> Self {
+        Self::new(
+            TICKET_RESOLVED,
+            json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
+        )
+    }
+
+    pub fn ticket_retriage(ticket_id: &str, actor_id: &str) -> Self {
+        Self::new(
+            TICKET_RETRIAGE,
+            json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
+        )
+    }
+
+    pub fn ticket_commented(
+        ticket_id: &str,
+        comment_id: &str,
+        author_id: &str,
+        internal: bool,
+    ) -> Self {
+        Self::new(
+            TICKET_COMMENTED,
+            json!({
+                "ticket_id": ticket_id,
+                "comment_id": comment_id,
+                "author_id": author_id,
+                "internal": internal,
+            }),
+        )
+    }
+}

@@ -1,0 +1,234 @@
+//! The HTTP face: one route table, one state, one error type.
+
+pub mod auth;
+mod comments;
+pub mod error;
+pub mod extract;
+mod health;
+mod metrics;
+mod pagination;
+pub mod rate_limit;
+mod stats;
+mod tickets;
+mod users;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::response::{IntoResponse, Response};
+use error::AppError;
+use rate_limit::RateLimiter;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// The largest JSON body the API accepts; tickets are text, not attachments.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Everything a handler needs, cloned cheaply into each request.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub tokens: Tokens,
+    pub auth_limiter: RateLimiter,
+    /// Woken after every write that adds to the outbox, so delivery starts at once.
+    pub outbox_signal: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn notify_outbox(&self) {
+        self.outbox_signal.notify_one();
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ticketing", description = "AI-powered support tickets. Errors are `{\"error\":{\"code\",\"message\",\"details\"}}`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "accounts and tokens"),
+        (name = "tickets"), (name = "comments"), (name = "users", description = "admin only"),
+        (name = "stats", description = "admin only"), (name = "health"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The REST routes and their OpenAPI document, before state and layers.
+fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let limited = OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_auth,
+        ));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(limited)
+        .routes(routes!(auth::me))
+        .routes(routes!(tickets::create_ticket, tickets::list_tickets))
+        .routes(routes!(
+            tickets::get_ticket,
+            tickets::update_ticket,
+            tickets::put_ticket
+        ))
+        .routes(routes!(tickets::retriage_ticket))
+        .routes(routes!(comments::list_comments, comments::add_comment))
+        .routes(routes!(users::list_users))
+        .routes(routes!(users::update_user))
+        .routes(routes!(stats::stats))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .split_for_parts();
+    let mut openapi = openapi;
+    document_common_errors(&mut openapi);
+    (router, openapi)
+}
+
+pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
+    api(state).1
+}
+
+/// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
+/// its own body limits.
+pub fn router(state: AppState, extra: Router) -> Router {
+    let (api, openapi) = api(&state);
+    let api = api
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut app = api
+        .merge(extra)
+        .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
+        .route_layer(axum::middleware::from_fn(metrics::track))
+        .fallback(|| async { AppError::NotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(CatchPanicLayer::custom(|_| -> Response {
+            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), user_id = tracing::field::Empty)
+        }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    if let Some(cors) = cors(&state.config) {
+        app = app.layer(cors);
+    }
+    app
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origin = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Every operation can answer these (bad query, bad body, rate limits, outages); listing them
+/// once here keeps each handler's annotation about what is specific to it.
+fn document_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let common = [
+        ("400", "malformed request"),
+        ("401", "missing or invalid token"),
+        ("403", "not allowed for this role"),
+        ("404", "not found"),
+        ("405", "method not allowed"),
+        ("409", "conflict"),
+        ("413", "body too large"),
+        ("415", "body is not JSON"),
+        ("422", "invalid field"),
+        ("429", "rate limited"),
+        ("503", "a dependency is unavailable"),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (code, description) in common {
+                if !op.responses.responses.contains_key(code) {
+                    let content = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", content)
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(code.to_owned(), response.into());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Wire types of the SDK protocol: the call request body, memoized step state, opcodes, error
+//! bodies, events and the sync/introspection bodies. Both sides (this SDK and an executor) use
+//! them, so every type is `Serialize + Deserialize` and lenient where the server is.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+
+/// `stepId` of a discovery call (as opposed to a targeted call with a hashed step id).
+pub const DISCOVERY_STEP_ID: &str = "step";
+/// The event that triggers failure handlers.
+pub const FUNCTION_FAILED_EVENT: &str = "inngest/function.failed";
+/// The event a target function receives when invoked by `step.invoke`.
+pub const FUNCTION_INVOKED_EVENT: &str = "inngest/function.invoked";
+/// The event that runs cron-triggered functions.
+pub const SCHEDULED_TIMER_EVENT: &str = "inngest/scheduled.timer";
+/// Introspection schema version.
+pub const INTROSPECTION_SCHEMA_VERSION: &str = "2024-05-24";
+
+/// The SDK's step id for a user id: lowercase hex SHA-1 of its UTF-8 bytes.
+pub fn hash_step_id(id: &str) -> String {
+    hex::encode(Sha1::digest(id.as_bytes()))
+}
+
+/// A duration as a time string the server parses (`1w2d3h4m5s`), as JS `timeStr` writes it:
+/// whole seconds only, and anything between 0 and 1 s rounds up to `1s` (an empty string would
+/// mean zero).
+pub fn time_str(d: std::time::Duration) -> String {
+    let mut millis = d.as_millis();
+    if millis > 0 && millis < 1000 {
+        millis = 1000;
+    }
+    let mut out = String::new();
+    for (suffix, period) in [
+        ("w", 604_800_000u128),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        let n = millis / period;
+        if n > 0 {
+            out.push_str(&format!("{n}{suffix}"));
+            millis %= period;
+        }
+    }
+    out
+}
+
+/// Opcodes the server understands (`pkg/enums/opcode.go`). Unknown strings fail to parse, as
+/// they do on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Opcode {
+    None,
+    Step,
+    StepRun,
+    StepError,
+    StepPlanned,
+    Sleep,
+    WaitForEvent,
+    InvokeFunction,
+    #[serde(rename = "AIGateway")]
+    AiGateway,
+    Gateway,
+    WaitForSignal,
+    RunComplete,
+    StepFailed,
+    SyncRunComplete,
+    DiscoveryRequest,
+    DeferAdd,
+    DeferAbort,
+}
+
+/// An event as sent to and received from Inngest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+    /// Idempotency key: events with the same id are deduplicated for 24 h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Value>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl Event {
+    pub fn new(name: impl Into<String>, data: Value) -> Self {
+        Self {
+            name: name.into(),
+            data,
+            id: None,
+            ts: None,
+            v: None,
+            user: None,
+        }
+    }
+
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    pub fn with_ts(mut self, ts_millis: i64) -> Self {
+        self.ts = Some(ts_millis);
+        self
+    }
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Self::new("", empty_object())
+    }
+}
+
+/// The order in which memoized steps completed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallStack {
+    #[serde(default)]
+    pub stack: Vec<String>,
+    #[serde(default)]
+    pub current: usize,
+}
+
+/// `ctx` of a call request. Missing fields default as in the JS SDK.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallContext {
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub disable_immediate_execution: bool,
+    #[serde(default)]
+    pub use_api: bool,
+    #[serde(default)]
+    pub stack: CallStack,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fn_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// Body of a call request (`POST ?fnId=…&stepId=…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRequest {
+    #[serde(default)]
+    pub ctx: CallContext,
+    #[serde(default)]
+    pub event: Event,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    #[serde(default)]
+    pub steps: Map<String, Value>,
+    #[serde(default = "default_version")]
+    pub version: i64,
+    #[serde(default)]
+    pub use_api: bool,
+}
+
+fn default_version() -> i64 {
+    -1
+}
+
+/// A memoized step value, decoded with the JS SDK's rule: an object whose only key (besides an
+/// optional `type`) is `data`, `error` or `input` is unwrapped; anything else is data as-is
+/// (wait-for-event results are raw events, sleeps and timeouts are `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Memoized {
+    Data(Value),
+    Error(ErrorBody),
+    /// Input recorded for a step that has not run yet: not memoized.
+    Input(Value),
+}
+
+impl Memoized {
+    pub fn decode(value: &Value) -> Self {
+        if let Value::Object(map) = value {
+            let keys: Vec<&str> = map
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type")
+                .collect();
+            if let [only] = keys.as_slice() {
+                let inner = map.get(*only).cloned().unwrap_or(Value::Null);
+                match *only {
+                    "data" => return Memoized::Data(inner),
+                    "error" => return Memoized::Error(ErrorBody::from_value(inner)),
+                    "input" => return Memoized::Input(inner),
+                    _ => {}
+                }
+            }
+        }
+        Memoized::Data(value.clone())
+    }
+}
+
+/// A serialized error: `{name, message, stack?}` plus anything else the sender added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    #[serde(default = "default_error_name")]
+    pub name: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn default_error_name() -> String {
+    "Error".to_owned()
+}
+
+impl ErrorBody {
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            message: message.into(),
+            stack: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Lenient decoding: a string becomes the message, a non-object becomes its JSON text.
+    pub fn from_value(value: Value) -> Self {
+        match value {
+            Value::Object(_) => serde_json::from_value(value.clone())
+                .unwrap_or_else(|_| Self::new("Error", value.to_string())),
+            Value::String(message) => Self::new("Error", message),
+            other => Self::new("Error", other.to_string()),
+        }
+    }
+}
+
+/// `userland` of an op: the id the user wrote and its repeat index (only when > 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Userland {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+}
+
+/// Start (unix ns) and duration (ns) of a step execution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// One opcode of a `206` response (`GeneratorOpcode`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingOp {
+    pub id: String,
+    pub op: Opcode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(
+        rename = "displayName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub display_name: Option<String>,
+    #[serde(default = "empty_object")]
+    pub opts: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userland: Option<Userland>,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+impl OutgoingOp {
+    /// Reads `opts.<key>` as a string.
+    pub fn opt_str(&self, key: &str) -> Option<&str> {
+        self.opts.get(key).and_then(Value::as_str)
+    }
+
+    /// Sleep duration or instant: `opts.duration`, falling back to `name` (server `SleepDuration`).
+    pub fn sleep_spec(&self) -> Option<&str> {
+        self.opt_str("duration").or(self.name.as_deref())
+    }
+
+    /// Event a wait waits for: `opts.event`, falling back to `name`.
+    pub fn wait_event(&self) -> Option<&str> {
+        self.opt_str("event").or(self.name.as_deref())
+    }
+}
+
+/// Decodes a `206` body: an array of ops, or a single legacy object.
+pub fn decode_ops(body: &[u8]) -> Result<Vec<OutgoingOp>, serde_json::Error> {
+    let value: Value = serde_json::from_slice(body)?;
+    match value {
+        Value::Array(_) => serde_json::from_value(value),
+        other => Ok(vec![serde_json::from_value(other)?]),
+    }
+}
+
+/// Reply of `POST /fn/register`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegisterReply {
+    #[serde(default)]
+    pub ok: Option<bool>,
+    #[serde(default)]
+    pub modified: bool,
+    #[serde(default)]
+    pub skipped: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub sync_id: Option<String>,
+}
+
+/// Reply of `POST /e/{key}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendEventReply {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_step_id_vector_matches() {
+        let v: Value = serde_json::from_str(include_str!("testdata/inngest-test-vectors.json"))
+            .expect("vectors");
+        let list = v["step_id_hashes"].as_array().expect("array");
+        assert!(list.len() >= 13);
+        for case in list {
+            assert_eq!(
+                hash_step_id(case["id"].as_str().expect("id")),
+                case["sha1"].as_str().expect("sha1")
+            );
+        }
+    }
+
+    #[test]
+    fn time_strings_match_js() {
+        use std::time::Duration;
+        let cases = [
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_millis(300), "1s"),
+            (Duration::from_millis(1500), "1s"),
+            (Duration::from_secs(86_400), "1d"),
+            (Duration::from_secs(8 * 86_400 + 3_600 + 5), "1w1d1h5s"),
+            (Duration::ZERO, ""),
+        ];
+        for (d, expected) in cases {
+            assert_eq!(time_str(d), expected, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn memoized_values_decode_like_js() {
+        assert_eq!(
+            Memoized::decode(&json!({"data": 1})),
+            Memoized::Data(json!(1))
+        );
+        assert_eq!(
+            Memoized::decode(&json!({"data": null})),
+            Memoized::Data(Value::Null)
+        );
+        assert_eq!(
+            Memoized::decode(&json!({"data": 2, "type": "data"})),
+            Memoized::Data(json!(2))
+        );
+        assert_eq!(Memoized::decode(&Value::Null), Memoized::Data(Value::Null));
+        let event = json!({"name": "a", "data": {"x": 1}, "id": "1", "ts": 5});
+        assert_eq!(Memoized::decode(&event), Memoized::Data(event.clone()));
+        match Memoized::decode(&json!({"error": {"name": "E", "message": "m", "noRetry": true}})) {
+            Memoized::Error(e) => {
+                assert_eq!((e.name.as_str(), e.message.as_str()), ("E", "m"));
+                assert_eq!(e.extra.get("noRetry"), Some(&json!(true)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            Memoized::decode(&json!({"error": "text"})),
+            Memoized::Error(e) if e.message == "text"
+        ));
+        assert_eq!(
+            Memoized::decode(&json!({"input": [1]})),
+            Memoized::Input(json!([1]))
+        );
+    }
+
+    #[test]
+    fn ops_decode_from_array_or_object_and_reject_unknown_opcodes() {
+        let one = br#"{"id":"x","op":"Sleep","name":"1m","opts":{}}"#;
+        let ops = decode_ops(one).expect("object");
+        assert_eq!(ops[0].sleep_spec(), Some("1m"));
+        let many =
+            br#"[{"id":"x","op":"WaitForEvent","name":"n","opts":{"event":"e","timeout":"1s"}}]"#;
+        assert_eq!(decode_ops(many).expect("array")[0].wait_event(), Some("e"));
+        assert!(decode_ops(br#"[{"id":"x","op":"StepNotFound"}]"#).is_err());
+        assert!(decode_ops(b"[]").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn call_request_tolerates_missing_fields() {
+        let req: CallRequest =
+            serde_json::from_str(r#"{"event":{"name":"a"},"steps":{}}"#).expect("parse");
+        assert_eq!(req.ctx.attempt, 0);
+        assert_eq!(req.version, -1);
+        assert!(req.events.is_empty());
+        assert_eq!(req.event.data, json!({}));
+    }
+}

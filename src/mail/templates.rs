@@ -1,0 +1,494 @@
+//! Notification templates. Each message is described once (heading, paragraphs, facts, a
+//! button) and rendered to both plain text and HTML; every value is escaped in the HTML part.
+//! Links point at `{APP_URL}/tickets/{id}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::triage::{Category, Priority, clamp_chars, clean_line};
+
+/// Subject, plain-text body and HTML body of one message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailContent {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// What the templates need to know about a ticket.
+#[derive(Clone, Copy, Debug)]
+pub struct TicketInfo<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub priority: Option<Priority>,
+    pub category: Option<Category>,
+    /// The triage summary, if there is one.
+    pub summary: Option<&'a str>,
+}
+
+impl<'a> TicketInfo<'a> {
+    pub fn new(id: &'a str, title: &'a str) -> Self {
+        TicketInfo {
+            id,
+            title,
+            priority: None,
+            category: None,
+            summary: None,
+        }
+    }
+}
+
+/// Renders the messages for one deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Templates {
+    app_url: String,
+    product: String,
+}
+
+/// Longest ticket title in a subject line.
+const SUBJECT_TITLE_CHARS: usize = 100;
+/// Longest reply excerpt quoted in a notification.
+const EXCERPT_CHARS: usize = 600;
+
+impl Templates {
+    /// `app_url` is the public base URL of the web app (`APP_URL`); `product` names the service
+    /// in greetings and footers.
+    pub fn new(app_url: &str, product: &str) -> Self {
+        Templates {
+            app_url: app_url.trim().trim_end_matches('/').to_string(),
+            product: clean_line(product),
+        }
+    }
+
+    pub fn ticket_url(&self, id: &str) -> String {
+        format!("{}/tickets/{}", self.app_url, encode_path_segment(id))
+    }
+
+    pub fn tickets_url(&self) -> String {
+        format!("{}/tickets", self.app_url)
+    }
+
+    /// To a new user.
+    pub fn welcome(&self, name: Option<&str>) -> MailContent {
+        let greeting = match name.map(clean_line).filter(|n| !n.is_empty()) {
+            Some(n) => format!("Welcome, {n}!"),
+            None => "Welcome!".to_string(),
+        };
+        Doc {
+            subject: format!("Welcome to {}", self.product),
+            heading: greeting,
+            paragraphs: vec![
+                format!("Your {} account is ready.", self.product),
+                "Whenever you need help, open a ticket: we will triage it right away and keep \
+                 you posted by e-mail as it progresses."
+                    .to_string(),
+            ],
+            facts: vec![],
+            quote: None,
+            action: ("Go to your tickets".to_string(), self.tickets_url()),
+        }
+        .render(&self.product)
+    }
+
+    /// To the creator, after a ticket was opened.
+    pub fn ticket_received(&self, t: &TicketInfo<'_>) -> MailContent {
+        Doc {
+            subject: format!("We received your ticket: {}", subject_title(t.title)),
+            heading: "We received your ticket".to_string(),
+            paragraphs: vec![format!(
+                "Thanks for reaching out. Your ticket \u{201c}{}\u{201d} is in our queue, and \
+                 you will hear from us as soon as someone picks it up.",
+                clean_line(t.title)
+            )],
+            facts: ticket_facts(t, false),
+            quote: None,
+            action: ("View your ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+
+    /// To the moderator or admin a ticket was assigned to. `reason` is the routing explanation.
+    pub fn ticket_assigned(&self, t: &TicketInfo<'_>, reason: Option<&str>) -> MailContent {
+        let mut paragraphs = vec![format!(
+            "The ticket \u{201c}{}\u{201d} was assigned to you.",
+            clean_line(t.title)
+        )];
+        if let Some(r) = reason.map(clean_line).filter(|r| !r.is_empty()) {
+            paragraphs.push(format!("Why you: {r}"));
+        }
+        Doc {
+            subject: format!(
+                "{}Ticket assigned to you: {}",
+                if t.priority == Some(Priority::High) {
+                    "[High] "
+                } else {
+                    ""
+                },
+                subject_title(t.title)
+            ),
+            heading: "A ticket was assigned to you".to_string(),
+            paragraphs,
+            facts: ticket_facts(t, true),
+            quote: None,
+            action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+
+    /// To the creator (or the people involved) when the status changes. Statuses are the wire
+    /// names (`in_progress`); they are shown in words.
+    pub fn status_changed(&self, t: &TicketInfo<'_>, from: &str, to: &str) -> MailContent {
+        let (from, to) = (humanize(from), humanize(to));
+        Doc {
+            subject: format!("Your ticket is now {to}: {}", subject_title(t.title)),
+            heading: format!("Ticket status: {to}"),
+            paragraphs: vec![format!(
+                "The status of your ticket \u{201c}{}\u{201d} changed from {from} to {to}.",
+                clean_line(t.title)
+            )],
+            facts: ticket_facts(t, false),
+            quote: None,
+            action: ("View the ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+
+    /// To the other side of the conversation when a reply is added.
+    pub fn reply_added(&self, t: &TicketInfo<'_>, author: &str, body: &str) -> MailContent {
+        let author = clean_line(author);
+        let author = if author.is_empty() {
+            "Someone".to_string()
+        } else {
+            author
+        };
+        Doc {
+            subject: format!("New reply on: {}", subject_title(t.title)),
+            heading: "New reply on your ticket".to_string(),
+            paragraphs: vec![format!(
+                "{author} replied to the ticket \u{201c}{}\u{201d}:",
+                clean_line(t.title)
+            )],
+            facts: vec![],
+            quote: Some(clamp_chars(body.trim(), EXCERPT_CHARS)),
+            action: ("Read and reply".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+
+    /// To admins when a ticket missed its SLA deadline.
+    pub fn sla_escalation(
+        &self,
+        t: &TicketInfo<'_>,
+        deadline: DateTime<Utc>,
+        assignee: Option<&str>,
+    ) -> MailContent {
+        let mut facts = ticket_facts(t, true);
+        facts.push((
+            "Deadline",
+            deadline.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ));
+        facts.push((
+            "Assigned to",
+            assignee
+                .map(clean_line)
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "nobody".to_string()),
+        ));
+        Doc {
+            subject: format!("SLA breached: {}", subject_title(t.title)),
+            heading: "A ticket missed its SLA".to_string(),
+            paragraphs: vec![format!(
+                "The ticket \u{201c}{}\u{201d} was not resolved by its deadline. Please check \
+                 who is working on it, reassign it if needed, and update the customer.",
+                clean_line(t.title)
+            )],
+            facts,
+            quote: None,
+            action: ("Review the ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+
+    /// To admins when a ticket's automatic processing failed for good.
+    pub fn processing_failed(&self, t: &TicketInfo<'_>, reason: &str) -> MailContent {
+        let mut facts = ticket_facts(t, false);
+        facts.push(("Error", clamp_chars(&clean_line(reason), 300)));
+        Doc {
+            subject: format!("Needs attention: {}", subject_title(t.title)),
+            heading: "A ticket could not be processed automatically".to_string(),
+            paragraphs: vec![format!(
+                "Triage or routing of the ticket \u{201c}{}\u{201d} failed after every retry. \
+                 It is marked as failed and waits for a person to triage and assign it.",
+                clean_line(t.title)
+            )],
+            facts,
+            quote: None,
+            action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
+        }
+        .render(&self.product)
+    }
+}
+
+fn subject_title(title: &str) -> String {
+    clamp_chars(&clean_line(title), SUBJECT_TITLE_CHARS)
+}
+
+fn humanize(status: &str) -> String {
+    clean_line(&status.replace(['_', '-'], " ")).to_lowercase()
+}
+
+fn ticket_facts(t: &TicketInfo<'_>, with_summary: bool) -> Vec<(&'static str, String)> {
+    let mut facts = vec![("Ticket", t.id.to_string())];
+    if let Some(p) = t.priority {
+        facts.push(("Priority", p.as_str().to_string()));
+    }
+    if let Some(c) = t.category {
+        facts.push(("Category", c.label().to_string()));
+    }
+    if with_summary && let Some(s) = t.summary.map(clean_line).filter(|s| !s.is_empty()) {
+        facts.push(("Summary", s));
+    }
+    facts
+}
+
+/// Percent-encodes everything but unreserved characters, so an id cannot change the link.
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message before rendering. All strings are plain text.
+struct Doc {
+    subject: String,
+    heading: String,
+    paragraphs: Vec<String>,
+    facts: Vec<(&'static str, String)>,
+    quote: Option<String>,
+    action: (String, String),
+}
+
+impl Doc {
+    fn render(self, product: &str) -> MailContent {
+        let footer = format!("You receive this e-mail because you use {product}.");
+        let (label, url) = &self.action;
+
+        let mut text = format!("{}\n\n", self.heading);
+        for p in &self.paragraphs {
+            text.push_str(p);
+            text.push_str("\n\n");
+        }
+        if let Some(q) = &self.quote {
+            for line in q.lines() {
+                text.push_str("> ");
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push('\n');
+        }
+        for (k, v) in &self.facts {
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+        if !self.facts.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{label}: {url}\n\n-- \n{footer}\n"));
+
+        let mut html = String::from(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head>\
+             <body style=\"margin:0;padding:0;background:#f4f5f7\">\
+             <div style=\"max-width:560px;margin:0 auto;padding:24px;font-family:Arial,Helvetica,sans-serif;\
+             color:#1f2933;line-height:1.5;background:#ffffff\">",
+        );
+        html.push_str(&format!(
+            "<h2 style=\"margin-top:0\">{}</h2>",
+            escape_html(&self.heading)
+        ));
+        for p in &self.paragraphs {
+            html.push_str(&format!("<p>{}</p>", escape_html(p)));
+        }
+        if let Some(q) = &self.quote {
+            let lines: Vec<String> = q.lines().map(escape_html).collect();
+            html.push_str(&format!(
+                "<blockquote style=\"margin:0 0 16px;padding:8px 12px;border-left:3px solid #cbd2d9;\
+                 color:#52606d\">{}</blockquote>",
+                lines.join("<br>")
+            ));
+        }
+        if !self.facts.is_empty() {
+            html.push_str("<table style=\"border-collapse:collapse;margin-bottom:16px\">");
+            for (k, v) in &self.facts {
+                html.push_str(&format!(
+                    "<tr><td style=\"padding:2px 12px 2px 0;color:#52606d\">{}</td><td>{}</td></tr>",
+                    escape_html(k),
+                    escape_html(v)
+                ));
+            }
+            html.push_str("</table>");
+        }
+        html.push_str(&format!(
+            "<p><a href=\"{}\" style=\"display:inline-block;padding:10px 16px;background:#2563eb;\
+             color:#ffffff;text-decoration:none;border-radius:6px\">{}</a></p>",
+            escape_html(url),
+            escape_html(label)
+        ));
+        html.push_str(&format!(
+            "<p style=\"color:#7b8794;font-size:12px\">{}</p></div></body></html>\n",
+            escape_html(&footer)
+        ));
+
+        MailContent {
+            subject: clean_line(&self.subject),
+            text,
+            html,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const EVIL: &str = "<script>alert('x')</script> & \"quotes\"";
+
+    fn templates() -> Templates {
+        Templates::new("https://help.example.com/", "Acme Support")
+    }
+
+    fn ticket<'a>(title: &'a str) -> TicketInfo<'a> {
+        TicketInfo {
+            id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            title,
+            priority: Some(Priority::High),
+            category: Some(Category::TechnicalIssue),
+            summary: Some("Dashboard returns 503 for all users."),
+        }
+    }
+
+    fn all(t: &Templates, tk: &TicketInfo<'_>) -> Vec<MailContent> {
+        vec![
+            t.welcome(Some(EVIL)),
+            t.ticket_received(tk),
+            t.ticket_assigned(tk, Some(EVIL)),
+            t.status_changed(tk, "open", "in_progress"),
+            t.reply_added(tk, EVIL, EVIL),
+            t.sla_escalation(
+                tk,
+                Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap(),
+                Some(EVIL),
+            ),
+        ]
+    }
+
+    #[test]
+    fn html_is_escaped_everywhere() {
+        let t = templates();
+        for m in all(&t, &ticket(EVIL)) {
+            assert!(!m.html.contains("<script>"), "{}", m.html);
+            assert!(!m.html.contains("\"quotes\""), "{}", m.html);
+            assert!(m.html.contains("&lt;script&gt;"), "{}", m.subject);
+            assert!(m.html.contains("&amp;"));
+            // the plain-text part carries the text as written
+            assert!(m.text.contains("<script>alert('x')</script>"), "{}", m.text);
+        }
+    }
+
+    #[test]
+    fn ticket_links_use_app_url_and_id() {
+        let t = templates();
+        let tk = ticket("Dashboard down");
+        let url = "https://help.example.com/tickets/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        for m in all(&t, &tk).into_iter().skip(1) {
+            assert!(m.text.contains(url), "{}", m.text);
+            assert!(m.html.contains(&format!("href=\"{url}\"")), "{}", m.html);
+        }
+        let w = t.welcome(None);
+        assert!(w.text.contains("https://help.example.com/tickets"));
+        assert_eq!(w.subject, "Welcome to Acme Support");
+        assert!(w.text.starts_with("Welcome!"));
+    }
+
+    #[test]
+    fn ids_cannot_change_the_link() {
+        let t = templates();
+        assert_eq!(
+            t.ticket_url("../admin?x=\"1\""),
+            "https://help.example.com/tickets/..%2Fadmin%3Fx%3D%221%22"
+        );
+    }
+
+    #[test]
+    fn subjects_are_single_line_and_bounded() {
+        let t = templates();
+        let long = format!("Line one\r\nBcc: x@example.com {}", "y".repeat(300));
+        for m in all(&t, &ticket(&long)) {
+            assert!(
+                !m.subject.contains('\n') && !m.subject.contains('\r'),
+                "{}",
+                m.subject
+            );
+            assert!(m.subject.chars().count() < 150, "{}", m.subject);
+        }
+    }
+
+    #[test]
+    fn content_of_each_template() {
+        let t = templates();
+        let tk = ticket("Dashboard down");
+        let m = t.ticket_received(&tk);
+        assert_eq!(m.subject, "We received your ticket: Dashboard down");
+        assert!(m.text.contains("Priority: high"));
+
+        let m = t.ticket_assigned(
+            &tk,
+            Some("Moderator matches 1 of 1 required skill: DevOps."),
+        );
+        assert_eq!(m.subject, "[High] Ticket assigned to you: Dashboard down");
+        assert!(
+            m.text
+                .contains("Why you: Moderator matches 1 of 1 required skill: DevOps.")
+        );
+        assert!(
+            m.text
+                .contains("Summary: Dashboard returns 503 for all users.")
+        );
+        assert!(m.text.contains("Category: technical issue"));
+
+        let m = t.status_changed(&tk, "open", "in_progress");
+        assert_eq!(m.subject, "Your ticket is now in progress: Dashboard down");
+        assert!(m.text.contains("changed from open to in progress"));
+
+        let m = t.reply_added(&tk, "Sam (support)", "First line\nSecond line");
+        assert!(m.text.contains("> First line\n> Second line"), "{}", m.text);
+        assert!(m.html.contains("First line<br>Second line"));
+
+        let deadline = Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap();
+        let m = t.sla_escalation(&tk, deadline, None);
+        assert_eq!(m.subject, "SLA breached: Dashboard down");
+        assert!(m.text.contains("Deadline: 2026-11-23 09:30 UTC"));
+        assert!(m.text.contains("Assigned to: nobody"));
+    }
+}

@@ -1,0 +1,497 @@
+//! What the durable functions write: triage results, routing, SLA and the record of sent mail.
+//!
+//! Single-document changes are single atomic updates; a change that needs a value only the
+//! stored document knows (the priority to raise) or that touches two documents (a ticket and
+//! its new assignee) runs in a transaction.
+
+use super::tickets::{TicketDoc, triage_document};
+use super::transaction::TxResult;
+use super::{
+    ID_INDEX, Inner, MongoStore, bad_document, bson_i64, driver, duplicate_key_index,
+    from_opt_bson_date, now, to_bson_date,
+};
+use crate::domain::ticket::{TicketStatus, TriageStatus};
+use crate::domain::user::Role;
+use crate::store::{AutomationStore, StaffLoad, StoreError, StoreResult, Ticket, TriageUpdate};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, TryStreamExt};
+use mongodb::ClientSession;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::ReturnDocument;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// Staff carry tickets; plain users never do.
+const STAFF: [Role; 2] = [Role::Moderator, Role::Admin];
+/// Tickets that occupy their assignee.
+const OPEN: [TicketStatus; 2] = [TicketStatus::Open, TicketStatus::InProgress];
+
+#[derive(Deserialize)]
+struct StaffDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    email: String,
+    name: String,
+    role: Role,
+    skills: Vec<String>,
+    capacity: Option<i64>,
+    last_assigned_at: Option<bson::DateTime>,
+}
+
+fn staff_filter() -> Document {
+    let roles: Vec<&str> = STAFF.iter().map(|r| r.as_str()).collect();
+    doc! { "role": { "$in": roles } }
+}
+
+/// Open tickets per assignee, for the given staff ids.
+fn load_pipeline(ids: &[String]) -> Vec<Document> {
+    let open: Vec<&str> = OPEN.iter().map(|s| s.as_str()).collect();
+    vec![
+        doc! { "$match": { "assigned_to": { "$in": ids }, "status": { "$in": open } } },
+        doc! { "$group": { "_id": "$assigned_to", "count": { "$sum": 1 } } },
+    ]
+}
+
+fn load_counts(groups: &[Document]) -> StoreResult<HashMap<String, u32>> {
+    groups
+        .iter()
+        .map(|group| {
+            let id = group
+                .get_str("_id")
+                .map_err(|e| bad_document("staff load", e))?;
+            let count = group
+                .get("count")
+                .and_then(bson_i64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad_document("staff load", "count is not a number"))?;
+            Ok((id.to_owned(), count))
+        })
+        .collect()
+}
+
+fn staff_load(document: Document, loads: &HashMap<String, u32>) -> StoreResult<StaffLoad> {
+    let d: StaffDoc = bson::from_document(document).map_err(|e| bad_document("user", e))?;
+    Ok(StaffLoad {
+        open_tickets: loads.get(&d.id).copied().unwrap_or(0),
+        capacity: d
+            .capacity
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|e| bad_document("user capacity", e))?,
+        last_assigned_at: from_opt_bson_date(d.last_assigned_at)?,
+        id: d.id,
+        email: d.email,
+        name: d.name,
+        role: d.role,
+        skills: d.skills,
+    })
+}
+
+fn ticket_from(found: Option<Document>) -> StoreResult<Ticket> {
+    found.map(TicketDoc::decode).ok_or(StoreError::NotFound)?
+}
+
+impl Inner {
+    /// Staff in id order, each with the tickets they hold open.
+    pub(super) async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>> {
+        let staff: Vec<Document> = self
+            .users
+            .find(staff_filter())
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "password_hash": 0 })
+            .await
+            .map_err(driver)?
+            .try_collect()
+            .await
+            .map_err(driver)?;
+        if staff.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = staff
+            .iter()
+            .map(|d| {
+                d.get_str("_id")
+                    .map(str::to_owned)
+                    .map_err(|e| bad_document("user", e))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let groups: Vec<Document> = self
+            .tickets
+            .aggregate(load_pipeline(&ids))
+            .await
+            .map_err(driver)?
+            .try_collect()
+            .await
+            .map_err(driver)?;
+        let loads = load_counts(&groups)?;
+        staff.into_iter().map(|d| staff_load(d, &loads)).collect()
+    }
+
+    /// Remembers when the assignee last got a ticket (routing breaks ties by it).
+    pub(super) async fn note_assignee(
+        &self,
+        session: &mut ClientSession,
+        assignee: &str,
+        at: bson::DateTime,
+    ) -> TxResult<()> {
+        self.users
+            .update_one(
+                doc! { "_id": assignee },
+                doc! { "$set": { "last_assigned_at": at } },
+            )
+            .session(session)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The two updates `save_triage` tries in turn: with the priority for an unlocked ticket, then
+/// without it. Nothing ever unlocks a priority, so the second cannot race an unlock.
+fn triage_updates(triage: &TriageUpdate, at: bson::DateTime) -> (Document, Document) {
+    let set = doc! {
+        "triage": triage_document(triage, at),
+        "triage_source": &triage.source,
+        "triage_status": triage.status.as_str(),
+        "category": triage.category.as_str(),
+        "updated_at": at,
+    };
+    let mut with_priority = set.clone();
+    with_priority.insert("priority", triage.priority.as_str());
+    let inc = doc! { "version": 1_i64 };
+    (
+        doc! { "$set": with_priority, "$inc": inc.clone() },
+        doc! { "$set": set, "$inc": inc },
+    )
+}
+
+#[async_trait]
+impl AutomationStore for MongoStore {
+    async fn save_triage(&self, ticket_id: &str, triage: TriageUpdate) -> StoreResult<Ticket> {
+        let id = ticket_id.to_owned();
+        self.run(move |inner| async move {
+            let (unlocked, locked) = triage_updates(&triage, to_bson_date(now()));
+            let found = inner
+                .tickets
+                .find_one_and_update(doc! { "_id": &id, "priority_locked": false }, unlocked)
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(driver)?;
+            let found = match found {
+                Some(found) => Some(found),
+                None => inner
+                    .tickets
+                    .find_one_and_update(doc! { "_id": &id }, locked)
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(driver)?,
+            };
+            ticket_from(found)
+        })
+        .await
+    }
+
+    async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
+        let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
+        self.run(move |inner| async move {
+            let pending = doc! { "_id": &id, "triage_status": TriageStatus::Pending.as_str() };
+            let set = doc! {
+                "triage_status": TriageStatus::Failed.as_str(),
+                "updated_at": to_bson_date(now()),
+            };
+            let inc = doc! { "version": 1_i64 };
+            // A reason already given (routing may have written one) is kept.
+            let mut without_reason = pending.clone();
+            without_reason.insert("routing_reason", Bson::Null);
+            let mut with_reason = set.clone();
+            with_reason.insert("routing_reason", &reason);
+            let first = inner
+                .tickets
+                .update_one(
+                    without_reason,
+                    doc! { "$set": with_reason, "$inc": inc.clone() },
+                )
+                .await
+                .map_err(driver)?;
+            if first.matched_count == 0 {
+                inner
+                    .tickets
+                    .update_one(pending, doc! { "$set": set, "$inc": inc })
+                    .await
+                    .map_err(driver)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>> {
+        self.run(|inner| async move { inner.staff_loads().await })
+            .await
+    }
+
+    async fn assign_if_unassigned(
+        &self,
+        ticket_id: &str,
+        assignee_id: &str,
+        reason: &str,
+    ) -> StoreResult<Option<Ticket>> {
+        let (id, assignee, reason) = (
+            ticket_id.to_owned(),
+            assignee_id.to_owned(),
+            reason.to_owned(),
+        );
+        self.run(move |inner| async move {
+            let at = to_bson_date(now());
+            let assigned = inner
+                .transact(|db, s| {
+                    let (id, assignee, reason) = (id.clone(), assignee.clone(), reason.clone());
+                    async move {
+                        let updated = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id, "assigned_to": Bson::Null },
+                                doc! {
+                                    "$set": {
+                                        "assigned_to": &assignee,
+                                        "routing_reason": &reason,
+                                        "assigned_at": at,
+                                        "updated_at": at,
+                                    },
+                                    "$inc": { "version": 1_i64 },
+                                },
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        let Some(updated) = updated else {
+                            return Ok(None);
+                        };
+                        db.note_assignee(s, &assignee, at).await?;
+                        Ok(Some(updated))
+                    }
+                    .boxed()
+                })
+                .await?;
+            assigned.map(TicketDoc::decode).transpose()
+        })
+        .await
+    }
+
+    async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
+        let update = doc! { "$set": { "routing_reason": reason } };
+        self.set_field(ticket_id, update).await
+    }
+
+    async fn set_sla_due(&self, ticket_id: &str, due: DateTime<Utc>) -> StoreResult<()> {
+        let update = doc! { "$set": { "sla_due_at": to_bson_date(due) } };
+        self.set_field(ticket_id, update).await
+    }
+
+    async fn escalate(&self, ticket_id: &str) -> StoreResult<Option<Ticket>> {
+        let id = ticket_id.to_owned();
+        self.run(move |inner| async move {
+            let at = to_bson_date(now());
+            let escalated = inner
+                .transact(|db, s| {
+                    let id = id.clone();
+                    async move {
+                        let Some(current) = db
+                            .tickets
+                            .find_one(doc! { "_id": &id })
+                            .session(&mut *s)
+                            .await?
+                        else {
+                            return Err(StoreError::NotFound.into());
+                        };
+                        let current = TicketDoc::decode(current)?;
+                        if current.escalated_at.is_some()
+                            || matches!(
+                                current.status,
+                                TicketStatus::Resolved | TicketStatus::Closed
+                            )
+                        {
+                            return Ok(None);
+                        }
+                        // The snapshot read above makes a concurrent change a write conflict,
+                        // which reruns the transaction: the priority raised is the current one.
+                        let updated = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id },
+                                doc! {
+                                    "$set": {
+                                        "priority": current.priority.raised().as_str(),
+                                        "escalated_at": at,
+                                        "updated_at": at,
+                                    },
+                                    "$inc": { "version": 1_i64 },
+                                },
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        Ok(updated)
+                    }
+                    .boxed()
+                })
+                .await?;
+            escalated.map(TicketDoc::decode).transpose()
+        })
+        .await
+    }
+
+    async fn mail_sent(&self, key: &str) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.run(move |inner| async move {
+            let found = inner
+                .sent_mail
+                .find_one(doc! { "_id": key })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(driver)?;
+            Ok(found.is_some())
+        })
+        .await
+    }
+
+    async fn record_mail(&self, key: &str, recipient: &str, subject: &str) -> StoreResult<()> {
+        let document = doc! {
+            "_id": key,
+            "recipient": recipient,
+            "subject": subject,
+            "sent_at": to_bson_date(now()),
+        };
+        self.run(move |inner| async move {
+            match inner.sent_mail.insert_one(document).await {
+                Ok(_) => Ok(()),
+                // Recorded before, by an earlier run of the same step: the first record stays.
+                Err(e) if duplicate_key_index(&e).as_deref() == Some(ID_INDEX) => Ok(()),
+                Err(e) => Err(driver(e)),
+            }
+        })
+        .await
+    }
+}
+
+impl MongoStore {
+    /// A plain update of one ticket that leaves `version` and `updated_at`, as the routing and
+    /// SLA bookkeeping does on SQLite; a missing ticket is not an error there either.
+    async fn set_field(&self, ticket_id: &str, update: Document) -> StoreResult<()> {
+        let id = ticket_id.to_owned();
+        self.run(move |inner| async move {
+            inner
+                .tickets
+                .update_one(doc! { "_id": id }, update)
+                .await
+                .map_err(driver)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ticket::{Category, Priority};
+
+    fn triage() -> TriageUpdate {
+        TriageUpdate {
+            status: TriageStatus::Done,
+            summary: "$where: printer".into(),
+            category: Category::Bug,
+            priority: Priority::High,
+            sentiment: "angry".into(),
+            required_skills: vec!["printers".into()],
+            helpful_notes: "Check the **fuser**.".into(),
+            confidence: 0.75,
+            source: "rules".into(),
+        }
+    }
+
+    #[test]
+    fn triage_sets_the_priority_only_in_the_unlocked_update() {
+        let at = bson::DateTime::from_millis(42);
+        let (unlocked, locked) = triage_updates(&triage(), at);
+        let set = unlocked.get_document("$set").unwrap();
+        assert_eq!(set.get_str("priority"), Ok("high"));
+        assert_eq!(set.get_str("category"), Ok("bug"));
+        assert_eq!(set.get_str("triage_status"), Ok("done"));
+        assert_eq!(set.get_str("triage_source"), Ok("rules"));
+        assert_eq!(set.get_datetime("updated_at"), Ok(&at));
+        // Text is stored as text, even when it looks like an operator.
+        assert_eq!(
+            set.get_document("triage").unwrap().get_str("summary"),
+            Ok("$where: printer")
+        );
+        assert_eq!(
+            unlocked.get_document("$inc").unwrap(),
+            &doc! { "version": 1_i64 }
+        );
+        let kept = locked.get_document("$set").unwrap();
+        assert!(!kept.contains_key("priority"));
+        let mut expected = set.clone();
+        expected.remove("priority");
+        assert_eq!(kept, &expected);
+        assert_eq!(
+            locked.get_document("$inc").unwrap(),
+            &doc! { "version": 1_i64 }
+        );
+    }
+
+    #[test]
+    fn loads_count_only_open_work_of_the_staff_asked_about() {
+        let pipeline = load_pipeline(&["m1".into(), "a1".into()]);
+        assert_eq!(
+            pipeline[0],
+            doc! { "$match": {
+                "assigned_to": { "$in": ["m1", "a1"] },
+                "status": { "$in": ["open", "in_progress"] },
+            } }
+        );
+        assert_eq!(
+            staff_filter(),
+            doc! { "role": { "$in": ["moderator", "admin"] } }
+        );
+        let counts = load_counts(&[
+            doc! { "_id": "m1", "count": 2 },
+            doc! { "_id": "a1", "count": 1_i64 },
+        ])
+        .unwrap();
+        assert_eq!(counts.get("m1"), Some(&2));
+        assert_eq!(counts.get("a1"), Some(&1));
+        assert!(load_counts(&[doc! { "_id": Bson::Null, "count": 1 }]).is_err());
+    }
+
+    #[test]
+    fn staff_without_tickets_or_history_load_nothing() {
+        let at = bson::DateTime::from_millis(1_000);
+        let document = doc! {
+            "_id": "m1", "email": "m@example.com", "name": "Mo", "role": "moderator",
+            "skills": ["sql"], "capacity": 4_i64, "last_assigned_at": at,
+            "created_at": at, "updated_at": at,
+        };
+        let mut loads = HashMap::new();
+        let load = staff_load(document.clone(), &loads).unwrap();
+        assert_eq!(load.open_tickets, 0);
+        assert_eq!(load.capacity, Some(4));
+        assert_eq!(
+            load.last_assigned_at,
+            DateTime::from_timestamp_millis(1_000)
+        );
+        loads.insert("m1".to_owned(), 3);
+        assert_eq!(
+            staff_load(document.clone(), &loads).unwrap().open_tickets,
+            3
+        );
+
+        // Users written before `last_assigned_at` existed read as never assigned.
+        let mut older = document;
+        older.remove("last_assigned_at");
+        older.insert("capacity", Bson::Null);
+        let load = staff_load(older, &loads).unwrap();
+        assert_eq!(load.last_assigned_at, None);
+        assert_eq!(load.capacity, None);
+    }
+}

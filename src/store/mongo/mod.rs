@@ -1,0 +1,477 @@
+//! The MongoDB store, for production: a replica set or Atlas.
+//!
+//! Documents keep our UUID v7 string ids as `_id`, so ordering by `_id` is ordering by creation,
+//! exactly as on SQLite. Timestamps are BSON dates; BSON dates hold milliseconds, so every
+//! timestamp is cut to milliseconds before it is written and what a write returns equals what a
+//! later read returns.
+//!
+//! Writes that carry events run in a multi-document transaction together with their outbox rows.
+//! Transactions need a replica set (or a sharded cluster), so a standalone `mongod` is refused at
+//! connect with a message saying so; a single-node replica set (`mongod --replSet rs0` plus
+//! `rs.initiate()`) is enough for development.
+//!
+//! Every call runs in its own spawned task. Dropping a driver future mid-operation can leave a
+//! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
+//! handler's future when its client goes away; a spawned task finishes regardless.
+
+mod automation;
+mod outbox;
+mod tickets;
+mod transaction;
+mod users;
+#[cfg(test)]
+mod wire_tests;
+
+use super::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How long to look for a usable server (and to open a connection) before giving up. The
+/// driver's default of 30 s would leave a misconfigured service hanging at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const USERS: &str = "users";
+const TICKETS: &str = "tickets";
+const COMMENTS: &str = "comments";
+const OUTBOX: &str = "outbox";
+const COUNTERS: &str = "counters";
+/// Keyed by the idempotency key as `_id`: one record per mail, whatever the replays.
+const SENT_MAIL: &str = "sent_mail";
+
+#[derive(Clone)]
+pub struct MongoStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    db: Database,
+    users: Collection<Document>,
+    tickets: Collection<Document>,
+    comments: Collection<Document>,
+    outbox: Collection<Document>,
+    counters: Collection<Document>,
+    sent_mail: Collection<Document>,
+}
+
+impl MongoStore {
+    /// Connects, checks that the deployment supports transactions, and creates the indexes.
+    /// Fails within a few seconds when the server cannot be reached.
+    pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
+        let client = Client::with_options(client_options(uri).await?)
+            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB options: {e}")))?;
+        let db = client.database(database);
+        let inner = Arc::new(Inner {
+            users: db.collection(USERS),
+            tickets: db.collection(TICKETS),
+            comments: db.collection(COMMENTS),
+            outbox: db.collection(OUTBOX),
+            counters: db.collection(COUNTERS),
+            sent_mail: db.collection(SENT_MAIL),
+            client,
+            db,
+        });
+        let setup = inner.clone();
+        detached(async move {
+            setup.check_deployment().await?;
+            setup.create_indexes().await?;
+            setup.seed_outbox_counter().await
+        })
+        .await?;
+        tracing::info!(database, "connected to MongoDB");
+        Ok(Self { inner })
+    }
+
+    /// Runs `f` on the shared state in a task of its own (see the module note on cancellation).
+    async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+    {
+        detached(f(self.inner.clone())).await
+    }
+}
+
+/// Parses the URI and fills in fast-failure timeouts; explicit settings in the URI win.
+async fn client_options(uri: &str) -> StoreResult<ClientOptions> {
+    let mut options = ClientOptions::parse(uri)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
+    options
+        .server_selection_timeout
+        .get_or_insert(CONNECT_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    options
+        .app_name
+        .get_or_insert_with(|| "ticketing".to_owned());
+    Ok(options)
+}
+
+/// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
+async fn detached<T, Fut>(fut: Fut) -> StoreResult<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = StoreResult<T>> + Send + 'static,
+{
+    match tokio::spawn(fut.instrument(tracing::Span::current())).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Other(anyhow::anyhow!(
+            "store task cancelled: {e}"
+        ))),
+    }
+}
+
+impl Inner {
+    /// One round trip that doubles as the start-up ping: refuses unreachable servers and
+    /// deployments without transactions.
+    async fn check_deployment(&self) -> StoreResult<()> {
+        let admin = self.client.database("admin");
+        let reply = match admin.run_command(doc! { "hello": 1 }).await {
+            Ok(reply) => reply,
+            // Servers before 4.4.2 only know the legacy name.
+            Err(e) if command_code(&e) == Some(COMMAND_NOT_FOUND) => admin
+                .run_command(doc! { "isMaster": 1 })
+                .await
+                .map_err(unreachable)?,
+            Err(e) => return Err(unreachable(e)),
+        };
+        check_topology(&reply).map_err(StoreError::Unavailable)
+    }
+
+    async fn create_indexes(&self) -> StoreResult<()> {
+        let plan: [(&Collection<Document>, Vec<IndexModel>); 4] = [
+            (
+                &self.users,
+                vec![
+                    index("users_email_unique", doc! { "email": 1 }, true),
+                    index("users_by_role", doc! { "role": 1, "_id": 1 }, false),
+                ],
+            ),
+            (
+                &self.tickets,
+                vec![
+                    index(
+                        "tickets_by_creator",
+                        doc! { "created_by": 1, "_id": 1 },
+                        false,
+                    ),
+                    index(
+                        "tickets_by_assignee",
+                        doc! { "assigned_to": 1, "_id": 1 },
+                        false,
+                    ),
+                    // Staff loads: open and in-progress tickets per assignee.
+                    index(
+                        "tickets_by_assignee_status",
+                        doc! { "assigned_to": 1, "status": 1 },
+                        false,
+                    ),
+                    index("tickets_by_status", doc! { "status": 1, "_id": 1 }, false),
+                    index(
+                        "tickets_by_priority",
+                        doc! { "priority": 1, "_id": 1 },
+                        false,
+                    ),
+                    index(
+                        "tickets_by_category",
+                        doc! { "category": 1, "_id": 1 },
+                        false,
+                    ),
+                ],
+            ),
+            (
+                &self.comments,
+                vec![index(
+                    "comments_by_ticket",
+                    doc! { "ticket_id": 1, "_id": 1 },
+                    false,
+                )],
+            ),
+            (
+                // `_id` is the event id, unique by construction.
+                &self.outbox,
+                vec![
+                    index("outbox_seq_unique", doc! { "seq": 1 }, true),
+                    index("outbox_pending", doc! { "sent_at": 1, "seq": 1 }, false),
+                ],
+            ),
+        ];
+        for (collection, models) in plan {
+            collection.create_indexes(models).await.map_err(|e| {
+                StoreError::Unavailable(format!("creating indexes on {}: {e}", collection.name()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the sequence counter exists before any transaction needs it, and never lags
+    /// behind the outbox (for instance after the counters collection was dropped by hand).
+    async fn seed_outbox_counter(&self) -> StoreResult<()> {
+        let last = self
+            .outbox
+            .find_one(doc! {})
+            .sort(doc! { "seq": -1 })
+            .projection(doc! { "seq": 1 })
+            .await
+            .map_err(driver)?
+            .and_then(|d| d.get("seq").and_then(bson_i64))
+            .unwrap_or(0);
+        self.counters
+            .update_one(
+                doc! { "_id": outbox::SEQ_COUNTER },
+                doc! { "$max": { "value": last } },
+            )
+            .upsert(true)
+            .await
+            .map_err(driver)?;
+        Ok(())
+    }
+}
+
+fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
+    let mut options = IndexOptions::builder().name(name.to_owned()).build();
+    if unique {
+        options.unique = Some(true);
+    }
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|inner| async move {
+            inner
+                .db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map_err(unreachable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+}
+
+/// The name MongoDB gives every collection's `_id` index.
+const ID_INDEX: &str = "_id_";
+const COMMAND_NOT_FOUND: i32 = 59;
+/// Duplicate key; 11001 is its pre-3.0 spelling, still returned by some paths.
+const DUPLICATE_KEY: [i32; 2] = [11000, 11001];
+
+/// Accepts replica sets and sharded clusters (both run transactions); refuses the rest.
+fn check_topology(hello: &Document) -> Result<(), String> {
+    if hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid") {
+        return Ok(());
+    }
+    Err(
+        "MongoDB is a standalone server, but this service writes each record and its events in \
+         one transaction, which needs a replica set: start mongod with --replSet rs0 and run \
+         rs.initiate() once, or use MongoDB Atlas"
+            .to_owned(),
+    )
+}
+
+fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+/// The unique index a write error tripped over, if it is a duplicate-key error.
+fn duplicate_key_index(e: &mongodb::error::Error) -> Option<String> {
+    let message = match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) if DUPLICATE_KEY.contains(&w.code) => {
+            &w.message
+        }
+        ErrorKind::Command(c) if DUPLICATE_KEY.contains(&c.code) => &c.message,
+        ErrorKind::InsertMany(m) => {
+            &m.write_errors
+                .as_ref()?
+                .iter()
+                .find(|w| DUPLICATE_KEY.contains(&w.code))?
+                .message
+        }
+        _ => return None,
+    };
+    // "E11000 duplicate key error collection: db.users index: users_email_unique dup key: {…}"
+    let name = message
+        .split_once(" index: ")
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default())
+        .unwrap_or_default();
+    Some(name.to_owned())
+}
+
+/// Maps a driver error: network and server-selection failures are `Unavailable` (503), the
+/// rest is unexpected.
+fn driver(e: mongodb::error::Error) -> StoreError {
+    match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. }
+        | ErrorKind::Shutdown => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+fn unreachable(e: mongodb::error::Error) -> StoreError {
+    match e.kind.as_ref() {
+        ErrorKind::ServerSelection { message, .. } => StoreError::Unavailable(format!(
+            "cannot reach MongoDB (no usable server before the server-selection timeout, \
+             {} s unless the URI sets serverSelectionTimeoutMS): {message}",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+        _ => driver(e),
+    }
+}
+
+fn bad_document(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(anyhow::anyhow!(
+        "unexpected {what} document in MongoDB: {e}"
+    ))
+}
+
+/// Now, cut to what a BSON date holds.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+fn to_bson_date(t: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(t.timestamp_millis())
+}
+
+fn from_bson_date(t: bson::DateTime) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.timestamp_millis())
+        .ok_or_else(|| bad_document("date", t.timestamp_millis()))
+}
+
+fn from_opt_bson_date(t: Option<bson::DateTime>) -> StoreResult<Option<DateTime<Utc>>> {
+    t.map(from_bson_date).transpose()
+}
+
+/// Counts come back as 32- or 64-bit integers depending on their size.
+fn bson_i64(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// `limit + 1` rows tell whether another page follows; `limit(0)` would mean "no limit".
+fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::error::{CommandError, Error, WriteError};
+
+    #[tokio::test]
+    async fn missing_timeouts_default_to_fast_failure() {
+        let options = client_options("mongodb://db.invalid:27017/?replicaSet=rs0")
+            .await
+            .unwrap();
+        assert_eq!(options.server_selection_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(options.app_name.as_deref(), Some("ticketing"));
+
+        let options = client_options(
+            "mongodb://db.invalid/?serverSelectionTimeoutMS=1500&connectTimeoutMS=700&appName=ops",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            options.server_selection_timeout,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(options.connect_timeout, Some(Duration::from_millis(700)));
+        assert_eq!(options.app_name.as_deref(), Some("ops"));
+
+        let err = client_options("postgres://nope").await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(m) if m.contains("invalid MongoDB URI")));
+    }
+
+    #[test]
+    fn only_replica_sets_and_sharded_clusters_are_accepted() {
+        assert!(check_topology(&doc! { "isWritablePrimary": true, "setName": "rs0" }).is_ok());
+        assert!(check_topology(&doc! { "isWritablePrimary": true, "msg": "isdbgrid" }).is_ok());
+        let err = check_topology(&doc! { "isWritablePrimary": true, "ok": 1.0 }).unwrap_err();
+        assert!(err.contains("replica set"), "{err}");
+        assert!(check_topology(&doc! { "msg": "something else" }).is_err());
+    }
+
+    fn write_error(code: i32, message: &str) -> Error {
+        let w: WriteError = bson::from_document(doc! { "code": code, "errmsg": message }).unwrap();
+        Error::from(ErrorKind::Write(WriteFailure::WriteError(w)))
+    }
+
+    #[test]
+    fn duplicate_keys_name_their_index() {
+        let e = write_error(
+            11000,
+            r#"E11000 duplicate key error collection: t.users index: users_email_unique dup key: { email: "a@b.io" }"#,
+        );
+        assert_eq!(
+            duplicate_key_index(&e).as_deref(),
+            Some("users_email_unique")
+        );
+        let e = write_error(
+            11000,
+            r#"E11000 duplicate key error collection: t.outbox index: _id_ dup key: { _id: "x" }"#,
+        );
+        assert_eq!(duplicate_key_index(&e).as_deref(), Some("_id_"));
+        assert_eq!(duplicate_key_index(&write_error(121, "validation")), None);
+
+        let c: CommandError = bson::from_document(doc! {
+            "code": 11000, "codeName": "DuplicateKey",
+            "errmsg": "E11000 duplicate key error collection: t.users index: users_email_unique dup key: {}",
+        })
+        .unwrap();
+        let e = Error::from(ErrorKind::Command(c));
+        assert_eq!(
+            duplicate_key_index(&e).as_deref(),
+            Some("users_email_unique")
+        );
+    }
+
+    #[test]
+    fn network_failures_are_unavailable_and_the_rest_unexpected() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e = Error::from(ErrorKind::Io(Arc::new(io)));
+        assert!(matches!(driver(e), StoreError::Unavailable(_)));
+        assert!(matches!(
+            driver(write_error(2, "bad value")),
+            StoreError::Other(_)
+        ));
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_millisecond_precision() {
+        let t = now();
+        assert_eq!(from_bson_date(to_bson_date(t)).unwrap(), t);
+        assert_eq!(t.timestamp_subsec_nanos() % 1_000_000, 0);
+    }
+
+    #[test]
+    fn fetch_limit_never_means_unlimited() {
+        assert_eq!(fetch_limit(0), 1);
+        assert_eq!(fetch_limit(20), 21);
+        assert_eq!(fetch_limit(usize::MAX), i64::MAX);
+    }
+}

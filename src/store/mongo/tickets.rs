@@ -1,0 +1,997 @@
+use super::transaction::TxError;
+use super::{
+    MongoStore, bad_document, bson_i64, driver, duplicate_key_index, fetch_limit, from_bson_date,
+    from_opt_bson_date, now, to_bson_date,
+};
+use crate::domain::events::NewEvent;
+use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
+use crate::store::{
+    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, Page, Stats, StoreError,
+    StoreResult, Ticket, TicketChange, TicketQuery, TicketStore, TicketTriage, TriageUpdate,
+    Visibility,
+};
+use async_trait::async_trait;
+use futures::{FutureExt, TryStreamExt};
+use mongodb::bson::{self, Bson, Document, Regex, doc};
+use mongodb::options::ReturnDocument;
+use serde::Deserialize;
+
+/// Triage is an embedded document: it is read and written whole.
+#[derive(Deserialize)]
+struct TriageDoc {
+    summary: String,
+    sentiment: String,
+    required_skills: Vec<String>,
+    helpful_notes: String,
+    confidence: f64,
+    source: String,
+    triaged_at: bson::DateTime,
+}
+
+impl TriageDoc {
+    fn into_model(self) -> StoreResult<TicketTriage> {
+        Ok(TicketTriage {
+            summary: self.summary,
+            sentiment: self.sentiment,
+            required_skills: self.required_skills,
+            helpful_notes: Some(self.helpful_notes),
+            confidence: self.confidence,
+            source: self.source,
+            triaged_at: from_bson_date(self.triaged_at)?,
+        })
+    }
+}
+
+pub(super) fn triage_document(triage: &TriageUpdate, now: bson::DateTime) -> Document {
+    doc! {
+        "summary": &triage.summary,
+        "sentiment": &triage.sentiment,
+        "required_skills": &triage.required_skills,
+        "helpful_notes": &triage.helpful_notes,
+        "confidence": triage.confidence,
+        "source": &triage.source,
+        "triaged_at": now,
+    }
+}
+
+/// Fields added after the first release are `Option`s, so older documents without them read
+/// as "not set".
+#[derive(Deserialize)]
+pub(super) struct TicketDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    title: String,
+    description: String,
+    status: TicketStatus,
+    priority: Priority,
+    category: Option<Category>,
+    created_by: String,
+    assigned_to: Option<String>,
+    triage_status: TriageStatus,
+    priority_locked: bool,
+    version: i64,
+    created_at: bson::DateTime,
+    updated_at: bson::DateTime,
+    first_response_at: Option<bson::DateTime>,
+    resolved_at: Option<bson::DateTime>,
+    triage: Option<TriageDoc>,
+    routing_reason: Option<String>,
+    assigned_at: Option<bson::DateTime>,
+    sla_due_at: Option<bson::DateTime>,
+    escalated_at: Option<bson::DateTime>,
+}
+
+impl TicketDoc {
+    pub(super) fn decode(document: Document) -> StoreResult<Ticket> {
+        let d: TicketDoc = bson::from_document(document).map_err(|e| bad_document("ticket", e))?;
+        Ok(Ticket {
+            id: d.id,
+            title: d.title,
+            description: d.description,
+            status: d.status,
+            priority: d.priority,
+            category: d.category,
+            created_by: d.created_by,
+            assigned_to: d.assigned_to,
+            triage_status: d.triage_status,
+            priority_locked: d.priority_locked,
+            version: d.version,
+            created_at: from_bson_date(d.created_at)?,
+            updated_at: from_bson_date(d.updated_at)?,
+            first_response_at: from_opt_bson_date(d.first_response_at)?,
+            resolved_at: from_opt_bson_date(d.resolved_at)?,
+            triage: d.triage.map(TriageDoc::into_model).transpose()?,
+            routing_reason: d.routing_reason,
+            assigned_at: from_opt_bson_date(d.assigned_at)?,
+            sla_due_at: from_opt_bson_date(d.sla_due_at)?,
+            escalated_at: from_opt_bson_date(d.escalated_at)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CommentDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    ticket_id: String,
+    author_id: String,
+    body: String,
+    internal: bool,
+    created_at: bson::DateTime,
+}
+
+impl CommentDoc {
+    fn decode(document: Document) -> StoreResult<Comment> {
+        let d: CommentDoc =
+            bson::from_document(document).map_err(|e| bad_document("comment", e))?;
+        Ok(Comment {
+            id: d.id,
+            ticket_id: d.ticket_id,
+            author_id: d.author_id,
+            body: d.body,
+            internal: d.internal,
+            created_at: from_bson_date(d.created_at)?,
+        })
+    }
+}
+
+fn ticket_document(ticket: &NewTicket, now: bson::DateTime) -> Document {
+    doc! {
+        "_id": &ticket.id,
+        "title": &ticket.title,
+        "description": &ticket.description,
+        "status": TicketStatus::Open.as_str(),
+        "priority": Priority::Medium.as_str(),
+        "category": Bson::Null,
+        "created_by": &ticket.created_by,
+        "assigned_to": Bson::Null,
+        "triage_status": TriageStatus::Pending.as_str(),
+        "priority_locked": false,
+        "version": 1_i64,
+        "created_at": now,
+        "updated_at": now,
+        "first_response_at": Bson::Null,
+        "resolved_at": Bson::Null,
+        "triage": Bson::Null,
+        // Beside `triage.source` so that stats can group by it.
+        "triage_source": Bson::Null,
+        "routing_reason": Bson::Null,
+        "assigned_at": Bson::Null,
+        "sla_due_at": Bson::Null,
+        "escalated_at": Bson::Null,
+    }
+}
+
+fn comment_document(comment: &NewComment, now: bson::DateTime) -> Document {
+    doc! {
+        "_id": &comment.id,
+        "ticket_id": &comment.ticket_id,
+        "author_id": &comment.author_id,
+        "body": &comment.body,
+        "internal": comment.internal,
+        "created_at": now,
+    }
+}
+
+/// The update applying `change`; the caller's filter pins the version it was decided on.
+fn ticket_update(change: &TicketChange, now: bson::DateTime) -> Document {
+    let mut set = doc! { "updated_at": now };
+    if let Some(status) = change.status {
+        set.insert("status", status.as_str());
+        match status {
+            TicketStatus::Resolved => {
+                set.insert("resolved_at", now);
+            }
+            TicketStatus::Open | TicketStatus::InProgress => {
+                set.insert("resolved_at", Bson::Null);
+            }
+            // Closing keeps the time it was resolved, if it was.
+            TicketStatus::Closed => {}
+        }
+    }
+    if let Some(priority) = change.priority {
+        set.insert("priority", priority.as_str());
+    }
+    if change.lock_priority {
+        set.insert("priority_locked", true);
+    }
+    if let Some(assignee) = &change.assigned_to {
+        set.insert("assigned_to", assignee.clone());
+    }
+    doc! { "$set": set, "$inc": { "version": 1_i64 } }
+}
+
+/// The filter for a ticket list. Every value from the caller goes in as a plain BSON string
+/// (never parsed as a document), and the text search is an escaped literal, so no input can
+/// become a query operator or a pattern.
+fn ticket_filter(query: &TicketQuery) -> Document {
+    let mut clauses: Vec<Document> = Vec::new();
+    match &query.visibility {
+        Visibility::All => {}
+        Visibility::CreatedBy(user) => clauses.push(doc! { "created_by": user }),
+        Visibility::Staff(user) => clauses.push(doc! {
+            "$or": [ { "assigned_to": user }, { "created_by": user } ]
+        }),
+    }
+    if let Some(status) = query.status {
+        clauses.push(doc! { "status": status.as_str() });
+    }
+    if let Some(priority) = query.priority {
+        clauses.push(doc! { "priority": priority.as_str() });
+    }
+    if let Some(category) = query.category {
+        clauses.push(doc! { "category": category.as_str() });
+    }
+    match &query.assignee {
+        Some(AssigneeFilter::User(user)) => clauses.push(doc! { "assigned_to": user }),
+        Some(AssigneeFilter::Unassigned) => clauses.push(doc! { "assigned_to": Bson::Null }),
+        None => {}
+    }
+    if let Some(text) = &query.text {
+        clauses.push(text_clause(text));
+    }
+    if let Some(after) = &query.after {
+        clauses.push(doc! { "_id": { "$lt": after } });
+    }
+    match clauses.len() {
+        0 => Document::new(),
+        1 => clauses.swap_remove(0),
+        _ => doc! { "$and": clauses },
+    }
+}
+
+fn text_clause(text: &str) -> Document {
+    // A BSON pattern cannot hold NUL, and stored text never does: nothing can match.
+    if text.contains('\0') {
+        return doc! { "_id": { "$in": [] } };
+    }
+    let pattern = Bson::RegularExpression(Regex {
+        pattern: regex::escape(text),
+        options: "i".to_owned(),
+    });
+    doc! { "$or": [ { "title": pattern.clone() }, { "description": pattern } ] }
+}
+
+fn stats_pipeline() -> Vec<Document> {
+    let count_by = |field: &str| {
+        vec![
+            doc! { "$group": { "_id": format!("${field}"), "count": { "$sum": 1 } } },
+            doc! { "$sort": { "_id": 1 } },
+        ]
+    };
+    // Milliseconds from opening to `field`, averaged over the tickets that have it.
+    let mean_ms_to = |field: &str| {
+        vec![
+            doc! { "$match": { field: { "$ne": Bson::Null } } },
+            doc! { "$group": {
+                "_id": Bson::Null,
+                "ms": { "$avg": { "$subtract": [format!("${field}"), "$created_at"] } },
+            } },
+        ]
+    };
+    vec![doc! { "$facet": {
+        "total": [ { "$count": "count" } ],
+        "by_status": count_by("status"),
+        "by_priority": count_by("priority"),
+        "by_category": count_by("category"),
+        "by_assignee": count_by("assigned_to"),
+        "by_triage_status": count_by("triage_status"),
+        "by_triage_source": count_by("triage_source"),
+        "first_response_ms": mean_ms_to("first_response_at"),
+        "resolution_ms": mean_ms_to("resolved_at"),
+        "sla_breaches": [
+            { "$match": { "escalated_at": { "$ne": Bson::Null } } },
+            { "$count": "count" },
+        ],
+    } }]
+}
+
+/// Reads the `$facet` result. Groups sort with null first, as SQLite's `ORDER BY` does, and a
+/// null key is named like SQLite names it. Staff loads come from the users, read separately.
+fn stats_from(result: &Document, moderator_load: Vec<Load>) -> StoreResult<Stats> {
+    let groups = |facet: &str| -> StoreResult<Vec<&Document>> {
+        result
+            .get_array(facet)
+            .map_err(|e| bad_document("stats", e))?
+            .iter()
+            .map(|group| {
+                group
+                    .as_document()
+                    .ok_or_else(|| bad_document("stats", "group is not a document"))
+            })
+            .collect()
+    };
+    let counts = |facet: &str, null_key: &str| -> StoreResult<Vec<Count>> {
+        groups(facet)?
+            .into_iter()
+            .map(|group| {
+                let key = match group.get("_id") {
+                    Some(Bson::String(key)) => key.clone(),
+                    None | Some(Bson::Null) => null_key.to_owned(),
+                    Some(other) => return Err(bad_document("stats key", other)),
+                };
+                let count = group
+                    .get("count")
+                    .and_then(bson_i64)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| bad_document("stats", "count is not a number"))?;
+                Ok(Count { key, count })
+            })
+            .collect()
+    };
+    let single = |facet: &str| -> StoreResult<u64> {
+        Ok(counts(facet, facet)?.first().map_or(0, |c| c.count))
+    };
+    // No group at all when no ticket has the field: no mean, as SQL's AVG over no rows.
+    let mean_secs = |facet: &str| -> StoreResult<Option<f64>> {
+        let Some(group) = groups(facet)?.first().copied() else {
+            return Ok(None);
+        };
+        match group.get("ms") {
+            Some(Bson::Double(ms)) => Ok(Some(ms / 1000.0)),
+            // `$avg` over values that are all null.
+            Some(Bson::Null) => Ok(None),
+            Some(other) => bson_i64(other)
+                .map(|ms| Some(ms as f64 / 1000.0))
+                .ok_or_else(|| bad_document("stats mean", other)),
+            None => Err(bad_document("stats mean", "missing")),
+        }
+    };
+    Ok(Stats {
+        total: single("total")?,
+        by_status: counts("by_status", "none")?,
+        by_priority: counts("by_priority", "none")?,
+        by_category: counts("by_category", "none")?,
+        by_assignee: counts("by_assignee", "unassigned")?,
+        by_triage_status: counts("by_triage_status", "none")?,
+        by_triage_source: counts("by_triage_source", "none")?,
+        avg_first_response_secs: mean_secs("first_response_ms")?,
+        avg_resolution_secs: mean_secs("resolution_ms")?,
+        sla_breaches: single("sla_breaches")?,
+        moderator_load,
+    })
+}
+
+fn ticket_conflict(e: mongodb::error::Error) -> TxError {
+    match duplicate_key_index(&e) {
+        Some(_) => StoreError::Conflict { field: "id" }.into(),
+        None => TxError::Driver(e),
+    }
+}
+
+#[async_trait]
+impl TicketStore for MongoStore {
+    async fn create_ticket(&self, ticket: NewTicket, event: NewEvent) -> StoreResult<Ticket> {
+        self.run(move |inner| async move {
+            let now = now();
+            let document = ticket_document(&ticket, to_bson_date(now));
+            let events = [event];
+            inner
+                .transact(|db, s| {
+                    let document = document.clone();
+                    let events = events.clone();
+                    async move {
+                        db.tickets
+                            .insert_one(document)
+                            .session(&mut *s)
+                            .await
+                            .map_err(ticket_conflict)?;
+                        db.append_events(s, &events, now).await
+                    }
+                    .boxed()
+                })
+                .await?;
+            TicketDoc::decode(document)
+        })
+        .await
+    }
+
+    async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>> {
+        let id = id.to_owned();
+        self.run(move |inner| async move {
+            inner
+                .tickets
+                .find_one(doc! { "_id": id })
+                .await
+                .map_err(driver)?
+                .map(TicketDoc::decode)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        let query = query.clone();
+        self.run(move |inner| async move {
+            let documents: Vec<Document> = inner
+                .tickets
+                .find(ticket_filter(&query))
+                .sort(doc! { "_id": -1 })
+                .limit(fetch_limit(query.limit))
+                .await
+                .map_err(driver)?
+                .try_collect()
+                .await
+                .map_err(driver)?;
+            let items = documents
+                .into_iter()
+                .map(TicketDoc::decode)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(crate::store::model::page(items, query.limit, |t| {
+                t.id.clone()
+            }))
+        })
+        .await
+    }
+
+    async fn update_ticket(
+        &self,
+        id: &str,
+        expected_version: i64,
+        change: TicketChange,
+        events: Vec<NewEvent>,
+    ) -> StoreResult<Ticket> {
+        let id = id.to_owned();
+        self.run(move |inner| async move {
+            let now = now();
+            let at = to_bson_date(now);
+            let update = ticket_update(&change, at);
+            let assignee = change.assigned_to.clone().flatten();
+            let updated = inner
+                .transact(|db, s| {
+                    let id = id.clone();
+                    let update = update.clone();
+                    let events = events.clone();
+                    let assignee = assignee.clone();
+                    async move {
+                        // Written before the versioned update, whose filter this one shares, so
+                        // it still sees the previous assignee; a stale version aborts both.
+                        let newly_assigned = match &assignee {
+                            Some(assignee) => {
+                                db.tickets
+                                    .update_one(
+                                        doc! {
+                                            "_id": &id,
+                                            "version": expected_version,
+                                            "assigned_to": { "$ne": assignee },
+                                        },
+                                        doc! { "$set": { "assigned_at": at } },
+                                    )
+                                    .session(&mut *s)
+                                    .await?
+                                    .matched_count
+                                    > 0
+                            }
+                            None => false,
+                        };
+                        let updated = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id, "version": expected_version },
+                                update,
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        let Some(updated) = updated else {
+                            let exists = db
+                                .tickets
+                                .find_one(doc! { "_id": &id })
+                                .projection(doc! { "_id": 1 })
+                                .session(&mut *s)
+                                .await?
+                                .is_some();
+                            return Err(if exists {
+                                StoreError::Stale
+                            } else {
+                                StoreError::NotFound
+                            }
+                            .into());
+                        };
+                        if let (true, Some(assignee)) = (newly_assigned, &assignee) {
+                            db.note_assignee(s, assignee, at).await?;
+                        }
+                        db.append_events(s, &events, now).await?;
+                        Ok(updated)
+                    }
+                    .boxed()
+                })
+                .await?;
+            TicketDoc::decode(updated)
+        })
+        .await
+    }
+
+    async fn add_comment(&self, comment: NewComment, event: NewEvent) -> StoreResult<Comment> {
+        self.run(move |inner| async move {
+            let now = now();
+            let at = to_bson_date(now);
+            let document = comment_document(&comment, at);
+            let first_response = comment.by_staff && !comment.internal;
+            let ticket_id = comment.ticket_id.clone();
+            let events = [event];
+            inner
+                .transact(|db, s| {
+                    let document = document.clone();
+                    let ticket_id = ticket_id.clone();
+                    let events = events.clone();
+                    async move {
+                        // No foreign keys here: the ticket must exist, checked in the same
+                        // snapshot the comment is written in.
+                        let ticket = db
+                            .tickets
+                            .find_one(doc! { "_id": &ticket_id })
+                            .projection(doc! { "_id": 1 })
+                            .session(&mut *s)
+                            .await?;
+                        if ticket.is_none() {
+                            return Err(StoreError::NotFound.into());
+                        }
+                        db.comments
+                            .insert_one(document)
+                            .session(&mut *s)
+                            .await
+                            .map_err(ticket_conflict)?;
+                        if first_response {
+                            db.tickets
+                                .update_one(
+                                    doc! { "_id": &ticket_id, "first_response_at": Bson::Null },
+                                    doc! { "$set": { "first_response_at": at } },
+                                )
+                                .session(&mut *s)
+                                .await?;
+                        }
+                        db.append_events(s, &events, now).await
+                    }
+                    .boxed()
+                })
+                .await?;
+            CommentDoc::decode(document)
+        })
+        .await
+    }
+
+    async fn list_comments(
+        &self,
+        ticket_id: &str,
+        include_internal: bool,
+    ) -> StoreResult<Vec<Comment>> {
+        let mut filter = doc! { "ticket_id": ticket_id };
+        if !include_internal {
+            filter.insert("internal", false);
+        }
+        self.run(move |inner| async move {
+            let documents: Vec<Document> = inner
+                .comments
+                .find(filter)
+                .sort(doc! { "_id": 1 })
+                .await
+                .map_err(driver)?
+                .try_collect()
+                .await
+                .map_err(driver)?;
+            documents.into_iter().map(CommentDoc::decode).collect()
+        })
+        .await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        self.run(|inner| async move {
+            let mut cursor = inner
+                .tickets
+                .aggregate(stats_pipeline())
+                .await
+                .map_err(driver)?;
+            let facets = cursor.try_next().await.map_err(driver)?;
+            let moderator_load = inner
+                .staff_loads()
+                .await?
+                .into_iter()
+                .map(|s| Load {
+                    user_id: s.id,
+                    email: s.email,
+                    role: s.role,
+                    open_tickets: u64::from(s.open_tickets),
+                    capacity: s.capacity,
+                })
+                .collect();
+            match facets {
+                Some(result) => stats_from(&result, moderator_load),
+                None => Ok(Stats {
+                    moderator_load,
+                    ..Stats::default()
+                }),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests_support {
+    use super::*;
+
+    /// A ticket as stored, at `version`.
+    pub(in crate::store::mongo) fn stored_ticket(id: &str, version: i64) -> Document {
+        let mut document = ticket_document(
+            &NewTicket {
+                id: id.into(),
+                title: "Stored".into(),
+                description: "ticket".into(),
+                created_by: "u1".into(),
+            },
+            to_bson_date(now()),
+        );
+        document.insert("version", version);
+        document
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> TicketQuery {
+        TicketQuery {
+            visibility: Visibility::All,
+            status: None,
+            priority: None,
+            category: None,
+            assignee: None,
+            text: None,
+            limit: 20,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn new_tickets_read_back_with_their_defaults() {
+        let new = NewTicket {
+            id: crate::domain::new_id(),
+            title: "Login broken".into(),
+            description: "It fails".into(),
+            created_by: "u1".into(),
+        };
+        let now = super::super::now();
+        let ticket = TicketDoc::decode(ticket_document(&new, to_bson_date(now))).unwrap();
+        assert_eq!(
+            ticket,
+            Ticket {
+                id: new.id,
+                title: new.title,
+                description: new.description,
+                status: TicketStatus::Open,
+                priority: Priority::Medium,
+                category: None,
+                created_by: new.created_by,
+                assigned_to: None,
+                triage_status: TriageStatus::Pending,
+                priority_locked: false,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                first_response_at: None,
+                resolved_at: None,
+                triage: None,
+                routing_reason: None,
+                assigned_at: None,
+                sla_due_at: None,
+                escalated_at: None,
+            }
+        );
+    }
+
+    #[test]
+    fn documents_from_before_triage_read_as_untriaged() {
+        let mut document = tests_support::stored_ticket("t1", 3);
+        for field in [
+            "triage",
+            "triage_source",
+            "routing_reason",
+            "assigned_at",
+            "sla_due_at",
+            "escalated_at",
+        ] {
+            assert!(document.remove(field).is_some(), "{field}");
+        }
+        let ticket = TicketDoc::decode(document).unwrap();
+        assert_eq!(ticket.triage, None);
+        assert_eq!(ticket.routing_reason, None);
+        assert_eq!(ticket.assigned_at, None);
+        assert_eq!(ticket.sla_due_at, None);
+        assert_eq!(ticket.escalated_at, None);
+        assert_eq!(ticket.version, 3);
+    }
+
+    #[test]
+    fn triage_reads_back_as_saved_with_its_notes() {
+        let now = super::super::now();
+        let update = TriageUpdate {
+            status: TriageStatus::Done,
+            summary: "Printer burns".into(),
+            category: Category::Bug,
+            priority: Priority::High,
+            sentiment: "frustrated".into(),
+            required_skills: vec!["hardware".into()],
+            helpful_notes: String::new(),
+            confidence: 0.5,
+            source: "gemini".into(),
+        };
+        let mut document = tests_support::stored_ticket("t1", 1);
+        document.insert("triage", triage_document(&update, to_bson_date(now)));
+        document.insert("routing_reason", "skills match");
+        document.insert("sla_due_at", to_bson_date(now));
+        let ticket = TicketDoc::decode(document).unwrap();
+        assert_eq!(
+            ticket.triage,
+            Some(TicketTriage {
+                summary: "Printer burns".into(),
+                sentiment: "frustrated".into(),
+                required_skills: vec!["hardware".into()],
+                // Stored even when empty, and always returned: hiding it is the API's call.
+                helpful_notes: Some(String::new()),
+                confidence: 0.5,
+                source: "gemini".into(),
+                triaged_at: now,
+            })
+        );
+        assert_eq!(ticket.routing_reason.as_deref(), Some("skills match"));
+        assert_eq!(ticket.sla_due_at, Some(now));
+    }
+
+    #[test]
+    fn comments_read_back_as_written() {
+        let new = NewComment {
+            id: "c1".into(),
+            ticket_id: "t1".into(),
+            author_id: "u1".into(),
+            body: "hello".into(),
+            internal: true,
+            by_staff: true,
+        };
+        let now = super::super::now();
+        let comment = CommentDoc::decode(comment_document(&new, to_bson_date(now))).unwrap();
+        assert_eq!(
+            comment,
+            Comment {
+                id: "c1".into(),
+                ticket_id: "t1".into(),
+                author_id: "u1".into(),
+                body: "hello".into(),
+                internal: true,
+                created_at: now,
+            }
+        );
+    }
+
+    #[test]
+    fn stored_enums_use_the_domain_spelling() {
+        let mut document = ticket_document(
+            &NewTicket {
+                id: "t".into(),
+                title: "abc".into(),
+                description: "d".into(),
+                created_by: "u".into(),
+            },
+            bson::DateTime::from_millis(0),
+        );
+        document.insert("status", TicketStatus::InProgress.as_str());
+        document.insert("category", Category::FeatureRequest.as_str());
+        document.insert("triage_status", TriageStatus::Fallback.as_str());
+        let ticket = TicketDoc::decode(document.clone()).unwrap();
+        assert_eq!(ticket.status, TicketStatus::InProgress);
+        assert_eq!(ticket.category, Some(Category::FeatureRequest));
+        assert_eq!(ticket.triage_status, TriageStatus::Fallback);
+        document.insert("status", "bogus");
+        assert!(TicketDoc::decode(document).is_err());
+    }
+
+    #[test]
+    fn updates_bump_the_version_and_track_resolution() {
+        let t = bson::DateTime::from_millis(5);
+        let resolve = TicketChange {
+            status: Some(TicketStatus::Resolved),
+            ..TicketChange::default()
+        };
+        assert_eq!(
+            ticket_update(&resolve, t),
+            doc! { "$set": { "updated_at": t, "status": "resolved", "resolved_at": t },
+            "$inc": { "version": 1_i64 } }
+        );
+        let reopen = TicketChange {
+            status: Some(TicketStatus::Open),
+            ..TicketChange::default()
+        };
+        assert_eq!(
+            ticket_update(&reopen, t).get_document("$set").unwrap(),
+            &doc! { "updated_at": t, "status": "open", "resolved_at": Bson::Null }
+        );
+        let close = TicketChange {
+            status: Some(TicketStatus::Closed),
+            ..TicketChange::default()
+        };
+        assert_eq!(
+            ticket_update(&close, t).get_document("$set").unwrap(),
+            &doc! { "updated_at": t, "status": "closed" }
+        );
+        let admin = TicketChange {
+            priority: Some(Priority::High),
+            lock_priority: true,
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        };
+        assert_eq!(
+            ticket_update(&admin, t).get_document("$set").unwrap(),
+            &doc! { "updated_at": t, "priority": "high", "priority_locked": true, "assigned_to": Bson::Null }
+        );
+        let assign = TicketChange {
+            assigned_to: Some(Some("m1".into())),
+            ..TicketChange::default()
+        };
+        assert_eq!(
+            ticket_update(&assign, t).get_document("$set").unwrap(),
+            &doc! { "updated_at": t, "assigned_to": "m1" }
+        );
+    }
+
+    #[test]
+    fn an_empty_query_lists_everything() {
+        assert_eq!(ticket_filter(&query()), doc! {});
+    }
+
+    #[test]
+    fn every_filter_is_a_clause() {
+        let q = TicketQuery {
+            visibility: Visibility::Staff("m1".into()),
+            status: Some(TicketStatus::InProgress),
+            priority: Some(Priority::High),
+            category: Some(Category::Bug),
+            assignee: Some(AssigneeFilter::Unassigned),
+            text: None,
+            limit: 5,
+            after: Some("t9".into()),
+        };
+        assert_eq!(
+            ticket_filter(&q),
+            doc! { "$and": [
+                { "$or": [ { "assigned_to": "m1" }, { "created_by": "m1" } ] },
+                { "status": "in_progress" },
+                { "priority": "high" },
+                { "category": "bug" },
+                { "assigned_to": Bson::Null },
+                { "_id": { "$lt": "t9" } },
+            ] }
+        );
+        let q = TicketQuery {
+            visibility: Visibility::CreatedBy("u1".into()),
+            assignee: Some(AssigneeFilter::User("m2".into())),
+            ..query()
+        };
+        assert_eq!(
+            ticket_filter(&q),
+            doc! { "$and": [ { "created_by": "u1" }, { "assigned_to": "m2" } ] }
+        );
+    }
+
+    #[test]
+    fn operator_shaped_values_stay_strings() {
+        let q = TicketQuery {
+            visibility: Visibility::CreatedBy("{\"$ne\": null}".into()),
+            ..query()
+        };
+        assert_eq!(
+            ticket_filter(&q),
+            doc! { "created_by": Bson::String("{\"$ne\": null}".into()) }
+        );
+    }
+
+    fn pattern_of(filter: &Document) -> (String, String) {
+        let or = filter.get_array("$or").unwrap();
+        let title = or[0].as_document().unwrap().get("title").unwrap();
+        let Bson::RegularExpression(re) = title else {
+            panic!("not a regex: {title:?}");
+        };
+        (re.pattern.clone(), re.options.clone())
+    }
+
+    #[test]
+    fn text_search_is_a_literal_case_insensitive_pattern() {
+        let q = TicketQuery {
+            text: Some("a.b*(c)|$x^[y]{2}\\".into()),
+            ..query()
+        };
+        let (pattern, options) = pattern_of(&ticket_filter(&q));
+        assert_eq!(options, "i");
+        assert_eq!(pattern, regex::escape("a.b*(c)|$x^[y]{2}\\"));
+        // The escaped pattern matches exactly the literal text, nothing broader.
+        let re = regex::RegexBuilder::new(&pattern)
+            .case_insensitive(true)
+            .build()
+            .unwrap();
+        assert!(re.is_match("xx A.B*(C)|$X^[Y]{2}\\ yy"));
+        assert!(!re.is_match("aXbbbc"));
+    }
+
+    #[test]
+    fn text_with_nul_matches_nothing() {
+        let q = TicketQuery {
+            text: Some("a\0b".into()),
+            ..query()
+        };
+        assert_eq!(ticket_filter(&q), doc! { "_id": { "$in": [] } });
+    }
+
+    #[test]
+    fn stats_read_the_facets() {
+        let pipeline = stats_pipeline();
+        assert_eq!(pipeline.len(), 1);
+        let facet = pipeline[0].get_document("$facet").unwrap();
+        // Every ticket counts for its assignee, whatever its status.
+        assert_eq!(
+            facet.get_array("by_assignee").unwrap()[0],
+            Bson::Document(doc! { "$group": { "_id": "$assigned_to", "count": { "$sum": 1 } } })
+        );
+        assert_eq!(
+            facet.get_array("resolution_ms").unwrap()[0],
+            Bson::Document(doc! { "$match": { "resolved_at": { "$ne": Bson::Null } } })
+        );
+        assert_eq!(
+            facet.get_array("resolution_ms").unwrap()[1],
+            Bson::Document(doc! { "$group": {
+                "_id": Bson::Null,
+                "ms": { "$avg": { "$subtract": ["$resolved_at", "$created_at"] } },
+            } })
+        );
+        let result = doc! {
+            "total": [ { "count": 3 } ],
+            "by_status": [ { "_id": "open", "count": 2 }, { "_id": "resolved", "count": 1_i64 } ],
+            "by_priority": [ { "_id": "medium", "count": 3 } ],
+            "by_category": [ { "_id": Bson::Null, "count": 2 }, { "_id": "bug", "count": 1 } ],
+            "by_assignee": [ { "_id": Bson::Null, "count": 1 }, { "_id": "m1", "count": 2 } ],
+            "by_triage_status": [ { "_id": "done", "count": 1 }, { "_id": "pending", "count": 2 } ],
+            "by_triage_source": [ { "_id": Bson::Null, "count": 2 }, { "_id": "rules", "count": 1 } ],
+            "first_response_ms": [ { "_id": Bson::Null, "ms": 1500.0 } ],
+            "resolution_ms": [ { "_id": Bson::Null, "ms": 60_000_i64 } ],
+            "sla_breaches": [ { "count": 1 } ],
+        };
+        let count = |key: &str, count| Count {
+            key: key.into(),
+            count,
+        };
+        let load = Load {
+            user_id: "m1".into(),
+            email: "m1@example.com".into(),
+            role: crate::domain::user::Role::Moderator,
+            open_tickets: 2,
+            capacity: None,
+        };
+        assert_eq!(
+            stats_from(&result, vec![load.clone()]).unwrap(),
+            Stats {
+                total: 3,
+                by_status: vec![count("open", 2), count("resolved", 1)],
+                by_priority: vec![count("medium", 3)],
+                by_category: vec![count("none", 2), count("bug", 1)],
+                by_assignee: vec![count("unassigned", 1), count("m1", 2)],
+                by_triage_status: vec![count("done", 1), count("pending", 2)],
+                by_triage_source: vec![count("none", 2), count("rules", 1)],
+                avg_first_response_secs: Some(1.5),
+                avg_resolution_secs: Some(60.0),
+                sla_breaches: 1,
+                moderator_load: vec![load],
+            }
+        );
+        let empty = doc! {
+            "total": [], "by_status": [], "by_priority": [], "by_category": [], "by_assignee": [],
+            "by_triage_status": [], "by_triage_source": [], "first_response_ms": [],
+            "resolution_ms": [], "sla_breaches": [],
+        };
+        assert_eq!(stats_from(&empty, Vec::new()).unwrap(), Stats::default());
+        let mut odd = empty;
+        odd.insert(
+            "resolution_ms",
+            vec![doc! { "_id": Bson::Null, "ms": "soon" }],
+        );
+        assert!(stats_from(&odd, Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,1082 @@
+//! The store driven through the real driver against a scripted stand-in that speaks MongoDB's
+//! wire protocol (OP_MSG) on loopback. It has no storage: it records each command and answers
+//! with a plausible reply or the one a test scripts. That checks what no server-free unit test
+//! can: the commands the driver really sends for our calls (transaction fields, filters, index
+//! specs) and how its replies and errors come back through the store, retries included.
+
+use super::MongoStore;
+use crate::domain::events::NewEvent;
+use crate::domain::ticket::TicketStatus;
+use crate::domain::ticket::{Category, Priority, TriageStatus};
+use crate::domain::user::Role;
+use crate::store::{
+    AutomationStore, NewTicket, NewUser, OutboxStore, StoreError, TicketChange, TicketQuery,
+    TicketStore, TriageUpdate, UserStore, Visibility,
+};
+use mongodb::bson::{Bson, Document, doc};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const OP_MSG: i32 = 2013;
+
+/// What the stand-in claims to be in its `hello` replies.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Standalone,
+    ReplicaSet,
+    Mongos,
+}
+
+/// One command as the server saw it: the body plus any document sequences (`documents`,
+/// `updates`) folded into it as arrays.
+#[derive(Clone, Debug)]
+struct Received {
+    name: String,
+    body: Document,
+}
+
+type Script = dyn Fn(&Received) -> Option<Document> + Send + Sync;
+
+struct FakeMongod {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeMongod {
+    async fn start(
+        kind: Kind,
+        script: impl Fn(&Received) -> Option<Document> + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let shared = log.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, addr, kind, shared.clone(), script.clone()));
+            }
+        });
+        Self { addr, log }
+    }
+
+    fn uri(&self) -> String {
+        format!("mongodb://{}/?directConnection=true", self.addr)
+    }
+
+    /// Everything but the driver's own handshakes and session housekeeping.
+    fn commands(&self) -> Vec<Received> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                !["isMaster", "ismaster", "hello", "endSessions"].contains(&c.name.as_str())
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn named(&self, name: &str) -> Vec<Received> {
+        self.commands()
+            .into_iter()
+            .filter(|c| c.name == name)
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    addr: SocketAddr,
+    kind: Kind,
+    log: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Script>,
+) {
+    loop {
+        let mut header = [0_u8; 16];
+        if socket.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let int = |at: usize| i32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+        let (length, request_id, op_code) = (int(0), int(4), int(12));
+        let mut rest = vec![0_u8; usize::try_from(length).unwrap() - 16];
+        if socket.read_exact(&mut rest).await.is_err() || op_code != OP_MSG {
+            return;
+        }
+        let flags = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+        let received = parse_sections(&rest[4..]);
+        log.lock().unwrap().push(received.clone());
+        if flags & 0b10 != 0 {
+            continue; // moreToCome: the client expects no reply
+        }
+        let reply = script(&received).unwrap_or_else(|| default_reply(&received, addr, kind));
+        let mut body = Vec::new();
+        reply.to_writer(&mut body).unwrap();
+        let total = i32::try_from(16 + 4 + 1 + body.len()).unwrap();
+        let mut out = Vec::new();
+        for n in [total, request_id + 1_000_000, request_id, OP_MSG] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&0_u32.to_le_bytes());
+        out.push(0);
+        out.extend_from_slice(&body);
+        if socket.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn parse_sections(mut bytes: &[u8]) -> Received {
+    let doc_len =
+        |b: &[u8]| usize::try_from(i32::from_le_bytes(b[0..4].try_into().unwrap())).unwrap();
+    let mut body = Document::new();
+    let mut sequences = Vec::new();
+    while let Some((&kind, tail)) = bytes.split_first() {
+        if kind == 0 {
+            let n = doc_len(tail);
+            body = Document::from_reader(&tail[..n]).unwrap();
+            bytes = &tail[n..];
+        } else {
+            let size = doc_len(tail);
+            let section = &tail[4..size];
+            let nul = section.iter().position(|b| *b == 0).unwrap();
+            let name = String::from_utf8(section[..nul].to_vec()).unwrap();
+            let mut docs = &section[nul + 1..];
+            let mut items = Vec::new();
+            while !docs.is_empty() {
+                let n = doc_len(docs);
+                items.push(Bson::Document(Document::from_reader(&docs[..n]).unwrap()));
+                docs = &docs[n..];
+            }
+            sequences.push((name, items));
+            bytes = &tail[size..];
+        }
+    }
+    for (name, items) in sequences {
+        body.insert(name, items);
+    }
+    let name = body.keys().next().cloned().unwrap_or_default();
+    Received { name, body }
+}
+
+fn default_reply(command: &Received, addr: SocketAddr, kind: Kind) -> Document {
+    let collection = command.body.get_str(&command.name).unwrap_or_default();
+    let namespace = format!(
+        "{}.{collection}",
+        command.body.get_str("$db").unwrap_or_default()
+    );
+    match command.name.as_str() {
+        "isMaster" | "ismaster" | "hello" => {
+            let mut hello = doc! {
+                "helloOk": true, "ismaster": true, "isWritablePrimary": true,
+                "maxBsonObjectSize": 16_777_216, "maxMessageSizeBytes": 48_000_000,
+                "maxWriteBatchSize": 100_000, "localTime": mongodb::bson::DateTime::now(),
+                "logicalSessionTimeoutMinutes": 30, "connectionId": 1,
+                "minWireVersion": 0, "maxWireVersion": 21, "readOnly": false, "ok": 1.0,
+            };
+            if kind == Kind::Mongos {
+                hello.insert("msg", "isdbgrid");
+            }
+            if kind == Kind::ReplicaSet {
+                let me = addr.to_string();
+                hello.insert("setName", "rs0");
+                hello.insert("setVersion", 1);
+                hello.insert("hosts", vec![me.clone()]);
+                hello.insert("primary", me.clone());
+                hello.insert("me", me);
+            }
+            hello
+        }
+        "find" | "aggregate" => {
+            doc! { "cursor": { "firstBatch": [], "id": 0_i64, "ns": namespace }, "ok": 1.0 }
+        }
+        "insert" => {
+            let n = command.body.get_array("documents").map_or(0, |d| d.len());
+            doc! { "n": i32::try_from(n).unwrap(), "ok": 1.0 }
+        }
+        "update" => doc! { "n": 1, "nModified": 1, "ok": 1.0 },
+        "findAndModify" => doc! {
+            "lastErrorObject": { "n": 1, "updatedExisting": true },
+            "value": Bson::Null, "ok": 1.0,
+        },
+        _ => doc! { "ok": 1.0 },
+    }
+}
+
+fn counter_at(value: i64) -> Document {
+    doc! {
+        "lastErrorObject": { "n": 1, "updatedExisting": true },
+        "value": { "_id": super::outbox::SEQ_COUNTER, "value": value },
+        "ok": 1.0,
+    }
+}
+
+/// Answers the outbox counter like a server whose counter stood at `start - 1`.
+fn counter_script(start: i64) -> impl Fn(&Received) -> Option<Document> + Send + Sync + 'static {
+    move |c: &Received| {
+        (c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("counters"))
+            .then(|| counter_at(start))
+    }
+}
+
+fn is_in_transaction(c: &Received) -> bool {
+    c.body.get_bool("autocommit") == Ok(false)
+}
+
+fn txn_number(c: &Received) -> i64 {
+    c.body.get_i64("txnNumber").unwrap()
+}
+
+fn new_ticket() -> (NewTicket, NewEvent) {
+    let id = crate::domain::new_id();
+    let event = NewEvent::ticket_created(&id, "u1");
+    (
+        NewTicket {
+            id,
+            title: "Printer on fire".into(),
+            description: "smoke".into(),
+            created_by: "u1".into(),
+        },
+        event,
+    )
+}
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        id: crate::domain::new_id(),
+        email: email.into(),
+        name: "Ann".into(),
+        password_hash: "hash".into(),
+        role: Role::User,
+        skills: vec![],
+    }
+}
+
+#[tokio::test]
+async fn standalone_servers_are_refused_at_connect() {
+    let server = FakeMongod::start(Kind::Standalone, |_| None).await;
+    let Err(StoreError::Unavailable(message)) = MongoStore::connect(&server.uri(), "t").await
+    else {
+        panic!("a standalone server must be refused");
+    };
+    assert!(message.contains("replica set"), "{message}");
+    assert!(
+        server.named("createIndexes").is_empty(),
+        "refused before any write"
+    );
+}
+
+#[tokio::test]
+async fn mongos_is_accepted() {
+    let server = FakeMongod::start(Kind::Mongos, |_| None).await;
+    MongoStore::connect(&server.uri(), "t").await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_creates_every_index_and_seeds_the_counter() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "ticketing")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::store::Store::backend(&store),
+        "mongodb",
+        "connected through the fake"
+    );
+    let hello = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| c.name == "hello" && c.body.get_str("$db") == Ok("admin"));
+    assert!(hello, "the deployment is checked with hello");
+
+    let mut specs = Vec::new();
+    for c in server.named("createIndexes") {
+        assert_eq!(c.body.get_str("$db"), Ok("ticketing"));
+        let collection = c.body.get_str("createIndexes").unwrap().to_owned();
+        for index in c.body.get_array("indexes").unwrap() {
+            let index = index.as_document().unwrap();
+            specs.push((
+                collection.clone(),
+                index.get_str("name").unwrap().to_owned(),
+                index.get_document("key").unwrap().clone(),
+                index.get_bool("unique").unwrap_or(false),
+            ));
+        }
+    }
+    let spec = |c: &str, n: &str, k: Document, u: bool| (c.to_owned(), n.to_owned(), k, u);
+    assert_eq!(
+        specs,
+        vec![
+            spec("users", "users_email_unique", doc! { "email": 1 }, true),
+            spec(
+                "users",
+                "users_by_role",
+                doc! { "role": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_creator",
+                doc! { "created_by": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_assignee",
+                doc! { "assigned_to": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_assignee_status",
+                doc! { "assigned_to": 1, "status": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_status",
+                doc! { "status": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_priority",
+                doc! { "priority": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "tickets",
+                "tickets_by_category",
+                doc! { "category": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "comments",
+                "comments_by_ticket",
+                doc! { "ticket_id": 1, "_id": 1 },
+                false
+            ),
+            spec("outbox", "outbox_seq_unique", doc! { "seq": 1 }, true),
+            spec(
+                "outbox",
+                "outbox_pending",
+                doc! { "sent_at": 1, "seq": 1 },
+                false
+            ),
+        ]
+    );
+
+    let seed = server.named("update");
+    assert_eq!(seed.len(), 1);
+    let update = seed[0].body.get_array("updates").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        update.get_document("q").unwrap(),
+        &doc! { "_id": "outbox_seq" }
+    );
+    assert_eq!(
+        update.get_document("u").unwrap(),
+        &doc! { "$max": { "value": 0_i64 } }
+    );
+    assert_eq!(update.get_bool("upsert"), Ok(true));
+}
+
+#[tokio::test]
+async fn a_ticket_and_its_event_commit_in_one_transaction() {
+    let server = FakeMongod::start(Kind::ReplicaSet, counter_script(7)).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+
+    let (new, event) = new_ticket();
+    let ticket = store.create_ticket(new, event.clone()).await.unwrap();
+    assert_eq!(ticket.title, "Printer on fire");
+    assert_eq!(ticket.status, TicketStatus::Open);
+    assert_eq!(ticket.version, 1);
+
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["insert", "findAndModify", "insert", "commitTransaction"]
+    );
+    let (first, rest) = commands.split_first().unwrap();
+    // The first command opens the transaction; all share its session and number.
+    assert_eq!(first.body.get_bool("startTransaction"), Ok(true));
+    assert_eq!(
+        first.body.get_document("readConcern").unwrap(),
+        &doc! { "level": "snapshot" }
+    );
+    for c in &commands {
+        assert!(is_in_transaction(c), "{c:?}");
+        assert_eq!(txn_number(c), txn_number(first));
+        assert_eq!(c.body.get_document("lsid"), first.body.get_document("lsid"));
+    }
+    assert!(
+        rest.iter()
+            .all(|c| !c.body.contains_key("startTransaction"))
+    );
+    let commit = &commands[3];
+    assert_eq!(
+        commit
+            .body
+            .get_document("writeConcern")
+            .unwrap()
+            .get_str("w"),
+        Ok("majority")
+    );
+
+    let stored = first.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(first.body.get_str("insert"), Ok("tickets"));
+    assert_eq!(stored.get_str("_id"), Ok(ticket.id.as_str()));
+    assert!(matches!(stored.get("created_at"), Some(Bson::DateTime(_))));
+    assert_eq!(stored.get_i64("version"), Ok(1));
+
+    let counter = &commands[1];
+    assert_eq!(counter.body.get_str("findAndModify"), Ok("counters"));
+    assert_eq!(
+        counter.body.get_document("update").unwrap(),
+        &doc! { "$inc": { "value": 1_i64 } }
+    );
+    assert_eq!(counter.body.get_bool("upsert"), Ok(true));
+    assert_eq!(counter.body.get_bool("new"), Ok(true));
+
+    let outbox = &commands[2];
+    assert_eq!(outbox.body.get_str("insert"), Ok("outbox"));
+    let row = outbox.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(row.get_str("_id"), Ok(event.id.as_str()));
+    assert_eq!(row.get_i64("seq"), Ok(7));
+    assert_eq!(row.get_str("name"), Ok("ticket/created"));
+    assert_eq!(
+        row.get_document("data").unwrap(),
+        &doc! { "ticket_id": &ticket.id, "created_by": "u1" }
+    );
+    assert_eq!(row.get("sent_at"), Some(&Bson::Null));
+}
+
+#[tokio::test]
+async fn events_of_one_write_take_consecutive_seqs() {
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
+            return Some(doc! {
+                "lastErrorObject": { "n": 1, "updatedExisting": true },
+                "value": super::tickets::tests_support::stored_ticket("t1", 2),
+                "ok": 1.0,
+            });
+        }
+        counter_script(12)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let updated = store
+        .update_ticket(
+            "t1",
+            1,
+            TicketChange {
+                status: Some(TicketStatus::Resolved),
+                ..TicketChange::default()
+            },
+            vec![
+                NewEvent::ticket_updated("t1", "m", serde_json::json!({})),
+                NewEvent::ticket_resolved("t1", "m"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    let commands = server.commands();
+    let update = &commands[0];
+    assert_eq!(
+        update.body.get_document("query").unwrap(),
+        &doc! { "_id": "t1", "version": 1_i64 }
+    );
+    assert_eq!(
+        server.named("findAndModify")[1]
+            .body
+            .get_document("update")
+            .unwrap(),
+        &doc! { "$inc": { "value": 2_i64 } }
+    );
+    let seqs: Vec<i64> = server
+        .named("insert")
+        .iter()
+        .map(|c| {
+            c.body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .get_i64("seq")
+                .unwrap()
+        })
+        .collect();
+    // The counter answered 12 after adding 2: the events are 11 and 12, in the order given.
+    assert_eq!(seqs, [11, 12]);
+}
+
+#[tokio::test]
+async fn transient_errors_rerun_the_whole_transaction() {
+    let failures = Arc::new(Mutex::new(1));
+    let left = failures.clone();
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        if c.name == "insert" && c.body.get_str("insert") == Ok("tickets") {
+            let mut left = left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Some(doc! {
+                    "ok": 0.0, "code": 112, "codeName": "WriteConflict",
+                    "errmsg": "write conflict", "errorLabels": ["TransientTransactionError"],
+                });
+            }
+        }
+        counter_script(1)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+
+    let (new, event) = new_ticket();
+    store.create_ticket(new, event).await.unwrap();
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "insert",
+            "abortTransaction",
+            "insert",
+            "findAndModify",
+            "insert",
+            "commitTransaction"
+        ]
+    );
+    assert_eq!(commands[2].body.get_bool("startTransaction"), Ok(true));
+    assert!(txn_number(&commands[2]) > txn_number(&commands[0]));
+    assert_eq!(*failures.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn unknown_commit_results_retry_only_the_commit() {
+    let failures = Arc::new(Mutex::new(1));
+    let left = failures.clone();
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        if c.name == "commitTransaction" {
+            let mut left = left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Some(doc! {
+                    "ok": 0.0, "code": 8, "codeName": "UnknownError", "errmsg": "lost",
+                    "errorLabels": ["UnknownTransactionCommitResult"],
+                });
+            }
+        }
+        counter_script(1)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+
+    let (new, event) = new_ticket();
+    store.create_ticket(new, event).await.unwrap();
+    let commits = server.named("commitTransaction");
+    assert_eq!(commits.len(), 2);
+    assert_eq!(txn_number(&commits[0]), txn_number(&commits[1]));
+    assert_eq!(server.named("insert").len(), 2, "the writes ran once");
+}
+
+#[tokio::test]
+async fn other_errors_abort_without_retrying() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| {
+        (c.name == "insert").then(|| {
+            doc! { "ok": 0.0, "code": 2, "codeName": "BadValue", "errmsg": "no" }
+        })
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let (new, event) = new_ticket();
+    let err = store.create_ticket(new, event).await.unwrap_err();
+    assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["insert", "abortTransaction"]);
+}
+
+#[tokio::test]
+async fn duplicate_emails_abort_and_report_the_field() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| {
+        (c.name == "insert" && c.body.get_str("insert") == Ok("users")).then(|| {
+            doc! { "ok": 1.0, "n": 0, "writeErrors": [ {
+                "index": 0, "code": 11000,
+                "errmsg": "E11000 duplicate key error collection: t.users index: users_email_unique dup key: { email: \"ann@example.com\" }",
+                "keyPattern": { "email": 1 }, "keyValue": { "email": "ann@example.com" },
+            } ] }
+        })
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let user = new_user("ann@example.com");
+    let event = NewEvent::user_signup(&user.id);
+    let err = store.create_user(user, Some(event)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "email" }),
+        "{err:?}"
+    );
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["insert", "abortTransaction"], "no event, no commit");
+}
+
+#[tokio::test]
+async fn a_version_miss_is_stale_when_the_ticket_exists_and_not_found_otherwise() {
+    for (exists, expected) in [(true, "stale"), (false, "not found")] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            (c.name == "find" && exists && c.body.get_str("find") == Ok("tickets")).then(|| {
+                doc! { "cursor": { "firstBatch": [ { "_id": "t1" } ], "id": 0_i64, "ns": "t.tickets" }, "ok": 1.0 }
+            })
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let err = store
+            .update_ticket(
+                "t1",
+                3,
+                TicketChange::default(),
+                vec![NewEvent::ticket_updated("t1", "a", serde_json::json!({}))],
+            )
+            .await
+            .unwrap_err();
+        let got = match err {
+            StoreError::Stale => "stale",
+            StoreError::NotFound => "not found",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, expected);
+        let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["findAndModify", "find", "abortTransaction"]);
+    }
+}
+
+#[tokio::test]
+async fn lists_send_the_built_filter_sort_and_limit() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let page = store
+        .list_tickets(&TicketQuery {
+            visibility: Visibility::CreatedBy("u1".into()),
+            status: None,
+            priority: None,
+            category: None,
+            assignee: None,
+            text: Some("a.b".into()),
+            limit: 20,
+            after: Some("t9".into()),
+        })
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    let find = &server.named("find")[0];
+    assert_eq!(find.body.get_str("find"), Ok("tickets"));
+    assert_eq!(find.body.get_document("sort").unwrap(), &doc! { "_id": -1 });
+    assert_eq!(find.body.get_i64("limit"), Ok(21));
+    let filter = find.body.get_document("filter").unwrap();
+    let clauses = filter.get_array("$and").unwrap();
+    assert_eq!(clauses[0], Bson::Document(doc! { "created_by": "u1" }));
+    let text = clauses[1].as_document().unwrap().get_array("$or").unwrap();
+    let Some(Bson::RegularExpression(re)) = text[0].as_document().unwrap().get("title") else {
+        panic!("title is matched by a regex");
+    };
+    assert_eq!((re.pattern.as_str(), re.options.as_str()), ("a\\.b", "i"));
+
+    assert!(store.pending_events(0).await.unwrap().is_empty());
+    assert!(server.named("find").len() == 1, "limit 0 asks nothing");
+    store.pending_events(5).await.unwrap();
+    let find = server.named("find").pop().unwrap();
+    assert_eq!(find.body.get_str("find"), Ok("outbox"));
+    assert_eq!(
+        find.body.get_document("filter").unwrap(),
+        &doc! { "sent_at": Bson::Null }
+    );
+    assert_eq!(find.body.get_document("sort").unwrap(), &doc! { "seq": 1 });
+}
+
+fn cursor(namespace: &str, batch: Vec<Document>) -> Document {
+    doc! { "cursor": { "firstBatch": batch, "id": 0_i64, "ns": namespace }, "ok": 1.0 }
+}
+
+fn first_stage(c: &Received) -> String {
+    c.body
+        .get_array("pipeline")
+        .ok()
+        .and_then(|p| p.first())
+        .and_then(Bson::as_document)
+        .and_then(|d| d.keys().next().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| match c.name.as_str() {
+        "aggregate" if first_stage(c) == "$facet" => Some(cursor(
+            "t.tickets",
+            vec![doc! {
+                "total": [ { "count": 2 } ],
+                "by_status": [ { "_id": "open", "count": 2 } ],
+                "by_priority": [ { "_id": "medium", "count": 2 } ],
+                "by_category": [ { "_id": Bson::Null, "count": 2 } ],
+                "by_assignee": [ { "_id": Bson::Null, "count": 1 }, { "_id": "m1", "count": 1 } ],
+                "by_triage_status": [ { "_id": "pending", "count": 2 } ],
+                "by_triage_source": [ { "_id": Bson::Null, "count": 2 } ],
+                "first_response_ms": [ { "_id": Bson::Null, "ms": 2500.0 } ],
+                "resolution_ms": [],
+                "sla_breaches": [ { "count": 1 } ],
+            }],
+        )),
+        "aggregate" => Some(cursor("t.tickets", vec![doc! { "_id": "m1", "count": 1 }])),
+        "find" if c.body.get_str("find") == Ok("users") => Some(cursor(
+            "t.users",
+            vec![doc! {
+                "_id": "m1", "email": "m1@example.com", "name": "Mo", "role": "moderator",
+                "skills": ["sql"], "capacity": 2_i64, "last_assigned_at": Bson::Null,
+            }],
+        )),
+        _ => None,
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 2);
+    assert_eq!(stats.by_category[0].key, "none");
+    assert_eq!(stats.by_assignee[0].key, "unassigned");
+    assert_eq!(stats.by_triage_source[0].key, "none");
+    assert_eq!(stats.avg_first_response_secs, Some(2.5));
+    assert_eq!(stats.avg_resolution_secs, None);
+    assert_eq!(stats.sla_breaches, 1);
+    assert_eq!(stats.moderator_load.len(), 1);
+    assert_eq!(stats.moderator_load[0].user_id, "m1");
+    assert_eq!(stats.moderator_load[0].open_tickets, 1);
+    assert_eq!(stats.moderator_load[0].capacity, Some(2));
+
+    let aggregates = server.named("aggregate");
+    assert_eq!(aggregates.len(), 2);
+    assert_eq!(aggregates[0].body.get_str("aggregate"), Ok("tickets"));
+    assert_eq!(first_stage(&aggregates[0]), "$facet");
+    let staff = &server.named("find")[0];
+    assert_eq!(
+        staff.body.get_document("filter").unwrap(),
+        &doc! { "role": { "$in": ["moderator", "admin"] } }
+    );
+    assert_eq!(staff.body.get_document("sort").unwrap(), &doc! { "_id": 1 });
+    assert_eq!(
+        staff.body.get_document("projection").unwrap(),
+        &doc! { "password_hash": 0 }
+    );
+    let loads = &aggregates[1];
+    assert_eq!(loads.body.get_str("aggregate"), Ok("tickets"));
+    assert_eq!(
+        loads.body.get_array("pipeline").unwrap()[0],
+        Bson::Document(doc! { "$match": {
+            "assigned_to": { "$in": ["m1"] },
+            "status": { "$in": ["open", "in_progress"] },
+        } })
+    );
+}
+
+#[tokio::test]
+async fn no_staff_means_no_load_query() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    assert!(store.staff_loads().await.unwrap().is_empty());
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["find"]);
+}
+
+/// Answers `findAndModify` on tickets with a stored ticket, or with nothing when `found` is off.
+fn ticket_script(found: bool) -> impl Fn(&Received) -> Option<Document> + Send + Sync + 'static {
+    move |c: &Received| {
+        if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
+            let value = if found {
+                Bson::Document(super::tickets::tests_support::stored_ticket("t1", 2))
+            } else {
+                Bson::Null
+            };
+            return Some(doc! {
+                "lastErrorObject": { "n": i32::from(found), "updatedExisting": found },
+                "value": value, "ok": 1.0,
+            });
+        }
+        counter_script(1)(c)
+    }
+}
+
+fn update_of(c: &Received) -> (String, Document, Document) {
+    let update = c.body.get_array("updates").unwrap()[0]
+        .as_document()
+        .unwrap();
+    (
+        c.body.get_str("update").unwrap().to_owned(),
+        update.get_document("q").unwrap().clone(),
+        update.get_document("u").unwrap().clone(),
+    )
+}
+
+#[tokio::test]
+async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
+    for newly in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            if c.name == "update" && c.body.get_str("update") == Ok("tickets") && !newly {
+                // Already assigned to them: the guarded write matches nothing.
+                return Some(doc! { "n": 0, "nModified": 0, "ok": 1.0 });
+            }
+            ticket_script(true)(c)
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        store
+            .update_ticket(
+                "t1",
+                1,
+                TicketChange {
+                    assigned_to: Some(Some("m1".into())),
+                    ..TicketChange::default()
+                },
+                vec![NewEvent::ticket_updated("t1", "a", serde_json::json!({}))],
+            )
+            .await
+            .unwrap();
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        let expected: &[&str] = if newly {
+            &[
+                "update",
+                "findAndModify",
+                "update",
+                "findAndModify",
+                "insert",
+                "commitTransaction",
+            ]
+        } else {
+            &[
+                "update",
+                "findAndModify",
+                "findAndModify",
+                "insert",
+                "commitTransaction",
+            ]
+        };
+        assert_eq!(names, expected);
+        for c in &commands {
+            assert!(is_in_transaction(c), "{c:?}");
+            assert_eq!(txn_number(c), txn_number(&commands[0]));
+        }
+        let (collection, filter, update) = update_of(&commands[0]);
+        assert_eq!(collection, "tickets");
+        assert_eq!(
+            filter,
+            doc! { "_id": "t1", "version": 1_i64, "assigned_to": { "$ne": "m1" } }
+        );
+        let at = update
+            .get_document("$set")
+            .unwrap()
+            .get_datetime("assigned_at")
+            .unwrap();
+        let set = commands[1]
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap();
+        assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
+        if newly {
+            let (collection, filter, update) = update_of(&commands[2]);
+            assert_eq!(collection, "users");
+            assert_eq!(filter, doc! { "_id": "m1" });
+            assert_eq!(update, doc! { "$set": { "last_assigned_at": *at } });
+        }
+    }
+}
+
+#[tokio::test]
+async fn conditional_assignment_runs_only_on_unassigned_tickets() {
+    for found in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let assigned = store
+            .assign_if_unassigned("t1", "m1", "skills: sql")
+            .await
+            .unwrap();
+        assert_eq!(assigned.is_some(), found);
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        if found {
+            assert_eq!(names, ["findAndModify", "update", "commitTransaction"]);
+            let (collection, filter, _) = update_of(&commands[1]);
+            assert_eq!(
+                (collection.as_str(), filter),
+                ("users", doc! { "_id": "m1" })
+            );
+        } else {
+            assert_eq!(names, ["findAndModify", "commitTransaction"]);
+        }
+        assert!(commands.iter().all(is_in_transaction));
+        let claim = &commands[0];
+        assert_eq!(
+            claim.body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "assigned_to": Bson::Null }
+        );
+        let set = claim
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap();
+        assert_eq!(set.get_str("assigned_to"), Ok("m1"));
+        assert_eq!(set.get_str("routing_reason"), Ok("skills: sql"));
+        assert_eq!(
+            set.get_datetime("assigned_at"),
+            set.get_datetime("updated_at")
+        );
+    }
+}
+
+#[tokio::test]
+async fn triage_falls_back_to_keeping_a_locked_priority() {
+    let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(false)).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let err = store
+        .save_triage(
+            "t1",
+            TriageUpdate {
+                status: TriageStatus::Done,
+                summary: "s".into(),
+                category: Category::Bug,
+                priority: Priority::High,
+                sentiment: "calm".into(),
+                required_skills: vec![],
+                helpful_notes: "n".into(),
+                confidence: 1.0,
+                source: "rules".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let tries = server.named("findAndModify");
+    assert_eq!(tries.len(), 2);
+    assert_eq!(
+        tries[0].body.get_document("query").unwrap(),
+        &doc! { "_id": "t1", "priority_locked": false }
+    );
+    assert_eq!(
+        tries[1].body.get_document("query").unwrap(),
+        &doc! { "_id": "t1" }
+    );
+    let set = |i: usize| {
+        tries[i]
+            .body
+            .get_document("update")
+            .unwrap()
+            .get_document("$set")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(set(0).get_str("priority"), Ok("high"));
+    assert!(!set(1).contains_key("priority"));
+    assert!(tries.iter().all(|c| !is_in_transaction(c)));
+}
+
+#[tokio::test]
+async fn escalation_reads_and_raises_in_one_transaction() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |c| {
+        if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+            return Some(cursor(
+                "t.tickets",
+                vec![super::tickets::tests_support::stored_ticket("t1", 1)],
+            ));
+        }
+        ticket_script(true)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    assert!(store.escalate("t1").await.unwrap().is_some());
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
+    assert!(commands.iter().all(is_in_transaction));
+    let set = commands[1]
+        .body
+        .get_document("update")
+        .unwrap()
+        .get_document("$set")
+        .unwrap();
+    // The stored ticket is medium: one step up.
+    assert_eq!(set.get_str("priority"), Ok("high"));
+    assert_eq!(
+        set.get_datetime("escalated_at"),
+        set.get_datetime("updated_at")
+    );
+}
+
+#[tokio::test]
+async fn recording_a_mail_twice_is_no_error_but_other_failures_are() {
+    for (code, index, ok) in [
+        (11000, "_id_", true),
+        (11000, "other_unique", false),
+        (2, "_id_", false),
+    ] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            (c.name == "insert" && c.body.get_str("insert") == Ok("sent_mail")).then(|| {
+                doc! { "ok": 1.0, "n": 0, "writeErrors": [ {
+                    "index": 0, "code": code,
+                    "errmsg": format!("E11000 duplicate key error collection: t.sent_mail index: {index} dup key: {{ _id: \"k\" }}"),
+                } ] }
+            })
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let result = store.record_mail("k", "ann@example.com", "Welcome").await;
+        assert_eq!(result.is_ok(), ok, "{code} {index}: {result:?}");
+        let insert = &server.named("insert")[0];
+        let row = insert.body.get_array("documents").unwrap()[0]
+            .as_document()
+            .unwrap();
+        assert_eq!(row.get_str("_id"), Ok("k"));
+        assert_eq!(row.get_str("recipient"), Ok("ann@example.com"));
+        assert!(matches!(row.get("sent_at"), Some(Bson::DateTime(_))));
+    }
+}
+
+#[tokio::test]
+async fn reads_leave_the_password_hash_on_the_server() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    assert_eq!(store.get_user("u1").await.unwrap(), None);
+    assert_eq!(
+        server.named("find")[0]
+            .body
+            .get_document("projection")
+            .unwrap(),
+        &doc! { "password_hash": 0 }
+    );
+}

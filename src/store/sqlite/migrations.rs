@@ -1,0 +1,109 @@
+//! Schema versions, applied in order and recorded in `PRAGMA user_version`. Append only: a
+//! released migration is never edited.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tickets, comments and the outbox.
+    r#"
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        email         TEXT NOT NULL UNIQUE,
+        name          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        skills        TEXT NOT NULL DEFAULT '[]',
+        capacity      INTEGER,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX users_by_role ON users (role, id);
+
+    CREATE TABLE tickets (
+        id                TEXT PRIMARY KEY,
+        title             TEXT NOT NULL,
+        description       TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        priority          TEXT NOT NULL,
+        category          TEXT,
+        created_by        TEXT NOT NULL REFERENCES users (id),
+        assigned_to       TEXT REFERENCES users (id),
+        triage_status     TEXT NOT NULL,
+        priority_locked   INTEGER NOT NULL DEFAULT 0,
+        version           INTEGER NOT NULL DEFAULT 1,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL,
+        first_response_at TEXT,
+        resolved_at       TEXT
+    );
+    CREATE INDEX tickets_by_creator  ON tickets (created_by, id);
+    CREATE INDEX tickets_by_assignee ON tickets (assigned_to, id);
+    CREATE INDEX tickets_by_status   ON tickets (status, id);
+    CREATE INDEX tickets_by_priority ON tickets (priority, id);
+    CREATE INDEX tickets_by_category ON tickets (category, id);
+
+    CREATE TABLE comments (
+        id         TEXT PRIMARY KEY,
+        ticket_id  TEXT NOT NULL REFERENCES tickets (id),
+        author_id  TEXT NOT NULL REFERENCES users (id),
+        body       TEXT NOT NULL,
+        internal   INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX comments_by_ticket ON comments (ticket_id, id);
+
+    CREATE TABLE outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        name       TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sent_at    TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL;
+    "#,
+    // 2: triage, routing and SLA on tickets; the record of sent mail.
+    r#"
+    ALTER TABLE tickets ADD COLUMN triage TEXT;
+    ALTER TABLE tickets ADD COLUMN triage_source TEXT;
+    ALTER TABLE tickets ADD COLUMN routing_reason TEXT;
+    ALTER TABLE tickets ADD COLUMN assigned_at TEXT;
+    ALTER TABLE tickets ADD COLUMN sla_due_at TEXT;
+    ALTER TABLE tickets ADD COLUMN escalated_at TEXT;
+    ALTER TABLE users ADD COLUMN last_assigned_at TEXT;
+    CREATE INDEX tickets_by_triage_source ON tickets (triage_source);
+
+    CREATE TABLE sent_mail (
+        key       TEXT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        sent_at   TEXT NOT NULL
+    );
+    "#,
+];
+
+pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_apply_once() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::run(&mut conn).unwrap();
+        super::run(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, super::MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,226 @@
+//! The embedded store: one SQLite file in WAL mode. rusqlite is synchronous, so every call runs
+//! on the blocking pool: one writer connection (SQLite admits one writer at a time anyway, and
+//! queuing here avoids `SQLITE_BUSY` churn) and a few reader connections that WAL lets run
+//! beside it.
+
+mod automation;
+mod migrations;
+mod outbox;
+mod tickets;
+mod users;
+
+use super::{Store, StoreError, StoreResult};
+use crate::domain::events::NewEvent;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+const READERS: usize = 4;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: impl Into<PathBuf>) -> StoreResult<Self> {
+        let path = path.into();
+        tokio::task::spawn_blocking(move || -> StoreResult<Self> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let mut writer = open(&path).map_err(unavailable)?;
+            migrations::run(&mut writer).map_err(unavailable)?;
+            let readers = (0..READERS)
+                .map(|_| open(&path))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(readers),
+                    read_permits: Semaphore::new(READERS),
+                }),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` inside an immediate write transaction that commits when `f` succeeds.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = inner
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(sql)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?;
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        let out = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("BUG: reader pool empty")))?;
+            let out = f(&conn);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?;
+        drop(permit);
+        out
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql))
+            .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Maps SQLite errors; unique violations become `Conflict` naming the column.
+fn sql(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(err, Some(msg)) = &e
+        && err.code == rusqlite::ErrorCode::ConstraintViolation
+        && msg.contains("UNIQUE")
+    {
+        let field = if msg.contains("email") {
+            "email"
+        } else if msg.contains("outbox.id") {
+            "event id"
+        } else {
+            "id"
+        };
+        return StoreError::Conflict { field };
+    }
+    if let rusqlite::Error::SqliteFailure(err, _) = &e
+        && matches!(
+            err.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        )
+    {
+        return StoreError::Unavailable(e.to_string());
+    }
+    StoreError::Other(e.into())
+}
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    // Fixed width, so text order is time order.
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(raw: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+fn parse_opt_ts(raw: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    raw.as_deref().map(parse_ts).transpose()
+}
+
+fn bad_value(what: &str, raw: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unexpected {what} {raw:?}").into(),
+    )
+}
+
+fn insert_event(tx: &Transaction<'_>, event: &NewEvent, now: DateTime<Utc>) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO outbox (id, name, data, created_at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![event.id, event.name, event.data.to_string(), ts(now)],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// `LIKE` pattern matching `text` literally anywhere.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}

@@ -1,0 +1,189 @@
+//! Data survives restarts of the real binary; concurrent clients lose nothing.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_binary(data_dir: &std::path::Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("PORT", port.to_string())
+        .env("AUTH_RATE_LIMIT_PER_MIN", "100000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await
+            && r.status() == StatusCode::OK
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not become ready");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_of_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let server = start_binary(dir.path(), port).await;
+    let r: serde_json::Value = client
+        .post(format!("{}/api/auth/register", server.base))
+        .json(&json!({"email": "ann@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["token"].as_str().unwrap().to_owned();
+    let created: serde_json::Value = client
+        .post(format!("{}/api/tickets", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Lost after restart?", "description": "hopefully not"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    drop(server);
+
+    // The generated JWT secret persisted too, so the old token still works.
+    let server = start_binary(dir.path(), port).await;
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/tickets", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tickets"][0]["id"], created["ticket"]["id"]);
+    assert!(dir.path().join("ticketing.db").exists());
+}
+
+#[tokio::test]
+async fn concurrent_ticket_creation_loses_nothing() {
+    let app = spawn_app().await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(app.register(&format!("user{i}@example.com")).await.1);
+    }
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        for j in 0..25 {
+            let client = app.client.clone();
+            let url = format!("{}/api/tickets", app.base);
+            let token = token.clone();
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"title": format!("Ticket {i}-{j}"), "description": "concurrent"}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(app.store.stats().await.unwrap().total, 200);
+    let created = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.name == "ticket/created")
+        .count();
+    assert_eq!(created, 200, "one event per ticket");
+}
+
+#[tokio::test]
+async fn cli_creates_accounts_and_config_errors_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "Mod@Example.com",
+            "--password",
+            "password123",
+            "--role",
+            "moderator",
+            "--skills",
+            "SQL, React",
+        ])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created moderator mod@example.com"));
+    let again = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "mod@example.com",
+            "--password",
+            "password123",
+            "--role",
+            "moderator",
+        ])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .env("PORT", "eighty")
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: PORT:"), "{stderr}");
+}

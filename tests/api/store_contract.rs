@@ -1,0 +1,2013 @@
+//! The store contract: one suite of behaviours every `Store` must show, run against SQLite
+//! always and against MongoDB when `MONGODB_URI` names a replica set (each test in a database
+//! of its own, dropped afterwards). Without `MONGODB_URI` the MongoDB runs say so and pass.
+
+use futures::FutureExt;
+use serde_json::json;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use ticketing::domain::events::NewEvent;
+use ticketing::domain::new_id;
+use ticketing::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
+use ticketing::domain::user::Role;
+use ticketing::store::mongo::MongoStore;
+use ticketing::store::sqlite::SqliteStore;
+use ticketing::store::{
+    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
+    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketTriage, TriageUpdate, User,
+    UserPatch, UserQuery, Visibility,
+};
+
+/// Declares each test once per backend: `store_contract::sqlite::<name>` and
+/// `store_contract::mongodb::<name>`.
+macro_rules! contract {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::with_sqlite(super::$name).await;
+                }
+            )+
+        }
+        mod mongodb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::with_mongo(super::$name).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    users_are_created_with_their_event,
+    taken_emails_and_ids_conflict_and_write_nothing,
+    users_list_in_id_order_by_cursor_and_role,
+    user_patches_apply_and_unknown_users_are_not_found,
+    tickets_start_open_with_a_created_event,
+    ticket_ids_are_unique,
+    an_event_id_conflict_rolls_back_its_record,
+    updates_need_the_current_version,
+    concurrent_updates_of_one_version_have_one_winner,
+    updates_track_resolution_priority_and_assignment,
+    tickets_list_newest_first_by_cursor,
+    ticket_filters_and_visibility_narrow_the_list,
+    text_search_is_literal_and_case_insensitive,
+    comments_hide_internal_notes_and_time_the_first_staff_reply,
+    comments_need_an_existing_ticket,
+    outbox_delivers_in_order_and_tracks_what_was_sent,
+    concurrent_writes_get_distinct_ordered_events,
+    stats_count_by_status_priority_category_and_assignee,
+    stats_cover_triage_response_times_breaches_and_load,
+    assigning_times_the_ticket_and_the_assignee,
+    triage_is_saved_whole_and_keeps_a_locked_priority,
+    failed_triage_marks_only_pending_tickets,
+    staff_loads_count_open_and_in_progress_work_only,
+    conditional_assignment_refuses_assigned_tickets,
+    routing_reason_and_sla_due_leave_the_version,
+    escalation_raises_priority_once_and_spares_finished_tickets,
+    sent_mail_is_recorded_once,
+    the_store_answers_pings,
+);
+
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("contract.db"))
+        .await
+        .expect("open SQLite");
+    test(Arc::new(store)).await;
+}
+
+async fn with_mongo<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("MongoDB contract tests SKIPPED: MONGODB_URI not set");
+        return;
+    };
+    let database = format!("ticketing_test_{}", uuid::Uuid::new_v4().simple());
+    let store = MongoStore::connect(&uri, &database)
+        .await
+        .expect("MONGODB_URI is set, so MongoDB must be usable");
+    let outcome = AssertUnwindSafe(test(Arc::new(store))).catch_unwind().await;
+    // Dropped through a client of its own, so a failing test still cleans up.
+    let client = ::mongodb::Client::with_uri_str(&uri)
+        .await
+        .expect("MongoDB client for cleanup");
+    client
+        .database(&database)
+        .drop()
+        .await
+        .expect("drop the test database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Needs no server: nothing listens on the port, so connecting must fail, quickly and plainly.
+#[tokio::test]
+async fn mongo_connect_refuses_an_unreachable_server_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let started = std::time::Instant::now();
+    let result = MongoStore::connect(
+        &format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"),
+        "ticketing",
+    )
+    .await;
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable, got {:?}", result.err());
+    };
+    assert!(message.contains("cannot reach MongoDB"), "{message}");
+    assert!(
+        !message.contains("mongodb://"),
+        "no URI (and so no password) in the message"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async fn add_user(store: &Arc<dyn Store>, role: Role) -> User {
+    let id = new_id();
+    store
+        .create_user(
+            NewUser {
+                id: id.clone(),
+                email: format!("{id}@example.com"),
+                name: format!("{role} {id}"),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$hash".into(),
+                role,
+                skills: vec!["sql".into()],
+            },
+            Some(NewEvent::user_signup(&id)),
+        )
+        .await
+        .expect("create user")
+}
+
+async fn add_ticket(store: &Arc<dyn Store>, by: &User, title: &str, description: &str) -> Ticket {
+    let id = new_id();
+    store
+        .create_ticket(
+            NewTicket {
+                id: id.clone(),
+                title: title.into(),
+                description: description.into(),
+                created_by: by.id.clone(),
+            },
+            NewEvent::ticket_created(&id, &by.id),
+        )
+        .await
+        .expect("create ticket")
+}
+
+async fn change(store: &Arc<dyn Store>, ticket: &Ticket, change: TicketChange) -> Ticket {
+    let event = NewEvent::ticket_updated(&ticket.id, "actor", json!({}));
+    store
+        .update_ticket(&ticket.id, ticket.version, change, vec![event])
+        .await
+        .expect("update ticket")
+}
+
+async fn comment(
+    store: &Arc<dyn Store>,
+    ticket: &Ticket,
+    author: &User,
+    internal: bool,
+) -> Comment {
+    let id = new_id();
+    store
+        .add_comment(
+            NewComment {
+                id: id.clone(),
+                ticket_id: ticket.id.clone(),
+                author_id: author.id.clone(),
+                body: format!("comment {id}"),
+                internal,
+                by_staff: author.role.is_staff(),
+            },
+            NewEvent::ticket_commented(&ticket.id, &id, &author.id, internal),
+        )
+        .await
+        .expect("add comment")
+}
+
+async fn all_events(store: &Arc<dyn Store>) -> Vec<OutboxEvent> {
+    store.list_events(0, 10_000).await.expect("list events")
+}
+
+fn names(events: &[OutboxEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_str()).collect()
+}
+
+fn everything() -> TicketQuery {
+    TicketQuery {
+        visibility: Visibility::All,
+        status: None,
+        priority: None,
+        category: None,
+        assignee: None,
+        text: None,
+        limit: 100,
+        after: None,
+    }
+}
+
+async fn ids(store: &Arc<dyn Store>, query: TicketQuery) -> Vec<String> {
+    store
+        .list_tickets(&query)
+        .await
+        .expect("list tickets")
+        .items
+        .into_iter()
+        .map(|t| t.id)
+        .collect()
+}
+
+fn ids_of(tickets: &[&Ticket]) -> Vec<String> {
+    tickets.iter().map(|t| t.id.clone()).collect()
+}
+
+fn set_status(status: TicketStatus) -> TicketChange {
+    TicketChange {
+        status: Some(status),
+        ..TicketChange::default()
+    }
+}
+
+fn assign_to(user: &User) -> TicketChange {
+    TicketChange {
+        assigned_to: Some(Some(user.id.clone())),
+        ..TicketChange::default()
+    }
+}
+
+fn triage(status: TriageStatus, priority: Priority, source: &str) -> TriageUpdate {
+    TriageUpdate {
+        status,
+        summary: format!("Summary by {source}"),
+        category: Category::Bug,
+        priority,
+        sentiment: "frustrated".into(),
+        required_skills: vec!["printers".into(), "sql".into()],
+        helpful_notes: "Ask for the **model**.".into(),
+        confidence: 0.8,
+        source: source.into(),
+    }
+}
+
+async fn reread(store: &Arc<dyn Store>, ticket: &Ticket) -> Ticket {
+    store
+        .get_ticket(&ticket.id)
+        .await
+        .expect("get ticket")
+        .expect("ticket exists")
+}
+
+async fn load_of(store: &Arc<dyn Store>, user: &User) -> StaffLoad {
+    store
+        .staff_loads()
+        .await
+        .expect("staff loads")
+        .into_iter()
+        .find(|l| l.id == user.id)
+        .expect("a staff member")
+}
+
+/// Seconds from `from` to `to`, as precise as either store keeps time.
+fn secs(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+    (to - from).num_microseconds().expect("small interval") as f64 / 1e6
+}
+
+fn assert_close(got: Option<f64>, expected: f64) {
+    let got = got.expect("a mean");
+    assert!(
+        (got - expected).abs() < 0.01,
+        "mean {got}, expected {expected}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+async fn users_are_created_with_their_event(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::Moderator).await;
+    assert_eq!(user.role, Role::Moderator);
+    assert_eq!(user.skills, vec!["sql".to_string()]);
+    assert_eq!(user.capacity, None);
+    assert_eq!(user.created_at, user.updated_at);
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(user.clone()));
+
+    let credentials = store
+        .find_credentials(&user.email)
+        .await
+        .unwrap()
+        .expect("credentials by e-mail");
+    assert_eq!(credentials.user_id, user.id);
+    assert!(credentials.password_hash.starts_with("$argon2id$"));
+
+    let events = all_events(&store).await;
+    assert_eq!(names(&events), ["user/signup"]);
+    assert_eq!(events[0].data, json!({ "user_id": user.id }));
+
+    // No event asked for, none written.
+    let quiet = store
+        .create_user(
+            NewUser {
+                id: new_id(),
+                email: "quiet@example.com".into(),
+                name: String::new(),
+                password_hash: "h".into(),
+                role: Role::User,
+                skills: Vec::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all_events(&store).await.len(), 1);
+    assert_eq!(store.get_user(&quiet.id).await.unwrap(), Some(quiet));
+
+    assert_eq!(store.get_user(&new_id()).await.unwrap(), None);
+    assert!(
+        store
+            .find_credentials("nobody@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn taken_emails_and_ids_conflict_and_write_nothing(store: Arc<dyn Store>) {
+    let first = add_user(&store, Role::User).await;
+    let second_id = new_id();
+    let err = store
+        .create_user(
+            NewUser {
+                id: second_id.clone(),
+                email: first.email.clone(),
+                name: "Copy".into(),
+                password_hash: "h".into(),
+                role: Role::User,
+                skills: Vec::new(),
+            },
+            Some(NewEvent::user_signup(&second_id)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "email" }),
+        "{err:?}"
+    );
+    assert_eq!(store.get_user(&second_id).await.unwrap(), None);
+
+    let err = store
+        .create_user(
+            NewUser {
+                id: first.id.clone(),
+                email: "other@example.com".into(),
+                name: String::new(),
+                password_hash: "h".into(),
+                role: Role::User,
+                skills: Vec::new(),
+            },
+            Some(NewEvent::user_signup(&first.id)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "id" }),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .find_credentials("other@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only the first user's event: failed writes leave nothing behind.
+    assert_eq!(names(&all_events(&store).await), ["user/signup"]);
+}
+
+async fn users_list_in_id_order_by_cursor_and_role(store: Arc<dyn Store>) {
+    let mut created = Vec::new();
+    for role in [
+        Role::User,
+        Role::Moderator,
+        Role::User,
+        Role::Admin,
+        Role::Moderator,
+    ] {
+        created.push(add_user(&store, role).await);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_users(&UserQuery {
+                role: None,
+                limit: 2,
+                after: after.clone(),
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().cloned());
+        match page.next_after {
+            Some(next) => {
+                assert_eq!(Some(&next), page.items.last().map(|u| &u.id));
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created, "ascending id order, each user once");
+
+    let moderators = store
+        .list_users(&UserQuery {
+            role: Some(Role::Moderator),
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        moderators.items,
+        vec![created[1].clone(), created[4].clone()]
+    );
+    assert_eq!(moderators.next_after, None);
+
+    // A page that is exactly full has no next page.
+    let exact = store
+        .list_users(&UserQuery {
+            role: Some(Role::User),
+            limit: 2,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 2);
+    assert_eq!(exact.next_after, None);
+}
+
+async fn user_patches_apply_and_unknown_users_are_not_found(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+
+    let unchanged = store
+        .update_user(&user.id, UserPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(unchanged, user);
+
+    let patched = store
+        .update_user(
+            &user.id,
+            UserPatch {
+                role: Some(Role::Moderator),
+                skills: Some(vec!["react".into(), "billing".into()]),
+                name: Some("Renamed".into()),
+                capacity: Some(Some(3)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.role, Role::Moderator);
+    assert_eq!(patched.skills, vec!["react".to_string(), "billing".into()]);
+    assert_eq!(patched.name, "Renamed");
+    assert_eq!(patched.capacity, Some(3));
+    assert_eq!(patched.email, user.email);
+    assert_eq!(patched.created_at, user.created_at);
+    assert!(patched.updated_at >= user.updated_at);
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(patched));
+
+    let cleared = store
+        .update_user(
+            &user.id,
+            UserPatch {
+                capacity: Some(None),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.capacity, None);
+    assert_eq!(cleared.role, Role::Moderator);
+
+    let err = store
+        .update_user(
+            &new_id(),
+            UserPatch {
+                name: Some("x".into()),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = store
+        .update_user(&new_id(), UserPatch::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    // Patches write no events.
+    assert_eq!(all_events(&store).await.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tickets
+
+async fn tickets_start_open_with_a_created_event(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Printer on fire", "Smoke everywhere").await;
+    assert_eq!(ticket.title, "Printer on fire");
+    assert_eq!(ticket.description, "Smoke everywhere");
+    assert_eq!(ticket.status, TicketStatus::Open);
+    assert_eq!(ticket.priority, Priority::Medium);
+    assert_eq!(ticket.category, None);
+    assert_eq!(ticket.created_by, user.id);
+    assert_eq!(ticket.assigned_to, None);
+    assert_eq!(ticket.triage_status, TriageStatus::Pending);
+    assert!(!ticket.priority_locked);
+    assert_eq!(ticket.version, 1);
+    assert_eq!(ticket.created_at, ticket.updated_at);
+    assert_eq!(ticket.first_response_at, None);
+    assert_eq!(ticket.resolved_at, None);
+    assert_eq!(ticket.triage, None);
+    assert_eq!(ticket.routing_reason, None);
+    assert_eq!(ticket.assigned_at, None);
+    assert_eq!(ticket.sla_due_at, None);
+    assert_eq!(ticket.escalated_at, None);
+    assert_eq!(
+        store.get_ticket(&ticket.id).await.unwrap(),
+        Some(ticket.clone())
+    );
+    assert_eq!(store.get_ticket(&new_id()).await.unwrap(), None);
+
+    let events = all_events(&store).await;
+    assert_eq!(names(&events), ["user/signup", "ticket/created"]);
+    assert_eq!(
+        events[1].data,
+        json!({ "ticket_id": ticket.id, "created_by": user.id })
+    );
+}
+
+async fn ticket_ids_are_unique(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "First", "one").await;
+    let err = store
+        .create_ticket(
+            NewTicket {
+                id: ticket.id.clone(),
+                title: "Second".into(),
+                description: "two".into(),
+                created_by: user.id.clone(),
+            },
+            NewEvent::ticket_created(&ticket.id, &user.id),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "id" }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.get_ticket(&ticket.id).await.unwrap().map(|t| t.title),
+        Some("First".into())
+    );
+    assert_eq!(
+        names(&all_events(&store).await),
+        ["user/signup", "ticket/created"]
+    );
+}
+
+async fn an_event_id_conflict_rolls_back_its_record(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let first = add_ticket(&store, &user, "First", "one").await;
+    let taken = all_events(&store).await[1].id.clone();
+
+    let second_id = new_id();
+    let mut event = NewEvent::ticket_created(&second_id, &user.id);
+    event.id = taken.clone();
+    let err = store
+        .create_ticket(
+            NewTicket {
+                id: second_id.clone(),
+                title: "Second".into(),
+                description: "two".into(),
+                created_by: user.id.clone(),
+            },
+            event,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "event id" }),
+        "{err:?}"
+    );
+    assert_eq!(store.get_ticket(&second_id).await.unwrap(), None);
+
+    // The same for an update: neither the change nor any of its events is kept.
+    let fresh = NewEvent::ticket_updated(&first.id, "actor", json!({}));
+    let mut clash = NewEvent::ticket_resolved(&first.id, "actor");
+    clash.id = taken;
+    let err = store
+        .update_ticket(
+            &first.id,
+            first.version,
+            set_status(TicketStatus::Resolved),
+            vec![fresh, clash],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "event id" }),
+        "{err:?}"
+    );
+    assert_eq!(store.get_ticket(&first.id).await.unwrap(), Some(first));
+
+    // And for a user.
+    let user_id = new_id();
+    let mut signup = NewEvent::user_signup(&user_id);
+    signup.id = all_events(&store).await[0].id.clone();
+    let err = store
+        .create_user(
+            NewUser {
+                id: user_id.clone(),
+                email: "late@example.com".into(),
+                name: String::new(),
+                password_hash: "h".into(),
+                role: Role::User,
+                skills: Vec::new(),
+            },
+            Some(signup),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "event id" }),
+        "{err:?}"
+    );
+    assert_eq!(store.get_user(&user_id).await.unwrap(), None);
+    assert_eq!(
+        names(&all_events(&store).await),
+        ["user/signup", "ticket/created"]
+    );
+}
+
+async fn updates_need_the_current_version(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Login fails", "always").await;
+
+    let started = change(&store, &ticket, set_status(TicketStatus::InProgress)).await;
+    assert_eq!(started.status, TicketStatus::InProgress);
+    assert_eq!(started.version, ticket.version + 1);
+    assert!(started.updated_at >= ticket.updated_at);
+    assert_eq!(started.created_at, ticket.created_at);
+    assert_eq!(
+        store.get_ticket(&ticket.id).await.unwrap(),
+        Some(started.clone())
+    );
+
+    let before = all_events(&store).await.len();
+    let err = store
+        .update_ticket(
+            &ticket.id,
+            ticket.version,
+            set_status(TicketStatus::Closed),
+            vec![NewEvent::ticket_updated(&ticket.id, "late", json!({}))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    assert_eq!(
+        store.get_ticket(&ticket.id).await.unwrap(),
+        Some(started.clone())
+    );
+    assert_eq!(
+        all_events(&store).await.len(),
+        before,
+        "no event when stale"
+    );
+
+    let err = store
+        .update_ticket(
+            &new_id(),
+            1,
+            set_status(TicketStatus::Closed),
+            vec![NewEvent::ticket_updated("missing", "actor", json!({}))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(all_events(&store).await.len(), before);
+
+    // The current version still works.
+    let closed = change(&store, &started, set_status(TicketStatus::Closed)).await;
+    assert_eq!(closed.version, started.version + 1);
+    assert_eq!(closed.status, TicketStatus::Closed);
+}
+
+async fn concurrent_updates_of_one_version_have_one_winner(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Race", "who wins").await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let ticket = ticket.clone();
+            tokio::spawn(async move {
+                store
+                    .update_ticket(
+                        &ticket.id,
+                        ticket.version,
+                        TicketChange {
+                            priority: Some(if i % 2 == 0 {
+                                Priority::High
+                            } else {
+                                Priority::Low
+                            }),
+                            ..TicketChange::default()
+                        },
+                        vec![NewEvent::ticket_updated(
+                            &ticket.id,
+                            &format!("writer {i}"),
+                            json!({}),
+                        )],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(updated) => winners.push(updated),
+            Err(StoreError::Stale) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins");
+    assert_eq!(winners[0].version, ticket.version + 1);
+    assert_eq!(
+        store.get_ticket(&ticket.id).await.unwrap(),
+        Some(winners[0].clone())
+    );
+    assert_eq!(
+        names(&all_events(&store).await),
+        ["user/signup", "ticket/created", "ticket/updated"]
+    );
+}
+
+async fn updates_track_resolution_priority_and_assignment(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Billing wrong", "charged twice").await;
+
+    let resolved = change(&store, &ticket, set_status(TicketStatus::Resolved)).await;
+    assert_eq!(resolved.status, TicketStatus::Resolved);
+    let resolved_at = resolved.resolved_at.expect("resolved_at set on resolve");
+    assert!(resolved_at >= ticket.created_at);
+
+    let closed = change(&store, &resolved, set_status(TicketStatus::Closed)).await;
+    assert_eq!(
+        closed.resolved_at,
+        Some(resolved_at),
+        "closing keeps the resolution time"
+    );
+
+    let reopened = change(&store, &closed, set_status(TicketStatus::Open)).await;
+    assert_eq!(reopened.status, TicketStatus::Open);
+    assert_eq!(reopened.resolved_at, None, "reopening clears it");
+
+    let prioritised = change(
+        &store,
+        &reopened,
+        TicketChange {
+            priority: Some(Priority::High),
+            lock_priority: true,
+            assigned_to: Some(Some(moderator.id.clone())),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(prioritised.priority, Priority::High);
+    assert!(prioritised.priority_locked);
+    assert_eq!(prioritised.assigned_to, Some(moderator.id.clone()));
+    assert_eq!(prioritised.status, TicketStatus::Open);
+
+    // Fields not named stay as they are; the lock is never undone by a later change.
+    let lowered = change(
+        &store,
+        &prioritised,
+        TicketChange {
+            priority: Some(Priority::Low),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(lowered.priority, Priority::Low);
+    assert!(lowered.priority_locked);
+    assert_eq!(lowered.assigned_to, Some(moderator.id.clone()));
+
+    let unassigned = change(
+        &store,
+        &lowered,
+        TicketChange {
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(unassigned.assigned_to, None);
+    assert_eq!(unassigned.version, ticket.version + 6);
+    assert_eq!(unassigned.title, ticket.title);
+    assert_eq!(unassigned.created_by, ticket.created_by);
+
+    // All events of one update are written, in the order given.
+    let events_before = all_events(&store).await.len();
+    let done = store
+        .update_ticket(
+            &unassigned.id,
+            unassigned.version,
+            set_status(TicketStatus::Resolved),
+            vec![
+                NewEvent::ticket_updated(&ticket.id, &moderator.id, json!({ "status": 1 })),
+                NewEvent::ticket_resolved(&ticket.id, &moderator.id),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, TicketStatus::Resolved);
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), events_before + 2);
+    assert_eq!(
+        names(&events[events_before..]),
+        ["ticket/updated", "ticket/resolved"]
+    );
+    assert_eq!(
+        events[events_before].data["changes"],
+        json!({ "status": 1 })
+    );
+}
+
+async fn tickets_list_newest_first_by_cursor(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(add_ticket(&store, &user, &format!("Ticket {i}"), "body").await);
+    }
+    created.reverse();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_tickets(&TicketQuery {
+                limit: 2,
+                after: after.clone(),
+                ..everything()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().cloned());
+        match page.next_after {
+            Some(next) => {
+                assert_eq!(page.items.len(), 2);
+                assert_eq!(Some(&next), page.items.last().map(|t| &t.id));
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created, "newest first, each ticket once");
+
+    // A cursor is an id bound, so it also works after the ticket it names.
+    let tail = ids(
+        &store,
+        TicketQuery {
+            after: Some(created[1].id.clone()),
+            ..everything()
+        },
+    )
+    .await;
+    assert_eq!(tail, ids_of(&[&created[2], &created[3], &created[4]]));
+    let exact = store
+        .list_tickets(&TicketQuery {
+            limit: 5,
+            ..everything()
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.next_after, None);
+}
+
+async fn ticket_filters_and_visibility_narrow_the_list(store: Arc<dyn Store>) {
+    let ann = add_user(&store, Role::User).await;
+    let bob = add_user(&store, Role::User).await;
+    let mod_a = add_user(&store, Role::Moderator).await;
+    let mod_b = add_user(&store, Role::Moderator).await;
+
+    let a = add_ticket(&store, &ann, "Printer on fire", "smoke").await;
+    let b = add_ticket(&store, &bob, "Login fails", "password reset loop").await;
+    let c = add_ticket(&store, &ann, "Coupon", "does not apply").await;
+    let d = add_ticket(&store, &mod_a, "Tooling", "internal").await;
+
+    let a = change(
+        &store,
+        &a,
+        TicketChange {
+            assigned_to: Some(Some(mod_a.id.clone())),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let b = change(
+        &store,
+        &b,
+        TicketChange {
+            status: Some(TicketStatus::InProgress),
+            priority: Some(Priority::High),
+            lock_priority: true,
+            assigned_to: Some(Some(mod_b.id.clone())),
+        },
+    )
+    .await;
+
+    assert_eq!(ids(&store, everything()).await, ids_of(&[&d, &c, &b, &a]));
+    let visible = |visibility| TicketQuery {
+        visibility,
+        ..everything()
+    };
+    assert_eq!(
+        ids(&store, visible(Visibility::CreatedBy(ann.id.clone()))).await,
+        ids_of(&[&c, &a])
+    );
+    assert_eq!(
+        ids(&store, visible(Visibility::Staff(mod_a.id.clone()))).await,
+        ids_of(&[&d, &a]),
+        "assigned to them, plus their own"
+    );
+    assert_eq!(
+        ids(&store, visible(Visibility::Staff(mod_b.id.clone()))).await,
+        ids_of(&[&b])
+    );
+    assert!(
+        ids(&store, visible(Visibility::CreatedBy(new_id())))
+            .await
+            .is_empty()
+    );
+
+    let status = |status| TicketQuery {
+        status: Some(status),
+        ..everything()
+    };
+    assert_eq!(
+        ids(&store, status(TicketStatus::InProgress)).await,
+        ids_of(&[&b])
+    );
+    assert_eq!(
+        ids(&store, status(TicketStatus::Open)).await,
+        ids_of(&[&d, &c, &a])
+    );
+    assert!(ids(&store, status(TicketStatus::Closed)).await.is_empty());
+
+    let priority = |priority| TicketQuery {
+        priority: Some(priority),
+        ..everything()
+    };
+    assert_eq!(ids(&store, priority(Priority::High)).await, ids_of(&[&b]));
+    assert_eq!(
+        ids(&store, priority(Priority::Medium)).await,
+        ids_of(&[&d, &c, &a])
+    );
+    assert!(ids(&store, priority(Priority::Low)).await.is_empty());
+
+    // Nothing in the store sets a category yet: every category filter is empty.
+    for category in Category::ALL {
+        let query = TicketQuery {
+            category: Some(category),
+            ..everything()
+        };
+        assert!(ids(&store, query).await.is_empty(), "{category}");
+    }
+
+    let assignee = |filter| TicketQuery {
+        assignee: Some(filter),
+        ..everything()
+    };
+    assert_eq!(
+        ids(&store, assignee(AssigneeFilter::User(mod_a.id.clone()))).await,
+        ids_of(&[&a])
+    );
+    assert_eq!(
+        ids(&store, assignee(AssigneeFilter::Unassigned)).await,
+        ids_of(&[&d, &c])
+    );
+
+    // Filters combine.
+    assert_eq!(
+        ids(
+            &store,
+            TicketQuery {
+                visibility: Visibility::CreatedBy(ann.id.clone()),
+                assignee: Some(AssigneeFilter::Unassigned),
+                ..everything()
+            }
+        )
+        .await,
+        ids_of(&[&c])
+    );
+    assert_eq!(
+        ids(
+            &store,
+            TicketQuery {
+                visibility: Visibility::Staff(mod_a.id.clone()),
+                text: Some("PRINTER".into()),
+                ..everything()
+            }
+        )
+        .await,
+        ids_of(&[&a])
+    );
+    assert!(
+        ids(
+            &store,
+            TicketQuery {
+                status: Some(TicketStatus::InProgress),
+                priority: Some(Priority::Medium),
+                ..everything()
+            }
+        )
+        .await
+        .is_empty()
+    );
+}
+
+async fn text_search_is_literal_and_case_insensitive(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let printer = add_ticket(&store, &user, "Printer on fire", "smoke everywhere").await;
+    let reset = add_ticket(&store, &user, "Login fails", "Password RESET loop").await;
+    let coupon = add_ticket(&store, &user, "50%_off coupon", "regex a.b*c (x|y) [z]").await;
+    let slash = add_ticket(&store, &user, "Path C:\\temp", "$where: 1 {\"$ne\": null}").await;
+
+    let search = |text: &str| TicketQuery {
+        text: Some(text.into()),
+        ..everything()
+    };
+    assert_eq!(ids(&store, search("printer")).await, ids_of(&[&printer]));
+    assert_eq!(ids(&store, search("reset")).await, ids_of(&[&reset]));
+    assert_eq!(ids(&store, search("SMOKE")).await, ids_of(&[&printer]));
+    assert_eq!(ids(&store, search("E")).await.len(), 4);
+    assert_eq!(ids(&store, search("50%_")).await, ids_of(&[&coupon]));
+    assert_eq!(ids(&store, search("%")).await, ids_of(&[&coupon]));
+    assert_eq!(ids(&store, search("_")).await, ids_of(&[&coupon]));
+    assert_eq!(ids(&store, search("a.b*c")).await, ids_of(&[&coupon]));
+    assert_eq!(ids(&store, search("(x|y) [z]")).await, ids_of(&[&coupon]));
+    assert_eq!(ids(&store, search("C:\\temp")).await, ids_of(&[&slash]));
+    assert_eq!(
+        ids(&store, search("{\"$ne\": null}")).await,
+        ids_of(&[&slash])
+    );
+    // Pattern syntax is text, not a pattern.
+    for literal in [
+        ".*",
+        "r.gex",
+        "fire|smoke",
+        "^Printer",
+        "fire$",
+        "[a-z]",
+        "p_ssword",
+        "p%d",
+    ] {
+        assert!(
+            ids(&store, search(literal)).await.is_empty(),
+            "{literal:?} must be matched literally"
+        );
+    }
+    assert!(ids(&store, search("nothing like this")).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comments
+
+async fn comments_hide_internal_notes_and_time_the_first_staff_reply(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let admin = add_user(&store, Role::Admin).await;
+    let ticket = add_ticket(&store, &user, "Help", "please").await;
+    assert!(
+        store
+            .list_comments(&ticket.id, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let events_before = all_events(&store).await.len();
+
+    let question = comment(&store, &ticket, &user, false).await;
+    assert_eq!(question.ticket_id, ticket.id);
+    assert_eq!(question.author_id, user.id);
+    assert!(!question.internal);
+    let after_user = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(after_user.first_response_at, None, "users do not respond");
+
+    let note = comment(&store, &ticket, &moderator, true).await;
+    assert!(note.internal);
+    let after_note = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(after_note.first_response_at, None, "notes are not replies");
+
+    let reply = comment(&store, &ticket, &moderator, false).await;
+    let after_reply = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(after_reply.first_response_at, Some(reply.created_at));
+    assert_eq!(
+        after_reply.version, ticket.version,
+        "comments leave the version"
+    );
+
+    let second = comment(&store, &ticket, &admin, false).await;
+    let after_second = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(
+        after_second.first_response_at,
+        Some(reply.created_at),
+        "only the first reply counts"
+    );
+
+    assert_eq!(
+        store.list_comments(&ticket.id, false).await.unwrap(),
+        vec![question.clone(), reply.clone(), second.clone()]
+    );
+    assert_eq!(
+        store.list_comments(&ticket.id, true).await.unwrap(),
+        vec![
+            question.clone(),
+            note.clone(),
+            reply.clone(),
+            second.clone()
+        ]
+    );
+
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), events_before + 4, "one event per comment");
+    assert!(
+        events[events_before..]
+            .iter()
+            .all(|e| e.name == "ticket/commented")
+    );
+    assert_eq!(
+        events[events_before + 1].data,
+        json!({
+            "ticket_id": ticket.id,
+            "comment_id": note.id,
+            "author_id": moderator.id,
+            "internal": true,
+        })
+    );
+
+    // Comments belong to their ticket only.
+    let other = add_ticket(&store, &user, "Other", "ticket").await;
+    assert!(
+        store
+            .list_comments(&other.id, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn comments_need_an_existing_ticket(store: Arc<dyn Store>) {
+    let moderator = add_user(&store, Role::Moderator).await;
+    let missing = new_id();
+    let id = new_id();
+    let result = store
+        .add_comment(
+            NewComment {
+                id: id.clone(),
+                ticket_id: missing.clone(),
+                author_id: moderator.id.clone(),
+                body: "hello?".into(),
+                internal: false,
+                by_staff: true,
+            },
+            NewEvent::ticket_commented(&missing, &id, &moderator.id, false),
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        store
+            .list_comments(&missing, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(names(&all_events(&store).await), ["user/signup"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+async fn outbox_delivers_in_order_and_tracks_what_was_sent(store: Arc<dyn Store>) {
+    assert!(store.pending_events(10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Outbox", "order").await;
+    let resolved = store
+        .update_ticket(
+            &ticket.id,
+            ticket.version,
+            set_status(TicketStatus::Resolved),
+            vec![
+                NewEvent::ticket_updated(&ticket.id, &moderator.id, json!({})),
+                NewEvent::ticket_resolved(&ticket.id, &moderator.id),
+            ],
+        )
+        .await
+        .unwrap();
+    comment(&store, &resolved, &moderator, false).await;
+
+    let events = all_events(&store).await;
+    assert_eq!(
+        names(&events),
+        [
+            "user/signup",
+            "user/signup",
+            "ticket/created",
+            "ticket/updated",
+            "ticket/resolved",
+            "ticket/commented"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(events.iter().all(|e| e.sent_at.is_none()));
+    assert_eq!(events[0].data, json!({ "user_id": user.id }));
+    assert_eq!(store.outbox_backlog().await.unwrap(), 6);
+
+    assert_eq!(store.pending_events(2).await.unwrap(), events[..2].to_vec());
+    assert!(store.pending_events(0).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_events(events[1].seq, 2).await.unwrap(),
+        events[2..4].to_vec()
+    );
+    assert!(
+        store
+            .list_events(events[5].seq, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .mark_sent(&[events[0].id.clone(), events[2].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 4);
+    let pending = store.pending_events(10).await.unwrap();
+    assert_eq!(
+        pending,
+        vec![
+            events[1].clone(),
+            events[3].clone(),
+            events[4].clone(),
+            events[5].clone()
+        ]
+    );
+    let after = all_events(&store).await;
+    let first_sent = after[0].sent_at.expect("marked sent");
+    assert!(first_sent >= after[0].created_at);
+    assert!(after[2].sent_at.is_some());
+    assert_eq!(after[1].sent_at, None);
+
+    // Marking again keeps the first delivery time; unknown ids and empty lists are harmless.
+    store.mark_sent(&[events[0].id.clone()]).await.unwrap();
+    store.mark_sent(&[new_id()]).await.unwrap();
+    store.mark_sent(&[]).await.unwrap();
+    assert_eq!(all_events(&store).await[0].sent_at, Some(first_sent));
+    assert_eq!(store.outbox_backlog().await.unwrap(), 4);
+
+    store
+        .mark_sent(&pending.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    assert!(store.pending_events(10).await.unwrap().is_empty());
+    // Sent events stay listed for operators.
+    assert_eq!(all_events(&store).await.len(), 6);
+}
+
+async fn concurrent_writes_get_distinct_ordered_events(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                add_ticket(&store, &user, &format!("Concurrent {i}"), "load").await
+            })
+        })
+        .collect();
+    let mut tickets = Vec::new();
+    for task in tasks {
+        tickets.push(task.await.expect("task"));
+    }
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), 13);
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mut announced: Vec<String> = events[1..]
+        .iter()
+        .map(|e| e.data["ticket_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    announced.sort();
+    let mut created: Vec<String> = tickets.iter().map(|t| t.id.clone()).collect();
+    created.sort();
+    assert_eq!(announced, created, "exactly one event per ticket");
+    assert_eq!(ids(&store, everything()).await.len(), 12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats and health
+
+async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Store>) {
+    assert_eq!(store.stats().await.unwrap(), Stats::default());
+
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let assign = TicketChange {
+        assigned_to: Some(Some(moderator.id.clone())),
+        ..TicketChange::default()
+    };
+    let t1 = add_ticket(&store, &user, "One", "1").await;
+    change(&store, &t1, assign.clone()).await;
+    let t2 = add_ticket(&store, &user, "Two", "2").await;
+    let t2 = change(&store, &t2, assign.clone()).await;
+    let resolved = change(&store, &t2, set_status(TicketStatus::Resolved)).await;
+    let t3 = add_ticket(&store, &user, "Three", "3").await;
+    let t3 = change(&store, &t3, assign).await;
+    change(&store, &t3, set_status(TicketStatus::Closed)).await;
+    let t4 = add_ticket(&store, &user, "Four", "4").await;
+    change(
+        &store,
+        &t4,
+        TicketChange {
+            priority: Some(Priority::High),
+            lock_priority: true,
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    add_ticket(&store, &user, "Five", "5").await;
+
+    let count = |key: &str, count| Count {
+        key: key.into(),
+        count,
+    };
+    let stats = store.stats().await.unwrap();
+    assert_close(
+        stats.avg_resolution_secs,
+        secs(t2.created_at, resolved.resolved_at.expect("resolved")),
+    );
+    assert_eq!(
+        stats,
+        Stats {
+            total: 5,
+            by_status: vec![count("closed", 1), count("open", 3), count("resolved", 1)],
+            by_priority: vec![count("high", 1), count("medium", 4)],
+            by_category: vec![count("none", 5)],
+            // Every ticket counts for its assignee, finished ones too.
+            by_assignee: vec![count("unassigned", 2), count(&moderator.id, 3)],
+            by_triage_status: vec![count("pending", 5)],
+            by_triage_source: vec![count("none", 5)],
+            avg_first_response_secs: None,
+            avg_resolution_secs: stats.avg_resolution_secs,
+            sla_breaches: 0,
+            // Only the open ticket is work in hand.
+            moderator_load: vec![Load {
+                user_id: moderator.id.clone(),
+                email: moderator.email.clone(),
+                role: Role::Moderator,
+                open_tickets: 1,
+                capacity: None,
+            }],
+        }
+    );
+}
+
+async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let admin = add_user(&store, Role::Admin).await;
+    let capped = store
+        .update_user(
+            &admin.id,
+            UserPatch {
+                capacity: Some(Some(5)),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    // Staff appear with no tickets at all, and no means exist without the times they average.
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 0);
+    assert_eq!(stats.avg_first_response_secs, None);
+    assert_eq!(stats.avg_resolution_secs, None);
+    assert_eq!(stats.moderator_load.len(), 2);
+    assert!(stats.moderator_load.iter().all(|l| l.open_tickets == 0));
+
+    let by_rules = add_ticket(&store, &user, "One", "1").await;
+    store
+        .save_triage(
+            &by_rules.id,
+            triage(TriageStatus::Done, Priority::High, "rules"),
+        )
+        .await
+        .unwrap();
+    let by_gemini = add_ticket(&store, &user, "Two", "2").await;
+    store
+        .save_triage(
+            &by_gemini.id,
+            triage(TriageStatus::Fallback, Priority::Low, "gemini"),
+        )
+        .await
+        .unwrap();
+    let pending = add_ticket(&store, &user, "Three", "3").await;
+    let failed = add_ticket(&store, &user, "Four", "4").await;
+    store
+        .mark_triage_failed(&failed.id, "AI unavailable")
+        .await
+        .unwrap();
+
+    // First responses: public staff replies only; a note and a user's comment do not count.
+    comment(&store, &by_rules, &user, false).await;
+    comment(&store, &by_rules, &moderator, true).await;
+    comment(&store, &by_rules, &moderator, false).await;
+    comment(&store, &by_gemini, &admin, false).await;
+    let answered = [
+        reread(&store, &by_rules).await,
+        reread(&store, &by_gemini).await,
+    ];
+    let first_response = answered
+        .iter()
+        .map(|t| secs(t.created_at, t.first_response_at.expect("answered")))
+        .sum::<f64>()
+        / 2.0;
+
+    let assigned = change(&store, &answered[0], assign_to(&moderator)).await;
+    let resolved = change(&store, &assigned, set_status(TicketStatus::Resolved)).await;
+    let working = change(&store, &answered[1], assign_to(&moderator)).await;
+    change(&store, &working, set_status(TicketStatus::InProgress)).await;
+    change(&store, &pending, assign_to(&admin)).await;
+    store
+        .escalate(&pending.id)
+        .await
+        .unwrap()
+        .expect("escalated");
+
+    let count = |key: &str, count| Count {
+        key: key.into(),
+        count,
+    };
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 4);
+    assert_eq!(
+        stats.by_triage_status,
+        vec![
+            count("done", 1),
+            count("failed", 1),
+            count("fallback", 1),
+            count("pending", 1)
+        ]
+    );
+    assert_eq!(
+        stats.by_triage_source,
+        vec![count("none", 2), count("gemini", 1), count("rules", 1)]
+    );
+    assert_eq!(stats.by_category, vec![count("none", 2), count("bug", 2)]);
+    assert_close(stats.avg_first_response_secs, first_response);
+    assert_close(
+        stats.avg_resolution_secs,
+        secs(resolved.created_at, resolved.resolved_at.expect("resolved")),
+    );
+    assert_eq!(stats.sla_breaches, 1);
+    let mut expected_load = vec![
+        Load {
+            user_id: moderator.id.clone(),
+            email: moderator.email.clone(),
+            role: Role::Moderator,
+            open_tickets: 1,
+            capacity: None,
+        },
+        Load {
+            user_id: admin.id.clone(),
+            email: admin.email.clone(),
+            role: Role::Admin,
+            open_tickets: 1,
+            capacity: capped.capacity,
+        },
+    ];
+    expected_load.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    assert_eq!(stats.moderator_load, expected_load);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Automation: triage, routing, SLA, mail
+
+async fn assigning_times_the_ticket_and_the_assignee(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let first = add_user(&store, Role::Moderator).await;
+    let second = add_user(&store, Role::Admin).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    assert_eq!(load_of(&store, &first).await.last_assigned_at, None);
+
+    let assigned = change(&store, &ticket, assign_to(&first)).await;
+    assert_eq!(assigned.assigned_at, Some(assigned.updated_at));
+    assert_eq!(reread(&store, &assigned).await, assigned);
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Naming the same assignee again is no new assignment.
+    let same = change(
+        &store,
+        &assigned,
+        TicketChange {
+            assigned_to: Some(Some(first.id.clone())),
+            priority: Some(Priority::Low),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(same.assigned_at, assigned.assigned_at);
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Other changes and unassigning keep the time of the last assignment.
+    let unassigned = change(
+        &store,
+        &same,
+        TicketChange {
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    assert_eq!(unassigned.assigned_to, None);
+    assert_eq!(unassigned.assigned_at, assigned.assigned_at);
+
+    let moved = change(&store, &unassigned, assign_to(&second)).await;
+    assert_eq!(moved.assigned_to, Some(second.id.clone()));
+    assert_eq!(moved.assigned_at, Some(moved.updated_at));
+    assert!(moved.assigned_at >= assigned.assigned_at);
+    assert_eq!(
+        load_of(&store, &second).await.last_assigned_at,
+        moved.assigned_at
+    );
+    assert_eq!(
+        load_of(&store, &first).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // A stale update assigns nobody.
+    let third = add_user(&store, Role::Moderator).await;
+    let err = store
+        .update_ticket(
+            &moved.id,
+            assigned.version,
+            assign_to(&third),
+            vec![NewEvent::ticket_updated(&moved.id, "late", json!({}))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    assert_eq!(reread(&store, &moved).await, moved);
+    assert_eq!(load_of(&store, &third).await.last_assigned_at, None);
+}
+
+async fn triage_is_saved_whole_and_keeps_a_locked_priority(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Printer", "jammed").await;
+    let events_before = all_events(&store).await.len();
+
+    let triaged = store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::High, "gemini"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(triaged.triage_status, TriageStatus::Done);
+    assert_eq!(triaged.category, Some(Category::Bug));
+    assert_eq!(triaged.priority, Priority::High);
+    assert_eq!(triaged.version, ticket.version + 1);
+    assert!(triaged.updated_at >= ticket.updated_at);
+    let saved = triaged.triage.clone().expect("triage saved");
+    // The time of the save; each store keeps it at its own precision.
+    let skew = (saved.triaged_at - triaged.updated_at).abs();
+    assert!(skew < chrono::Duration::milliseconds(1), "{skew}");
+    assert_eq!(
+        saved,
+        TicketTriage {
+            summary: "Summary by gemini".into(),
+            sentiment: "frustrated".into(),
+            required_skills: vec!["printers".into(), "sql".into()],
+            helpful_notes: Some("Ask for the **model**.".into()),
+            confidence: 0.8,
+            source: "gemini".into(),
+            triaged_at: saved.triaged_at,
+        }
+    );
+    assert_eq!(reread(&store, &ticket).await, triaged);
+    assert_eq!(
+        all_events(&store).await.len(),
+        events_before,
+        "triage writes no event"
+    );
+
+    // A person set the priority: a later triage updates everything else.
+    let locked = change(
+        &store,
+        &triaged,
+        TicketChange {
+            priority: Some(Priority::Low),
+            lock_priority: true,
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let mut again = triage(TriageStatus::Fallback, Priority::High, "rules");
+    again.category = Category::Billing;
+    again.helpful_notes = String::new();
+    let retriaged = store.save_triage(&ticket.id, again).await.unwrap();
+    assert_eq!(retriaged.priority, Priority::Low, "a locked priority stays");
+    assert!(retriaged.priority_locked);
+    assert_eq!(retriaged.category, Some(Category::Billing));
+    assert_eq!(retriaged.triage_status, TriageStatus::Fallback);
+    assert_eq!(retriaged.version, locked.version + 1);
+    let saved = retriaged.triage.clone().expect("triage");
+    assert_eq!(saved.source, "rules");
+    assert_eq!(saved.helpful_notes, Some(String::new()));
+    assert_eq!(reread(&store, &ticket).await, retriaged);
+
+    let err = store
+        .save_triage(
+            &new_id(),
+            triage(TriageStatus::Done, Priority::Low, "rules"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn failed_triage_marks_only_pending_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let plain = add_ticket(&store, &user, "One", "1").await;
+    store
+        .mark_triage_failed(&plain.id, "AI unavailable")
+        .await
+        .unwrap();
+    let failed = reread(&store, &plain).await;
+    assert_eq!(failed.triage_status, TriageStatus::Failed);
+    assert_eq!(failed.routing_reason.as_deref(), Some("AI unavailable"));
+    assert_eq!(failed.version, plain.version + 1);
+    assert_eq!(failed.triage, None);
+    assert_eq!(failed.priority, plain.priority);
+
+    // A reason already given stays.
+    let routed = add_ticket(&store, &user, "Two", "2").await;
+    store
+        .set_routing_reason(&routed.id, "queued: nobody has capacity")
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&routed.id, "AI unavailable")
+        .await
+        .unwrap();
+    let routed_failed = reread(&store, &routed).await;
+    assert_eq!(routed_failed.triage_status, TriageStatus::Failed);
+    assert_eq!(
+        routed_failed.routing_reason.as_deref(),
+        Some("queued: nobody has capacity")
+    );
+
+    // A finished triage is left alone, and so is a second failure.
+    let done = add_ticket(&store, &user, "Three", "3").await;
+    let done = store
+        .save_triage(
+            &done.id,
+            triage(TriageStatus::Done, Priority::High, "rules"),
+        )
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&done.id, "too late")
+        .await
+        .unwrap();
+    assert_eq!(reread(&store, &done).await, done);
+    store.mark_triage_failed(&plain.id, "again").await.unwrap();
+    assert_eq!(reread(&store, &plain).await, failed);
+
+    // Unknown tickets are no error.
+    store.mark_triage_failed(&new_id(), "gone").await.unwrap();
+}
+
+async fn staff_loads_count_open_and_in_progress_work_only(store: Arc<dyn Store>) {
+    assert!(store.staff_loads().await.unwrap().is_empty());
+    let user = add_user(&store, Role::User).await;
+    let busy = add_user(&store, Role::Moderator).await;
+    let idle = add_user(&store, Role::Moderator).await;
+    let idle = store
+        .update_user(
+            &idle.id,
+            UserPatch {
+                capacity: Some(Some(3)),
+                skills: Some(vec!["billing".into()]),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let admin = add_user(&store, Role::Admin).await;
+
+    let mut last = None;
+    for (title, status) in [
+        ("open", None),
+        ("working", Some(TicketStatus::InProgress)),
+        ("resolved", Some(TicketStatus::Resolved)),
+        ("closed", Some(TicketStatus::Closed)),
+    ] {
+        let ticket = add_ticket(&store, &user, title, "load").await;
+        let assigned = change(&store, &ticket, assign_to(&busy)).await;
+        last = assigned.assigned_at;
+        if let Some(status) = status {
+            change(&store, &assigned, set_status(status)).await;
+        }
+    }
+    let for_admin = add_ticket(&store, &user, "admin's", "load").await;
+    let for_admin = change(&store, &for_admin, assign_to(&admin)).await;
+    // Unassigned work loads nobody.
+    add_ticket(&store, &user, "queued", "load").await;
+
+    let mut expected = vec![
+        StaffLoad {
+            id: busy.id.clone(),
+            email: busy.email.clone(),
+            name: busy.name.clone(),
+            role: Role::Moderator,
+            skills: busy.skills.clone(),
+            capacity: None,
+            open_tickets: 2,
+            last_assigned_at: last,
+        },
+        StaffLoad {
+            id: idle.id.clone(),
+            email: idle.email.clone(),
+            name: idle.name.clone(),
+            role: Role::Moderator,
+            skills: vec!["billing".into()],
+            capacity: Some(3),
+            open_tickets: 0,
+            last_assigned_at: None,
+        },
+        StaffLoad {
+            id: admin.id.clone(),
+            email: admin.email.clone(),
+            name: admin.name.clone(),
+            role: Role::Admin,
+            skills: admin.skills.clone(),
+            capacity: None,
+            open_tickets: 1,
+            last_assigned_at: for_admin.assigned_at,
+        },
+    ];
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        store.staff_loads().await.unwrap(),
+        expected,
+        "users excluded"
+    );
+
+    // Demoted staff leave the list; promoted users join it.
+    store
+        .update_user(
+            &busy.id,
+            UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .staff_loads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let mut remaining = vec![idle.id.clone(), admin.id.clone()];
+    remaining.sort();
+    assert_eq!(ids, remaining);
+}
+
+async fn conditional_assignment_refuses_assigned_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let chosen = add_user(&store, Role::Moderator).await;
+    let other = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    let events_before = all_events(&store).await.len();
+
+    let assigned = store
+        .assign_if_unassigned(&ticket.id, &chosen.id, "skills: sql")
+        .await
+        .unwrap()
+        .expect("was unassigned");
+    assert_eq!(assigned.assigned_to, Some(chosen.id.clone()));
+    assert_eq!(assigned.routing_reason.as_deref(), Some("skills: sql"));
+    assert_eq!(assigned.assigned_at, Some(assigned.updated_at));
+    assert_eq!(assigned.version, ticket.version + 1);
+    assert_eq!(reread(&store, &ticket).await, assigned);
+    assert_eq!(
+        load_of(&store, &chosen).await.last_assigned_at,
+        assigned.assigned_at
+    );
+
+    // Someone got there first: nothing changes.
+    let refused = store
+        .assign_if_unassigned(&ticket.id, &other.id, "least loaded")
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert_eq!(reread(&store, &ticket).await, assigned);
+    assert_eq!(load_of(&store, &other).await.last_assigned_at, None);
+    assert_eq!(load_of(&store, &chosen).await.open_tickets, 1);
+
+    // Unknown tickets cannot be assigned either.
+    assert_eq!(
+        store
+            .assign_if_unassigned(&new_id(), &other.id, "x")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Once unassigned again, it can be routed again.
+    let unassigned = change(
+        &store,
+        &assigned,
+        TicketChange {
+            assigned_to: Some(None),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let rerouted = store
+        .assign_if_unassigned(&ticket.id, &other.id, "least loaded")
+        .await
+        .unwrap()
+        .expect("unassigned again");
+    assert_eq!(rerouted.assigned_to, Some(other.id.clone()));
+    assert_eq!(rerouted.routing_reason.as_deref(), Some("least loaded"));
+    assert_eq!(rerouted.version, unassigned.version + 1);
+    assert_eq!(
+        load_of(&store, &other).await.last_assigned_at,
+        rerouted.assigned_at
+    );
+    // Routing writes no events; only the manual update did.
+    assert_eq!(all_events(&store).await.len(), events_before + 1);
+}
+
+async fn routing_reason_and_sla_due_leave_the_version(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "SLA", "clock").await;
+
+    store
+        .set_routing_reason(&ticket.id, "queued: nobody free")
+        .await
+        .unwrap();
+    // Whole milliseconds: the finest time both stores keep.
+    let due = (chrono::Utc::now() + chrono::Duration::hours(4)).trunc_subsecs(3);
+    store.set_sla_due(&ticket.id, due).await.unwrap();
+    let noted = reread(&store, &ticket).await;
+    assert_eq!(noted.routing_reason.as_deref(), Some("queued: nobody free"));
+    assert_eq!(noted.sla_due_at, Some(due));
+    assert_eq!(noted.version, ticket.version);
+    assert_eq!(noted.updated_at, ticket.updated_at);
+
+    let later = due + chrono::Duration::minutes(30);
+    store
+        .set_routing_reason(&ticket.id, "skills: printers")
+        .await
+        .unwrap();
+    store.set_sla_due(&ticket.id, later).await.unwrap();
+    let renoted = reread(&store, &ticket).await;
+    assert_eq!(renoted.routing_reason.as_deref(), Some("skills: printers"));
+    assert_eq!(renoted.sla_due_at, Some(later));
+
+    // Unknown tickets are no error, and nothing appears.
+    let missing = new_id();
+    store.set_routing_reason(&missing, "x").await.unwrap();
+    store.set_sla_due(&missing, due).await.unwrap();
+    assert_eq!(store.get_ticket(&missing).await.unwrap(), None);
+}
+
+async fn escalation_raises_priority_once_and_spares_finished_tickets(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Late", "overdue").await;
+    assert_eq!(ticket.priority, Priority::Medium);
+
+    let escalated = store
+        .escalate(&ticket.id)
+        .await
+        .unwrap()
+        .expect("first escalation");
+    assert_eq!(escalated.priority, Priority::High);
+    assert_eq!(escalated.escalated_at, Some(escalated.updated_at));
+    assert_eq!(escalated.version, ticket.version + 1);
+    assert_eq!(reread(&store, &ticket).await, escalated);
+
+    // Once only.
+    assert_eq!(store.escalate(&ticket.id).await.unwrap(), None);
+    assert_eq!(reread(&store, &ticket).await, escalated);
+
+    // One step at a time, from the current priority.
+    let low = add_ticket(&store, &user, "Low", "overdue").await;
+    let low = change(
+        &store,
+        &low,
+        TicketChange {
+            priority: Some(Priority::Low),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let raised = store.escalate(&low.id).await.unwrap().expect("escalated");
+    assert_eq!(raised.priority, Priority::Medium);
+
+    // Finished tickets breached nothing.
+    for status in [TicketStatus::Resolved, TicketStatus::Closed] {
+        let finished = add_ticket(&store, &user, "Done", "in time").await;
+        let finished = change(&store, &finished, set_status(status)).await;
+        assert_eq!(store.escalate(&finished.id).await.unwrap(), None);
+        assert_eq!(reread(&store, &finished).await, finished);
+    }
+    // In progress still counts.
+    let working = add_ticket(&store, &user, "Working", "slowly").await;
+    let working = change(&store, &working, set_status(TicketStatus::InProgress)).await;
+    assert!(store.escalate(&working.id).await.unwrap().is_some());
+
+    let err = store.escalate(&new_id()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(store.stats().await.unwrap().sla_breaches, 3);
+}
+
+async fn sent_mail_is_recorded_once(store: Arc<dyn Store>) {
+    let key = format!("run-{}:step-welcome", new_id());
+    assert!(!store.mail_sent(&key).await.unwrap());
+    store
+        .record_mail(&key, "ann@example.com", "Welcome")
+        .await
+        .unwrap();
+    assert!(store.mail_sent(&key).await.unwrap());
+    // A replayed step records again: no error, still one record.
+    store
+        .record_mail(&key, "ann@example.com", "Welcome")
+        .await
+        .unwrap();
+    store
+        .record_mail(&key, "bob@example.com", "Other")
+        .await
+        .unwrap();
+    assert!(store.mail_sent(&key).await.unwrap());
+    assert!(!store.mail_sent(&format!("{key}-other")).await.unwrap());
+    assert!(!store.mail_sent("").await.unwrap());
+}
+
+async fn the_store_answers_pings(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert!(["sqlite", "mongodb"].contains(&store.backend()));
+}

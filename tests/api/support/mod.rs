@@ -1,0 +1,18 @@
+//! Test doubles shared by the integration tests (and by end-to-end tests through the REST API):
+//! a fake Gemini API, a fake OpenAI-compatible endpoint, a real SMTP peer, and MIME parsing for
+//! the messages they collect. Not every helper is used by every test module.
+#![allow(dead_code)]
+
+pub mod fake_gemini;
+pub mod fake_openai;
+pub mod mime;
+pub mod smtp_peer;
+
+/// A realistic ticket for triage tests.
+pub fn sample_ticket() -> ticketing::ai::TicketText {
+    ticketing::ai::TicketText::new(
+        "Checkout page returns 500 since this morning",
+        "Since 9am every customer gets an internal server error when paying. Our Postgres logs \
+         show deadlocks on the orders table. This is urgent, we are losing sales.",
+    )
+}
