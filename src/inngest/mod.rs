@@ -44,6 +44,7 @@
 pub mod client;
 pub mod error;
 pub mod execution;
+pub mod executor;
 pub mod function;
 pub mod headers;
 pub mod protocol;

@@ -1,0 +1,541 @@
+//! The async side: claims due queue items, calls the serve endpoint, feeds the answers to the
+//! state machine and commits the result (new run state, next queue items, pauses) in one
+//! store transaction before anything else happens to the run.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::opcode::{CallOutcome, error_value, parse_response, transport_error};
+use super::service::{
+    Executor, ExecutorError, cron_event, cron_key, invoke_event, parent_of, timeout_key,
+};
+use super::state::{self, Action, Ctx, Input, Outcome, ResumeReason, RunState};
+use super::store::{Claimed, Commit, ItemKind, Lease, Pause, PauseKind, QueueItem, StoreError};
+use super::transport::call_request;
+
+/// Pending forever when there is no stop signal.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            if rx.wait_for(|s| *s).await.is_err() {
+                // Sender gone: nobody can stop us any more; treat as a stop request.
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Executor {
+    /// The worker loop. Without a stop signal it returns once nothing is due and nothing is in
+    /// flight; with one it waits for new work until told to stop.
+    pub(crate) async fn drive(
+        &self,
+        mut stop: Option<watch::Receiver<bool>>,
+    ) -> Result<usize, ExecutorError> {
+        let until_idle = stop.is_none();
+        let workers = self.inner.options.workers.max(1);
+        let mut inflight: JoinSet<()> = JoinSet::new();
+        let mut processed = 0usize;
+        let mut last_gauge = Instant::now();
+        loop {
+            if stop.as_ref().is_some_and(|s| *s.borrow()) {
+                break;
+            }
+            let free = workers.saturating_sub(inflight.len());
+            let mut claimed = 0;
+            if free > 0 {
+                match self
+                    .inner
+                    .store
+                    .claim(self.now(), free, self.inner.options.lease)
+                    .await
+                {
+                    Ok(items) => {
+                        claimed = items.len();
+                        for c in items {
+                            let me = self.clone();
+                            inflight.spawn(async move { me.process(c).await });
+                        }
+                    }
+                    Err(e) if until_idle => return Err(e.into()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim queue items");
+                        tokio::select! {
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            () = stopped(&mut stop) => break,
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !until_idle && last_gauge.elapsed() > std::time::Duration::from_secs(1) {
+                last_gauge = Instant::now();
+                if let Err(e) = self.stats().await {
+                    tracing::warn!(error = %e, "cannot read queue depth");
+                }
+            }
+            if until_idle {
+                match inflight.join_next().await {
+                    Some(res) => {
+                        processed += 1;
+                        if let Err(e) = res {
+                            tracing::error!(error = %e, "queue item task panicked");
+                        }
+                    }
+                    None => break,
+                }
+                continue;
+            }
+            if claimed > 0 && claimed == free {
+                // Every worker is busy: wait for one.
+                tokio::select! {
+                    Some(_) = inflight.join_next() => processed += 1,
+                    () = stopped(&mut stop) => break,
+                }
+                continue;
+            }
+            let now = self.now();
+            let sleep_for = match self.inner.store.next_wake().await {
+                // Due but not claimable: held back by a concurrency limit. Every commit wakes
+                // the loop, so wait for that rather than polling.
+                Ok(Some(t)) if t <= now => self.inner.options.idle_poll,
+                Ok(Some(t)) => (t - now).to_std().unwrap_or_default().clamp(
+                    std::time::Duration::from_millis(1),
+                    self.inner.options.idle_poll,
+                ),
+                Ok(None) => self.inner.options.idle_poll,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the next due time");
+                    std::time::Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => processed += 1,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(sleep_for) => {}
+                () = stopped(&mut stop) => break,
+            }
+        }
+        while inflight.join_next().await.is_some() {
+            processed += 1;
+        }
+        Ok(processed)
+    }
+
+    async fn process(&self, claimed: Claimed) {
+        let key = claimed.item.key.clone();
+        if let Err(e) = self.process_item(claimed).await {
+            tracing::warn!(item = %key, error = %e, "queue item failed; it is retried when its lease expires");
+        }
+    }
+
+    async fn process_item(&self, claimed: Claimed) -> Result<(), ExecutorError> {
+        let Claimed { item, lease } = claimed;
+        match item.kind.clone() {
+            ItemKind::Call { step_id, attempt } => {
+                let Some(run) = self.live_run(item.run_id.as_deref()).await? else {
+                    return self.drop_item(lease).await;
+                };
+                let started_at = self.now();
+                let clock = Instant::now();
+                let outcome = self.call_sdk(&run, &step_id, attempt, started_at).await;
+                let elapsed = clock.elapsed();
+                self.inner.counters.call(elapsed.as_secs_f64());
+                let input = Input::Call {
+                    step_id,
+                    attempt,
+                    outcome,
+                    started_at,
+                    duration: Duration::from_std(elapsed).unwrap_or_default(),
+                };
+                self.transition(lease, run, input, Vec::new()).await
+            }
+            ItemKind::Resume {
+                step_id,
+                value,
+                reason,
+                pause_id,
+            } => {
+                let Some(run) = self.live_run(item.run_id.as_deref()).await? else {
+                    return self.drop_item(lease).await;
+                };
+                let input = Input::Resume {
+                    step_id,
+                    value,
+                    reason,
+                };
+                self.transition(lease, run, input, pause_id.into_iter().collect())
+                    .await
+            }
+            ItemKind::Cancel { reason } => {
+                let Some(run) = self.live_run(item.run_id.as_deref()).await? else {
+                    return self.drop_item(lease).await;
+                };
+                self.transition(lease, run, Input::Cancel { reason }, Vec::new())
+                    .await
+            }
+            ItemKind::Publish { events } => {
+                // Ids are fixed, so publishing again after a crash is deduplicated.
+                let now = self.now();
+                for event in events {
+                    self.ingest_event(event, now).await?;
+                }
+                self.drop_item(lease).await
+            }
+            ItemKind::Cron {
+                function_id,
+                schedule,
+            } => self.fire_cron(lease, &item, &function_id, &schedule).await,
+        }
+    }
+
+    async fn live_run(&self, run_id: Option<&str>) -> Result<Option<RunState>, ExecutorError> {
+        let Some(id) = run_id else { return Ok(None) };
+        Ok(self
+            .inner
+            .store
+            .load_run(id)
+            .await?
+            .filter(|r| !r.status.is_terminal()))
+    }
+
+    async fn drop_item(&self, lease: Lease) -> Result<(), ExecutorError> {
+        match self
+            .inner
+            .store
+            .commit(Commit {
+                done: Some(lease),
+                ..Commit::default()
+            })
+            .await
+        {
+            Ok(()) | Err(StoreError::LeaseLost(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn call_sdk(
+        &self,
+        run: &RunState,
+        step_id: &str,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> CallOutcome {
+        let Some(def) = self.function(&run.function_id) else {
+            return transport_error(format!("function {} is not registered", run.function_id));
+        };
+        let req = match call_request(
+            run,
+            &def,
+            step_id,
+            attempt,
+            self.inner.options.signing_key.as_ref(),
+            now,
+        ) {
+            Ok(r) => r,
+            Err(e) => return transport_error(e.to_string()),
+        };
+        let timeout = self.inner.options.call_timeout;
+        match tokio::time::timeout(timeout, self.inner.transport.call(req)).await {
+            Ok(Ok(resp)) => parse_response(
+                resp.status().as_u16(),
+                resp.headers(),
+                resp.body(),
+                self.now(),
+            ),
+            Ok(Err(e)) => transport_error(e.to_string()),
+            Err(_) => transport_error(format!("no answer within {} s", timeout.as_secs())),
+        }
+    }
+
+    fn jitter(&self) -> Duration {
+        let max = self.inner.options.max_retry_jitter.num_milliseconds();
+        if max <= 0 {
+            return Duration::zero();
+        }
+        Duration::milliseconds(rand::rng().random_range(0..=max))
+    }
+
+    /// Applies `input` to the run and commits the outcome, reloading and re-applying when a
+    /// concurrent writer (a parallel step) changed the run meanwhile.
+    async fn transition(
+        &self,
+        lease: Lease,
+        mut run: RunState,
+        input: Input,
+        remove_pauses: Vec<String>,
+    ) -> Result<(), ExecutorError> {
+        loop {
+            let ctx = Ctx {
+                now: self.now(),
+                retry_jitter: self.jitter(),
+            };
+            let (new, actions) = state::apply(run.clone(), input.clone(), &ctx);
+            let mut commit = self.plan(Some(lease.clone()), &run, &new, &actions, ctx.now);
+            commit.remove_pauses.extend(remove_pauses.iter().cloned());
+            let new_runs = commit.new_runs.len() as u64;
+            match self.inner.store.commit(commit).await {
+                Ok(()) => {
+                    self.after_commit(&run, &new, &actions, new_runs);
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&run.id).await? {
+                    Some(fresh) => run = fresh,
+                    None => return self.drop_item(lease).await,
+                },
+                Err(StoreError::LeaseLost(item)) => {
+                    tracing::debug!(%item, "lease lost; another worker owns the item now");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Turns the actions of one transition into the store writes that carry them out.
+    pub(crate) fn plan(
+        &self,
+        done: Option<Lease>,
+        old: &RunState,
+        new: &RunState,
+        actions: &[Action],
+        now: DateTime<Utc>,
+    ) -> Commit {
+        let mut c = Commit {
+            done,
+            ..Commit::default()
+        };
+        if new != old {
+            c.run = Some(new.clone());
+        }
+        let def = self.function(&new.function_id);
+        let run_id = new.id.as_str();
+        for action in actions {
+            match action {
+                Action::Call {
+                    step_id,
+                    attempt,
+                    at,
+                } => c.enqueue.push(match &def {
+                    Some(d) => self.call_item(d, new, step_id, *attempt, *at),
+                    None => QueueItem::new(
+                        format!("call:{run_id}:{step_id}"),
+                        Some(run_id.to_string()),
+                        ItemKind::Call {
+                            step_id: step_id.clone(),
+                            attempt: *attempt,
+                        },
+                        *at,
+                    ),
+                }),
+                Action::Resume { step_id, value, at } => c.enqueue.push(QueueItem::new(
+                    format!("timer:{run_id}:{step_id}"),
+                    Some(run_id.to_string()),
+                    ItemKind::Resume {
+                        step_id: step_id.clone(),
+                        value: value.clone(),
+                        reason: ResumeReason::SleepDone,
+                        pause_id: None,
+                    },
+                    *at,
+                )),
+                Action::WaitForEvent {
+                    step_id,
+                    event,
+                    condition,
+                    expires_at,
+                } => {
+                    let pause_id = uuid::Uuid::now_v7().to_string();
+                    c.pauses.push(Pause {
+                        id: pause_id.clone(),
+                        run_id: run_id.to_string(),
+                        kind: PauseKind::Wait {
+                            step_id: step_id.clone(),
+                        },
+                        event: event.clone(),
+                        condition: condition.clone(),
+                        trigger_event: new.event.clone(),
+                        expires_at: *expires_at,
+                    });
+                    c.enqueue.push(QueueItem::new(
+                        timeout_key(run_id, step_id),
+                        Some(run_id.to_string()),
+                        ItemKind::Resume {
+                            step_id: step_id.clone(),
+                            value: Value::Null,
+                            reason: ResumeReason::TimedOut,
+                            pause_id: Some(pause_id),
+                        },
+                        *expires_at,
+                    ));
+                }
+                Action::Invoke {
+                    step_id,
+                    function_id,
+                    payload,
+                    expires_at,
+                } => match self.function(function_id) {
+                    Some(target) => {
+                        let event =
+                            invoke_event(new, step_id, function_id, payload, *expires_at, now);
+                        let (mut child, item, pauses) = self.new_run(&target, event.clone(), now);
+                        child.parent = Some(parent_of(run_id, step_id));
+                        c.new_runs.push(child);
+                        c.enqueue.push(item);
+                        c.pauses.extend(pauses);
+                        c.events.push(event);
+                        c.enqueue.push(QueueItem::new(
+                            timeout_key(run_id, step_id),
+                            Some(run_id.to_string()),
+                            ItemKind::Resume {
+                                step_id: step_id.clone(),
+                                value: json!({"error": {
+                                    "name": "InngestInvokeTimeoutError",
+                                    "message": "Timed out waiting for invoked function to complete",
+                                }}),
+                                reason: ResumeReason::TimedOut,
+                                pause_id: None,
+                            },
+                            *expires_at,
+                        ));
+                    }
+                    None => c.enqueue.push(QueueItem::new(
+                        format!("invoke:{run_id}:{step_id}"),
+                        Some(run_id.to_string()),
+                        ItemKind::Resume {
+                            step_id: step_id.clone(),
+                            value: json!({"error": error_value(
+                                "Error",
+                                format!("function {function_id} is not registered"),
+                            )}),
+                            reason: ResumeReason::InvokeFinished,
+                            pause_id: None,
+                        },
+                        now,
+                    )),
+                },
+                Action::SendEvents(events) => {
+                    let first = events
+                        .first()
+                        .and_then(|e| e.get("id"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(run_id);
+                    c.enqueue.push(QueueItem::new(
+                        format!("publish:{first}"),
+                        Some(run_id.to_string()),
+                        ItemKind::Publish {
+                            events: events.clone(),
+                        },
+                        now,
+                    ));
+                }
+                Action::ResumeParent {
+                    run_id: parent,
+                    step_id,
+                    value,
+                } => {
+                    c.enqueue.push(QueueItem::new(
+                        format!("invoke:{parent}:{step_id}"),
+                        Some(parent.clone()),
+                        ItemKind::Resume {
+                            step_id: step_id.clone(),
+                            value: value.clone(),
+                            reason: ResumeReason::InvokeFinished,
+                            pause_id: None,
+                        },
+                        now,
+                    ));
+                    c.remove_items.push(timeout_key(parent, step_id));
+                }
+                Action::Finished(_) => c.remove_run_work.push(run_id.to_string()),
+            }
+        }
+        c
+    }
+
+    /// Counts what a committed transition did and wakes the loop for the work it queued.
+    pub(crate) fn after_commit(
+        &self,
+        old: &RunState,
+        new: &RunState,
+        actions: &[Action],
+        new_runs: u64,
+    ) {
+        let counters = &self.inner.counters;
+        for entry in new.history.iter().skip(old.history.len()) {
+            match (entry.outcome, entry.op.as_str()) {
+                (Outcome::Completed, "StepRun" | "Step") => counters.step(false),
+                (Outcome::Failed, op) if op != "FunctionError" => counters.step(true),
+                (Outcome::Retrying, _) => counters.retry(),
+                _ => {}
+            }
+        }
+        for action in actions {
+            if let Action::Finished(status) = action {
+                tracing::debug!(run = %new.id, function = %new.function_id, status = status.as_str(), "run finished");
+                counters.run_finished(*status);
+            }
+        }
+        counters.runs_started(new_runs);
+        self.inner.wake.notify_one();
+    }
+
+    async fn fire_cron(
+        &self,
+        lease: Lease,
+        item: &QueueItem,
+        function_id: &str,
+        schedule: &str,
+    ) -> Result<(), ExecutorError> {
+        let def = self.function(function_id);
+        let Some((def, sched)) = def.as_ref().and_then(|d| {
+            d.cron_schedules()
+                .find(|(s, _)| *s == schedule)
+                .map(|(_, sched)| (d, sched.clone()))
+        }) else {
+            // The function or this schedule is gone: stop ticking.
+            return self.drop_item(lease).await;
+        };
+        let now = self.now();
+        let event = cron_event(function_id, schedule, item.due_at, now);
+        let (run, call, pauses) = self.new_run(def, event.clone(), now);
+        let mut enqueue = vec![call];
+        if let Some(next) = sched.next_after(now.max(item.due_at)) {
+            enqueue.push(QueueItem::new(
+                cron_key(function_id, schedule),
+                None,
+                ItemKind::Cron {
+                    function_id: function_id.to_string(),
+                    schedule: schedule.to_string(),
+                },
+                next,
+            ));
+        }
+        match self
+            .inner
+            .store
+            .commit(Commit {
+                done: Some(lease),
+                new_runs: vec![run],
+                events: vec![event],
+                enqueue,
+                pauses,
+                ..Commit::default()
+            })
+            .await
+        {
+            Ok(()) => {
+                self.inner.counters.runs_started(1);
+                self.inner.wake.notify_one();
+                Ok(())
+            }
+            Err(StoreError::LeaseLost(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

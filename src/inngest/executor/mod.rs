@@ -1,0 +1,79 @@
+//! The embedded Inngest executor: runs durable functions on one machine, with no other
+//! process, by driving the app's own serve endpoint (`/api/inngest`) exactly as Inngest does.
+//!
+//! It knows functions only from the register JSON (the `functions` array of a sync body) and
+//! talks to the SDK only through call requests and their responses (reference §2.3, §3, §7),
+//! so it works with any SDK that speaks the wire protocol.
+//!
+//! # Using it
+//!
+//! ```text
+//! let store = Arc::new(SqliteRunStore::open(data_dir.join("ticketing.db")).await?);
+//! let transport = Arc::new(RouterTransport::new(app_router.clone()));   // in-process, no port
+//! let executor = Executor::new(store, transport, ExecutorOptions::default());
+//! executor.register("ticketing", functions_json).await?;   // validates triggers/expressions
+//! let handle = executor.spawn();                            // background loop
+//! executor.publish(vec![json!({"id": outbox_id, "name": "ticket/created", "data": {...}})]).await?;
+//! ...
+//! handle.shutdown().await;
+//! ```
+//!
+//! - [`Executor::register`]`(app_id, functions)` replaces an app's functions; invalid triggers,
+//!   crons and expressions are rejected here ([`RegisterError`]), never at run time.
+//! - [`Executor::publish`]`(events) -> ids`: events with an id already seen are ignored.
+//! - [`Executor::spawn`] / [`Executor::run_until`] run the loop; [`Executor::run_until_idle`]
+//!   processes what is due now and returns (tests, CLI).
+//! - Operations: [`Executor::list_runs`]`(RunFilter)`, [`Executor::get_run`] (steps, history of
+//!   every attempt with timings and errors), [`Executor::rerun`], [`Executor::cancel`],
+//!   [`Executor::stats`] (counters and queue depth; also reported through the `metrics` crate,
+//!   see [`stats`]).
+//! - [`server_api::router`] serves `POST /e/{key}` and `POST /fn/register` for SDKs that send
+//!   events or sync over HTTP; [`Executor::sync`] asks a serve endpoint to sync.
+//!
+//! # Guarantees
+//!
+//! Every state change of a run — a memoized step, the next call, a timer, a pause, a retry —
+//! is one [`RunStore::commit`], written before the next step is started. Killing the process
+//! at any point loses at most the answer of calls in flight; those steps run again, while a
+//! step whose result was saved never does. Timers and pauses are queue items and rows with a
+//! due time, so they survive restarts.
+//!
+//! # Layout
+//!
+//! - [`state`]: the pure run state machine, `apply(run, input, ctx) -> (run, actions)`.
+//! - [`driver`]: the worker loop: claim, call, apply, commit.
+//! - [`store`]: the [`RunStore`] port and [`MemoryStore`]; [`sqlite_store`]: [`SqliteRunStore`].
+//! - [`transport`]: [`Transport`], [`RouterTransport`], [`HttpTransport`], request building and
+//!   signing. [`opcode`]: reading SDK answers. [`function`]: reading register JSON.
+//! - [`expr`]: the expression subset (`event.`/`async.` comparisons); [`cron`]; [`duration`].
+//!
+//! Not enforced (registering them only logs a warning): `rateLimit`, `throttle`, `debounce`,
+//! `batchEvents`, `idempotency`, `priority`, `singleton`. Concurrency limits are.
+
+pub mod clock;
+pub mod cron;
+pub mod driver;
+pub mod duration;
+pub mod events;
+pub mod expr;
+pub mod function;
+pub mod opcode;
+pub mod server_api;
+pub mod service;
+pub mod sqlite_store;
+pub mod state;
+pub mod stats;
+pub mod store;
+pub mod transport;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use function::{FunctionDef, RegisterError};
+pub use server_api::{SyncError, SyncOutcome};
+pub use service::{
+    Executor, ExecutorError, ExecutorHandle, ExecutorOptions, PublishError, ServerKind,
+};
+pub use sqlite_store::SqliteRunStore;
+pub use state::{HistoryEntry, Outcome, RunState, RunStatus};
+pub use stats::ExecutorStats;
+pub use store::{MemoryStore, QueueDepth, RunFilter, RunStore, RunSummary, StoreError};
+pub use transport::{HttpTransport, RouterTransport, SigningKey, Transport, TransportError};

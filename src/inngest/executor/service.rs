@@ -1,0 +1,630 @@
+//! [`Executor`]: the public face of the embedded executor (see the module docs).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use super::clock::{Clock, SystemClock};
+use super::events::{self, EventError};
+use super::expr::{Expression, Scope};
+use super::function::{FunctionDef, RegisterError, parse_function};
+use super::state::{self, Ctx, EVENT_SCHEDULED, Input, ParentRef, RunState};
+use super::stats::{Counters, ExecutorStats};
+use super::store::{
+    Commit, Ingest, IngestOutcome, ItemKind, Pause, PauseKind, QueueItem, RunFilter, RunStore,
+    RunSummary, Slot, StoreError,
+};
+use super::transport::{SigningKey, Transport};
+
+#[derive(Debug, Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {0} not found")]
+    RunNotFound(String),
+    #[error("run {run_id} is already {status}")]
+    RunFinished {
+        run_id: String,
+        status: &'static str,
+    },
+    #[error("function {0} is not registered")]
+    UnknownFunction(String),
+}
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("event #{index}: {error}")]
+    InvalidEvent { index: usize, error: EventError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the executor answers as, on sync requests (`X-Inngest-Server-Kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    Dev,
+    Cloud,
+}
+
+impl ServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Dev => "dev",
+            ServerKind::Cloud => "cloud",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ExecutorOptions {
+    /// Signs call requests like Inngest Cloud when set; embedded mode leaves it unset (dev).
+    pub signing_key: Option<SigningKey>,
+    pub server_kind: ServerKind,
+    /// Calls in flight at once.
+    pub workers: usize,
+    /// Longest wait for one call's answer; a call that takes longer counts as a failed
+    /// attempt and is retried.
+    pub call_timeout: std::time::Duration,
+    /// How long a claimed item stays leased; a crashed worker's item is retaken after it.
+    /// Must exceed `call_timeout`.
+    pub lease: Duration,
+    /// Upper bound of the random delay added to retry backoffs (Inngest: 30 s).
+    pub max_retry_jitter: Duration,
+    /// Longest idle sleep of the background loop, a safety net for work written by others.
+    pub idle_poll: std::time::Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> ExecutorOptions {
+        ExecutorOptions {
+            signing_key: None,
+            server_kind: ServerKind::Dev,
+            workers: 8,
+            call_timeout: std::time::Duration::from_secs(300),
+            lease: Duration::minutes(6),
+            max_retry_jitter: Duration::seconds(30),
+            idle_poll: std::time::Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for ExecutorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorOptions")
+            .field("signing_key", &self.signing_key)
+            .field("server_kind", &self.server_kind)
+            .field("workers", &self.workers)
+            .field("call_timeout", &self.call_timeout)
+            .field("lease", &self.lease)
+            .field("max_retry_jitter", &self.max_retry_jitter)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn RunStore>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) options: ExecutorOptions,
+    pub(crate) functions: RwLock<HashMap<String, Arc<FunctionDef>>>,
+    pub(crate) wake: tokio::sync::Notify,
+    pub(crate) counters: Counters,
+}
+
+/// The embedded Inngest executor. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Executor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A background loop started by [`Executor::spawn`].
+pub struct ExecutorHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ExecutorHandle {
+    /// Stops claiming work, lets calls in flight finish, and waits for the loop to end.
+    pub async fn shutdown(self) {
+        // The loop may already have ended, in which case there is nobody to tell.
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "executor loop panicked");
+        }
+    }
+
+    /// Ends the loop at once, as a crash would; leased items are retaken later.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        transport: Arc<dyn Transport>,
+        options: ExecutorOptions,
+    ) -> Executor {
+        Executor {
+            inner: Arc::new(Inner {
+                store,
+                transport,
+                options,
+                functions: RwLock::new(HashMap::new()),
+                wake: tokio::sync::Notify::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.inner.options.clock.now()
+    }
+
+    pub(crate) fn function(&self, id: &str) -> Option<Arc<FunctionDef>> {
+        self.inner
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn all_functions(&self) -> Vec<Arc<FunctionDef>> {
+        self.inner
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Replaces the functions of `app_id` with `functions` (the `functions` array of a register
+    /// body). Every function is validated first — triggers, expressions, crons — and nothing
+    /// changes if one is invalid. Cron triggers get their first tick queued.
+    pub async fn register(&self, app_id: &str, functions: Vec<Value>) -> Result<(), RegisterError> {
+        let mut defs = Vec::with_capacity(functions.len());
+        for (i, raw) in functions.iter().enumerate() {
+            let def = parse_function(app_id, i, raw)?;
+            if defs.iter().any(|d: &FunctionDef| d.id == def.id) {
+                return Err(RegisterError::DuplicateId { function: def.id });
+            }
+            defs.push(def);
+        }
+        let now = self.now();
+        let mut ticks = Vec::new();
+        for def in &defs {
+            for (source, schedule) in def.cron_schedules() {
+                if let Some(next) = schedule.next_after(now) {
+                    ticks.push(QueueItem::new(
+                        cron_key(&def.id, source),
+                        None,
+                        ItemKind::Cron {
+                            function_id: def.id.clone(),
+                            schedule: source.to_string(),
+                        },
+                        next,
+                    ));
+                }
+            }
+        }
+        {
+            let mut map = self
+                .inner
+                .functions
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, d| d.app_id != app_id);
+            for def in defs {
+                tracing::debug!(function = %def.id, "registered");
+                map.insert(def.id.clone(), Arc::new(def));
+            }
+        }
+        if !ticks.is_empty() {
+            self.inner
+                .store
+                .enqueue(ticks)
+                .await
+                .map_err(|e| RegisterError::Invalid {
+                    function: app_id.to_string(),
+                    detail: format!("cannot schedule cron triggers: {e}"),
+                })?;
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Ids of the registered functions, sorted.
+    pub fn function_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.all_functions().iter().map(|d| d.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Accepts events: fills missing ids and timestamps, skips ids already seen, starts the
+    /// runs whose triggers match, and resumes or cancels the runs whose pauses match. Returns
+    /// the event ids in order. Each event is committed before this returns.
+    pub async fn publish(&self, events: Vec<Value>) -> Result<Vec<String>, PublishError> {
+        let now = self.now();
+        let normalized = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| {
+                events::normalize(e, now)
+                    .map_err(|error| PublishError::InvalidEvent { index, error })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ids = Vec::with_capacity(normalized.len());
+        for event in normalized {
+            ids.push(events::id_of(&event).to_string());
+            self.ingest_event(event, now).await?;
+        }
+        self.inner.wake.notify_one();
+        Ok(ids)
+    }
+
+    pub(crate) async fn ingest_event(
+        &self,
+        event: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let name = events::name_of(&event).to_string();
+        let mut ingest = Ingest {
+            event_id: events::id_of(&event).to_string(),
+            event: event.clone(),
+            runs: Vec::new(),
+            items: Vec::new(),
+            pauses: Vec::new(),
+            resumes: Vec::new(),
+            remove_items: Vec::new(),
+        };
+        for def in self.all_functions() {
+            if def.triggers.iter().any(|t| t.matches(&name, &event)) {
+                let (run, item, pauses) = self.new_run(&def, event.clone(), now);
+                ingest.runs.push(run);
+                ingest.items.push(item);
+                ingest.pauses.extend(pauses);
+            }
+        }
+        for pause in self.inner.store.pauses_for(&name, now).await? {
+            let matched = match &pause.condition {
+                None => true,
+                Some(src) => match Expression::parse(src, Scope::EventAndAsync) {
+                    Ok(e) => e.matches(&pause.trigger_event, Some(&event)),
+                    Err(e) => {
+                        tracing::warn!(pause = %pause.id, error = %e, "pause has an unreadable condition");
+                        false
+                    }
+                },
+            };
+            if !matched {
+                continue;
+            }
+            match &pause.kind {
+                PauseKind::Wait { step_id } => {
+                    ingest.resumes.push((
+                        pause.id.clone(),
+                        QueueItem::new(
+                            format!("resume:{}:{step_id}", pause.run_id),
+                            Some(pause.run_id.clone()),
+                            ItemKind::Resume {
+                                step_id: step_id.clone(),
+                                value: event.clone(),
+                                reason: state::ResumeReason::EventReceived,
+                                pause_id: None,
+                            },
+                            now,
+                        ),
+                    ));
+                    ingest
+                        .remove_items
+                        .push(timeout_key(&pause.run_id, step_id));
+                }
+                PauseKind::Cancel => ingest.resumes.push((
+                    pause.id.clone(),
+                    QueueItem::new(
+                        format!("cancel:{}", pause.run_id),
+                        Some(pause.run_id.clone()),
+                        ItemKind::Cancel {
+                            reason: format!(
+                                "cancelled by event {name} ({})",
+                                events::id_of(&event)
+                            ),
+                        },
+                        now,
+                    ),
+                )),
+            }
+        }
+        let started = ingest.runs.len() as u64;
+        match self.inner.store.ingest(ingest).await? {
+            IngestOutcome::Duplicate => {
+                tracing::debug!(event = %name, "duplicate event id ignored");
+                self.inner.counters.event(true);
+            }
+            IngestOutcome::Accepted { resumed } => {
+                tracing::debug!(event = %name, started, resumed, "event accepted");
+                self.inner.counters.event(false);
+                self.inner.counters.runs_started(started);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new run of `def` with its first discovery call and its cancellation pauses.
+    pub(crate) fn new_run(
+        &self,
+        def: &FunctionDef,
+        event: Value,
+        now: DateTime<Utc>,
+    ) -> (RunState, QueueItem, Vec<Pause>) {
+        let run = RunState::new(
+            uuid::Uuid::now_v7().to_string(),
+            &def.app_id,
+            &def.id,
+            def.max_attempts,
+            event,
+            now,
+        );
+        let item = self.call_item(def, &run, state::DISCOVERY, 0, now);
+        let pauses = def
+            .cancel
+            .iter()
+            .map(|c| Pause {
+                id: uuid::Uuid::now_v7().to_string(),
+                run_id: run.id.clone(),
+                kind: PauseKind::Cancel,
+                event: c.event.clone(),
+                condition: c.condition.as_ref().map(|e| e.source().to_string()),
+                trigger_event: run.event.clone(),
+                expires_at: c
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| super::duration::sleep_until(t, now))
+                    .unwrap_or(now + super::duration::MAX_DURATION),
+            })
+            .collect();
+        (run, item, pauses)
+    }
+
+    pub(crate) fn call_item(
+        &self,
+        def: &FunctionDef,
+        run: &RunState,
+        step_id: &str,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> QueueItem {
+        let mut item = QueueItem::new(
+            format!("call:{}:{step_id}", run.id),
+            Some(run.id.clone()),
+            ItemKind::Call {
+                step_id: step_id.to_string(),
+                attempt,
+            },
+            at,
+        );
+        item.concurrency = def
+            .concurrency_slots(&run.event)
+            .into_iter()
+            .map(|(key, limit)| Slot { key, limit })
+            .collect();
+        item
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, ExecutorError> {
+        let filter = RunFilter {
+            limit: if filter.limit == 0 {
+                50
+            } else {
+                filter.limit.min(1000)
+            },
+            ..filter
+        };
+        Ok(self.inner.store.list_runs(&filter).await?)
+    }
+
+    /// One run with its memoized steps and its history (every attempt, timing and error).
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<RunState>, ExecutorError> {
+        Ok(self.inner.store.load_run(run_id).await?)
+    }
+
+    /// Starts a new run of the same function with the same event; returns its id.
+    pub async fn rerun(&self, run_id: &str) -> Result<String, ExecutorError> {
+        let old = self
+            .inner
+            .store
+            .load_run(run_id)
+            .await?
+            .ok_or_else(|| ExecutorError::RunNotFound(run_id.to_string()))?;
+        let def = self
+            .function(&old.function_id)
+            .ok_or_else(|| ExecutorError::UnknownFunction(old.function_id.clone()))?;
+        let now = self.now();
+        let (mut run, item, pauses) = self.new_run(&def, old.event.clone(), now);
+        run.events = old.events.clone();
+        run.rerun_of = Some(old.id.clone());
+        run.parent = None;
+        let id = run.id.clone();
+        self.inner
+            .store
+            .commit(Commit {
+                new_runs: vec![run],
+                enqueue: vec![item],
+                pauses,
+                ..Commit::default()
+            })
+            .await?;
+        self.inner.counters.runs_started(1);
+        self.inner.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Cancels a run that has not finished; returns it in its final state.
+    pub async fn cancel(&self, run_id: &str) -> Result<RunState, ExecutorError> {
+        loop {
+            let run = self
+                .inner
+                .store
+                .load_run(run_id)
+                .await?
+                .ok_or_else(|| ExecutorError::RunNotFound(run_id.to_string()))?;
+            if run.status.is_terminal() {
+                return Err(ExecutorError::RunFinished {
+                    run_id: run_id.to_string(),
+                    status: run.status.as_str(),
+                });
+            }
+            let ctx = Ctx {
+                now: self.now(),
+                retry_jitter: Duration::zero(),
+            };
+            let input = Input::Cancel {
+                reason: "cancelled by an operator".into(),
+            };
+            let (new, actions) = state::apply(run.clone(), input, &ctx);
+            let commit = self.plan(None, &run, &new, &actions, ctx.now);
+            match self.inner.store.commit(commit).await {
+                Ok(()) => {
+                    self.after_commit(&run, &new, &actions, 0);
+                    return self
+                        .inner
+                        .store
+                        .load_run(run_id)
+                        .await?
+                        .ok_or_else(|| ExecutorError::RunNotFound(run_id.to_string()));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn stats(&self) -> Result<ExecutorStats, ExecutorError> {
+        let depth = self.inner.store.queue_depth(self.now()).await?;
+        Ok(self.inner.counters.snapshot(depth))
+    }
+
+    /// Processes due work until none is left: calls, resumes, publishes and cron ticks that are
+    /// due now. Work due later (sleeps, backoffs) stays queued. Returns how many items ran.
+    pub async fn run_until_idle(&self) -> Result<usize, ExecutorError> {
+        self.drive(None).await
+    }
+
+    /// Processes work as it becomes due until `shutdown` completes, then lets calls in flight
+    /// finish.
+    pub async fn run_until(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ExecutorError> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let me = self.clone();
+        let run = me.drive(Some(rx));
+        tokio::pin!(run);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            res = &mut run => return res.map(|_| ()),
+            () = &mut shutdown => {}
+        }
+        // The loop still holds the receiver, so the send reaches it.
+        let _ = tx.send(true);
+        run.await.map(|_| ())
+    }
+
+    /// Starts the background loop on the current runtime. It first releases every lease, since
+    /// in embedded mode this process is the only worker of the queue (leases left by a
+    /// previous, crashed process would otherwise hold their items until they expire).
+    pub fn spawn(&self) -> ExecutorHandle {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            match me.inner.store.release_leases().await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(released = n, "released leases of a previous process")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot release old leases"),
+            }
+            if let Err(e) = me.drive(Some(rx)).await {
+                tracing::error!(error = %e, "executor loop stopped");
+            }
+        });
+        ExecutorHandle { stop, task }
+    }
+
+    /// Drops every lease; see [`Executor::spawn`]. Call before `run_until_idle` after a crash.
+    pub async fn release_leases(&self) -> Result<u64, ExecutorError> {
+        Ok(self.inner.store.release_leases().await?)
+    }
+}
+
+pub(crate) fn cron_key(function_id: &str, schedule: &str) -> String {
+    format!("cron:{function_id}:{schedule}")
+}
+
+pub(crate) fn timeout_key(run_id: &str, step_id: &str) -> String {
+    format!("timeout:{run_id}:{step_id}")
+}
+
+/// The event that starts an invoked function (reference §7.2).
+pub(crate) fn invoke_event(
+    parent: &RunState,
+    step_id: &str,
+    target: &str,
+    payload: &Value,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Value {
+    let mut data = payload
+        .get("data")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let correlation_id = format!("{}.{step_id}", parent.id);
+    data["_inngest"] = json!({
+        "fn_id": target,
+        "correlation_id": correlation_id,
+        "source_app_id": parent.app_id,
+        "source_fn_id": parent.function_id,
+        "source_fn_v": 1,
+        "expire": expires_at.timestamp_millis(),
+        "name": state::EVENT_INVOKED,
+    });
+    json!({
+        "id": format!("{}:invoke:{step_id}", parent.id),
+        "name": state::EVENT_INVOKED,
+        "data": data,
+        "user": payload.get("user").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
+        "ts": now.timestamp_millis(),
+    })
+}
+
+/// The event of a cron tick (reference §7.1).
+pub(crate) fn cron_event(
+    function_id: &str,
+    schedule: &str,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Value {
+    json!({
+        "id": format!("cron:{function_id}:{}", due.timestamp_millis()),
+        "name": EVENT_SCHEDULED,
+        "data": {"cron": schedule},
+        "user": {},
+        "ts": now.timestamp_millis(),
+    })
+}
+
+pub(crate) fn parent_of(run_id: &str, step_id: &str) -> ParentRef {
+    ParentRef {
+        run_id: run_id.to_string(),
+        step_id: step_id.to_string(),
+    }
+}

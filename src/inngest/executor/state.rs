@@ -1,0 +1,823 @@
+//! The run state machine. It is pure: `apply(run, input, ctx)` takes the stored run and one
+//! input (an SDK answer, a resumed step, a cancellation) and returns the new run and the
+//! [`Action`]s the driver must persist and carry out. No I/O, no clock, no randomness: the
+//! caller passes the time and the retry jitter in [`Ctx`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::duration;
+use super::expr::{Expression, Scope};
+use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
+
+/// The discovery step id: "run the function from the top".
+pub const DISCOVERY: &str = "step";
+
+pub const EVENT_FINISHED: &str = "inngest/function.finished";
+pub const EVENT_FAILED: &str = "inngest/function.failed";
+pub const EVENT_CANCELLED: &str = "inngest/function.cancelled";
+pub const EVENT_INVOKED: &str = "inngest/function.invoked";
+pub const EVENT_SCHEDULED: &str = "inngest/scheduled.timer";
+
+/// Delay after failed attempt n (0-based), as the server's `TableBackoff`.
+const BACKOFF: [i64; 10] = [15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200];
+
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::seconds(BACKOFF[(attempt as usize).min(BACKOFF.len() - 1)])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Completed,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// What an unfinished step is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    Planned,
+    Sleep,
+    Wait,
+    Invoke,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub run_id: String,
+    pub step_id: String,
+}
+
+/// One line of a run's history: a step attempt, a schedule, a resume, the end of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub step_id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    pub op: String,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<Value>,
+    /// When the next attempt, timer or timeout is due.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Retrying,
+    Failed,
+    Planned,
+    Sleeping,
+    Waiting,
+    Invoking,
+    Resumed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub id: String,
+    pub app_id: String,
+    pub function_id: String,
+    pub status: RunStatus,
+    pub event: Value,
+    pub events: Vec<Value>,
+    /// Memoized step values by hashed id, in the wire shape of reference §3.5.
+    pub steps: Map<String, Value>,
+    /// Completion order of memoized steps.
+    pub stack: Vec<String>,
+    /// Request version chosen by the SDK; -1 until it answers.
+    pub version: i64,
+    /// Set once a response held several ops; sent as `disable_immediate_execution`.
+    pub force_step_plan: bool,
+    pub pending: BTreeMap<String, Pending>,
+    pub max_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent: Option<ParentRef>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rerun_of: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub history: Vec<HistoryEntry>,
+    /// Optimistic-concurrency revision, owned by the store.
+    #[serde(default)]
+    pub rev: u64,
+}
+
+impl RunState {
+    pub fn new(
+        id: String,
+        app_id: &str,
+        function_id: &str,
+        max_attempts: u32,
+        event: Value,
+        now: DateTime<Utc>,
+    ) -> RunState {
+        RunState {
+            id,
+            app_id: app_id.to_string(),
+            function_id: function_id.to_string(),
+            status: RunStatus::Queued,
+            events: vec![event.clone()],
+            event,
+            steps: Map::new(),
+            stack: Vec::new(),
+            version: -1,
+            force_step_plan: false,
+            pending: BTreeMap::new(),
+            max_attempts: max_attempts.max(1),
+            output: None,
+            error: None,
+            parent: None,
+            rerun_of: None,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            history: Vec::new(),
+            rev: 0,
+        }
+    }
+
+    pub fn event_name(&self) -> &str {
+        self.event.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn memoize(&mut self, step_id: &str, value: Value) -> bool {
+        self.pending.remove(step_id);
+        if self.steps.contains_key(step_id) {
+            // A step saved once keeps its first result, even if a retaken call ran it again.
+            return false;
+        }
+        self.steps.insert(step_id.to_string(), value);
+        self.stack.push(step_id.to_string());
+        true
+    }
+}
+
+/// Why a step is resumed without a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeReason {
+    SleepDone,
+    EventReceived,
+    TimedOut,
+    InvokeFinished,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The SDK answered a call for `step_id` (`"step"` or a hashed id).
+    Call {
+        step_id: String,
+        attempt: u32,
+        outcome: CallOutcome,
+        started_at: DateTime<Utc>,
+        duration: Duration,
+    },
+    /// A sleep ended, an awaited event arrived, a wait or invoke timed out, or an invoked run
+    /// finished. Ignored unless the step is still pending.
+    Resume {
+        step_id: String,
+        value: Value,
+        reason: ResumeReason,
+    },
+    Cancel {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: DateTime<Utc>,
+    /// Random extra delay added to a backoff (0–30 s in Inngest); chosen by the caller.
+    pub retry_jitter: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Queue a call for `step_id` at `at` (a retry when `attempt > 0`).
+    Call {
+        step_id: String,
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+    /// Resume `step_id` of this run with `value` at `at` (sleep timers).
+    Resume {
+        step_id: String,
+        value: Value,
+        at: DateTime<Utc>,
+    },
+    /// Create a pause; on expiry the step resumes with `null`.
+    WaitForEvent {
+        step_id: String,
+        event: String,
+        condition: Option<String>,
+        expires_at: DateTime<Utc>,
+    },
+    /// Start `function_id` with `payload`; on expiry the step resumes with a timeout error.
+    Invoke {
+        step_id: String,
+        function_id: String,
+        payload: Value,
+        expires_at: DateTime<Utc>,
+    },
+    /// Publish these events (ids already set, so a resend is deduplicated).
+    SendEvents(Vec<Value>),
+    /// Resume the step of the run that invoked this one.
+    ResumeParent {
+        run_id: String,
+        step_id: String,
+        value: Value,
+    },
+    /// The run reached a final status: drop its timers and pauses.
+    Finished(RunStatus),
+}
+
+pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Action>) {
+    if run.status.is_terminal() {
+        return (run, Vec::new());
+    }
+    let mut actions = Vec::new();
+    match input {
+        Input::Call {
+            step_id,
+            attempt,
+            outcome,
+            started_at,
+            duration,
+        } => {
+            run.status = RunStatus::Running;
+            run.started_at.get_or_insert(started_at);
+            if run.version < 0
+                && let Some(v) = outcome.request_version
+            {
+                run.version = v;
+            }
+            let call = CallInfo {
+                step_id,
+                attempt,
+                duration_ms: duration.num_milliseconds(),
+            };
+            match outcome.response {
+                SdkResponse::Complete(output) => {
+                    push(
+                        &mut run,
+                        ctx,
+                        &call,
+                        None,
+                        "RunComplete",
+                        Outcome::Completed,
+                        None,
+                        None,
+                    );
+                    finish_completed(&mut run, output, ctx, &mut actions);
+                }
+                SdkResponse::Error(err) => function_error(&mut run, &call, err, ctx, &mut actions),
+                SdkResponse::Ops {
+                    ops,
+                    no_retry,
+                    retry_at,
+                } => apply_ops(&mut run, &call, ops, no_retry, retry_at, ctx, &mut actions),
+            }
+        }
+        Input::Resume {
+            step_id,
+            value,
+            reason,
+        } => {
+            if run.pending.contains_key(&step_id) {
+                run.memoize(&step_id, value.clone());
+                let error = match reason {
+                    ResumeReason::InvokeFinished | ResumeReason::TimedOut => {
+                        value.get("error").cloned()
+                    }
+                    _ => None,
+                };
+                let op = match reason {
+                    ResumeReason::SleepDone => "SleepDone",
+                    ResumeReason::EventReceived => "EventReceived",
+                    ResumeReason::TimedOut => "TimedOut",
+                    ResumeReason::InvokeFinished => "InvokeFinished",
+                };
+                run.history.push(HistoryEntry {
+                    at: ctx.now,
+                    step_id,
+                    name: None,
+                    op: op.into(),
+                    attempt: 0,
+                    outcome: Outcome::Resumed,
+                    duration_ms: None,
+                    error,
+                    until: None,
+                });
+                discover_if_settled(&mut run, ctx, &mut actions);
+            }
+        }
+        Input::Cancel { reason } => {
+            let error = error_value("FunctionCancelledError", reason);
+            run.history.push(HistoryEntry {
+                at: ctx.now,
+                step_id: DISCOVERY.into(),
+                name: None,
+                op: "Cancel".into(),
+                attempt: 0,
+                outcome: Outcome::Cancelled,
+                duration_ms: None,
+                error: Some(error.clone()),
+                until: None,
+            });
+            run.status = RunStatus::Cancelled;
+            run.error = Some(error.clone());
+            run.ended_at = Some(ctx.now);
+            run.pending.clear();
+            actions.push(Action::SendEvents(vec![lifecycle_event(
+                &run,
+                EVENT_CANCELLED,
+                format!("{}:cancelled", run.id),
+                json!({"error": error}),
+                ctx,
+            )]));
+            resume_parent(&run, json!({"error": error}), &mut actions);
+            actions.push(Action::Finished(RunStatus::Cancelled));
+        }
+    }
+    (run, actions)
+}
+
+struct CallInfo {
+    step_id: String,
+    attempt: u32,
+    duration_ms: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push(
+    run: &mut RunState,
+    ctx: &Ctx,
+    call: &CallInfo,
+    op: Option<&Op>,
+    op_name: &str,
+    outcome: Outcome,
+    error: Option<Value>,
+    until: Option<DateTime<Utc>>,
+) {
+    run.history.push(HistoryEntry {
+        at: ctx.now,
+        step_id: op
+            .map(|o| o.id.clone())
+            .unwrap_or_else(|| call.step_id.clone()),
+        name: op.and_then(Op::label),
+        op: op_name.to_string(),
+        attempt: call.attempt,
+        outcome,
+        duration_ms: Some(call.duration_ms),
+        error,
+        until,
+    });
+}
+
+fn retry_time(attempt: u32, retry_at: Option<DateTime<Utc>>, ctx: &Ctx) -> DateTime<Utc> {
+    retry_at.unwrap_or_else(|| ctx.now + backoff(attempt) + ctx.retry_jitter)
+}
+
+fn function_error(
+    run: &mut RunState,
+    call: &CallInfo,
+    err: CallError,
+    ctx: &Ctx,
+    actions: &mut Vec<Action>,
+) {
+    if err.no_retry || call.attempt + 1 >= run.max_attempts {
+        push(
+            run,
+            ctx,
+            call,
+            None,
+            "FunctionError",
+            Outcome::Failed,
+            Some(err.error.clone()),
+            None,
+        );
+        finish_failed(run, err.error, ctx, actions);
+    } else {
+        let at = retry_time(call.attempt, err.retry_at, ctx);
+        push(
+            run,
+            ctx,
+            call,
+            None,
+            "FunctionError",
+            Outcome::Retrying,
+            Some(err.error),
+            Some(at),
+        );
+        actions.push(Action::Call {
+            step_id: call.step_id.clone(),
+            attempt: call.attempt + 1,
+            at,
+        });
+    }
+}
+
+fn apply_ops(
+    run: &mut RunState,
+    call: &CallInfo,
+    ops: Vec<Op>,
+    no_retry: bool,
+    retry_at: Option<DateTime<Utc>>,
+    ctx: &Ctx,
+    actions: &mut Vec<Action>,
+) {
+    let active = ops.iter().filter(|o| o.kind != OpKind::None).count();
+    if active == 0 {
+        if run.pending.is_empty() && call.step_id == DISCOVERY {
+            // Nothing pending and nothing reported: the run would never move again.
+            let err = CallError {
+                status: Some(206),
+                no_retry: false,
+                retry_at: None,
+                error: error_value("NoOpcodes", "the SDK reported no steps and no result"),
+            };
+            function_error(run, call, err, ctx, actions);
+        }
+        return;
+    }
+    if active > 1 {
+        run.force_step_plan = true;
+    }
+    let mut progressed = false;
+    for op in ops {
+        let step_failed = |run: &mut RunState, op: &Op, error: Value| {
+            push(
+                run,
+                ctx,
+                call,
+                Some(op),
+                op.kind.name(),
+                Outcome::Failed,
+                Some(error.clone()),
+                None,
+            );
+            run.memoize(&op.id, json!({"error": error}))
+        };
+        match &op.kind {
+            OpKind::StepRun | OpKind::Step => {
+                let value = if op.kind == OpKind::StepRun {
+                    json!({"data": op.data})
+                } else {
+                    op.data.clone()
+                };
+                push(
+                    run,
+                    ctx,
+                    call,
+                    Some(&op),
+                    op.kind.name(),
+                    Outcome::Completed,
+                    None,
+                    None,
+                );
+                run.memoize(&op.id, value);
+                progressed = true;
+            }
+            OpKind::StepPlanned => {
+                if !run.steps.contains_key(&op.id) && !run.pending.contains_key(&op.id) {
+                    run.pending.insert(op.id.clone(), Pending::Planned);
+                    push(
+                        run,
+                        ctx,
+                        call,
+                        Some(&op),
+                        "StepPlanned",
+                        Outcome::Planned,
+                        None,
+                        None,
+                    );
+                    actions.push(Action::Call {
+                        step_id: op.id.clone(),
+                        attempt: 0,
+                        at: ctx.now,
+                    });
+                }
+            }
+            OpKind::StepError | OpKind::StepFailed => {
+                let error = op
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| error_value("Error", "step failed without an error"));
+                let op_no_retry = no_retry
+                    || error.get("noRetry").and_then(Value::as_bool) == Some(true)
+                    || op.kind == OpKind::StepFailed;
+                if !op_no_retry && call.attempt + 1 < run.max_attempts {
+                    let at = retry_time(call.attempt, retry_at, ctx);
+                    push(
+                        run,
+                        ctx,
+                        call,
+                        Some(&op),
+                        "StepError",
+                        Outcome::Retrying,
+                        Some(error),
+                        Some(at),
+                    );
+                    actions.push(Action::Call {
+                        step_id: call.step_id.clone(),
+                        attempt: call.attempt + 1,
+                        at,
+                    });
+                } else {
+                    step_failed(run, &op, error);
+                    progressed = true;
+                }
+            }
+            OpKind::Sleep => {
+                let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("");
+                match duration::sleep_until(spec, ctx.now) {
+                    Some(wake) if !run.steps.contains_key(&op.id) => {
+                        if run.pending.insert(op.id.clone(), Pending::Sleep).is_none() {
+                            push(
+                                run,
+                                ctx,
+                                call,
+                                Some(&op),
+                                "Sleep",
+                                Outcome::Sleeping,
+                                None,
+                                Some(wake),
+                            );
+                            actions.push(Action::Resume {
+                                step_id: op.id.clone(),
+                                value: Value::Null,
+                                at: wake,
+                            });
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        progressed |= step_failed(
+                            run,
+                            &op,
+                            error_value(
+                                "InvalidSleep",
+                                format!("cannot read sleep duration `{spec}`"),
+                            ),
+                        );
+                    }
+                }
+            }
+            OpKind::WaitForEvent => {
+                if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
+                    continue;
+                }
+                let event = op
+                    .opt_str("event")
+                    .or(op.name.as_deref())
+                    .unwrap_or("")
+                    .to_string();
+                let condition = op.opt_str("if").filter(|s| !s.trim().is_empty());
+                let timeout = op.opt_str("timeout").unwrap_or("");
+                let parsed = condition
+                    .map(|c| Expression::parse(c, Scope::EventAndAsync))
+                    .transpose();
+                let expires = if timeout.trim().is_empty() {
+                    // Inngest: an empty timeout expires at once.
+                    Some(ctx.now)
+                } else {
+                    duration::sleep_until(timeout, ctx.now)
+                };
+                match (event.is_empty(), parsed, expires) {
+                    (false, Ok(_), Some(expires_at)) => {
+                        run.pending.insert(op.id.clone(), Pending::Wait);
+                        push(
+                            run,
+                            ctx,
+                            call,
+                            Some(&op),
+                            "WaitForEvent",
+                            Outcome::Waiting,
+                            None,
+                            Some(expires_at),
+                        );
+                        actions.push(Action::WaitForEvent {
+                            step_id: op.id.clone(),
+                            event,
+                            condition: condition.map(str::to_string),
+                            expires_at,
+                        });
+                    }
+                    (true, _, _) => {
+                        progressed |= step_failed(
+                            run,
+                            &op,
+                            error_value("InvalidWait", "waitForEvent without an event name"),
+                        );
+                    }
+                    (_, Err(e), _) => {
+                        progressed |= step_failed(
+                            run,
+                            &op,
+                            error_value(
+                                "InvalidExpression",
+                                format!("unsupported `if` expression: {e}"),
+                            ),
+                        );
+                    }
+                    (_, _, None) => {
+                        progressed |= step_failed(
+                            run,
+                            &op,
+                            error_value("InvalidWait", format!("cannot read timeout `{timeout}`")),
+                        );
+                    }
+                }
+            }
+            OpKind::InvokeFunction => {
+                if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
+                    continue;
+                }
+                let Some(function_id) = op.opt_str("function_id").map(str::to_string) else {
+                    progressed |= step_failed(
+                        run,
+                        &op,
+                        error_value("InvalidInvoke", "invoke without function_id"),
+                    );
+                    continue;
+                };
+                let timeout = op.opt_str("timeout").unwrap_or("");
+                let expires_at = duration::sleep_until(timeout, ctx.now)
+                    .unwrap_or(ctx.now + duration::MAX_DURATION);
+                run.pending.insert(op.id.clone(), Pending::Invoke);
+                push(
+                    run,
+                    ctx,
+                    call,
+                    Some(&op),
+                    "InvokeFunction",
+                    Outcome::Invoking,
+                    None,
+                    Some(expires_at),
+                );
+                actions.push(Action::Invoke {
+                    step_id: op.id.clone(),
+                    function_id,
+                    payload: op.opts.get("payload").cloned().unwrap_or_else(|| json!({})),
+                    expires_at,
+                });
+            }
+            OpKind::RunComplete => {
+                push(
+                    run,
+                    ctx,
+                    call,
+                    Some(&op),
+                    "RunComplete",
+                    Outcome::Completed,
+                    None,
+                    None,
+                );
+                finish_completed(run, op.data.clone(), ctx, actions);
+                return;
+            }
+            OpKind::DiscoveryRequest => progressed = true,
+            OpKind::None => {}
+            OpKind::Other(name) => {
+                let msg = format!("opcode {name} is not supported by the embedded executor");
+                progressed |= step_failed(run, &op, error_value("UnsupportedOpcode", msg));
+            }
+        }
+    }
+    if progressed {
+        discover_if_settled(run, ctx, actions);
+    }
+}
+
+/// V2 coalescing: one discovery call once no planned or async sibling is outstanding.
+fn discover_if_settled(run: &mut RunState, ctx: &Ctx, actions: &mut Vec<Action>) {
+    if run.pending.is_empty() && !run.status.is_terminal() {
+        run.force_step_plan = false;
+        actions.push(Action::Call {
+            step_id: DISCOVERY.into(),
+            attempt: 0,
+            at: ctx.now,
+        });
+    }
+}
+
+fn lifecycle_event(run: &RunState, name: &str, id: String, extra: Value, ctx: &Ctx) -> Value {
+    let mut data = json!({
+        "function_id": run.function_id,
+        "run_id": run.id,
+        "event": run.event,
+        "events": run.events,
+        "_inngest": {"status": run.status.as_str()},
+    });
+    if let Some(corr) = run.event.pointer("/data/_inngest/correlation_id") {
+        data["correlation_id"] = corr.clone();
+    }
+    if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
+        d.extend(e);
+    }
+    json!({"id": id, "name": name, "data": data, "ts": ctx.now.timestamp_millis(), "user": {}})
+}
+
+fn resume_parent(run: &RunState, value: Value, actions: &mut Vec<Action>) {
+    if let Some(parent) = &run.parent {
+        actions.push(Action::ResumeParent {
+            run_id: parent.run_id.clone(),
+            step_id: parent.step_id.clone(),
+            value,
+        });
+    }
+}
+
+fn finish_completed(run: &mut RunState, output: Value, ctx: &Ctx, actions: &mut Vec<Action>) {
+    run.status = RunStatus::Completed;
+    run.output = Some(output.clone());
+    run.ended_at = Some(ctx.now);
+    run.pending.clear();
+    actions.push(Action::SendEvents(vec![lifecycle_event(
+        run,
+        EVENT_FINISHED,
+        format!("{}:finished", run.id),
+        json!({"result": output}),
+        ctx,
+    )]));
+    resume_parent(run, json!({"data": output}), actions);
+    actions.push(Action::Finished(RunStatus::Completed));
+}
+
+fn finish_failed(run: &mut RunState, error: Value, ctx: &Ctx, actions: &mut Vec<Action>) {
+    run.status = RunStatus::Failed;
+    run.error = Some(error.clone());
+    run.ended_at = Some(ctx.now);
+    run.pending.clear();
+    let extra = json!({"error": error});
+    actions.push(Action::SendEvents(vec![
+        lifecycle_event(
+            run,
+            EVENT_FINISHED,
+            format!("{}:finished", run.id),
+            extra.clone(),
+            ctx,
+        ),
+        // Inngest gives the failure event the run id as its id, so it is sent once.
+        lifecycle_event(run, EVENT_FAILED, run.id.clone(), extra, ctx),
+    ]));
+    resume_parent(run, json!({"error": error}), actions);
+    actions.push(Action::Finished(RunStatus::Failed));
+}
+
+#[cfg(test)]
+mod tests;

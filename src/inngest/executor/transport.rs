@@ -1,0 +1,459 @@
+//! How call requests reach the serve endpoint, and what they look like.
+//!
+//! [`Transport`] carries one HTTP exchange. [`RouterTransport`] hands the request to an
+//! in-process `axum::Router` (the app's own `/api/inngest`, no port needed); [`HttpTransport`]
+//! sends it over the network with reqwest. [`call_request`] builds the exact request Inngest
+//! sends (reference §2.3): JCS-canonical body, `fnId`/`stepId` query, `X-Run-ID`,
+//! `X-Inngest-Step-ID`, `x-inngest-req-version` and, when a signing key is set,
+//! `X-Inngest-Signature`.
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, Request, Response, header};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tower::ServiceExt;
+
+use super::function::FunctionDef;
+use super::state::RunState;
+
+pub const HEADER_SIGNATURE: &str = "x-inngest-signature";
+pub const HEADER_RUN_ID: &str = "x-run-id";
+pub const HEADER_STEP_ID: &str = "x-inngest-step-id";
+pub const HEADER_REQ_VERSION: &str = "x-inngest-req-version";
+pub const HEADER_SERVER_KIND: &str = "x-inngest-server-kind";
+pub const HEADER_SYNC_KIND: &str = "x-inngest-sync-kind";
+
+/// Largest SDK response read (reference §2.3: 8 MB) plus headroom for streaming wrappers.
+pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("request failed: {0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError>;
+}
+
+/// Calls an in-process router; only the path and query of the URL are used.
+#[derive(Clone)]
+pub struct RouterTransport {
+    router: axum::Router,
+}
+
+impl RouterTransport {
+    pub fn new(router: axum::Router) -> RouterTransport {
+        RouterTransport { router }
+    }
+}
+
+#[async_trait]
+impl Transport for RouterTransport {
+    async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (mut parts, body) = req.into_parts();
+        let local = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = local
+            .parse()
+            .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
+        let req = Request::from_parts(parts, axum::body::Body::from(body));
+        let resp = match self.router.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| TransportError::Failed(format!("reading response body: {e}")))?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+}
+
+/// Calls a serve endpoint over HTTP. Relative URLs are resolved against `base_url`.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    base_url: Option<url::Url>,
+}
+
+impl HttpTransport {
+    pub fn new(
+        timeout: std::time::Duration,
+        base_url: Option<url::Url>,
+    ) -> Result<HttpTransport, TransportError> {
+        // Idempotent; reqwest is built without a default crypto provider.
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| TransportError::Failed(format!("building HTTP client: {e}")))?;
+        Ok(HttpTransport { client, base_url })
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (parts, body) = req.into_parts();
+        let url = if parts.uri.scheme().is_some() {
+            url::Url::parse(&parts.uri.to_string())
+                .map_err(|e| TransportError::InvalidRequest(e.to_string()))?
+        } else {
+            let base = self.base_url.as_ref().ok_or_else(|| {
+                TransportError::InvalidRequest(format!(
+                    "relative URL {} and no base URL",
+                    parts.uri
+                ))
+            })?;
+            base.join(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+            )
+            .map_err(|e| TransportError::InvalidRequest(e.to_string()))?
+        };
+        let resp = self
+            .client
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| TransportError::Failed(e.to_string()))?;
+        let mut builder = Response::builder().status(resp.status());
+        if let Some(h) = builder.headers_mut() {
+            *h = resp.headers().clone();
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| TransportError::Failed(e.to_string()))?;
+        builder
+            .body(bytes)
+            .map_err(|e| TransportError::Failed(e.to_string()))
+    }
+}
+
+/// A signing key, `signkey-<env>-<hex>`; HMACs use the text after the prefix as bytes.
+#[derive(Clone)]
+pub struct SigningKey(String);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+impl SigningKey {
+    pub fn new(key: impl Into<String>) -> SigningKey {
+        SigningKey(key.into())
+    }
+
+    /// The key as configured; for comparing with a Bearer token.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn material(&self) -> &str {
+        let k = self.0.as_str();
+        if let Some(rest) = k.strip_prefix("signkey-")
+            && let Some(dash) = rest.find('-')
+        {
+            let env = &rest[..dash];
+            if !env.is_empty() && env.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return &rest[dash + 1..];
+            }
+        }
+        k
+    }
+
+    /// `t=<unix>&s=<hex HMAC-SHA256(key, body || t)>`.
+    pub fn sign(&self, body: &[u8], unix_time: i64) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.material().as_bytes())
+            .expect("BUG: HMAC accepts keys of any length");
+        mac.update(body);
+        mac.update(unix_time.to_string().as_bytes());
+        format!(
+            "t={unix_time}&s={}",
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+}
+
+/// JSON with object keys sorted (RFC 8785 for the values Inngest payloads carry).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            // Integral floats print without a fraction, as ECMAScript does.
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => {
+                out.push_str(&format!("{f:.0}"))
+            }
+            _ => out.push_str(&n.to_string()),
+        },
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A stable UUID for a function, sent as `ctx.fn_id` (Inngest's internal function id).
+pub fn function_uuid(function_id: &str) -> String {
+    let digest = Sha256::digest(function_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// The URL of a call: the function's step URL with `fnId` and `stepId` set.
+pub fn call_url(def: &FunctionDef, step_id: &str) -> Result<String, TransportError> {
+    let absolute = def.url.contains("://");
+    let mut url = if absolute {
+        url::Url::parse(&def.url)
+    } else {
+        url::Url::parse("http://executor.invalid").and_then(|b| b.join(&def.url))
+    }
+    .map_err(|e| {
+        TransportError::InvalidRequest(format!("function {} has a bad URL: {e}", def.id))
+    })?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "fnId" && k != "stepId")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("fnId", &def.id)
+        .append_pair("stepId", step_id);
+    Ok(if absolute {
+        url.to_string()
+    } else {
+        format!("{}?{}", url.path(), url.query().unwrap_or(""))
+    })
+}
+
+/// The call request body (reference §2.3), before canonicalization.
+pub fn call_body(run: &RunState, def: &FunctionDef, step_id: &str, attempt: u32) -> Value {
+    json!({
+        "ctx": {
+            "attempt": attempt,
+            "disable_immediate_execution": run.force_step_plan,
+            "env": "",
+            "fn_id": function_uuid(&def.id),
+            "max_attempts": run.max_attempts,
+            "run_id": run.id,
+            "stack": {"current": run.stack.len(), "stack": run.stack},
+            "step_id": step_id,
+            "use_api": false,
+        },
+        "event": run.event,
+        "events": run.events,
+        "steps": run.steps,
+        "use_api": false,
+        "version": run.version,
+    })
+}
+
+pub fn call_request(
+    run: &RunState,
+    def: &FunctionDef,
+    step_id: &str,
+    attempt: u32,
+    signing_key: Option<&SigningKey>,
+    now: DateTime<Utc>,
+) -> Result<Request<Bytes>, TransportError> {
+    let body = canonical_json(&call_body(run, def, step_id, attempt)).into_bytes();
+    let header = |v: &str| {
+        HeaderValue::from_str(v).map_err(|e| TransportError::InvalidRequest(e.to_string()))
+    };
+    let mut req = Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(call_url(def, step_id)?)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(HEADER_RUN_ID, header(&run.id)?)
+        .header(HEADER_STEP_ID, header(step_id)?)
+        .header(HEADER_REQ_VERSION, run.version.to_string());
+    if let Some(key) = signing_key {
+        req = req.header(HEADER_SIGNATURE, header(&key.sign(&body, now.timestamp()))?);
+    }
+    req.body(Bytes::from(body))
+        .map_err(|e| TransportError::InvalidRequest(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inngest::executor::function::parse_function;
+
+    const KEY: &str =
+        "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
+
+    #[test]
+    fn signs_like_the_reference_vectors() {
+        let k = SigningKey::new(KEY);
+        assert_eq!(
+            k.sign(br#"{"event":{"name":"app/test"},"steps":{}}"#, 1705586504),
+            "t=1705586504&s=ce9a7a7ca11071a73f9a1e5f21fa454ffde7f59f3f7762c29a32b7023028edd1"
+        );
+        assert_eq!(
+            k.sign(b"", 1700000000),
+            "t=1700000000&s=184c94497772c48c5a48f48d89e62f7a0ab3199f6ba6d29d23b3db67eed57ea3"
+        );
+        assert_eq!(
+            SigningKey::new("signkey-prod-12345678").sign(br#"{"a":1}"#, 1705586504),
+            "t=1705586504&s=bd16d89641dac2e340a40e3800435b96c0e533c00bc7322c1eefae65d6ab6954"
+        );
+        assert_eq!(format!("{k:?}"), "SigningKey(***)");
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_normalizes_numbers() {
+        let raw: Value =
+            serde_json::from_str(r#"{"b":"a\u0026b","a":1.0,"c":{"z":null,"y":[3,2,1]}}"#)
+                .expect("json");
+        let canon = canonical_json(&raw);
+        assert_eq!(canon, r#"{"a":1,"b":"a&b","c":{"y":[3,2,1],"z":null}}"#);
+        assert_eq!(
+            SigningKey::new(KEY).sign(canon.as_bytes(), 1705586504),
+            "t=1705586504&s=1e93bb6e9119161098fb34f18a0209b18aba52cbcfa594aeaca5e1d04c68b74d"
+        );
+    }
+
+    fn def(url: &str) -> FunctionDef {
+        parse_function(
+            "my-app",
+            0,
+            &json!({"id": "my-app-hello", "triggers": [{"event": "app/hello"}],
+                    "steps": {"step": {"runtime": {"url": url}}}}),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn call_urls_replace_fn_and_step_ids() {
+        let d = def("http://127.0.0.1:3939/api/inngest?fnId=my-app-hello&stepId=step");
+        assert_eq!(
+            call_url(&d, "98bf").expect("url"),
+            "http://127.0.0.1:3939/api/inngest?fnId=my-app-hello&stepId=98bf"
+        );
+        let rel = def("/api/inngest?x=1");
+        assert_eq!(
+            call_url(&rel, "step").expect("url"),
+            "/api/inngest?x=1&fnId=my-app-hello&stepId=step"
+        );
+    }
+
+    #[test]
+    fn builds_the_golden_request_body() {
+        // Reference §4.3 golden exchange: the same body bytes, signed with the same signature.
+        let event = json!({"data": {"name": "Ada"}, "id": "01HEVT0000000000000000000", "name": "app/hello",
+                           "ts": 1700000000000_i64, "user": {}});
+        let mut run = RunState::new(
+            "01HRUN00000000000000000000".into(),
+            "my-app",
+            "my-app-hello",
+            1,
+            event,
+            Utc::now(),
+        );
+        run.version = 2;
+        let d = def("http://127.0.0.1:3939/api/inngest");
+        let mut body = call_body(&run, &d, "step", 0);
+        // The JS oracle was driven without these optional ctx fields.
+        for k in ["env", "fn_id", "max_attempts", "step_id"] {
+            body["ctx"].as_object_mut().expect("ctx").remove(k);
+        }
+        body.as_object_mut().expect("body").remove("use_api");
+        let bytes = canonical_json(&body);
+        assert_eq!(
+            bytes,
+            r#"{"ctx":{"attempt":0,"disable_immediate_execution":false,"run_id":"01HRUN00000000000000000000","stack":{"current":0,"stack":[]},"use_api":false},"event":{"data":{"name":"Ada"},"id":"01HEVT0000000000000000000","name":"app/hello","ts":1700000000000,"user":{}},"events":[{"data":{"name":"Ada"},"id":"01HEVT0000000000000000000","name":"app/hello","ts":1700000000000,"user":{}}],"steps":{},"version":2}"#
+        );
+        assert_eq!(
+            SigningKey::new(KEY).sign(bytes.as_bytes(), 1795356375),
+            "t=1795356375&s=f21e46a5eb3ab4c696badba48a782eeefb1954b7a2a9f04b1cfcf7bbe1153272"
+        );
+    }
+
+    #[test]
+    fn call_requests_carry_the_protocol_headers() {
+        let mut run = RunState::new(
+            "r1".into(),
+            "my-app",
+            "my-app-hello",
+            3,
+            json!({"name": "app/hello"}),
+            Utc::now(),
+        );
+        run.stack.push("98bf".into());
+        run.steps.insert("98bf".into(), json!({"data": "A"}));
+        run.force_step_plan = true;
+        let d = def("http://127.0.0.1:3939/api/inngest");
+        let now = Utc::now();
+        let req =
+            call_request(&run, &d, "abcd", 2, Some(&SigningKey::new(KEY)), now).expect("request");
+        assert_eq!(req.method(), axum::http::Method::POST);
+        assert_eq!(req.headers()[HEADER_RUN_ID], "r1");
+        assert_eq!(req.headers()[HEADER_STEP_ID], "abcd");
+        assert_eq!(req.headers()[HEADER_REQ_VERSION], "-1");
+        let sig = req.headers()[HEADER_SIGNATURE].to_str().expect("ascii");
+        assert_eq!(sig, SigningKey::new(KEY).sign(req.body(), now.timestamp()));
+        let body: Value = serde_json::from_slice(req.body()).expect("json");
+        assert_eq!(body["ctx"]["attempt"], 2);
+        assert_eq!(body["ctx"]["max_attempts"], 3);
+        assert_eq!(body["ctx"]["disable_immediate_execution"], true);
+        assert_eq!(
+            body["ctx"]["stack"],
+            json!({"current": 1, "stack": ["98bf"]})
+        );
+        assert_eq!(body["ctx"]["fn_id"], function_uuid("my-app-hello"));
+        assert_eq!(body["steps"]["98bf"], json!({"data": "A"}));
+        let unsigned = call_request(&run, &d, "step", 0, None, now).expect("request");
+        assert!(unsigned.headers().get(HEADER_SIGNATURE).is_none());
+    }
+}
