@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod durable;
 #[path = "../functions/mod.rs"]
 pub mod functions;
 pub mod http;

@@ -50,6 +50,11 @@ pub struct AppInner {
     pub auth_limiter: RateLimiter,
     /// Woken after every write that adds to the outbox, so delivery starts at once.
     pub outbox_signal: Arc<Notify>,
+    pub execution_mode: crate::durable::ExecutionMode,
+    /// The embedded executor, for run operations; `None` under Inngest.
+    pub executor: Option<crate::inngest::executor::Executor>,
+    /// Whether the functions are registered with Inngest (always true when embedded).
+    pub synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
