@@ -205,6 +205,47 @@ impl TestApp {
         r.body["ticket"].clone()
     }
 
+    /// Waits until the outbox is delivered and every ticket went through triage and routing.
+    pub async fn wait_until_processed(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let backlog = self.store.outbox_backlog().await.expect("backlog");
+            let stats = self.store.stats().await.expect("stats");
+            let pending = stats
+                .by_triage_status
+                .iter()
+                .find(|c| c.key == "pending")
+                .map_or(0, |c| c.count);
+            let page = self
+                .store
+                .list_tickets(&ticketing::store::TicketQuery {
+                    visibility: ticketing::store::Visibility::All,
+                    status: None,
+                    priority: None,
+                    category: None,
+                    assignee: None,
+                    text: None,
+                    limit: 1000,
+                    after: None,
+                })
+                .await
+                .expect("tickets");
+            let unrouted = page
+                .items
+                .iter()
+                .filter(|t| t.routing_reason.is_none() && t.assigned_to.is_none())
+                .count();
+            if backlog == 0 && pending == 0 && unrouted == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "background processing did not finish: backlog {backlog}, pending {pending}, unrouted {unrouted}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn events(&self) -> Vec<ticketing::store::OutboxEvent> {
         self.store.list_events(0, 10_000).await.expect("events")
     }
