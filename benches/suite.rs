@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         .filter(|a| !a.starts_with('-'))
         .collect();
     if let Some(unknown) = selected.iter().find(|a| !NAMES.contains(&a.as_str())) {
-        eprintln!("unknown benchmark {unknown:?}; choose from {}", NAMES.join(", "));
+        eprintln!(
+            "unknown benchmark {unknown:?}; choose from {}",
+            NAMES.join(", ")
+        );
         return ExitCode::from(2);
     }
     if selected.is_empty() {

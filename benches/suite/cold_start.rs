@@ -17,6 +17,13 @@ fn rust_start() -> Duration {
     start_server(dir.path(), &[]).started_in
 }
 
+/// A restart: the database, its schema and the JWT secret exist already.
+fn rust_restart() -> Duration {
+    static DIR: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
+    start_server(DIR.path(), &[]).started_in
+}
+
 fn js_start() -> Duration {
     start_js(&sdk_env()).started_in
 }
@@ -35,6 +42,7 @@ pub fn run(report: &mut Report, settings: &Settings) {
         settings.starts
     );
     let rust = measure(settings.starts, rust_start);
+    let restart = measure(settings.starts, rust_restart);
     let js = measure(settings.starts, js_start);
     let bench = "cold start";
     let line = |t: &[Duration]| {
@@ -45,7 +53,12 @@ pub fn run(report: &mut Report, settings: &Settings) {
             ms(t[t.len() - 1])
         )
     };
-    report.row(bench, "server (release binary, fresh DATA_DIR)", line(&rust));
+    report.row(
+        bench,
+        "server (release binary, fresh DATA_DIR)",
+        line(&rust),
+    );
+    report.row(bench, "server, existing DATA_DIR", line(&restart));
     report.row(bench, "JS SDK app (node)", line(&js));
     let (r, j) = (ms(percentile(&rust, 0.5)), ms(percentile(&js, 0.5)));
     report.row(bench, "ratio (JS / Rust)", format!("{:.1}x faster", j / r));

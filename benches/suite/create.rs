@@ -22,7 +22,10 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         let gemini = FakeGemini::start(delay).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let env = vec![
-            ("JWT_SECRET", "bench-secret-0123456789abcdef0123456789".to_owned()),
+            (
+                "JWT_SECRET",
+                "bench-secret-0123456789abcdef0123456789".to_owned(),
+            ),
             ("GEMINI_API_KEY", fake_gemini::KEY.to_owned()),
             ("GEMINI_BASE_URL", gemini.base_url.clone()),
         ];

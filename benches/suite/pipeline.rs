@@ -95,7 +95,10 @@ pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memor
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = dir.path().join("outbox");
     let env = vec![
-        ("JWT_SECRET", "bench-secret-0123456789abcdef0123456789".to_owned()),
+        (
+            "JWT_SECRET",
+            "bench-secret-0123456789abcdef0123456789".to_owned(),
+        ),
         ("BOOTSTRAP_ADMIN_EMAIL", ADMIN.to_owned()),
         ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
     ];
@@ -160,9 +163,7 @@ pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memor
         let (burst_times, burst_unassigned) = assignment_times(&tickets, STEADY_TICKETS..total);
         report.row(
             bench,
-            &format!(
-                "creation to assignment p50 / p99, {STEADY_RATE} tickets/s"
-            ),
+            &format!("creation to assignment p50 / p99, {STEADY_RATE} tickets/s"),
             latency_line(&steady_times, steady_unassigned),
         );
         if steady_done.is_none() {

@@ -35,9 +35,19 @@ impl Report {
         let gap = if pass {
             format!("{:.3} {unit} to spare", limit - value)
         } else {
-            format!("{:.3} {unit} over ({:.1}x the limit)", value - limit, value / limit)
+            format!(
+                "{:.3} {unit} over ({:.1}x the limit)",
+                value - limit,
+                value / limit
+            )
         };
-        self.target(name, format!("< {limit} {unit}"), format!("{value:.3} {unit}"), pass, gap);
+        self.target(
+            name,
+            format!("< {limit} {unit}"),
+            format!("{value:.3} {unit}"),
+            pass,
+            gap,
+        );
     }
 
     /// A target met when `value >= floor`.
@@ -46,9 +56,19 @@ impl Report {
         let gap = if pass {
             format!("{:.1} {unit} above", value - floor)
         } else {
-            format!("{:.1} {unit} short ({:.0}% of the target)", floor - value, 100.0 * value / floor)
+            format!(
+                "{:.1} {unit} short ({:.0}% of the target)",
+                floor - value,
+                100.0 * value / floor
+            )
         };
-        self.target(name, format!(">= {floor} {unit}"), format!("{value:.1} {unit}"), pass, gap);
+        self.target(
+            name,
+            format!(">= {floor} {unit}"),
+            format!("{value:.1} {unit}"),
+            pass,
+            gap,
+        );
     }
 
     fn target(&mut self, name: &str, goal: String, measured: String, pass: bool, gap: String) {

@@ -115,13 +115,8 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         settings.serve_duration,
     )
     .await;
-    let (node, node_failed) = throughput(
-        js.url(PATH),
-        &body,
-        clients,
-        settings.serve_duration,
-    )
-    .await;
+    let (node, node_failed) =
+        throughput(js.url(PATH), &body, clients, settings.serve_duration).await;
     server.abort();
     drop(js);
     let bench = "serve endpoint (replay)";
