@@ -73,8 +73,15 @@ pub fn start_server(data_dir: &Path, env: &[(&str, String)]) -> Process {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Ok(level) = std::env::var("BENCH_SERVER_LOG") {
-        cmd.env("RUST_LOG", level);
+    // For looking into a result: the server's log goes to BENCH_SERVER_LOG/server-PORT.log.
+    if let Some(dir) = std::env::var_os("BENCH_SERVER_LOG") {
+        let path = Path::new(&dir).join(format!("server-{port}.log"));
+        if let Ok(file) = std::fs::File::create(&path) {
+            if let Ok(copy) = file.try_clone() {
+                cmd.stderr(copy);
+            }
+            cmd.stdout(file);
+        }
     }
     for (k, v) in env {
         cmd.env(k, v);

@@ -15,10 +15,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 const READERS: usize = 4;
+
+/// How often the WAL is copied back into the database file, by a connection of its own. SQLite
+/// would otherwise do it inside whichever commit crosses its threshold, fsync included, and
+/// every API write queued behind that one would wait for the disk.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -50,7 +56,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl Into<PathBuf>) -> StoreResult<Self> {
         let path = path.into();
-        tokio::task::spawn_blocking(move || -> StoreResult<Self> {
+        tokio::task::spawn_blocking(move || -> StoreResult<(Self, Connection)> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -58,21 +64,30 @@ impl SqliteStore {
             }
             let mut writer = open(&path).map_err(unavailable)?;
             migrations::run(&mut writer).map_err(unavailable)?;
+            writer
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(unavailable)?;
             let readers = (0..READERS)
                 .map(|_| open(&path))
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(unavailable)?;
-            Ok(Self {
+            let checkpointer = open(&path).map_err(unavailable)?;
+            let store = Self {
                 inner: Arc::new(Inner {
                     path,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(readers),
                     read_permits: Semaphore::new(READERS),
                 }),
-            })
+            };
+            Ok((store, checkpointer))
         })
         .await
         .map_err(|e| StoreError::Other(e.into()))?
+        .map(|(store, checkpointer)| {
+            tokio::spawn(checkpoints(Arc::downgrade(&store.inner), checkpointer));
+            store
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +152,29 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(e.into()))?;
         drop(permit);
         out
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the store is dropped. Passive: it never
+/// waits for, nor blocks, readers and writers.
+async fn checkpoints(store: Weak<Inner>, conn: Connection) {
+    let conn = Arc::new(Mutex::new(conn));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if store.strong_count() == 0 {
+            return;
+        }
+        let conn = conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+        }
     }
 }
 
