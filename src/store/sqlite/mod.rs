@@ -39,17 +39,31 @@ struct Inner {
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Called while another connection (the executor's, on the same file) holds the write lock:
+/// retries every 50 µs at first, then every millisecond, for about five seconds. SQLite's own
+/// busy timeout sleeps 1, 2, 5, 10 … ms between tries, so a write waiting on a transaction of a
+/// fraction of a millisecond would wait several.
+fn wait_for_lock(attempt: i32) -> bool {
+    let pause = match attempt {
+        0..=39 => Duration::from_micros(50),
+        40..=5000 => Duration::from_millis(1),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
 }
 
 impl SqliteStore {
