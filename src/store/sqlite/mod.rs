@@ -49,7 +49,24 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Requests run the same statements over and over: keep them compiled.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// `Connection::execute` through the statement cache.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `Connection::query_row` through the statement cache.
+fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 /// Called while another connection (the executor's, on the same file) holds the write lock:
@@ -261,7 +278,8 @@ fn bad_value(what: &str, raw: &str) -> rusqlite::Error {
 }
 
 fn insert_event(tx: &Transaction<'_>, event: &NewEvent, now: DateTime<Utc>) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO outbox (id, name, data, created_at) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![event.id, event.name, event.data.to_string(), ts(now)],
     )
