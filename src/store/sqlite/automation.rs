@@ -11,8 +11,7 @@ pub(super) fn staff_loads(conn: &Connection) -> StoreResult<Vec<StaffLoad>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT u.id, u.email, u.name, u.role, u.skills, u.capacity, u.last_assigned_at,
-                    (SELECT COUNT(*) FROM tickets t
-                      WHERE t.assigned_to = u.id AND t.status IN ('open', 'in_progress'))
+                    u.open_tickets
              FROM users u WHERE u.role IN ('moderator', 'admin') ORDER BY u.id",
         )
         .map_err(sql)?;
