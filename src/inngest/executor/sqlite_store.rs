@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -163,6 +164,10 @@ impl SqliteRunStore {
                     conn.pragma_update(None, "synchronous", "NORMAL")
                         .map_err(backend)?;
                     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                    // Keeps cached statements compiled: otherwise any statement with a bound LIMIT
+                    // (every claim) is recompiled each time it runs.
+                    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+                        .map_err(backend)?;
                     Ok(conn)
                 };
                 let conn = open()?;

@@ -13,6 +13,7 @@ use super::{Store, StoreError, StoreResult};
 use crate::domain::events::NewEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -49,8 +50,10 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Requests run the same statements over and over: keep them compiled.
+    // Requests run the same statements over and over: keep them compiled. Without a stable
+    // plan SQLite recompiles any statement with a bound LIMIT each time it runs.
     conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
