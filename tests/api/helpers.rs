@@ -250,3 +250,9 @@ impl TestApp {
         self.store.list_events(0, 10_000).await.expect("events")
     }
 }
+
+/// A plain HTTP client for tests that talk to spawned processes.
+pub fn http_client() -> reqwest::Client {
+    ticketing::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
