@@ -83,24 +83,26 @@ impl Relay {
             if *stop.borrow() {
                 break;
             }
-            let pause = match self.relay_once().await {
+            let (pause, failing) = match self.relay_once().await {
                 Ok(RelayOutcome::Sent(_)) => {
                     backoff = Duration::from_millis(250);
                     continue;
                 }
-                Ok(RelayOutcome::Empty) => IDLE_POLL,
+                Ok(RelayOutcome::Empty) => (IDLE_POLL, false),
                 Err(e) => {
                     tracing::warn!(sink = self.sink.name(), error = %e, retry_in = ?backoff, "outbox delivery failed");
                     let pause = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    pause
+                    (pause, true)
                 }
             };
             if let Ok(n) = self.store.outbox_backlog().await {
                 metrics::gauge!("outbox_backlog").set(n as f64);
             }
+            // While the sink is failing, new events wait for the backoff: waking on each write
+            // would hammer a sink that is down as fast as tickets come in.
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified(), if !failing => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => {}
             }
