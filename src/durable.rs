@@ -186,6 +186,10 @@ impl Syncer {
         }
         let mut backoff = Duration::from_millis(500);
         loop {
+            if self.synced.load(Ordering::SeqCst) {
+                // Inngest synced the app itself meanwhile (a dev-server ping).
+                return;
+            }
             match self.handler.sync(&self.serve_url).await {
                 Ok(_) => {
                     self.synced.store(true, Ordering::SeqCst);

@@ -174,6 +174,55 @@ mod tests {
         (dir, store, ids)
     }
 
+    /// One pending event that never leaves: the sink is down for the whole test.
+    struct OneEvent;
+
+    #[async_trait]
+    impl OutboxStore for OneEvent {
+        async fn pending_events(&self, _: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+            Ok(vec![OutboxEvent {
+                seq: 1,
+                id: crate::domain::new_id(),
+                name: "user/signup".into(),
+                data: serde_json::json!({}),
+                created_at: chrono::Utc::now(),
+                sent_at: None,
+            }])
+        }
+        async fn list_events(&self, _: i64, _: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn mark_sent(&self, _: &[String]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+            Ok(1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_is_retried_with_backoff_even_while_writes_keep_coming() {
+        let sink = Arc::new(FlakySink {
+            failures_left: AtomicUsize::new(usize::MAX),
+            ..Default::default()
+        });
+        let wake = Arc::new(Notify::new());
+        let relay = Relay::new(Arc::new(OneEvent), sink.clone(), wake.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(relay.run(stopped));
+        // 1.2 s of writes, each waking the relay.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(1200) {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let attempts = usize::MAX - sink.failures_left.load(Ordering::SeqCst);
+        // Backoff 0.25, 0.5, 1 s: attempts at 0, 0.25 and 0.75 s, the next at 1.75 s.
+        assert!((3..=4).contains(&attempts), "{attempts} attempts in 1.2 s");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
     #[tokio::test]
     async fn outage_loses_nothing_and_order_is_kept() {
         let (_dir, store, ids) = store_with_events(150).await;
