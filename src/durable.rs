@@ -91,12 +91,9 @@ impl Durable {
         let synced = Arc::new(AtomicBool::new(mode == ExecutionMode::Embedded));
         let router = match mode {
             ExecutionMode::Embedded => handler.router(),
-            ExecutionMode::Dev | ExecutionMode::Cloud => {
-                handler.router().layer(axum::middleware::from_fn_with_state(
-                    synced.clone(),
-                    observe_sync,
-                ))
-            }
+            ExecutionMode::Dev | ExecutionMode::Cloud => handler.router().layer(
+                axum::middleware::from_fn_with_state(synced.clone(), observe_sync),
+            ),
         };
         let (sink, executor): (Arc<dyn EventSink>, _) = match mode {
             ExecutionMode::Embedded => {
@@ -212,11 +209,7 @@ impl Syncer {
 /// The dev server re-syncs the app with a `PUT` to the serve endpoint (and Inngest Cloud syncs
 /// in band the same way); a successful one means Inngest knows the functions, whether or not
 /// the app's own registration at start got through.
-async fn observe_sync(
-    State(synced): State<Arc<AtomicBool>>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn observe_sync(State(synced): State<Arc<AtomicBool>>, req: Request, next: Next) -> Response {
     let is_sync = req.method() == Method::PUT;
     let response = next.run(req).await;
     if is_sync && response.status().is_success() && !synced.swap(true, Ordering::SeqCst) {
@@ -235,7 +228,9 @@ pub async fn operations_executor(config: &Config, deps: Arc<Deps>) -> anyhow::Re
         );
     }
     let StoreUrl::Sqlite(path) = &config.store else {
-        anyhow::bail!("the embedded executor keeps its runs in SQLite; with MongoDB runs are managed by Inngest");
+        anyhow::bail!(
+            "the embedded executor keeps its runs in SQLite; with MongoDB runs are managed by Inngest"
+        );
     };
     let store = SqliteRunStore::open(path)
         .await

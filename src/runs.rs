@@ -307,8 +307,8 @@ pub fn render_list(runs: &[RunSummaryView]) -> String {
         .unwrap_or(5)
         .max(5);
     let mut out = format!(
-        "{:<36}  {:<fn_width$}  {:<9}  {:<ev_width$}  {:<24}  DURATION\n",
-        "ID", "FUNCTION", "STATUS", "EVENT", "CREATED"
+        "{:<36}  {:<fn_width$}  {:<9}  {:<ev_width$}  {:<24}  {:>8}\n",
+        "ID", "FUNCTION", "STATUS", "EVENT", "CREATED", "DURATION"
     );
     for r in runs {
         let duration = r
@@ -317,7 +317,7 @@ pub fn render_list(runs: &[RunSummaryView]) -> String {
             .unwrap_or_else(|| "-".to_owned());
         let _ = writeln!(
             out,
-            "{:<36}  {:<fn_width$}  {:<9}  {:<ev_width$}  {:<24}  {duration}",
+            "{:<36}  {:<fn_width$}  {:<9}  {:<ev_width$}  {:<24}  {duration:>8}",
             r.id,
             r.function,
             status_name(r.status),
@@ -391,15 +391,20 @@ pub fn render_run(run: &RunView) -> String {
                 (None, Some(until)) => format!("until {}", time(until)),
                 (None, None) => String::new(),
             };
-            let _ = writeln!(
-                out,
-                "  {:<name_width$}  {:<12}  {:<9}  {:>8}  {:>8}  {detail}",
+            // Sleeps and waits are not attempts: no count, no call time.
+            let (attempts, took) = if st.attempts == 0 {
+                ("-".to_owned(), "-".to_owned())
+            } else {
+                (st.attempts.to_string(), millis(st.duration_ms))
+            };
+            let row = format!(
+                "  {:<name_width$}  {:<12}  {:<9}  {attempts:>8}  {took:>8}  {detail}",
                 st.name.as_deref().unwrap_or(&st.id),
                 st.op,
                 st.status,
-                st.attempts,
-                millis(st.duration_ms),
             );
+            out.push_str(row.trim_end());
+            out.push('\n');
         }
     }
     out.push_str("\nhistory\n");
@@ -467,7 +472,8 @@ mod tests {
             entry("h2", "notify", "StepRun", 1, Outcome::Completed),
             entry("h3", "wait", "WaitForEvent", 0, Outcome::Waiting),
         ];
-        run.steps.insert("h1".into(), json!({"data": {"status": "done"}}));
+        run.steps
+            .insert("h1".into(), json!({"data": {"status": "done"}}));
         run.steps.insert("h2".into(), json!({"data": "sent"}));
         run
     }

@@ -25,7 +25,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         tracing::warn!(error = %e, "readiness check failed");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "store": store, "mode": mode, "synced": synced })),
+            Json(
+                json!({ "status": "unavailable", "store": store, "mode": mode, "synced": synced }),
+            ),
         );
     }
     if !synced {

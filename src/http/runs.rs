@@ -65,7 +65,8 @@ pub async fn list_runs(
     let executor = executor(&state, &user)?;
     let function_id = match params.function.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(name) => Some(
-            resolve_function(executor, name).map_err(|e| AppError::field("function", e.to_string()))?,
+            resolve_function(executor, name)
+                .map_err(|e| AppError::field("function", e.to_string()))?,
         ),
         None => None,
     };

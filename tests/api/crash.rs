@@ -125,7 +125,10 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         .as_str()
         .and_then(|t| t.parse().ok())
         .expect("A has an SLA deadline");
-    assert!(due > chrono::Utc::now(), "A is still waiting when the process dies");
+    assert!(
+        due > chrono::Utc::now(),
+        "A is still waiting when the process dies"
+    );
     assert_eq!(run_a["status"], "running");
     server.kill();
 
@@ -199,8 +202,14 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
             expected.insert(key);
         }
     }
-    let extra: Vec<_> = per_event.keys().filter(|k| !expected.contains(*k)).collect();
-    assert!(extra.is_empty(), "runs no outbox event asked for: {extra:?}");
+    let extra: Vec<_> = per_event
+        .keys()
+        .filter(|k| !expected.contains(*k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "runs no outbox event asked for: {extra:?}"
+    );
     assert!(events.iter().any(|e| e.name == "ticket/resolved"));
 
     // Saved steps ran once: A's triage reached the AI once; B's twice (the first answer never
@@ -227,14 +236,19 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
     for (ticket, sla) in [(&a, "breached"), (&b, "met")] {
         let run = runs
             .iter()
-            .find(|r| r["event"]["data"]["ticket_id"] == ticket.as_str() && r["function"] == "on-ticket-created")
+            .find(|r| {
+                r["event"]["data"]["ticket_id"] == ticket.as_str()
+                    && r["function"] == "on-ticket-created"
+            })
             .expect("the ticket's run");
         assert_eq!(run["output"]["sla"], sla, "{run:#}");
         assert_eq!(run["output"]["triage"], "done");
         let mut completed: HashMap<&str, usize> = HashMap::new();
         for h in run["history"].as_array().unwrap() {
             if h["outcome"] == "completed" && h["op"] == "StepRun" {
-                *completed.entry(h["name"].as_str().unwrap_or("?")).or_default() += 1;
+                *completed
+                    .entry(h["name"].as_str().unwrap_or("?"))
+                    .or_default() += 1;
             }
         }
         assert!(completed.values().all(|n| *n == 1), "{completed:?}");
@@ -253,10 +267,16 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         format!("We received your ticket: {TITLE_B}"),
         format!("SLA breached: {TITLE_A}"),
     ] {
-        assert!(subjects.contains(&expected.as_str()), "{expected} in {subjects:#?}");
+        assert!(
+            subjects.contains(&expected.as_str()),
+            "{expected} in {subjects:#?}"
+        );
     }
     assert_eq!(
-        subjects.iter().filter(|s| s.starts_with("We received")).count(),
+        subjects
+            .iter()
+            .filter(|s| s.starts_with("We received"))
+            .count(),
         2
     );
 }

@@ -42,7 +42,9 @@ fn check_register_body(body: &Value, url: &str) {
     expected.sort();
     assert_eq!(ids, expected);
     for f in functions {
-        let step_url = f["steps"]["step"]["runtime"]["url"].as_str().unwrap_or_default();
+        let step_url = f["steps"]["step"]["runtime"]["url"]
+            .as_str()
+            .unwrap_or_default();
         let id = f["id"].as_str().unwrap_or_default();
         assert_eq!(step_url, format!("{url}?fnId={id}&stepId=step"));
     }
@@ -73,7 +75,11 @@ async fn assert_delivered_exactly_once(app: &TestApp, fake: &FakeInngest) {
         let sent = accepted.iter().find(|a| a["id"] == e.id.as_str());
         assert_eq!(sent.map(|s| &s["name"]), Some(&Value::from(e.name.clone())));
     }
-    assert_eq!(accepted.len(), outbox.len(), "no event the outbox did not hold");
+    assert_eq!(
+        accepted.len(),
+        outbox.len(),
+        "no event the outbox did not hold"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +102,11 @@ async fn dev_mode_syncs_with_the_dev_server_and_relays_events() {
     assert_eq!(r.body["synced"], false);
     assert_eq!(r.body["mode"], "dev");
     let attempts = fake.registrations();
-    assert!(attempts.len() <= 4, "backs off: {} attempts", attempts.len());
+    assert!(
+        attempts.len() <= 4,
+        "backs off: {} attempts",
+        attempts.len()
+    );
 
     // The dev server's own sync ping (PUT) gets through: ready at once.
     fake.refuse_registrations(0);
@@ -112,7 +122,11 @@ async fn dev_mode_syncs_with_the_dev_server_and_relays_events() {
     }
     // The app's own registration names APP_URL; the ping's names the URL it was reached at.
     check_register_body(&attempts[0].body, "http://127.0.0.1:4321/api/inngest");
-    let ping = fake.registrations().into_iter().find(|r| r.accepted).expect("accepted");
+    let ping = fake
+        .registrations()
+        .into_iter()
+        .find(|r| r.accepted)
+        .expect("accepted");
     check_register_body(&ping.body, &format!("{}/api/inngest", app.base));
 
     // Events go to the dev server's event API, each once, with its outbox id.
@@ -131,13 +145,22 @@ async fn dev_mode_syncs_with_the_dev_server_and_relays_events() {
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), "not_embedded");
     let id = ticketing::domain::new_id();
-    for path in [format!("/api/runs/{id}/rerun"), format!("/api/runs/{id}/cancel")] {
+    for path in [
+        format!("/api/runs/{id}/rerun"),
+        format!("/api/runs/{id}/cancel"),
+    ] {
         let r = app.request(Method::POST, &path, Some(&admin), None).await;
         assert_eq!(r.code(), "not_embedded", "{path}");
     }
-    assert_eq!(app.get(&format!("/api/runs/{id}"), &admin).await.code(), "not_embedded");
+    assert_eq!(
+        app.get(&format!("/api/runs/{id}"), &admin).await.code(),
+        "not_embedded"
+    );
     // Still admin-only first.
-    assert_eq!(app.get("/api/runs", &user).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/runs", &user).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 /// `signkey-<env>-<hex>` -> `signkey-<env>-<sha256 of the decoded hex>` (reference §4.5).
@@ -164,7 +187,12 @@ async fn cloud_mode_registers_with_the_hashed_key_and_survives_an_event_api_outa
     ])
     .await;
     let r = app.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "refused at first: {:?}", r.body);
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "refused at first: {:?}",
+        r.body
+    );
     assert_eq!(r.body["mode"], "cloud");
     until("ready", async || {
         let r = app.request(Method::GET, "/readyz", None, None).await;
@@ -195,7 +223,8 @@ async fn cloud_mode_registers_with_the_hashed_key_and_survives_an_event_api_outa
     // sent, and the relay backs off instead of hammering it.
     fake.go_down();
     for i in 0..5 {
-        app.create_ticket(&user, &format!("During the outage {i}")).await;
+        app.create_ticket(&user, &format!("During the outage {i}"))
+            .await;
     }
     let refused = until("ten refused posts", async || {
         let refused: Vec<Instant> = fake
@@ -248,6 +277,12 @@ fn half_configured_cloud_mode_stops_the_binary_naming_the_variable() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: INNGEST_SIGNING_KEY: "), "{stderr}");
-    assert!(stderr.contains("INNGEST_DEV=1"), "says how to use the dev server: {stderr}");
+    assert!(
+        stderr.starts_with("error: INNGEST_SIGNING_KEY: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("INNGEST_DEV=1"),
+        "says how to use the dev server: {stderr}"
+    );
 }

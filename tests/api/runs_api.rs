@@ -17,7 +17,11 @@ async fn poll(app: &TestApp, token: &str, path: &str, done: impl Fn(&Value) -> b
         if done(&r.body) {
             return r.body;
         }
-        assert!(Instant::now() < deadline, "{path} never got there: {:#}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got there: {:#}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -78,8 +82,14 @@ async fn admins_list_inspect_rerun_and_cancel_runs() {
         let s = step(&run, name);
         assert_eq!(s["status"], "completed", "{name}: {s}");
         assert_eq!(s["attempts"], 1, "{name}");
-        assert!(s["duration_ms"].as_i64().is_some_and(|ms| ms >= 0), "{name}");
-        assert!(s["result"]["data"].is_object() || s["result"]["data"].is_string(), "{name}: {s}");
+        assert!(
+            s["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
+            "{name}"
+        );
+        assert!(
+            s["result"]["data"].is_object() || s["result"]["data"].is_string(),
+            "{name}: {s}"
+        );
     }
     let wait = step(&run, "wait-for-resolution");
     assert_eq!(wait["op"], "WaitForEvent");
@@ -88,11 +98,16 @@ async fn admins_list_inspect_rerun_and_cancel_runs() {
     assert!(run["ended_at"].is_null());
 
     // Filters by function (short or full id) and status; pages with a cursor.
-    let welcome = poll(&app, &admin, "/api/runs?function=on-user-signup&status=completed", |b| {
-        ids(b).len() == 2
-    })
+    let welcome = poll(
+        &app,
+        &admin,
+        "/api/runs?function=on-user-signup&status=completed",
+        |b| ids(b).len() == 2,
+    )
     .await;
-    let full = app.get("/api/runs?function=ticketing-on-user-signup", &admin).await;
+    let full = app
+        .get("/api/runs?function=ticketing-on-user-signup", &admin)
+        .await;
     assert_eq!(ids(&full.body), ids(&welcome));
     let running = app.get("/api/runs?status=running", &admin).await;
     assert_eq!(ids(&running.body), vec![run_id.clone()]);
@@ -102,14 +117,21 @@ async fn admins_list_inspect_rerun_and_cancel_runs() {
     let first = app.get("/api/runs?limit=2", &admin).await;
     assert_eq!(ids(&first.body), all[..2]);
     let cursor = first.body["next_cursor"].as_str().expect("a next page");
-    let second = app.get(&format!("/api/runs?limit=2&cursor={cursor}"), &admin).await;
+    let second = app
+        .get(&format!("/api/runs?limit=2&cursor={cursor}"), &admin)
+        .await;
     assert_eq!(ids(&second.body), all[2..]);
     assert!(second.body["next_cursor"].is_null());
 
     // A re-run is a new run of the same event; the mail it would send was sent already.
     let old = ids(&welcome)[0].clone();
     let r = app
-        .request(Method::POST, &format!("/api/runs/{old}/rerun"), Some(&admin), None)
+        .request(
+            Method::POST,
+            &format!("/api/runs/{old}/rerun"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let new = r.body["run"]["id"].as_str().unwrap().to_owned();
@@ -126,13 +148,23 @@ async fn admins_list_inspect_rerun_and_cancel_runs() {
 
     // Cancelling stops the waiting run; a finished run cannot be cancelled.
     let r = app
-        .request(Method::POST, &format!("/api/runs/{run_id}/cancel"), Some(&admin), None)
+        .request(
+            Method::POST,
+            &format!("/api/runs/{run_id}/cancel"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["run"]["status"], "cancelled");
     assert!(r.body["run"]["ended_at"].is_string());
     let again = app
-        .request(Method::POST, &format!("/api/runs/{run_id}/cancel"), Some(&admin), None)
+        .request(
+            Method::POST,
+            &format!("/api/runs/{run_id}/cancel"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.code(), "run_finished");
@@ -153,9 +185,17 @@ async fn runs_are_admin_only_and_bad_input_is_a_4xx() {
     let anonymous = app.request(Method::GET, "/api/runs", None, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     for token in [&user, &moderator] {
-        assert_eq!(app.get("/api/runs", token).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.get("/api/runs", token).await.status,
+            StatusCode::FORBIDDEN
+        );
         let r = app
-            .request(Method::POST, &format!("/api/runs/{unknown}/cancel"), Some(token), None)
+            .request(
+                Method::POST,
+                &format!("/api/runs/{unknown}/cancel"),
+                Some(token),
+                None,
+            )
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
@@ -166,7 +206,11 @@ async fn runs_are_admin_only_and_bad_input_is_a_4xx() {
         ("/api/runs?limit=101", 400, "invalid_limit"),
         ("/api/runs?limit=ten", 400, "invalid_query"),
         ("/api/runs?cursor=!!!", 400, "invalid_cursor"),
-        ("/api/runs?function=no-such-function", 422, "validation_failed"),
+        (
+            "/api/runs?function=no-such-function",
+            422,
+            "validation_failed",
+        ),
         ("/api/runs/not-a-run-id", 404, "not_found"),
         ("/api/runs/%7B%22$ne%22:null%7D", 404, "not_found"),
         (&format!("/api/runs/{unknown}"), 404, "not_found"),
@@ -186,7 +230,12 @@ async fn runs_are_admin_only_and_bad_input_is_a_4xx() {
     for action in ["rerun", "cancel"] {
         for id in [unknown.as_str(), "garbage"] {
             let r = app
-                .request(Method::POST, &format!("/api/runs/{id}/{action}"), Some(&admin), None)
+                .request(
+                    Method::POST,
+                    &format!("/api/runs/{id}/{action}"),
+                    Some(&admin),
+                    None,
+                )
                 .await;
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{action} {id}");
         }
@@ -223,7 +272,10 @@ async fn executor_metrics_reach_prometheus_after_real_traffic() {
         "inngest_executor_steps_total{outcome=\"failed\"}",
         "inngest_executor_retries_total",
     ] {
-        assert!(series(&before, name).is_some(), "{name} exists from the start:\n{before}");
+        assert!(
+            series(&before, name).is_some(),
+            "{name} exists from the start:\n{before}"
+        );
     }
     let retries_before = series(&before, "inngest_executor_retries_total").unwrap_or(0.0);
 
@@ -232,14 +284,20 @@ async fn executor_metrics_reach_prometheus_after_real_traffic() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let text = metrics().await;
-        let retried = series(&text, "inngest_executor_retries_total")
-            .is_some_and(|n| n > retries_before);
-        let finished = series(&text, "inngest_executor_runs_finished_total{status=\"completed\"}")
-            .is_some_and(|n| n >= 1.0);
+        let retried =
+            series(&text, "inngest_executor_retries_total").is_some_and(|n| n > retries_before);
+        let finished = series(
+            &text,
+            "inngest_executor_runs_finished_total{status=\"completed\"}",
+        )
+        .is_some_and(|n| n >= 1.0);
         if retried && finished {
             break text;
         }
-        assert!(Instant::now() < deadline, "no retry or finished run reported:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no retry or finished run reported:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     for name in [
@@ -256,7 +314,8 @@ async fn executor_metrics_reach_prometheus_after_real_traffic() {
     }
     // The triage retry waits in the queue.
     assert!(
-        series(&text, "inngest_executor_queue_depth{state=\"scheduled\"}").is_some_and(|n| n >= 1.0),
+        series(&text, "inngest_executor_queue_depth{state=\"scheduled\"}")
+            .is_some_and(|n| n >= 1.0),
         "{text}"
     );
     assert!(series(&text, "outbox_backlog").is_some());

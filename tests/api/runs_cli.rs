@@ -89,14 +89,39 @@ async fn runs_commands_work_on_the_store_of_a_running_server() {
     // list: a header, one line per run, filters.
     let all = ok(&env, &["runs", "list"]);
     let lines: Vec<&str> = all.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("FUNCTION"), "{all}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("FUNCTION"),
+        "{all}"
+    );
     assert_eq!(lines.len(), 4, "three runs: {all}");
-    let running = ok(&env, &["runs", "list", "--function", "on-ticket-created", "--status", "running"]);
+    let running = ok(
+        &env,
+        &[
+            "runs",
+            "list",
+            "--function",
+            "on-ticket-created",
+            "--status",
+            "running",
+        ],
+    );
     assert_eq!(running.lines().count(), 2, "{running}");
-    assert!(running.contains(&ticket_run) && running.contains("running"), "{running}");
-    let welcomes = ok(&env, &["runs", "list", "--function", "ticketing-on-user-signup"]);
-    assert!(welcomes.contains(&welcome_run) && !welcomes.contains(&ticket_run), "{welcomes}");
-    assert_eq!(ok(&env, &["runs", "list", "--status", "failed"]), "no runs\n");
+    assert!(
+        running.contains(&ticket_run) && running.contains("running"),
+        "{running}"
+    );
+    let welcomes = ok(
+        &env,
+        &["runs", "list", "--function", "ticketing-on-user-signup"],
+    );
+    assert!(
+        welcomes.contains(&welcome_run) && !welcomes.contains(&ticket_run),
+        "{welcomes}"
+    );
+    assert_eq!(
+        ok(&env, &["runs", "list", "--status", "failed"]),
+        "no runs\n"
+    );
 
     // show: the event, each step with attempts and timing, the history.
     let report = ok(&env, &["runs", "show", &ticket_run]);
@@ -128,12 +153,19 @@ async fn runs_commands_work_on_the_store_of_a_running_server() {
 
     // cancel: the server's run stops and its deadline timer is gone.
     let out = ok(&env, &["runs", "cancel", &ticket_run]);
-    assert!(out.starts_with(&format!("cancelled run {ticket_run}")), "{out}");
+    assert!(
+        out.starts_with(&format!("cancelled run {ticket_run}")),
+        "{out}"
+    );
     let cancelled = poll_run(&server, &admin, &ticket_run, |r| r["status"] == "cancelled").await;
     assert!(cancelled["ended_at"].is_string());
     let again = binary::run(&env, &["runs", "cancel", &ticket_run]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already cancelled"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already cancelled"),
+        "{}",
+        stderr(&again)
+    );
 
     // Errors are one clear line.
     let bad = binary::run(&env, &["runs", "show", "not-a-run"]);
@@ -141,11 +173,19 @@ async fn runs_commands_work_on_the_store_of_a_running_server() {
     assert!(stderr(&bad).contains("is not a run id"), "{}", stderr(&bad));
     let missing = ticketing::domain::new_id();
     let bad = binary::run(&env, &["runs", "show", &missing]);
-    assert!(stderr(&bad).contains(&format!("run {missing} not found")), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains(&format!("run {missing} not found")),
+        "{}",
+        stderr(&bad)
+    );
     let bad = binary::run(&env, &["runs", "rerun", &missing]);
     assert!(!bad.status.success());
     let bad = binary::run(&env, &["runs", "list", "--function", "nope"]);
-    assert!(stderr(&bad).contains("unknown function"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("unknown function"),
+        "{}",
+        stderr(&bad)
+    );
     let bad = binary::run(&env, &["runs", "list", "--status", "bogus"]);
     assert_eq!(bad.status.code(), Some(2), "clap rejects it");
     assert!(stderr(&bad).contains("possible values"), "{}", stderr(&bad));
@@ -169,5 +209,9 @@ fn runs_commands_have_help_and_refuse_under_inngest() {
     dev.insert("INNGEST_DEV".into(), "1".into());
     let out = binary::run(&dev, &["runs", "list"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("managed by Inngest"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("managed by Inngest"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -99,6 +99,7 @@ impl Binary {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("binary starts");
+        ticketing::tls::install_crypto_provider();
         Binary {
             child: Some(child),
             base: format!("http://127.0.0.1:{}", env["PORT"]),
@@ -168,7 +169,13 @@ impl Binary {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let r = self
             .client
             .request(method, format!("{}{path}", self.base))

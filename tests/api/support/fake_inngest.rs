@@ -157,7 +157,9 @@ async fn event(State(inner): State<Arc<Inner>>, Path(key): Path<String>, body: B
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
-                axum::Json(json!({"status": 400, "error": "body is not an event or an array of events"})),
+                axum::Json(
+                    json!({"status": 400, "error": "body is not an event or an array of events"}),
+                ),
             )
                 .into_response();
         }
