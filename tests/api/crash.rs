@@ -93,7 +93,7 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         ("GEMINI_API_KEY".into(), FAKE_GEMINI_KEY.into()),
         ("GEMINI_BASE_URL".into(), gemini.base_url().into()),
         // The fake triages every ticket as high priority.
-        ("SLA_HIGH".into(), "8s".into()),
+        ("SLA_HIGH".into(), "12s".into()),
         ("BOOTSTRAP_ADMIN_EMAIL".into(), ADMIN.into()),
         ("BOOTSTRAP_ADMIN_PASSWORD".into(), PASSWORD.into()),
     ]);
