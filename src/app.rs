@@ -193,6 +193,17 @@ impl Service {
     }
 }
 
+/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
+/// which may be running.
+pub async fn operations_executor(
+    config: &Config,
+) -> anyhow::Result<crate::inngest::executor::Executor> {
+    crate::tls::install_crypto_provider();
+    let store = open_store(config).await?;
+    let deps = Arc::new(function_deps(config, store)?);
+    crate::durable::operations_executor(config, deps).await
+}
+
 /// The durable functions' collaborators, from the configuration.
 fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps> {
     let http =

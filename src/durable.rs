@@ -21,6 +21,10 @@ use crate::store::OutboxEvent;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -83,9 +87,14 @@ impl Durable {
         let (mode, settings) = resolve(config)?;
         let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
         let handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
-        let router = handler.router();
         let serve_url = serve_url(config, &settings);
         let synced = Arc::new(AtomicBool::new(mode == ExecutionMode::Embedded));
+        let router = match mode {
+            ExecutionMode::Embedded => handler.router(),
+            ExecutionMode::Dev | ExecutionMode::Cloud => handler.router().layer(
+                axum::middleware::from_fn_with_state(synced.clone(), observe_sync),
+            ),
+        };
         let (sink, executor): (Arc<dyn EventSink>, _) = match mode {
             ExecutionMode::Embedded => {
                 let StoreUrl::Sqlite(path) = &config.store else {
@@ -100,6 +109,9 @@ impl Durable {
                 let options = ExecutorOptions {
                     signing_key: signing_key.map(SigningKey::new),
                     server_kind: ServerKind::Cloud,
+                    // `ticketing runs rerun|cancel` write to the same file from another
+                    // process; the loop sees that work within this interval.
+                    idle_poll: Duration::from_secs(1),
                     ..ExecutorOptions::default()
                 };
                 let executor = Executor::new(
@@ -171,6 +183,10 @@ impl Syncer {
         }
         let mut backoff = Duration::from_millis(500);
         loop {
+            if self.synced.load(Ordering::SeqCst) {
+                // Inngest synced the app itself meanwhile (a dev-server ping).
+                return;
+            }
             match self.handler.sync(&self.serve_url).await {
                 Ok(_) => {
                     self.synced.store(true, Ordering::SeqCst);
@@ -188,6 +204,51 @@ impl Syncer {
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
     }
+}
+
+/// The dev server re-syncs the app with a `PUT` to the serve endpoint (and Inngest Cloud syncs
+/// in band the same way); a successful one means Inngest knows the functions, whether or not
+/// the app's own registration at start got through.
+async fn observe_sync(State(synced): State<Arc<AtomicBool>>, req: Request, next: Next) -> Response {
+    let is_sync = req.method() == Method::PUT;
+    let response = next.run(req).await;
+    if is_sync && response.status().is_success() && !synced.swap(true, Ordering::SeqCst) {
+        tracing::info!("functions synced by Inngest");
+    }
+    response
+}
+
+/// An executor over the run store, for operating on runs from outside the server (the CLI).
+/// It knows the functions (a re-run needs them) but never runs anything itself: the server's
+/// executor picks up what it writes.
+pub async fn operations_executor(config: &Config, deps: Arc<Deps>) -> anyhow::Result<Executor> {
+    if !config.inngest_env.is_empty() {
+        anyhow::bail!(
+            "runs are managed by Inngest when INNGEST_* variables are set; use the Inngest dashboard"
+        );
+    }
+    let StoreUrl::Sqlite(path) = &config.store else {
+        anyhow::bail!(
+            "the embedded executor keeps its runs in SQLite; with MongoDB runs are managed by Inngest"
+        );
+    };
+    let store = SqliteRunStore::open(path)
+        .await
+        .with_context(|| format!("opening the run store in {}", path.display()))?;
+    let handler = ServeHandler::new(APP_ID, InngestSettings::dev(), functions::all(deps));
+    let executor = Executor::new(
+        Arc::new(store),
+        Arc::new(RouterTransport::new(Router::new())),
+        ExecutorOptions::default(),
+    );
+    let configs = handler
+        .function_configs(&serve_url(config, &InngestSettings::dev()))
+        .context("describing the functions")?;
+    executor
+        .register(APP_ID, configs)
+        .await
+        .context("registering the functions")?;
+    Ok(executor)
 }
 
 /// Where Inngest reaches this app: `INNGEST_SERVE_ORIGIN` + path, else `APP_URL` + path.
