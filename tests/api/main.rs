@@ -21,5 +21,8 @@ mod inngest_conformance;
 mod inngest_harness;
 mod inngest_serve;
 mod mail_delivery;
+mod pipeline_common;
+mod pipeline_gemini;
+mod pipeline_mail;
 mod store_contract;
 mod tickets;
