@@ -193,7 +193,7 @@ async fn settle(app: &crate::helpers::TestApp) {
 /// the SMTP timeout, holding their steps for seconds.
 #[tokio::test]
 async fn a_burst_of_mail_is_delivered_promptly() {
-    use ticketing::mail::{Email, MailSettings, Mailer, RawMailEnv, Templates};
+    use ticketing::mail::{Email, MailSettings, RawMailEnv, Templates};
     let peer = SmtpPeer::start();
     let raw = RawMailEnv {
         smtp_url: Some(peer.smtp_url()),
