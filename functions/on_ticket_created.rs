@@ -88,10 +88,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
         .await?;
 
     // The timeout is only read when the wait is first reached; replays use the stored result.
-    let timeout = (due - Utc::now())
-        .to_std()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1));
+    let timeout = wait_timeout(due, Utc::now());
     let resolved: Option<Value> = step
         .wait_for_event(
             "wait-for-resolution",
@@ -126,6 +123,15 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     Ok(
         json!({ "ticket_id": ticket_id, "triage": triaged.status, "assignee": routed.assignee, "sla": if escalated { "breached" } else { "met" } }),
     )
+}
+
+/// How long to wait for resolution so the wait cannot end before `due`. Timeouts travel as
+/// whole seconds ("1s"), and the wire format drops the fraction: 1.9 s left would become "1s"
+/// and the ticket would be escalated before its deadline. So round up, and wait at least 1 s.
+fn wait_timeout(due: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    let left = (due - now).to_std().unwrap_or(Duration::ZERO);
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
 }
 
 async fn load(deps: &Deps, ticket_id: &str) -> Result<crate::store::Ticket, FnError> {
@@ -206,4 +212,22 @@ async fn notify_escalation(
         sent.push(send_once(deps, &format!("{key}:{to}"), &to, content).await?);
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_never_ends_before_the_deadline() {
+        let now = Utc::now();
+        let ms = chrono::Duration::milliseconds;
+        assert_eq!(wait_timeout(now + ms(1900), now), Duration::from_secs(2));
+        assert_eq!(wait_timeout(now + ms(2000), now), Duration::from_secs(2));
+        assert_eq!(wait_timeout(now + ms(2001), now), Duration::from_secs(3));
+        assert_eq!(wait_timeout(now + ms(300), now), Duration::from_secs(1));
+        assert_eq!(wait_timeout(now - ms(5000), now), Duration::from_secs(1));
+        let wire = crate::inngest::protocol::time_str(wait_timeout(now + ms(14_400_500), now));
+        assert_eq!(wire, "4h1s");
+    }
 }

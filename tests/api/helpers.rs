@@ -12,6 +12,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The embedded executor (for run inspection, reruns and hand-built events).
+    pub executor: Option<ticketing::inngest::executor::Executor>,
     _dir: Option<TempDir>,
 }
 
@@ -54,11 +56,13 @@ pub async fn spawn_with_env(env: HashMap<String, String>) -> TestApp {
     let app = ticketing::App::build(config).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
+    let executor = app.state().executor.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
         client: reqwest::Client::new(),
         store,
+        executor,
         _dir: None,
     }
 }
