@@ -17,6 +17,8 @@
 //! callers may be dropped (shutdown, a client going away); a spawned task finishes regardless.
 
 mod documents;
+#[cfg(test)]
+mod fake_db;
 mod transaction;
 #[cfg(test)]
 mod wire_tests;

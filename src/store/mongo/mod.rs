@@ -20,7 +20,7 @@ mod tickets;
 mod transaction;
 mod users;
 #[cfg(test)]
-mod wire_tests;
+pub(crate) mod wire_tests;
 
 use super::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
