@@ -90,6 +90,12 @@ impl MongoStore {
         Ok(Self { inner })
     }
 
+    /// The database on this store's client, for components that keep collections of their own
+    /// beside the application's (the embedded executor's run store) on the same connections.
+    pub fn database(&self) -> Database {
+        self.inner.db.clone()
+    }
+
     /// Runs `f` on the shared state in a task of its own (see the module note on cancellation).
     async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
     where
