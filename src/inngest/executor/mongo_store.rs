@@ -31,7 +31,9 @@ use chrono::{DateTime, Duration, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, ReturnDocument};
+use mongodb::options::{
+    ClientOptions, CollectionOptions, ReadPreference, ReturnDocument, SelectionCriteria,
+};
 use mongodb::{Client, ClientSession, Collection, Database, SessionCursor};
 use tracing::Instrument;
 
@@ -122,6 +124,11 @@ async fn client_options(uri: &str) -> StoreResult<ClientOptions> {
     Ok(options)
 }
 
+/// Transactions must read from the primary; so must everything else here (see `open`).
+fn primary() -> SelectionCriteria {
+    SelectionCriteria::ReadPreference(ReadPreference::Primary)
+}
+
 /// Accepts replica sets and sharded clusters (both run transactions); refuses the rest.
 fn check_topology(hello: &Document) -> StoreResult<()> {
     if hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid") {
@@ -147,12 +154,22 @@ impl MongoRunStore {
     /// Uses `database` and its client (share the application's), checks that the deployment
     /// runs transactions, and creates the collections and indexes.
     pub async fn open(database: Database) -> StoreResult<MongoRunStore> {
+        // Reads go to the primary whatever read preference the URI sets: a run loaded from a
+        // lagging secondary would only ever conflict, and claims must see every lease.
+        let on_primary = |name: &str| {
+            database.collection_with_options(
+                name,
+                CollectionOptions::builder()
+                    .selection_criteria(primary())
+                    .build(),
+            )
+        };
         let collections = Collections {
-            events: database.collection(docs::EVENTS),
-            runs: database.collection(docs::RUNS),
-            queue: database.collection(docs::QUEUE),
-            pauses: database.collection(docs::PAUSES),
-            slots: database.collection(docs::SLOTS),
+            events: on_primary(docs::EVENTS),
+            runs: on_primary(docs::RUNS),
+            queue: on_primary(docs::QUEUE),
+            pauses: on_primary(docs::PAUSES),
+            slots: on_primary(docs::SLOTS),
         };
         let inner = Arc::new(Inner {
             client: database.client().clone(),
@@ -457,16 +474,6 @@ impl Plan for ClaimPlan {
     type Output = Vec<Claimed>;
 
     async fn apply(&self, c: &Collections, s: &mut ClientSession) -> TxResult<Vec<Claimed>> {
-        let mut leased_slots = Vec::new();
-        let cursor = c
-            .queue
-            .find(docs::leased_with_slots(self.now))
-            .projection(doc! { "concurrency": 1 })
-            .session(&mut *s)
-            .await?;
-        for d in collect_in(cursor, s).await? {
-            leased_slots.extend(docs::read_slots(&d)?);
-        }
         let cursor = c
             .queue
             .find(docs::claimable(self.now))
@@ -480,6 +487,20 @@ impl Plan for ClaimPlan {
             .iter()
             .map(docs::read_item)
             .collect::<StoreResult<Vec<QueueItem>>>()?;
+        // Both reads see the transaction's snapshot, so the slots in use can be read second,
+        // and only when a candidate needs one.
+        let mut leased_slots = Vec::new();
+        if candidates.iter().any(|c| !c.concurrency.is_empty()) {
+            let cursor = c
+                .queue
+                .find(docs::leased_with_slots(self.now))
+                .projection(doc! { "concurrency": 1 })
+                .session(&mut *s)
+                .await?;
+            for d in collect_in(cursor, s).await? {
+                leased_slots.extend(docs::read_slots(&d)?);
+            }
+        }
         let picked = pick_claimable(candidates.iter(), leased_slots.iter(), self.max);
         let picked: Vec<&QueueItem> = picked
             .iter()

@@ -12,7 +12,7 @@ use mongodb::error::{
 use mongodb::options::{ReadConcern, WriteConcern};
 use mongodb::{Client, ClientSession};
 
-use super::{Collections, driver};
+use super::{Collections, driver, primary};
 use crate::inngest::executor::store::{StoreError, StoreResult};
 
 /// Retries stop after this long. Concurrent claims and commits of one run conflict and retry;
@@ -123,6 +123,7 @@ where
             .start_transaction()
             .read_concern(ReadConcern::snapshot())
             .write_concern(WriteConcern::majority())
+            .selection_criteria(primary())
             .await
             .map_err(driver)?;
         let value = match body(db, &mut session).await {

@@ -429,10 +429,10 @@ async fn claims_filter_on_due_and_lease_and_take_their_slots() {
     );
     assert_one_transaction(&commands);
     assert_eq!(
-        commands[0].body.get_document("filter"),
+        commands[1].body.get_document("filter"),
         Ok(&docs::leased_with_slots(now))
     );
-    let candidates = &commands[1].body;
+    let candidates = &commands[0].body;
     assert_eq!(candidates.get_document("filter"), Ok(&docs::claimable(now)));
     assert_eq!(candidates.get_document("sort"), Ok(&docs::claim_order()));
     assert_eq!(candidates.get_i64("limit"), Ok(96));
@@ -492,17 +492,15 @@ async fn write_conflicts_rerun_the_whole_claim() {
         commands.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         [
             "find",
-            "find",
             "findAndModify",
             "abortTransaction",
-            "find",
             "find",
             "findAndModify",
             "commitTransaction"
         ]
     );
-    assert_eq!(commands[4].body.get_bool("startTransaction"), Ok(true));
-    assert!(txn_number(&commands[4]) > txn_number(&commands[0]));
+    assert_eq!(commands[3].body.get_bool("startTransaction"), Ok(true));
+    assert!(txn_number(&commands[3]) > txn_number(&commands[0]));
 }
 
 #[tokio::test]
@@ -663,5 +661,35 @@ async fn a_dropped_call_still_finishes_its_transaction() {
         assert!(std::time::Instant::now() < deadline, "{:?}", names(&server));
         tokio::time::sleep(StdDuration::from_millis(10)).await;
     }
+    assert!(store.load_run("r1").await.expect("load").is_some());
+}
+
+/// A URI asking for secondary reads (for the application's own queries) must not break the
+/// executor: transactions have to read from the primary, and so do its plain reads.
+#[tokio::test]
+async fn secondary_reads_in_the_uri_do_not_reach_the_run_store() {
+    let server = server(|_| None).await;
+    let store = MongoRunStore::connect(
+        &format!("{}&readPreference=secondaryPreferred", server.uri()),
+        "t",
+    )
+    .await
+    .expect("connect");
+    store
+        .commit(Commit {
+            new_runs: vec![run("r1")],
+            enqueue: vec![call("r1", "a")],
+            ..Commit::default()
+        })
+        .await
+        .expect("a transaction despite the URI's read preference");
+    assert_eq!(
+        store
+            .claim(Utc::now(), 1, Duration::seconds(30))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
     assert!(store.load_run("r1").await.expect("load").is_some());
 }
