@@ -654,9 +654,10 @@ impl RunStore for MongoRunStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
         // `limit(0)` would mean no limit at all.
-        let Ok(limit @ 1..) = i64::try_from(filter.limit) else {
+        if filter.limit == 0 {
             return Ok(Vec::new());
-        };
+        }
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let query = docs::run_list(filter);
         self.run(move |inner| async move {
             let found: Vec<Document> = inner
@@ -705,38 +706,46 @@ impl RunStore for MongoRunStore {
 mod tests {
     use super::*;
     use crate::inngest::executor::store::contract;
-    use futures::FutureExt;
     use std::panic::AssertUnwindSafe;
     use std::sync::Mutex;
 
-    #[tokio::test]
-    async fn mongo_store_satisfies_the_contract() {
+    /// Databases on the server named by `MONGODB_URI`, one per store, dropped at the end.
+    struct Scratch {
+        uri: String,
+        client: Client,
+        names: Mutex<Vec<String>>,
+    }
+
+    impl Scratch {
+        fn database_name(&self) -> String {
+            let name = format!("ticketing_runs_test_{}", uuid::Uuid::new_v4().simple());
+            self.names.lock().expect("BUG: poisoned").push(name.clone());
+            name
+        }
+    }
+
+    /// Runs `test` when `MONGODB_URI` is set, and drops its databases even when it fails.
+    async fn with_mongo<F, Fut>(test: F)
+    where
+        F: FnOnce(Arc<Scratch>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) else {
             eprintln!("MongoDB RunStore contract tests SKIPPED: MONGODB_URI not set");
             return;
         };
         let client = Client::with_options(client_options(&uri).await.expect("MONGODB_URI"))
             .expect("MongoDB client");
-        let databases = Arc::new(Mutex::new(Vec::new()));
-        let made = databases.clone();
-        let outcome = AssertUnwindSafe(contract::run_all(|| {
-            let name = format!("ticketing_runs_test_{}", uuid::Uuid::new_v4().simple());
-            made.lock().expect("BUG: poisoned").push(name.clone());
-            let database = client.database(&name);
-            async move {
-                Arc::new(
-                    MongoRunStore::open(database)
-                        .await
-                        .expect("MONGODB_URI is set, so MongoDB must be usable"),
-                ) as Arc<dyn RunStore>
-            }
-        }))
-        .catch_unwind()
-        .await;
-        // Each test ran in a database of its own; a failed test still cleans up.
-        let names = databases.lock().expect("BUG: poisoned").clone();
+        let scratch = Arc::new(Scratch {
+            uri,
+            client,
+            names: Mutex::new(Vec::new()),
+        });
+        let outcome = AssertUnwindSafe(test(scratch.clone())).catch_unwind().await;
+        let names = scratch.names.lock().expect("BUG: poisoned").clone();
         for name in names {
-            client
+            scratch
+                .client
                 .database(&name)
                 .drop()
                 .await
@@ -745,6 +754,91 @@ mod tests {
         if let Err(panic) = outcome {
             std::panic::resume_unwind(panic);
         }
+    }
+
+    #[tokio::test]
+    async fn mongo_store_satisfies_the_contract() {
+        with_mongo(|scratch| async move {
+            contract::run_all(|| {
+                let database = scratch.client.database(&scratch.database_name());
+                async move {
+                    Arc::new(
+                        MongoRunStore::open(database)
+                            .await
+                            .expect("MONGODB_URI is set, so MongoDB must be usable"),
+                    ) as Arc<dyn RunStore>
+                }
+            })
+            .await;
+        })
+        .await;
+    }
+
+    /// Workers with clients of their own claim from one queue at once: no item is leased
+    /// twice, and a concurrency slot never holds more than its limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_never_share_an_item_or_overfill_a_slot() {
+        with_mongo(|scratch| async move {
+            let name = scratch.database_name();
+            let mut stores = Vec::new();
+            for _ in 0..4 {
+                stores.push(
+                    MongoRunStore::connect(&scratch.uri, &name)
+                        .await
+                        .expect("connect"),
+                );
+            }
+            let now = Utc::now();
+            let mut items = Vec::new();
+            for i in 0..40 {
+                let mut item = QueueItem::new(
+                    format!("call:r{i}:s"),
+                    Some(format!("r{i}")),
+                    super::super::store::ItemKind::Call {
+                        step_id: "s".into(),
+                        attempt: 0,
+                    },
+                    now - Duration::seconds(1),
+                );
+                if i % 2 == 0 {
+                    item.concurrency = vec![super::super::store::Slot {
+                        key: "fn:f:".into(),
+                        limit: 2,
+                    }];
+                }
+                items.push(item);
+            }
+            stores[0].enqueue(items).await.expect("enqueue");
+            let mut workers = tokio::task::JoinSet::new();
+            for store in stores {
+                workers.spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = store
+                            .claim(now, 3, Duration::hours(1))
+                            .await
+                            .expect("claim");
+                        if got.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(got.into_iter().map(|c| c.item));
+                    }
+                });
+            }
+            let mut claimed = Vec::new();
+            while let Some(mine) = workers.join_next().await {
+                claimed.extend(mine.expect("worker"));
+            }
+            let mut ids: Vec<&str> = claimed.iter().map(|i| i.id.as_str()).collect();
+            ids.sort_unstable();
+            let before = ids.len();
+            ids.dedup();
+            assert_eq!(ids.len(), before, "an item was leased twice");
+            let slotted = claimed.iter().filter(|i| !i.concurrency.is_empty()).count();
+            assert_eq!(slotted, 2, "the slot holds exactly its limit");
+            assert_eq!(claimed.len() - slotted, 20, "every free item was claimed");
+        })
+        .await;
     }
 
     #[tokio::test]
