@@ -313,6 +313,10 @@ pub fn vercel_preflight(config: &Config) -> Result<(), String> {
             missing.push(key);
         }
     }
+    // A generated secret would differ per instance and every token would fail elsewhere.
+    if config.jwt_secret.is_none() {
+        missing.push("JWT_SECRET");
+    }
     if missing.is_empty() {
         Ok(())
     } else {

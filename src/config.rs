@@ -191,7 +191,13 @@ impl Config {
                 .parse()
                 .map_err(|_| err("PORT", format!("{p:?} is not a port number (0-65535)")))?,
         };
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        // Vercel's file system is read-only outside /tmp.
+        let default_data_dir = if get("VERCEL").is_some() {
+            "/tmp/ticketing"
+        } else {
+            "./data"
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| default_data_dir.into()));
 
         let mongo_db = get("MONGODB_DB").unwrap_or_else(|| "ticketing".into());
         let (url_var, url) = [

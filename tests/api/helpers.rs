@@ -70,6 +70,20 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Sends the request; a body that is not JSON is kept as a string.
+    async fn from(req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
     /// The error code of an error body, for compact assertions.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -93,16 +107,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::from(req).await
     }
 
     pub async fn raw(
@@ -123,16 +128,7 @@ impl TestApp {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::from(req).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -249,4 +245,10 @@ impl TestApp {
     pub async fn events(&self) -> Vec<ticketing::store::OutboxEvent> {
         self.store.list_events(0, 10_000).await.expect("events")
     }
+}
+
+/// A plain HTTP client for tests that talk to spawned processes.
+pub fn http_client() -> reqwest::Client {
+    ticketing::tls::install_crypto_provider();
+    reqwest::Client::new()
 }

@@ -21,5 +21,6 @@ mod inngest_conformance;
 mod inngest_harness;
 mod inngest_serve;
 mod mail_delivery;
+mod operations;
 mod store_contract;
 mod tickets;
