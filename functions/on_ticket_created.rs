@@ -2,7 +2,7 @@
 //! the SLA deadline -> escalate.
 
 use super::notify::{Delivery, admin_emails, send_once};
-use super::triage::{Routed, Triaged, route, triage};
+use super::triage::triage_and_route;
 use super::{Deps, data_id};
 use crate::domain::events::{TICKET_CREATED, TICKET_RESOLVED};
 use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger, WaitForEvent};
@@ -35,21 +35,8 @@ pub fn function(deps: Arc<Deps>) -> Function {
 async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     let ticket_id = data_id(&ctx.event, "ticket_id")?;
     let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());
-    let last_attempt = ctx.max_attempts.is_some_and(|max| ctx.attempt + 1 >= max);
 
-    let triaged: Triaged = step
-        .run("triage", || {
-            let (deps, id) = (deps.clone(), ticket_id.clone());
-            async move { triage(&deps, &id, last_attempt).await }
-        })
-        .await?;
-
-    let routed: Routed = step
-        .run("route", || {
-            let (deps, id, skills) = (deps.clone(), ticket_id.clone(), triaged.skills.clone());
-            async move { route(&deps, &id, &skills).await }
-        })
-        .await?;
+    let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id).await?;
 
     if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
         step.run("notify-assignee", || {
