@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod durability;
 mod executor_durability;
+mod executor_js;
 mod executor_ops;
 mod executor_protocol;
 mod executor_runs;
