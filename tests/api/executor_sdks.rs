@@ -1,6 +1,7 @@
-//! The executor driving the official JS SDK (the oracle app in `tests/js-oracle`) over real
-//! HTTP: the SDK syncs out of band and sends events to the executor's own API, exactly as it
-//! would with the Inngest dev server.
+//! The executor driving real SDKs through one scenario: the official JS SDK (the oracle app in
+//! `tests/js-oracle`) over HTTP, syncing out of band and sending events to the executor's own
+//! API as it would with the Inngest dev server; and this crate's Rust SDK serving the same
+//! functions (`inngest_app`), mounted in-process as the application does.
 
 use std::sync::Arc;
 
@@ -11,18 +12,28 @@ use ticketing::inngest::executor::{
     SqliteRunStore, SyncOutcome, server_api,
 };
 
+use ticketing::inngest::executor::RouterTransport;
+use ticketing::inngest::{InngestSettings, ServeHandler};
+
 use crate::executor_support::t0;
+use crate::inngest_app;
 use crate::inngest_harness::start_node;
 
-struct JsApp {
+#[derive(Clone, Copy, Debug)]
+enum Sdk {
+    Js,
+    Rust,
+}
+
+struct SdkApp {
     executor: Executor,
     clock: Arc<ManualClock>,
-    _node: std::process::Child,
+    _node: Option<std::process::Child>,
     _dir: tempfile::TempDir,
 }
 
-impl JsApp {
-    async fn start() -> JsApp {
+impl SdkApp {
+    async fn start(sdk: Sdk) -> SdkApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(
             SqliteRunStore::open(dir.path().join("app.db"))
@@ -30,32 +41,58 @@ impl JsApp {
                 .expect("sqlite"),
         );
         let clock = Arc::new(ManualClock::new(t0()));
-        let transport =
-            Arc::new(HttpTransport::new(std::time::Duration::from_secs(30), None).expect("client"));
-        let executor = Executor::new(
-            store,
-            transport,
-            ExecutorOptions {
-                clock: clock.clone(),
-                max_retry_jitter: Duration::zero(),
-                omit_fn_id: true,
-                ..ExecutorOptions::default()
-            },
-        );
         // The executor's API is the SDK's Inngest base URL (register and event sends).
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let api = format!("http://{}/", listener.local_addr().expect("addr"));
-        let router = server_api::router(executor.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let (node, port) = start_node(&[("INNGEST_DEV", "1".into()), ("INNGEST_BASE_URL", api)]);
-        let outcome = executor
-            .sync(&format!("http://127.0.0.1:{port}/api/inngest"))
-            .await
-            .expect("the JS app syncs");
-        assert_eq!(outcome, SyncOutcome::OutOfBand);
-        JsApp {
+        let env = [("INNGEST_DEV", "1".to_string()), ("INNGEST_BASE_URL", api)];
+        let options = ExecutorOptions {
+            clock: clock.clone(),
+            max_retry_jitter: Duration::zero(),
+            omit_fn_id: true,
+            ..ExecutorOptions::default()
+        };
+        let (executor, node) = match sdk {
+            Sdk::Js => {
+                let transport = Arc::new(
+                    HttpTransport::new(std::time::Duration::from_secs(30), None).expect("client"),
+                );
+                let executor = Executor::new(store, transport, options);
+                let router = server_api::router(executor.clone());
+                tokio::spawn(async move { axum::serve(listener, router).await });
+                let (node, port) = start_node(&env);
+                let outcome = executor
+                    .sync(&format!("http://127.0.0.1:{port}/api/inngest"))
+                    .await
+                    .expect("the JS app syncs");
+                assert_eq!(outcome, SyncOutcome::OutOfBand);
+                (executor, Some(node))
+            }
+            Sdk::Rust => {
+                let settings = InngestSettings::from_lookup(|k| {
+                    env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+                });
+                let handler =
+                    ServeHandler::new(inngest_app::APP_ID, settings, inngest_app::functions());
+                let executor = Executor::new(
+                    store,
+                    Arc::new(RouterTransport::new(handler.router())),
+                    options,
+                );
+                let router = server_api::router(executor.clone());
+                tokio::spawn(async move { axum::serve(listener, router).await });
+                let configs = handler
+                    .function_configs("http://127.0.0.1:3000/api/inngest")
+                    .expect("configs");
+                executor
+                    .register(inngest_app::APP_ID, configs)
+                    .await
+                    .expect("register");
+                (executor, None)
+            }
+        };
+        SdkApp {
             executor,
             clock,
             _node: node,
@@ -107,7 +144,15 @@ impl JsApp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drives_the_official_js_sdk_end_to_end() {
-    let app = JsApp::start().await;
+    scenario(SdkApp::start(Sdk::Js).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_the_rust_sdk_end_to_end() {
+    scenario(SdkApp::start(Sdk::Rust).await).await;
+}
+
+async fn scenario(app: SdkApp) {
     let ids = app.executor.function_ids();
     for f in [
         "hello",
