@@ -68,9 +68,12 @@ impl Transport for RouterTransport {
             .parse()
             .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
         let req = Request::from_parts(parts, axum::body::Body::from(body));
-        let resp = match self.router.clone().oneshot(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
+        // A panicking handler is a failed attempt like any other, not a lost queue item.
+        let call = std::panic::AssertUnwindSafe(self.router.clone().oneshot(req));
+        let resp = match futures::FutureExt::catch_unwind(call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(never)) => match never {},
+            Err(_) => return Err(TransportError::Failed("the serve handler panicked".into())),
         };
         let (parts, body) = resp.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
