@@ -1,10 +1,15 @@
 //! Builds the running service from a `Config`: store, secrets, state, router, listener.
 
+use crate::ai::RulesEngine;
 use crate::auth::Tokens;
 use crate::config::{Config, Secret, StoreUrl};
 use crate::domain::user::{Email, Password, Role};
+use crate::durable::Durable;
+use crate::functions::Deps;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppInner, AppState};
+use crate::mail::Templates;
+use crate::relay::Relay;
 use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -15,22 +20,31 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_backend(config).await?.0)
+}
+
+/// The store, and on MongoDB its database too, so the embedded executor keeps its runs there
+/// on the same client.
+async fn open_backend(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, Option<mongodb::Database>)> {
     match &config.store {
         StoreUrl::Sqlite(path) => {
             let store = SqliteStore::open(path)
                 .await
                 .with_context(|| format!("opening SQLite at {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         StoreUrl::Mongo { uri, database } => {
             let store = MongoStore::connect(uri.expose(), database)
                 .await
                 .with_context(|| format!("connecting to MongoDB (database {database:?})"))?;
-            Ok(Arc::new(store))
+            let db = store.database();
+            Ok((Arc::new(store), Some(db)))
         }
     }
 }
@@ -143,24 +157,42 @@ impl Service {
         crate::telemetry::prometheus();
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
-        let store = open_store(&config).await?;
+        let (store, mongo) = open_backend(&config).await?;
         bootstrap_admin(&config, &store).await?;
+
+        let deps = Arc::new(function_deps(&config, store.clone())?);
+        let durable = Durable::build(&config, deps, mongo).await?;
+        let outbox_signal = Arc::new(Notify::new());
         let state = AppState::new(AppInner {
             tokens: Tokens::new(&jwt_secret(&config)?, config.jwt_ttl),
             auth_limiter: RateLimiter::new(config.auth_rate_limit_per_min),
-            outbox_signal: Arc::new(Notify::new()),
-            store,
+            outbox_signal: outbox_signal.clone(),
+            execution_mode: durable.mode,
+            executor: durable.executor.clone(),
+            synced: durable.synced.clone(),
+            store: store.clone(),
             config: config.clone(),
         });
-        let router = crate::http::router(state.clone(), Router::new());
+        let router = crate::http::router(state.clone(), durable.router.clone());
+
         let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let relay = Relay::new(store.clone(), durable.sink.clone(), outbox_signal);
+        tasks.push(tokio::spawn(relay.run(stop.subscribe())));
+        tasks.push(tokio::spawn(durable.syncer().run(stop.subscribe())));
+        if let Some(executor) = &durable.executor {
+            let handle = executor.spawn();
+            let mut stopped = stop.subscribe();
+            tasks.push(tokio::spawn(async move {
+                let _ = stopped.changed().await;
+                // Lets steps in flight finish; their results are saved before it returns.
+                handle.shutdown().await;
+            }));
+        }
         Ok(Self {
             router,
             state,
-            background: Background {
-                stop,
-                tasks: Vec::new(),
-            },
+            background: Background { stop, tasks },
         })
     }
 
@@ -168,6 +200,39 @@ impl Service {
     pub async fn shutdown(self) {
         self.background.shutdown(SHUTDOWN_GRACE).await;
     }
+}
+
+/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
+/// which may be running.
+pub async fn operations_executor(
+    config: &Config,
+) -> anyhow::Result<crate::inngest::executor::Executor> {
+    crate::tls::install_crypto_provider();
+    let store = open_store(config).await?;
+    let deps = Arc::new(function_deps(config, store)?);
+    crate::durable::operations_executor(config, deps).await
+}
+
+/// The durable functions' collaborators, from the configuration.
+fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps> {
+    let http =
+        crate::ai::http_client().map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+    let provider = config.ai.provider_settings();
+    tracing::info!(provider = ?provider, "AI triage provider");
+    tracing::info!(mail = %config.mail.describe(), "mail transport");
+    Ok(Deps {
+        store,
+        ai: provider.build(http),
+        rules: RulesEngine::new(),
+        mailer: config
+            .mail
+            .build()
+            .map_err(|e| anyhow::anyhow!("mail transport: {e}"))?,
+        templates: Templates::new(&config.app_url, "Support"),
+        sla: config.sla,
+        ai_permits: Semaphore::new(config.ai_concurrency as usize),
+        ai_concurrency: config.ai_concurrency,
+    })
 }
 
 /// How long shutdown waits for in-flight work before giving up (it resumes at next start).
@@ -258,6 +323,10 @@ pub fn vercel_preflight(config: &Config) -> Result<(), String> {
         if !config.inngest_env.contains_key(key) {
             missing.push(key);
         }
+    }
+    // A generated secret would differ per instance and every token would fail elsewhere.
+    if config.jwt_secret.is_none() {
+        missing.push("JWT_SECRET");
     }
     if missing.is_empty() {
         Ok(())

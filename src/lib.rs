@@ -8,11 +8,15 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod durable;
+#[path = "../functions/mod.rs"]
+pub mod functions;
 pub mod http;
 pub mod inngest;
 pub mod mail;
 pub mod relay;
 pub mod routing;
+pub mod runs;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -28,7 +28,7 @@ use super::{FRAMEWORK, SDK_IDENT, SDK_LANGUAGE, SDK_VERSION};
 
 /// Largest request body accepted; bigger runs arrive trimmed with `ctx.use_api`.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Keep-alive interval of streamed responses (JS uses 3 s).
+/// Default keep-alive interval of streamed responses (JS uses 3 s).
 const STREAM_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Why an out-of-band sync failed.
@@ -57,6 +57,7 @@ struct Inner {
     handlers: HashMap<String, HandlerFn>,
     route_path: String,
     clock: Clock,
+    heartbeat: Duration,
     events: EventClient,
     api: ApiClient,
 }
@@ -175,6 +176,7 @@ impl ServeHandler {
                 handlers,
                 route_path: DEFAULT_SERVE_PATH.to_owned(),
                 clock: Clock::system(),
+                heartbeat: STREAM_HEARTBEAT,
             }),
         }
     }
@@ -196,6 +198,11 @@ impl ServeHandler {
     /// The clock used for signature windows and response signatures.
     pub fn with_clock(self, clock: Clock) -> Self {
         self.update(|i| i.clock = clock)
+    }
+
+    /// How often a streamed response (`INNGEST_STREAMING`) sends a keep-alive space.
+    pub fn with_stream_heartbeat(self, every: Duration) -> Self {
+        self.update(|i| i.heartbeat = every)
     }
 
     /// The event client used by `step.send_event` (e.g. one with a short test backoff).
@@ -339,9 +346,11 @@ impl ServeHandler {
             body,
         };
         let validation = self.validate(&req);
+        // Unverified callers get their 401 directly rather than a 201 carrying SDK headers.
         let streaming = self.inner.settings.streaming()
             && req.method == Method::POST
-            && req.query("probe").is_none();
+            && req.query("probe").is_none()
+            && validation.is_ok();
         if streaming {
             return self.stream(req, validation);
         }
@@ -749,7 +758,7 @@ impl ServeHandler {
                 })
             };
             tokio::pin!(work);
-            let mut beat = tokio::time::interval(STREAM_HEARTBEAT);
+            let mut beat = tokio::time::interval(this.inner.heartbeat);
             beat.tick().await;
             let final_value = loop {
                 tokio::select! {

@@ -741,3 +741,110 @@ async fn router_serves_the_route_path_only() {
         .expect("get");
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn streaming_sends_keep_alive_spaces_while_the_handler_runs() {
+    use futures::StreamExt;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let slow = Function::new("slow", "slow")
+        .trigger(Trigger::event("app/slow"))
+        .handler(move |_ctx: Ctx, _step: Step| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok::<_, FnError>(json!("done"))
+            }
+        });
+    let h = ServeHandler::new(
+        "app",
+        InngestSettings::dev().with_streaming(true),
+        vec![slow],
+    )
+    .with_stream_heartbeat(Duration::from_millis(10));
+    let body = CallBody::new("app/slow", json!({})).render();
+    let res = h
+        .handle(
+            Method::POST,
+            "/api/inngest?fnId=app-slow&stepId=step"
+                .parse()
+                .expect("uri"),
+            HeaderMap::new(),
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let mut stream = res.into_body().into_data_stream();
+    let mut seen = String::new();
+    // The handler only finishes once two keep-alive spaces have arrived.
+    while seen.len() < 2 {
+        let chunk = stream.next().await.expect("chunk").expect("bytes");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(seen, "  ");
+    release.notify_one();
+    while let Some(chunk) = stream.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("bytes")));
+    }
+    let wrapped: Value = serde_json::from_str(seen.trim()).expect("final JSON");
+    assert_eq!(
+        (wrapped["status"].as_u64(), wrapped["body"].as_str()),
+        (Some(200), Some("\"done\""))
+    );
+}
+
+#[tokio::test]
+async fn batches_reach_the_handler_as_events() {
+    let f = Function::new("batch", "batch")
+        .trigger(Trigger::event("app/item"))
+        .batch_events(ticketing::inngest::Batch {
+            max_size: 10,
+            timeout: Duration::from_secs(5),
+            key: None,
+            if_exp: None,
+        })
+        .handler(|ctx: Ctx, _step: Step| async move {
+            let ids: Vec<Value> = ctx.events.iter().map(|e| e.data["n"].clone()).collect();
+            Ok::<_, FnError>(json!({ "first": ctx.event.data["n"], "all": ids, "run": ctx.run_id, "fn": ctx.function_id }))
+        });
+    let h = ServeHandler::new("app", InngestSettings::dev(), vec![f]);
+    let body = json!({
+        "ctx": {"run_id": "R", "attempt": 0},
+        "event": {"name": "app/item", "data": {"n": 1}},
+        "events": [{"name": "app/item", "data": {"n": 1}}, {"name": "app/item", "data": {"n": 2}}],
+        "steps": {},
+        "version": 2,
+    })
+    .to_string();
+    let out = request(
+        &h,
+        Method::POST,
+        "/api/inngest?fnId=app-batch&stepId=step",
+        &[],
+        &body,
+    )
+    .await;
+    assert_eq!(
+        out.json(),
+        json!({"first": 1, "all": [1, 2], "run": "R", "fn": "app-batch"})
+    );
+}
+
+#[tokio::test]
+async fn in_band_sync_without_a_body_is_an_error() {
+    let h = handler(InngestSettings::dev());
+    let out = request(
+        &h,
+        Method::PUT,
+        "/api/inngest",
+        &[("x-inngest-sync-kind", "in_band")],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 500);
+    assert!(
+        out.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Missing request body"))
+    );
+}

@@ -51,7 +51,8 @@
 //!
 //! - [`state`]: the pure run state machine, `apply(run, input, ctx) -> (run, actions)`.
 //! - [`driver`]: the worker loop: claim, call, apply, commit.
-//! - [`store`]: the [`RunStore`] port and [`MemoryStore`]; [`sqlite_store`]: [`SqliteRunStore`].
+//! - [`store`]: the [`RunStore`] port and [`MemoryStore`]; [`sqlite_store`]: [`SqliteRunStore`];
+//!   [`mongo_store`]: [`MongoRunStore`].
 //! - [`transport`]: [`Transport`], [`RouterTransport`], [`HttpTransport`], request building and
 //!   signing. [`opcode`]: reading SDK answers. [`function`]: reading register JSON.
 //! - [`expr`]: the expression subset (`event.`/`async.` comparisons); [`cron`]; [`duration`].
@@ -71,6 +72,7 @@ pub mod duration;
 pub mod events;
 pub mod expr;
 pub mod function;
+pub mod mongo_store;
 pub mod opcode;
 pub mod server_api;
 pub mod service;
@@ -82,6 +84,7 @@ pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use function::{FunctionDef, RegisterError};
+pub use mongo_store::MongoRunStore;
 pub use server_api::{SyncError, SyncOutcome};
 pub use service::{
     Executor, ExecutorError, ExecutorHandle, ExecutorOptions, PublishError, ServerKind,

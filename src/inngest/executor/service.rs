@@ -154,6 +154,7 @@ impl Executor {
         transport: Arc<dyn Transport>,
         options: ExecutorOptions,
     ) -> Executor {
+        super::stats::register_metrics();
         Executor {
             inner: Arc::new(Inner {
                 store,

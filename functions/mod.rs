@@ -1,0 +1,60 @@
+//! The durable functions, one file each, registered with the Inngest SDK. Steps return ids and
+//! small values only; every side effect is idempotent under replay (mail is recorded by key).
+
+mod notify;
+pub mod on_ticket_created;
+pub mod on_ticket_failed;
+pub mod on_ticket_updated;
+pub mod on_user_signup;
+pub mod retriage_ticket;
+mod triage;
+
+use crate::ai::{RulesEngine, TriageProvider};
+use crate::config::SlaConfig;
+use crate::inngest::Function;
+use crate::mail::{Mailer, Templates};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The app id the functions are registered under.
+pub const APP_ID: &str = "ticketing";
+
+/// What the functions work with, built once at start.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub ai: Arc<dyn TriageProvider>,
+    pub rules: RulesEngine,
+    pub mailer: Arc<dyn Mailer>,
+    pub templates: Templates,
+    pub sla: SlaConfig,
+    /// Bounds AI calls in this process, on top of the functions' concurrency limits, so a
+    /// burst of tickets cannot overrun the provider's rate limit.
+    pub ai_permits: Semaphore,
+    pub ai_concurrency: u32,
+}
+
+pub fn all(deps: Arc<Deps>) -> Vec<Function> {
+    vec![
+        on_ticket_created::function(deps.clone()),
+        on_user_signup::function(deps.clone()),
+        on_ticket_updated::function(deps.clone()),
+        retriage_ticket::function(deps),
+    ]
+}
+
+/// The id in an event's data, or a non-retriable error: a malformed event will not get better.
+pub(crate) fn data_id(
+    event: &crate::inngest::Event,
+    field: &str,
+) -> Result<String, crate::inngest::FnError> {
+    event.data[field]
+        .as_str()
+        .and_then(crate::domain::parse_id)
+        .ok_or_else(|| {
+            crate::inngest::FnError::non_retriable(format!(
+                "event {} has no valid {field}",
+                event.name
+            ))
+        })
+}

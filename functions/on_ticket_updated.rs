@@ -1,0 +1,127 @@
+//! `on-ticket-updated`: tells the people involved about status changes, reassignments and
+//! replies. Nobody is told about their own action.
+
+use super::notify::{Delivery, send_once};
+use super::{Deps, data_id};
+use crate::domain::events::{TICKET_COMMENTED, TICKET_UPDATED};
+use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
+use crate::mail::{MailContent, TicketInfo};
+use crate::store::Ticket;
+
+use std::sync::Arc;
+
+pub const ID: &str = "on-ticket-updated";
+
+pub fn function(deps: Arc<Deps>) -> Function {
+    Function::new(ID, "Notify the people involved in a ticket change")
+        .trigger(Trigger::event(TICKET_UPDATED))
+        .trigger(Trigger::event(TICKET_COMMENTED))
+        .retries(5)
+        .handler(move |ctx: Ctx, step: Step| {
+            let deps = deps.clone();
+            async move {
+                let sent: Vec<Delivery> = step
+                    .run("notify", || async move { notify(&deps, &ctx).await })
+                    .await?;
+                Ok::<_, FnError>(sent.len())
+            }
+        })
+}
+
+fn err(e: impl std::fmt::Display) -> FnError {
+    FnError::retriable(e.to_string())
+}
+
+async fn email_of(deps: &Deps, user_id: Option<&str>) -> Result<Option<String>, FnError> {
+    match user_id {
+        Some(id) => Ok(deps.store.get_user(id).await.map_err(err)?.map(|u| u.email)),
+        None => Ok(None),
+    }
+}
+
+/// Every message this change calls for: (recipient user id, key suffix, content).
+async fn messages(
+    deps: &Deps,
+    ctx: &Ctx,
+    ticket: &Ticket,
+) -> Result<Vec<(Option<String>, String, MailContent)>, FnError> {
+    let data = &ctx.event.data;
+    let mut info = TicketInfo::new(&ticket.id, &ticket.title);
+    info.priority = Some(ticket.priority);
+    info.category = ticket.category;
+    let mut out = Vec::new();
+    if ctx.event.name == TICKET_COMMENTED {
+        let author = data["author_id"].as_str().unwrap_or_default();
+        let internal = data["internal"].as_bool().unwrap_or(true);
+        let comment_id = data["comment_id"].as_str().unwrap_or_default();
+        let body = deps
+            .store
+            .list_comments(&ticket.id, true)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .find(|c| c.id == comment_id)
+            .map(|c| c.body)
+            .unwrap_or_default();
+        let author_email = email_of(deps, Some(author))
+            .await?
+            .unwrap_or_else(|| "someone".into());
+        let content = deps.templates.reply_added(&info, &author_email, &body);
+        // Internal notes never reach the ticket's creator.
+        if !internal && author != ticket.created_by {
+            out.push((
+                Some(ticket.created_by.clone()),
+                "creator".into(),
+                content.clone(),
+            ));
+        }
+        if let Some(assignee) = ticket.assigned_to.as_ref().filter(|a| a.as_str() != author) {
+            out.push((Some(assignee.clone()), "assignee".into(), content));
+        }
+        return Ok(out);
+    }
+    let actor = data["actor_id"].as_str().unwrap_or_default();
+    let changes = &data["changes"];
+    if let (Some(from), Some(to)) = (
+        changes["status"]["from"].as_str(),
+        changes["status"]["to"].as_str(),
+    ) {
+        let content = deps.templates.status_changed(&info, from, to);
+        if actor != ticket.created_by {
+            out.push((
+                Some(ticket.created_by.clone()),
+                "status:creator".into(),
+                content.clone(),
+            ));
+        }
+        if let Some(assignee) = ticket.assigned_to.as_ref().filter(|a| a.as_str() != actor) {
+            out.push((Some(assignee.clone()), "status:assignee".into(), content));
+        }
+    }
+    if let Some(new_assignee) = changes["assigned_to"]["to"]
+        .as_str()
+        .filter(|a| *a != actor)
+    {
+        out.push((
+            Some(new_assignee.to_owned()),
+            "assigned".into(),
+            deps.templates.ticket_assigned(&info, None),
+        ));
+    }
+    Ok(out)
+}
+
+async fn notify(deps: &Deps, ctx: &Ctx) -> Result<Vec<Delivery>, FnError> {
+    let ticket_id = data_id(&ctx.event, "ticket_id")?;
+    let Some(ticket) = deps.store.get_ticket(&ticket_id).await.map_err(err)? else {
+        return Ok(Vec::new());
+    };
+    let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());
+    let mut sent = Vec::new();
+    for (recipient, suffix, content) in messages(deps, ctx, &ticket).await? {
+        if let Some(to) = email_of(deps, recipient.as_deref()).await? {
+            sent.push(send_once(deps, &format!("{event_id}:{suffix}"), &to, content).await?);
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,40 @@
+//! `on-user-signup`: the welcome mail.
+
+use super::notify::{Delivery, send_once};
+use super::{Deps, data_id};
+use crate::domain::events::USER_SIGNUP;
+use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
+use std::sync::Arc;
+
+pub const ID: &str = "on-user-signup";
+
+pub fn function(deps: Arc<Deps>) -> Function {
+    Function::new(ID, "Welcome a new user")
+        .trigger(Trigger::event(USER_SIGNUP))
+        .retries(5)
+        .handler(move |ctx: Ctx, step: Step| {
+            let deps = deps.clone();
+            async move {
+                let user_id = data_id(&ctx.event, "user_id")?;
+                let key = format!(
+                    "{}:welcome",
+                    ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone())
+                );
+                let sent: Delivery = step
+                    .run("send-welcome", || async move {
+                        let Some(user) = deps
+                            .store
+                            .get_user(&user_id)
+                            .await
+                            .map_err(|e| FnError::retriable(e.to_string()))?
+                        else {
+                            return Ok(Delivery::Undeliverable);
+                        };
+                        let name = Some(user.name.as_str()).filter(|n| !n.is_empty());
+                        send_once(&deps, &key, &user.email, deps.templates.welcome(name)).await
+                    })
+                    .await?;
+                Ok::<_, FnError>(sent)
+            }
+        })
+}

@@ -1,0 +1,179 @@
+//! The triage and routing steps, shared by ticket creation and re-triage.
+
+use super::Deps;
+use crate::ai::{OnRateLimit, TicketText, TriageDecision, triage_with_fallback};
+use crate::domain::ticket::TriageStatus;
+use crate::domain::user::Role;
+use crate::inngest::FnError;
+use crate::routing::{Candidate, CandidateRole, choose_assignee};
+use crate::store::{StoreError, TriageUpdate};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+fn store_err(e: StoreError) -> FnError {
+    FnError::retriable(e.to_string())
+}
+
+/// What the triage step leaves in the run state.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Triaged {
+    pub status: TriageStatus,
+    pub source: String,
+    pub priority: crate::domain::ticket::Priority,
+    pub skills: Vec<String>,
+}
+
+/// Triages the ticket and saves the result. A rate limit is retried later (as the provider
+/// asked) while attempts remain; on the last attempt, and on any other AI failure, the rules
+/// engine decides, so a ticket is never left untriaged.
+pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<Triaged, FnError> {
+    let ticket = deps
+        .store
+        .get_ticket(ticket_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| FnError::non_retriable(format!("ticket {ticket_id} does not exist")))?;
+    let input = TicketText::new(ticket.title, ticket.description);
+    let on_rate_limit = if last_attempt {
+        OnRateLimit::Fallback
+    } else {
+        OnRateLimit::Defer
+    };
+    let decision = {
+        let _permit = deps
+            .ai_permits
+            .acquire()
+            .await
+            .map_err(|e| FnError::retriable(e.to_string()))?;
+        let started = Instant::now();
+        let decision =
+            triage_with_fallback(deps.ai.as_ref(), &deps.rules, &input, on_rate_limit).await;
+        let outcome = match &decision {
+            TriageDecision::Done(_) => "ok",
+            TriageDecision::Fallback { cause, .. } => cause.kind(),
+            TriageDecision::RetryLater { .. } => "rate_limited",
+        };
+        metrics::counter!("ai_calls_total", "provider" => deps.ai.name(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("ai_call_duration_seconds", "provider" => deps.ai.name())
+            .record(started.elapsed().as_secs_f64());
+        decision
+    };
+    let (outcome, status) = match decision {
+        TriageDecision::Done(outcome) => (outcome, TriageStatus::Done),
+        // With no AI configured the rules engine is the provider itself, not a fallback.
+        TriageDecision::Fallback { outcome, .. } => (outcome, TriageStatus::Fallback),
+        TriageDecision::RetryLater { retry_after, cause } => {
+            return Err(FnError::retry_after(
+                cause.to_string(),
+                retry_after.unwrap_or(Duration::from_secs(30)),
+            ));
+        }
+    };
+    if let Some(usage) = &outcome.usage {
+        metrics::counter!("ai_tokens_total", "provider" => deps.ai.name())
+            .increment(u64::from(usage.total_tokens));
+    }
+    let t = outcome.triage;
+    let update = TriageUpdate {
+        status,
+        summary: t.summary,
+        category: t.category,
+        priority: t.priority,
+        sentiment: t.sentiment.as_str().to_owned(),
+        required_skills: t.required_skills.clone(),
+        helpful_notes: t.helpful_notes,
+        confidence: t.confidence,
+        source: outcome.source.as_str().to_owned(),
+    };
+    let saved = deps
+        .store
+        .save_triage(ticket_id, update)
+        .await
+        .map_err(store_err)?;
+    Ok(Triaged {
+        status,
+        source: outcome.source.as_str().to_owned(),
+        priority: saved.priority,
+        skills: t.required_skills,
+    })
+}
+
+/// Who the ticket went to, small enough for step state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub assignee: Option<String>,
+    /// False when someone (an admin) had assigned it already.
+    pub by_routing: bool,
+}
+
+pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Routed, FnError> {
+    let ticket = deps
+        .store
+        .get_ticket(ticket_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| FnError::non_retriable(format!("ticket {ticket_id} does not exist")))?;
+    if let Some(assignee) = ticket.assigned_to {
+        return Ok(Routed {
+            assignee: Some(assignee),
+            by_routing: false,
+        });
+    }
+    let candidates: Vec<Candidate> = deps
+        .store
+        .staff_loads()
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(|s| Candidate {
+            id: s.id,
+            role: if s.role == Role::Admin {
+                CandidateRole::Admin
+            } else {
+                CandidateRole::Moderator
+            },
+            skills: s.skills,
+            open_tickets: s.open_tickets,
+            capacity: s.capacity,
+            last_assigned_at: s.last_assigned_at,
+        })
+        .collect();
+    let decision = choose_assignee(skills, &candidates, chrono::Utc::now());
+    match decision.assignee {
+        Some(assignee) => match deps
+            .store
+            .assign_if_unassigned(ticket_id, &assignee, &decision.reason)
+            .await
+            .map_err(store_err)?
+        {
+            Some(_) => Ok(Routed {
+                assignee: Some(assignee),
+                by_routing: true,
+            }),
+            // Someone assigned it between our read and our write: theirs stands.
+            None => {
+                let current = deps
+                    .store
+                    .get_ticket(ticket_id)
+                    .await
+                    .map_err(store_err)?
+                    .and_then(|t| t.assigned_to);
+                Ok(Routed {
+                    assignee: current,
+                    by_routing: false,
+                })
+            }
+        },
+        None => {
+            deps.store
+                .set_routing_reason(ticket_id, &decision.reason)
+                .await
+                .map_err(store_err)?;
+            Ok(Routed {
+                assignee: None,
+                by_routing: true,
+            })
+        }
+    }
+}
