@@ -15,6 +15,7 @@ mod executor_durability;
 mod executor_ops;
 mod executor_protocol;
 mod executor_runs;
+mod executor_sdks;
 mod executor_support;
 mod fuzz;
 mod inngest_app;
