@@ -36,7 +36,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     let ticket_id = data_id(&ctx.event, "ticket_id")?;
     let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());
 
-    let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id).await?;
+    let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id, false).await?;
 
     if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
         step.run("notify-assignee", || {

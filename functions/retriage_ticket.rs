@@ -19,7 +19,7 @@ pub fn function(deps: Arc<Deps>) -> Function {
             let deps = deps.clone();
             async move {
                 let ticket_id = data_id(&ctx.event, "ticket_id")?;
-                let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id).await?;
+                let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id, true).await?;
                 Ok::<_, FnError>(json!({ "ticket_id": ticket_id, "triage": triaged.status, "assignee": routed.assignee }))
             }
         })

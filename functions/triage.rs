@@ -109,7 +109,12 @@ pub struct Routed {
     pub by_routing: bool,
 }
 
-pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Routed, FnError> {
+pub async fn route(
+    deps: &Deps,
+    ticket_id: &str,
+    skills: &[String],
+    reroute: bool,
+) -> Result<Routed, FnError> {
     let ticket = deps
         .store
         .get_ticket(ticket_id)
@@ -119,6 +124,14 @@ pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Ro
     if let Some(assignee) = ticket.assigned_to {
         return Ok(Routed {
             assignee: Some(assignee),
+            by_routing: false,
+        });
+    }
+    // A reason already recorded means the assignment was decided, by a person or an earlier
+    // routing; only an explicit re-triage routes such a ticket again.
+    if ticket.routing_reason.is_some() && !reroute {
+        return Ok(Routed {
+            assignee: None,
             by_routing: false,
         });
     }
@@ -187,6 +200,7 @@ pub async fn triage_and_route(
     step: &Step,
     ctx: &Ctx,
     ticket_id: &str,
+    reroute: bool,
 ) -> Result<(Triaged, Routed), FnError> {
     // On the last attempt a rate-limited AI is not waited for: the rules engine decides.
     let last_attempt = ctx.max_attempts.is_some_and(|max| ctx.attempt + 1 >= max);
@@ -199,7 +213,7 @@ pub async fn triage_and_route(
     let routed: Routed = step
         .run("route", || {
             let (deps, id, skills) = (deps.clone(), ticket_id.to_owned(), triaged.skills.clone());
-            async move { route(&deps, &id, &skills).await }
+            async move { route(&deps, &id, &skills, reroute).await }
         })
         .await?;
     Ok((triaged, routed))

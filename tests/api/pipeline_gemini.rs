@@ -269,3 +269,53 @@ async fn persistent_rate_limit_falls_back_on_the_last_attempt() {
     assert_eq!(fake.request_count() as u32, 3 * run.max_attempts);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn an_admins_assignment_made_during_triage_is_not_undone_by_routing() {
+    let fake = FakeGemini::start().await;
+    fake.set_default(GeminiReply::Delayed(
+        Duration::from_millis(800),
+        Box::new(GeminiReply::Auto),
+    ));
+    let s = setup(&fake, FAKE_GEMINI_MODEL).await;
+    let id = open_db_ticket(&s.app, &s.customer, TITLE).await;
+    // While triage waits on the AI, an admin assigns the ticket and then takes it back.
+    eventually(Duration::from_secs(10), async || {
+        if fake.request_count() >= 1 {
+            Ok(())
+        } else {
+            Err("no triage call yet".to_owned())
+        }
+    })
+    .await;
+    let path = format!("/api/tickets/{id}");
+    let r = s
+        .app
+        .patch(
+            &path,
+            &s.admin,
+            serde_json::json!({"assignee_id": s.dba_id}),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK);
+    let r = s
+        .app
+        .patch(&path, &s.admin, serde_json::json!({"assignee_id": null}))
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK);
+    // Once the run waits for resolution, triage and routing are behind it.
+    wait_run(&s.app, "on-ticket-created", &id, is_waiting_for_event).await;
+    let t = wait_processed(&s.app, &s.admin, &id).await;
+    assert_eq!(t["triage_status"], "done", "{t}");
+    assert!(
+        t["assigned_to"].is_null(),
+        "routing left the admin's decision alone: {t}"
+    );
+    assert!(
+        t["routing_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unassigned by an admin"),
+        "{t}"
+    );
+}

@@ -239,7 +239,8 @@ impl TicketStore for SqliteStore {
             let assigned_to = change.assigned_to.clone().unwrap_or(current.assigned_to.clone());
             tx.execute(
                 "UPDATE tickets SET status = ?1, priority = ?2, priority_locked = ?3, assigned_to = ?4,
-                        resolved_at = ?5, updated_at = ?6, version = version + 1
+                        resolved_at = ?5, updated_at = ?6, version = version + 1,
+                        routing_reason = COALESCE(?8, routing_reason)
                  WHERE id = ?7",
                 params![
                     status.as_str(),
@@ -248,7 +249,8 @@ impl TicketStore for SqliteStore {
                     assigned_to,
                     resolved_at.map(ts),
                     ts(now),
-                    id
+                    id,
+                    change.routing_reason
                 ],
             )
             .map_err(sql)?;
