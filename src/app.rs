@@ -1,6 +1,6 @@
 //! Builds the running service from a `Config`: store, secrets, state, router, listener.
 
-use crate::ai::RulesEngine;
+use crate::ai::{ProviderSettings, RulesEngine, TriageProvider};
 use crate::auth::Tokens;
 use crate::config::{Config, Secret, StoreUrl};
 use crate::domain::user::{Email, Password, Role};
@@ -215,14 +215,21 @@ pub async fn operations_executor(
 
 /// The durable functions' collaborators, from the configuration.
 fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps> {
-    let http =
-        crate::ai::http_client().map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
     let provider = config.ai.provider_settings();
     tracing::info!(provider = ?provider, "AI triage provider");
     tracing::info!(mail = %config.mail.describe(), "mail transport");
+    // Building an HTTP client loads the system's root certificates, which costs milliseconds
+    // at start: only the AI providers need one.
+    let ai = match provider {
+        ProviderSettings::Rules => Arc::new(RulesEngine::new()) as Arc<dyn TriageProvider>,
+        _ => provider.build(
+            crate::ai::http_client()
+                .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?,
+        ),
+    };
     Ok(Deps {
         store,
-        ai: provider.build(http),
+        ai,
         rules: RulesEngine::new(),
         mailer: config
             .mail
@@ -278,6 +285,9 @@ impl App {
             background,
         } = self.service;
         tracing::info!(%addr, store = state.store.backend(), "listening");
+        // After the start, not during it (it would compete for the CPU): the rules engine is
+        // then compiled by the time the first ticket needs it.
+        tokio::task::spawn_blocking(RulesEngine::warm_up);
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -16,7 +16,8 @@
 //! boundaries, so "Java" does not match "JavaScript" and a skill such as `(a+)+$` is literal text.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
@@ -65,7 +66,34 @@ pub struct RoutingDecision {
 
 struct Requirement<'a> {
     skill: &'a str,
-    pattern: Regex,
+    pattern: Arc<Regex>,
+}
+
+/// Compiled patterns by required skill (lowercased; the patterns ignore case). Routing runs for
+/// every ticket and the skills mostly come from a small vocabulary, so each pattern is compiled
+/// once rather than per ticket. Bounded, since an AI may name any skill.
+static PATTERNS: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> = LazyLock::new(Mutex::default);
+const MAX_CACHED_PATTERNS: usize = 1024;
+
+fn skill_pattern(skill: &str) -> Option<Arc<Regex>> {
+    let key = skill.to_lowercase();
+    let cached = |key: &str| {
+        PATTERNS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    };
+    if let Some(pattern) = cached(&key) {
+        return Some(pattern);
+    }
+    let pattern = Arc::new(skills::term_regex(skills::equivalent_terms(skill))?);
+    let mut patterns = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
+    if patterns.len() >= MAX_CACHED_PATTERNS {
+        patterns.clear();
+    }
+    patterns.insert(key, pattern.clone());
+    Some(pattern)
 }
 
 fn requirements(required_skills: &[String]) -> Vec<Requirement<'_>> {
@@ -75,7 +103,7 @@ fn requirements(required_skills: &[String]) -> Vec<Requirement<'_>> {
         .map(|s| s.trim())
         .filter(|s| !s.is_empty() && seen.insert(s.to_lowercase()))
         .filter_map(|skill| {
-            let pattern = skills::term_regex(skills::equivalent_terms(skill))?;
+            let pattern = skill_pattern(skill)?;
             Some(Requirement { skill, pattern })
         })
         .collect()

@@ -5,6 +5,7 @@
 //! All patterns here are fixed, written in this file; ticket text is only ever the haystack.
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use regex::Regex;
@@ -63,8 +64,18 @@ impl HighKind {
     }
 }
 
-/// The rules engine. Build once and share: construction compiles the patterns.
+/// The rules engine. Cheap to create: its patterns are compiled once per process, on first use
+/// or by [`RulesEngine::warm_up`].
+#[derive(Clone, Debug)]
 pub struct RulesEngine {
+    _patterns: (),
+}
+
+/// Compiling the patterns takes tens of milliseconds; doing it once, off the start path, keeps
+/// the server's cold start short and lets every engine share them.
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::compile);
+
+struct Patterns {
     categories: Vec<(Category, Vec<Signal>)>,
     high: Vec<(HighKind, Regex)>,
     urgency_negated: Regex,
@@ -91,8 +102,8 @@ struct Scored {
     hits: Vec<Hit>,
 }
 
-impl RulesEngine {
-    pub fn new() -> Self {
+impl Patterns {
+    fn compile() -> Self {
         // Category rules, in tie-break order: when two categories score the same, the earlier
         // one wins (a billing question is handled as billing).
         let categories = vec![
@@ -413,7 +424,7 @@ impl RulesEngine {
             ),
         ];
 
-        RulesEngine {
+        Patterns {
             categories,
             high,
             urgency_negated,
@@ -422,6 +433,19 @@ impl RulesEngine {
             negative,
             positive,
         }
+    }
+}
+
+impl RulesEngine {
+    pub fn new() -> Self {
+        RulesEngine { _patterns: () }
+    }
+
+    /// Compiles the patterns now (and the skill vocabulary's), so that the first ticket does not
+    /// wait for them. Blocking: run it on a blocking thread.
+    pub fn warm_up() {
+        LazyLock::force(&PATTERNS);
+        skills::warm_up();
     }
 
     /// Triage a ticket. Deterministic: the same text always gives the same result.
@@ -482,7 +506,7 @@ impl RulesEngine {
 
     /// Scores every category; returns the winner and all scores, best first.
     fn category(&self, title: &str, description: &str) -> (Category, Vec<(Category, Scored)>) {
-        let mut scored: Vec<(Category, Scored)> = self
+        let mut scored: Vec<(Category, Scored)> = PATTERNS
             .categories
             .iter()
             .map(|(cat, signals)| {
@@ -518,10 +542,10 @@ impl RulesEngine {
         category: Category,
         sentiment: Sentiment,
     ) -> (Priority, Vec<HighKind>, Vec<Hit>) {
-        let urgency_negated = self.urgency_negated.is_match(text);
+        let urgency_negated = PATTERNS.urgency_negated.is_match(text);
         let mut kinds = Vec::new();
         let mut hits = Vec::new();
-        for (kind, re) in &self.high {
+        for (kind, re) in &PATTERNS.high {
             if *kind == HighKind::Urgency && urgency_negated {
                 continue;
             }
@@ -536,7 +560,7 @@ impl RulesEngine {
         if !kinds.is_empty() {
             return (Priority::High, kinds, hits);
         }
-        let low_hits: Vec<Hit> = self
+        let low_hits: Vec<Hit> = PATTERNS
             .low
             .iter()
             .filter_map(|s| {
@@ -577,7 +601,7 @@ impl RulesEngine {
                 .sum()
         };
         let mut frustrated_hits = Vec::new();
-        let mut frustrated = score(&self.frustrated, &mut frustrated_hits);
+        let mut frustrated = score(&PATTERNS.frustrated, &mut frustrated_hits);
         let shouted = shouted_words(text);
         if shouted >= 3 {
             frustrated += 2;
@@ -587,9 +611,9 @@ impl RulesEngine {
             });
         }
         let mut negative_hits = Vec::new();
-        let negative = score(&self.negative, &mut negative_hits);
+        let negative = score(&PATTERNS.negative, &mut negative_hits);
         let mut positive_hits = Vec::new();
-        let positive = score(&self.positive, &mut positive_hits);
+        let positive = score(&PATTERNS.positive, &mut positive_hits);
 
         let unhappy = frustrated + negative;
         if frustrated >= 3 || (frustrated >= 2 && negative >= 1) {

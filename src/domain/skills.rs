@@ -663,6 +663,11 @@ static COMPILED: LazyLock<Vec<CompiledSkill>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Compiles the vocabulary's patterns now rather than on first use.
+pub fn warm_up() {
+    LazyLock::force(&COMPILED);
+}
+
 /// The skill whose canonical name is `name` (case-insensitive).
 pub fn lookup(name: &str) -> Option<&'static SkillDef> {
     let name = name.trim();

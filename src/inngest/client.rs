@@ -1,7 +1,7 @@
 //! Outbound HTTP: sending events (`POST {event_api}/e/{key}`) and authenticated API calls
 //! (`/fn/register`, `/v0/runs/…`) with the hashed signing key and its fallback.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -53,6 +53,17 @@ pub(crate) fn http_client() -> reqwest::Client {
         .expect("BUG: an HTTP client with default TLS settings always builds")
 }
 
+/// An [`http_client`] built on first use and shared by clones: building one loads the system's
+/// root certificates (milliseconds at start), and the embedded executor never needs it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LazyHttp(Arc<OnceLock<reqwest::Client>>);
+
+impl LazyHttp {
+    pub(crate) fn get(&self) -> &reqwest::Client {
+        self.0.get_or_init(http_client)
+    }
+}
+
 fn header(value: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(value).ok()
 }
@@ -87,15 +98,20 @@ pub(crate) fn identity_headers(settings: &InngestSettings) -> HeaderMap {
 #[derive(Clone, Debug)]
 pub struct EventClient {
     settings: Arc<InngestSettings>,
-    http: reqwest::Client,
+    http: LazyHttp,
     base_delay: Duration,
 }
 
 impl EventClient {
     pub fn new(settings: &InngestSettings) -> Self {
+        Self::with_http(settings, LazyHttp::default())
+    }
+
+    /// Sends through `http`, shared with other callers.
+    pub(crate) fn with_http(settings: &InngestSettings, http: LazyHttp) -> Self {
         Self {
             settings: Arc::new(settings.clone()),
-            http: http_client(),
+            http,
             base_delay: SEND_BASE_DELAY,
         }
     }
@@ -180,6 +196,7 @@ impl EventClient {
     ) -> Result<Vec<String>, SendError> {
         let response = self
             .http
+            .get()
             .post(url.as_str())
             .headers(hdrs.clone())
             .body(body.to_vec())
@@ -225,11 +242,11 @@ fn is_transient(error: &SendError) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) struct ApiClient {
     settings: Arc<InngestSettings>,
-    http: reqwest::Client,
+    http: LazyHttp,
 }
 
 impl ApiClient {
-    pub fn new(settings: &InngestSettings, http: reqwest::Client) -> Self {
+    pub fn new(settings: &InngestSettings, http: LazyHttp) -> Self {
         Self {
             settings: Arc::new(settings.clone()),
             http,
@@ -250,7 +267,7 @@ impl ApiClient {
             self.settings.signing_key_fallback().map(|k| k.hashed()),
         ];
         let with_auth = |token: Option<&String>| {
-            let mut req = build(&self.http).headers(identity_headers(&self.settings));
+            let mut req = build(self.http.get()).headers(identity_headers(&self.settings));
             if let Some(token) = token {
                 req = req.header(AUTHORIZATION, format!("Bearer {token}"));
             }

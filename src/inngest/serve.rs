@@ -17,7 +17,7 @@ use axum::routing::any;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 
-use super::client::{ApiClient, EventClient, http_client};
+use super::client::{ApiClient, EventClient, LazyHttp};
 use super::execution::{Call, CallOutcome, Retriability};
 use super::function::{FAILURE_SUFFIX, Function, HandlerFn};
 use super::headers;
@@ -165,10 +165,11 @@ impl ServeHandler {
             }
             handlers.insert(id, f.handler_fn().clone());
         }
-        let http = http_client();
+        let http = LazyHttp::default();
         Self {
             inner: Arc::new(Inner {
-                events: EventClient::new(&settings),
+                // One client for both, built when first needed.
+                events: EventClient::with_http(&settings, http.clone()),
                 api: ApiClient::new(&settings, http),
                 app_id,
                 settings,

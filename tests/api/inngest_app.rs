@@ -1,5 +1,5 @@
 //! The functions served by both the Rust test app and the JS oracle (`tests/js-oracle/server.mjs`).
-//! Shared with the `serve_vs_js` benchmark.
+//! Shared with the benchmark suite (`benches/suite.rs`).
 
 #![allow(dead_code)]
 

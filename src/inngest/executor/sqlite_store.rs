@@ -1,6 +1,6 @@
 //! [`RunStore`] on SQLite. It opens its own connection to a database file (it can be the
-//! application's own file: every table is prefixed `inngest_`), in WAL mode with a busy
-//! timeout, and runs every operation on the blocking pool inside `BEGIN IMMEDIATE`.
+//! application's own file: every table is prefixed `inngest_`), in WAL mode waiting for
+//! the write lock, and runs every operation on the blocking pool inside `BEGIN IMMEDIATE`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS inngest_queue (
 );
 CREATE INDEX IF NOT EXISTS inngest_queue_by_due ON inngest_queue(due_at);
 CREATE INDEX IF NOT EXISTS inngest_queue_by_run ON inngest_queue(run_id);
+-- Every claim counts the leased items' concurrency slots: without it, a scan of the whole queue.
+CREATE INDEX IF NOT EXISTS inngest_queue_by_lease ON inngest_queue(lease_until);
 CREATE TABLE IF NOT EXISTS inngest_pauses (
     id TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
@@ -96,15 +98,27 @@ fn kind_name(kind: &ItemKind) -> &'static str {
     }
 }
 
+/// Called while another connection (the application's, sharing the file) holds the write lock:
+/// retries every 50 µs at first, then every millisecond, for about five seconds, rather than
+/// SQLite's 1, 2, 5, 10 … ms sleeps that overshoot short transactions.
+fn wait_for_lock(attempt: i32) -> bool {
+    let pause = match attempt {
+        0..=39 => std::time::Duration::from_micros(50),
+        40..=5000 => std::time::Duration::from_millis(1),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
+}
+
 impl SqliteRunStore {
     /// Opens (or creates) the database file and the `inngest_` tables.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteRunStore> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
-            let conn = Connection::open(&p).map_err(backend)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(backend)?;
+            let mut conn = Connection::open(&p).map_err(backend)?;
+            conn.busy_handler(Some(wait_for_lock)).map_err(backend)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(backend)?;
             conn.pragma_update(None, "synchronous", "NORMAL")

@@ -80,6 +80,11 @@ const MIGRATIONS: &[&str] = &[
         sent_at   TEXT NOT NULL
     );
     "#,
+    // 3: routing counts each moderator's open tickets for every new ticket; this answers it from
+    // the index instead of reading every ticket they were ever assigned.
+    r#"
+    CREATE INDEX tickets_by_assignee_status ON tickets (assigned_to, status);
+    "#,
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

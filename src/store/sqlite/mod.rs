@@ -15,10 +15,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 const READERS: usize = 4;
+
+/// How often the WAL is copied back into the database file, by a connection of its own. SQLite
+/// would otherwise do it inside whichever commit crosses its threshold, fsync included, and
+/// every API write queued behind that one would wait for the disk.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -33,24 +39,38 @@ struct Inner {
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
 
+/// Called while another connection (the executor's, on the same file) holds the write lock:
+/// retries every 50 µs at first, then every millisecond, for about five seconds. SQLite's own
+/// busy timeout sleeps 1, 2, 5, 10 … ms between tries, so a write waiting on a transaction of a
+/// fraction of a millisecond would wait several.
+fn wait_for_lock(attempt: i32) -> bool {
+    let pause = match attempt {
+        0..=39 => Duration::from_micros(50),
+        40..=5000 => Duration::from_millis(1),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl Into<PathBuf>) -> StoreResult<Self> {
         let path = path.into();
-        tokio::task::spawn_blocking(move || -> StoreResult<Self> {
+        tokio::task::spawn_blocking(move || -> StoreResult<(Self, Connection)> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -58,21 +78,30 @@ impl SqliteStore {
             }
             let mut writer = open(&path).map_err(unavailable)?;
             migrations::run(&mut writer).map_err(unavailable)?;
+            writer
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(unavailable)?;
             let readers = (0..READERS)
                 .map(|_| open(&path))
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(unavailable)?;
-            Ok(Self {
+            let checkpointer = open(&path).map_err(unavailable)?;
+            let store = Self {
                 inner: Arc::new(Inner {
                     path,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(readers),
                     read_permits: Semaphore::new(READERS),
                 }),
-            })
+            };
+            Ok((store, checkpointer))
         })
         .await
         .map_err(|e| StoreError::Other(e.into()))?
+        .map(|(store, checkpointer)| {
+            tokio::spawn(checkpoints(Arc::downgrade(&store.inner), checkpointer));
+            store
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +166,29 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(e.into()))?;
         drop(permit);
         out
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the store is dropped. Passive: it never
+/// waits for, nor blocks, readers and writers.
+async fn checkpoints(store: Weak<Inner>, conn: Connection) {
+    let conn = Arc::new(Mutex::new(conn));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if store.strong_count() == 0 {
+            return;
+        }
+        let conn = conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+        }
     }
 }
 

@@ -1,0 +1,79 @@
+//! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
+//! `serve`, `create`, `pipeline`, `memory` (all when none is given). It prints each number as it
+//! is measured, PASS or MISS for each target with the gap, and Markdown tables at the end.
+//!
+//! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
+//! cargo builds for this bench; the JS side is the official SDK app in `tests/js-oracle`
+//! (`npm ci` on first use). Sizes come from `BENCH_*` variables (see `suite/settings.rs`).
+
+#[path = "../tests/api/inngest_app.rs"]
+mod inngest_app;
+
+#[path = "suite/api.rs"]
+mod api;
+#[path = "suite/cold_start.rs"]
+mod cold_start;
+#[path = "suite/create.rs"]
+mod create;
+#[path = "suite/fake_gemini.rs"]
+mod fake_gemini;
+#[path = "suite/load.rs"]
+mod load;
+#[path = "suite/pipeline.rs"]
+mod pipeline;
+#[path = "suite/report.rs"]
+mod report;
+#[path = "suite/serve.rs"]
+mod serve;
+#[path = "suite/server.rs"]
+mod server;
+#[path = "suite/settings.rs"]
+mod settings;
+
+use std::process::ExitCode;
+
+const NAMES: [&str; 5] = ["cold-start", "serve", "create", "pipeline", "memory"];
+
+fn main() -> ExitCode {
+    // cargo passes `--bench`; names are the other arguments.
+    let mut selected: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if let Some(unknown) = selected.iter().find(|a| !NAMES.contains(&a.as_str())) {
+        eprintln!(
+            "unknown benchmark {unknown:?}; choose from {}",
+            NAMES.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    if selected.is_empty() {
+        selected = NAMES.iter().map(|n| (*n).to_owned()).collect();
+    }
+    let wants = |name: &str| selected.iter().any(|s| s == name);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = settings::Settings::from_env();
+    println!("server binary: {}", server::binary().display());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut report = report::Report::new();
+    // Quietest first: nothing else is running while processes start.
+    if wants("cold-start") {
+        cold_start::run(&mut report, &settings);
+    }
+    rt.block_on(async {
+        if wants("serve") {
+            serve::run(&mut report, &settings).await;
+        }
+        if wants("create") {
+            create::run(&mut report, &settings).await;
+        }
+        if wants("pipeline") || wants("memory") {
+            pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;
+        }
+    });
+    report.print_summary();
+    ExitCode::SUCCESS
+}

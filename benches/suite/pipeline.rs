@@ -1,0 +1,213 @@
+//! The embedded pipeline and memory, on one server: rules triage (no AI configured), routing to
+//! moderators, and mail written to `DATA_DIR/outbox`.
+//!
+//! 1. Idle: resident memory once the server has started and settled.
+//! 2. Steady: tickets at a modest fixed rate; time from creation to assignment.
+//! 3. Burst: the rest of the tickets as fast as the API takes them; tickets fully processed
+//!    (triaged, routed, both mails written) per second, from the first request to the last mail.
+//! 4. Resident memory after all of them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::api::{Api, PASSWORD};
+use crate::load::{ms, percentile};
+use crate::report::Report;
+use crate::server::start_server;
+use crate::settings::Settings;
+
+const ADMIN: &str = "admin@bench.test";
+const MODERATORS: [&[&str]; 3] = [&["SQL", "Postgres"], &["React", "CSS"], &["Billing"]];
+/// Each ticket's run writes two mails: to the assignee and to the creator.
+const MAILS_PER_TICKET: usize = 2;
+const STEADY_RATE: f64 = 100.0;
+const STEADY_TICKETS: usize = 500;
+const THROUGHPUT_TARGET: f64 = 200.0;
+const IDLE_LIMIT_MB: f64 = 30.0;
+
+fn mails(outbox: &Path) -> usize {
+    std::fs::read_dir(outbox)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until the outbox holds `count` mails; the time it took, or `None` at `limit`.
+async fn wait_for_mails(outbox: &Path, count: usize, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if mails(outbox) >= count {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn mb(bytes: Option<u64>) -> f64 {
+    bytes.map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0))
+}
+
+fn time(ticket: &Value, field: &str) -> Option<DateTime<Utc>> {
+    ticket[field].as_str()?.parse().ok()
+}
+
+/// Creation-to-assignment times of the tickets whose number (`#i` in the title) is in `range`,
+/// sorted, and how many of those are unassigned.
+fn assignment_times(tickets: &[Value], range: std::ops::Range<usize>) -> (Vec<Duration>, usize) {
+    let mut times = Vec::new();
+    let mut unassigned = 0;
+    for t in tickets {
+        let number = t["title"]
+            .as_str()
+            .and_then(|s| s.rsplit_once('#'))
+            .and_then(|(_, n)| n.parse::<usize>().ok());
+        if !number.is_some_and(|n| range.contains(&n)) {
+            continue;
+        }
+        match (time(t, "created_at"), time(t, "assigned_at")) {
+            (Some(c), Some(a)) => times.push((a - c).to_std().unwrap_or_default()),
+            _ => unassigned += 1,
+        }
+    }
+    times.sort();
+    (times, unassigned)
+}
+
+fn latency_line(times: &[Duration], unassigned: usize) -> String {
+    format!(
+        "{:.1} / {:.1} ms ({} tickets, {unassigned} unassigned)",
+        ms(percentile(times, 0.5)),
+        ms(percentile(times, 0.99)),
+        times.len()
+    )
+}
+
+pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memory: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = dir.path().join("outbox");
+    let env = vec![
+        (
+            "JWT_SECRET",
+            "bench-secret-0123456789abcdef0123456789".to_owned(),
+        ),
+        ("BOOTSTRAP_ADMIN_EMAIL", ADMIN.to_owned()),
+        ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
+    ];
+    let path = dir.path().to_owned();
+    let server = tokio::task::spawn_blocking(move || start_server(&path, &env))
+        .await
+        .expect("server start");
+    let total = settings.tickets.max(STEADY_TICKETS + 1);
+    println!(
+        "\nembedded pipeline: rules triage, {} moderators, mail to the outbox folder; {total} tickets",
+        MODERATORS.len()
+    );
+
+    // Idle: started, the admin's welcome mail written, nothing else asked of it.
+    wait_for_mails(&outbox, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = mb(server.rss());
+
+    let api = Api::new(server.url(""));
+    let admin = api.login(ADMIN, PASSWORD).await;
+    for (i, skills) in MODERATORS.iter().enumerate() {
+        let (id, _) = api.register(&format!("moderator{i}@bench.test")).await;
+        api.patch_user(&admin, &id, json!({"role": "moderator", "skills": skills}))
+            .await;
+    }
+    let customer = api.register("customer@bench.test").await.1;
+    let welcomed = 1 + MODERATORS.len() + 1;
+    wait_for_mails(&outbox, welcomed, Duration::from_secs(30)).await;
+    let mut expected = mails(&outbox);
+
+    // Steady: well under capacity, so the times are the pipeline's own, not queueing.
+    let steady = crate::load::open_loop(
+        STEADY_RATE,
+        Duration::from_secs_f64(STEADY_TICKETS as f64 / STEADY_RATE),
+        |i| api.create_ticket(&customer, i),
+    )
+    .await;
+    expected += MAILS_PER_TICKET * steady.ok;
+    let steady_done = wait_for_mails(&outbox, expected, Duration::from_secs(120)).await;
+
+    // Burst: everything else at once.
+    let burst_count = total - STEADY_TICKETS;
+    let started = Instant::now();
+    let create = {
+        let (api, customer) = (api.clone(), customer.clone());
+        move |i: usize| api.create_ticket(&customer, STEADY_TICKETS + i)
+    };
+    let burst = crate::load::closed_loop(32, burst_count, Duration::from_secs(120), create).await;
+    let accepted_in = started.elapsed();
+    expected += MAILS_PER_TICKET * burst.ok;
+    let burst_done = wait_for_mails(&outbox, expected, settings.pipeline_limit)
+        .await
+        .map(|_| started.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = mb(server.rss());
+    let peak = mb(server.peak_rss());
+
+    let tickets = api.all_tickets(&admin).await;
+    let bench = "embedded pipeline";
+    if pipeline {
+        let (steady_times, steady_unassigned) = assignment_times(&tickets, 0..STEADY_TICKETS);
+        let (burst_times, burst_unassigned) = assignment_times(&tickets, STEADY_TICKETS..total);
+        report.row(
+            bench,
+            &format!("creation to assignment p50 / p99, {STEADY_RATE} tickets/s"),
+            latency_line(&steady_times, steady_unassigned),
+        );
+        if steady_done.is_none() {
+            println!("  (steady phase: not every mail was written within 120 s)");
+        }
+        report.row(
+            bench,
+            &format!("burst of {burst_count}: API accepted them in"),
+            format!(
+                "{:.2} s ({:.0} tickets/s, {} failed)",
+                accepted_in.as_secs_f64(),
+                burst.rps(),
+                burst.failed
+            ),
+        );
+        let throughput = burst_done.map_or(0.0, |d| burst.ok as f64 / d.as_secs_f64());
+        report.row(
+            bench,
+            &format!("burst of {burst_count}: fully processed in"),
+            match burst_done {
+                Some(d) => format!("{:.2} s ({throughput:.0} tickets/s)", d.as_secs_f64()),
+                None => format!("not within {:?}", settings.pipeline_limit),
+            },
+        );
+        report.row(
+            bench,
+            "creation to assignment p50 / p99, burst",
+            latency_line(&burst_times, burst_unassigned),
+        );
+        report.at_least(
+            "tickets fully processed per second",
+            throughput,
+            THROUGHPUT_TARGET,
+            "tickets/s",
+        );
+    }
+    if memory {
+        let bench = "memory (VmRSS)";
+        report.row(bench, "idle, after start", format!("{idle:.1} MB"));
+        report.row(
+            bench,
+            &format!("after {} tickets processed", tickets.len()),
+            format!("{after:.1} MB (peak {peak:.1} MB)"),
+        );
+        report.below("idle memory", idle, IDLE_LIMIT_MB, "MB");
+    }
+}

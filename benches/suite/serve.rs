@@ -1,0 +1,140 @@
+//! The Rust serve endpoint against the official JS SDK on the same signed replay request: a
+//! three-step function (`step.run`, `step.sleep`, `step.run`) whose steps are all memoized, so
+//! each call replays the function and returns its result. Both sides serve the functions of
+//! `tests/api/inngest_app.rs` / `tests/js-oracle/server.mjs` in cloud mode with the same key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use ticketing::inngest::protocol::hash_step_id;
+use ticketing::inngest::signature::{SigningKey, canonical_json};
+use ticketing::inngest::{InngestSettings, ServeHandler};
+
+use crate::inngest_app;
+use crate::load::closed_loop;
+use crate::report::Report;
+use crate::server::start_js;
+use crate::settings::Settings;
+
+const KEY: &str = "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
+const PATH: &str = "/api/inngest?fnId=my-app-steps&stepId=step";
+const RATIO_TARGET: f64 = 20.0;
+
+/// The same environment for both: cloud mode with the same key, an event API nobody calls.
+pub fn sdk_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("INNGEST_SIGNING_KEY", KEY.to_owned()),
+        ("INNGEST_EVENT_KEY", "bench".to_owned()),
+        ("INNGEST_BASE_URL", "http://127.0.0.1:9/".to_owned()),
+    ]
+}
+
+fn replay_body() -> String {
+    let event = json!({"name": "app/steps", "data": {}, "id": "01HEVT", "ts": 1_700_000_000_000u64, "user": {}});
+    let ids = ["first step", "sleep", "second step"].map(hash_step_id);
+    canonical_json(&json!({
+        "ctx": {
+            "attempt": 0,
+            "disable_immediate_execution": false,
+            "run_id": "01HRUN",
+            "stack": { "current": 3, "stack": ids },
+            "use_api": false,
+        },
+        "event": event,
+        "events": [event],
+        "steps": { ids[0].clone(): {"data": "A"}, ids[1].clone(): null, ids[2].clone(): {"data": "AB"} },
+        "version": 2,
+    }))
+}
+
+/// Requests per second answered 200 with the expected result, and failures.
+async fn throughput(url: String, body: &str, clients: usize, limit: Duration) -> (f64, usize) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let signature = SigningKey::new(KEY).sign(body.as_bytes(), chrono::Utc::now().timestamp());
+    let shared = Arc::new((client, url, body.to_owned(), signature));
+    let hit = move |_| {
+        let shared = shared.clone();
+        async move {
+            let (client, url, body, sig) = &*shared;
+            let res = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-inngest-signature", sig)
+                .body(body.clone())
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status() == 200 => r
+                    .bytes()
+                    .await
+                    .is_ok_and(|b| b.windows(4).any(|w| w == b"\"AB\"")),
+                _ => false,
+            }
+        }
+    };
+    // Warm-up: connections, and the JIT on the JS side.
+    closed_loop(clients, usize::MAX, Duration::from_secs(1), hit.clone()).await;
+    let run = closed_loop(clients, usize::MAX, limit, hit).await;
+    (run.rps(), run.failed)
+}
+
+pub async fn run(report: &mut Report, settings: &Settings) {
+    let js = tokio::task::spawn_blocking(|| start_js(&sdk_env()))
+        .await
+        .expect("JS app");
+    let env: HashMap<&str, String> = sdk_env().into_iter().collect();
+    let handler = ServeHandler::new(
+        inngest_app::APP_ID,
+        InngestSettings::from_lookup(|k| env.get(k).cloned()),
+        inngest_app::functions(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = handler.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let body = replay_body();
+    let clients = settings.serve_clients;
+    println!(
+        "\nserve endpoint: replay request of {} bytes, {clients} clients, {:?} per side",
+        body.len(),
+        settings.serve_duration
+    );
+    let (rust, rust_failed) = throughput(
+        format!("http://{addr}{PATH}"),
+        &body,
+        clients,
+        settings.serve_duration,
+    )
+    .await;
+    let (node, node_failed) =
+        throughput(js.url(PATH), &body, clients, settings.serve_duration).await;
+    server.abort();
+    drop(js);
+    let bench = "serve endpoint (replay)";
+    report.row(
+        bench,
+        "Rust (axum)",
+        format!("{rust:.0} req/s ({rust_failed} failed)"),
+    );
+    report.row(
+        bench,
+        "JS SDK (node)",
+        format!("{node:.0} req/s ({node_failed} failed)"),
+    );
+    let ratio = if rust_failed + node_failed > 0 || node == 0.0 {
+        0.0
+    } else {
+        rust / node
+    };
+    report.row(bench, "ratio", format!("{ratio:.1}x"));
+    report.at_least("serve endpoint vs JS SDK", ratio, RATIO_TARGET, "x");
+}
