@@ -2,7 +2,7 @@
 //! the SLA deadline -> escalate.
 
 use super::notify::{Delivery, admin_emails, send_once};
-use super::triage::{Routed, Triaged, route, triage};
+use super::triage::triage_and_route;
 use super::{Deps, data_id};
 use crate::domain::events::{TICKET_CREATED, TICKET_RESOLVED};
 use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger, WaitForEvent};
@@ -35,21 +35,8 @@ pub fn function(deps: Arc<Deps>) -> Function {
 async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     let ticket_id = data_id(&ctx.event, "ticket_id")?;
     let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());
-    let last_attempt = ctx.max_attempts.is_some_and(|max| ctx.attempt + 1 >= max);
 
-    let triaged: Triaged = step
-        .run("triage", || {
-            let (deps, id) = (deps.clone(), ticket_id.clone());
-            async move { triage(&deps, &id, last_attempt).await }
-        })
-        .await?;
-
-    let routed: Routed = step
-        .run("route", || {
-            let (deps, id, skills) = (deps.clone(), ticket_id.clone(), triaged.skills.clone());
-            async move { route(&deps, &id, &skills).await }
-        })
-        .await?;
+    let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id, false).await?;
 
     if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
         step.run("notify-assignee", || {
@@ -88,10 +75,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
         .await?;
 
     // The timeout is only read when the wait is first reached; replays use the stored result.
-    let timeout = (due - Utc::now())
-        .to_std()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1));
+    let timeout = wait_timeout(due, Utc::now());
     let resolved: Option<Value> = step
         .wait_for_event(
             "wait-for-resolution",
@@ -126,6 +110,15 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     Ok(
         json!({ "ticket_id": ticket_id, "triage": triaged.status, "assignee": routed.assignee, "sla": if escalated { "breached" } else { "met" } }),
     )
+}
+
+/// How long to wait for resolution so the wait cannot end before `due`. Timeouts travel as
+/// whole seconds ("1s"), and the wire format drops the fraction: 1.9 s left would become "1s"
+/// and the ticket would be escalated before its deadline. So round up, and wait at least 1 s.
+fn wait_timeout(due: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    let left = (due - now).to_std().unwrap_or(Duration::ZERO);
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
 }
 
 async fn load(deps: &Deps, ticket_id: &str) -> Result<crate::store::Ticket, FnError> {
@@ -206,4 +199,22 @@ async fn notify_escalation(
         sent.push(send_once(deps, &format!("{key}:{to}"), &to, content).await?);
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_never_ends_before_the_deadline() {
+        let now = Utc::now();
+        let ms = chrono::Duration::milliseconds;
+        assert_eq!(wait_timeout(now + ms(1900), now), Duration::from_secs(2));
+        assert_eq!(wait_timeout(now + ms(2000), now), Duration::from_secs(2));
+        assert_eq!(wait_timeout(now + ms(2001), now), Duration::from_secs(3));
+        assert_eq!(wait_timeout(now + ms(300), now), Duration::from_secs(1));
+        assert_eq!(wait_timeout(now - ms(5000), now), Duration::from_secs(1));
+        let wire = crate::inngest::protocol::time_str(wait_timeout(now + ms(14_400_500), now));
+        assert_eq!(wire, "4h1s");
+    }
 }

@@ -54,6 +54,7 @@ pub async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError
                     let content = deps.templates.processing_failed(
                         &crate::mail::TicketInfo::new(&ticket.id, &ticket.title),
                         &reason,
+                        ticket.triage_status == crate::domain::ticket::TriageStatus::Failed,
                     );
                     sent.push(send_once(&deps, &format!("{key}:{to}"), &to, content).await?);
                 }

@@ -5,9 +5,11 @@ use crate::ai::{OnRateLimit, TicketText, TriageDecision, triage_with_fallback};
 use crate::domain::ticket::TriageStatus;
 use crate::domain::user::Role;
 use crate::inngest::FnError;
+use crate::inngest::{Ctx, Step};
 use crate::routing::{Candidate, CandidateRole, choose_assignee};
 use crate::store::{StoreError, TriageUpdate};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn store_err(e: StoreError) -> FnError {
@@ -60,8 +62,8 @@ pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<
         decision
     };
     let (outcome, status) = match decision {
+        // With no AI configured the rules engine is the provider itself: that is `Done`.
         TriageDecision::Done(outcome) => (outcome, TriageStatus::Done),
-        // With no AI configured the rules engine is the provider itself, not a fallback.
         TriageDecision::Fallback { outcome, .. } => (outcome, TriageStatus::Fallback),
         TriageDecision::RetryLater { retry_after, cause } => {
             return Err(FnError::retry_after(
@@ -107,7 +109,12 @@ pub struct Routed {
     pub by_routing: bool,
 }
 
-pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Routed, FnError> {
+pub async fn route(
+    deps: &Deps,
+    ticket_id: &str,
+    skills: &[String],
+    reroute: bool,
+) -> Result<Routed, FnError> {
     let ticket = deps
         .store
         .get_ticket(ticket_id)
@@ -117,6 +124,14 @@ pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Ro
     if let Some(assignee) = ticket.assigned_to {
         return Ok(Routed {
             assignee: Some(assignee),
+            by_routing: false,
+        });
+    }
+    // A reason already recorded means the assignment was decided, by a person or an earlier
+    // routing; only an explicit re-triage routes such a ticket again.
+    if ticket.routing_reason.is_some() && !reroute {
+        return Ok(Routed {
+            assignee: None,
             by_routing: false,
         });
     }
@@ -176,4 +191,30 @@ pub async fn route(deps: &Deps, ticket_id: &str, skills: &[String]) -> Result<Ro
             })
         }
     }
+}
+
+/// The two durable steps both functions start with: `triage`, then `route` with the skills
+/// triage found. Each is memoized, so a replay reads the saved results.
+pub async fn triage_and_route(
+    deps: &Arc<Deps>,
+    step: &Step,
+    ctx: &Ctx,
+    ticket_id: &str,
+    reroute: bool,
+) -> Result<(Triaged, Routed), FnError> {
+    // On the last attempt a rate-limited AI is not waited for: the rules engine decides.
+    let last_attempt = ctx.max_attempts.is_some_and(|max| ctx.attempt + 1 >= max);
+    let triaged: Triaged = step
+        .run("triage", || {
+            let (deps, id) = (deps.clone(), ticket_id.to_owned());
+            async move { triage(&deps, &id, last_attempt).await }
+        })
+        .await?;
+    let routed: Routed = step
+        .run("route", || {
+            let (deps, id, skills) = (deps.clone(), ticket_id.to_owned(), triaged.skills.clone());
+            async move { route(&deps, &id, &skills, reroute).await }
+        })
+        .await?;
+    Ok((triaged, routed))
 }

@@ -24,18 +24,27 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_backend(config).await?.0)
+}
+
+/// The store, and on MongoDB its database too, so the embedded executor keeps its runs there
+/// on the same client.
+async fn open_backend(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, Option<mongodb::Database>)> {
     match &config.store {
         StoreUrl::Sqlite(path) => {
             let store = SqliteStore::open(path)
                 .await
                 .with_context(|| format!("opening SQLite at {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         StoreUrl::Mongo { uri, database } => {
             let store = MongoStore::connect(uri.expose(), database)
                 .await
                 .with_context(|| format!("connecting to MongoDB (database {database:?})"))?;
-            Ok(Arc::new(store))
+            let db = store.database();
+            Ok((Arc::new(store), Some(db)))
         }
     }
 }
@@ -148,11 +157,11 @@ impl Service {
         crate::telemetry::prometheus();
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
-        let store = open_store(&config).await?;
+        let (store, mongo) = open_backend(&config).await?;
         bootstrap_admin(&config, &store).await?;
 
         let deps = Arc::new(function_deps(&config, store.clone())?);
-        let durable = Durable::build(&config, deps).await?;
+        let durable = Durable::build(&config, deps, mongo).await?;
         let outbox_signal = Arc::new(Notify::new());
         let state = AppState::new(AppInner {
             tokens: Tokens::new(&jwt_secret(&config)?, config.jwt_ttl),
@@ -191,6 +200,17 @@ impl Service {
     pub async fn shutdown(self) {
         self.background.shutdown(SHUTDOWN_GRACE).await;
     }
+}
+
+/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
+/// which may be running.
+pub async fn operations_executor(
+    config: &Config,
+) -> anyhow::Result<crate::inngest::executor::Executor> {
+    crate::tls::install_crypto_provider();
+    let store = open_store(config).await?;
+    let deps = Arc::new(function_deps(config, store)?);
+    crate::durable::operations_executor(config, deps).await
 }
 
 /// The durable functions' collaborators, from the configuration.
@@ -310,6 +330,10 @@ pub fn vercel_preflight(config: &Config) -> Result<(), String> {
         if !config.inngest_env.contains_key(key) {
             missing.push(key);
         }
+    }
+    // A generated secret would differ per instance and every token would fail elsewhere.
+    if config.jwt_secret.is_none() {
+        missing.push("JWT_SECRET");
     }
     if missing.is_empty() {
         Ok(())

@@ -191,7 +191,13 @@ impl Config {
                 .parse()
                 .map_err(|_| err("PORT", format!("{p:?} is not a port number (0-65535)")))?,
         };
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        // Vercel's file system is read-only outside /tmp.
+        let default_data_dir = if get("VERCEL").is_some() {
+            "/tmp/ticketing"
+        } else {
+            "./data"
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| default_data_dir.into()));
 
         let mongo_db = get("MONGODB_DB").unwrap_or_else(|| "ticketing".into());
         let (url_var, url) = [
@@ -307,6 +313,10 @@ impl Config {
             .iter()
             .filter_map(|name| get(name).map(|v| ((*name).to_owned(), v)))
             .collect();
+
+        if !inngest_env.is_empty() {
+            inngest_settings_check(&inngest_env)?;
+        }
 
         let cors_origins = match get("CORS_ORIGINS") {
             None => Vec::new(),
@@ -466,6 +476,35 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// Any `INNGEST_*` variable selects Inngest (dev server or cloud) over the embedded executor; a
+/// setup that cannot work there stops the start, naming the variable to set.
+fn inngest_settings_check(env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    use crate::inngest::{InngestSettings, SettingsError};
+    let settings = InngestSettings::from_lookup(|name| env.get(name).cloned());
+    let set = || env.keys().cloned().collect::<Vec<_>>().join(", ");
+    match settings.validate() {
+        Ok(()) => Ok(()),
+        Err(SettingsError::MissingSigningKey) => Err(err(
+            "INNGEST_SIGNING_KEY",
+            format!(
+                "required for Inngest Cloud, selected because {} is set; set INNGEST_DEV=1 for a local dev server, or unset every INNGEST_* variable for the embedded executor",
+                set()
+            ),
+        )),
+        Err(SettingsError::MissingEventKey) => Err(err(
+            "INNGEST_EVENT_KEY",
+            "required with INNGEST_SIGNING_KEY: Inngest Cloud accepts events only with an event key",
+        )),
+        Err(SettingsError::FallbackWithoutPrimary) => Err(err(
+            "INNGEST_SIGNING_KEY",
+            "required with INNGEST_SIGNING_KEY_FALLBACK",
+        )),
+        Err(SettingsError::InvalidUrl { var, value }) => {
+            Err(err(var, format!("{value:?} is not a valid URL")))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +531,31 @@ mod tests {
         assert_eq!(c.app_url, "http://127.0.0.1:3000");
         assert_eq!(c.jwt_ttl, Duration::from_secs(86_400));
         assert!(c.inngest_env.is_empty());
+    }
+
+    #[test]
+    fn half_configured_inngest_names_the_missing_variable() {
+        let missing = |vars: &[(&str, &str)]| config(vars).unwrap_err().variable;
+        assert_eq!(
+            missing(&[("INNGEST_SIGNING_KEY", "signkey-prod-00ff")]),
+            "INNGEST_EVENT_KEY"
+        );
+        assert_eq!(
+            missing(&[("INNGEST_EVENT_KEY", "key")]),
+            "INNGEST_SIGNING_KEY"
+        );
+        assert_eq!(
+            missing(&[("INNGEST_DEV", "1"), ("INNGEST_BASE_URL", "not a url")]),
+            "INNGEST_BASE_URL"
+        );
+        assert!(config(&[("INNGEST_DEV", "1")]).is_ok());
+        assert!(
+            config(&[
+                ("INNGEST_SIGNING_KEY", "signkey-prod-00ff"),
+                ("INNGEST_EVENT_KEY", "key")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Durable execution, wired for the mode chosen at start:
 //!
 //! - **embedded** (no `INNGEST_*` variable): the in-process executor drives the app's own serve
-//!   handler over the Inngest protocol, with its state in the SQLite file. The serve endpoint is
-//!   signed with a key generated at start and known only to this process, so nobody outside can
-//!   call the functions.
+//!   handler over the Inngest protocol, with its state in the application's store: the SQLite
+//!   file, or the MongoDB database (`inngest_*` collections, on the application's client). The
+//!   serve endpoint is signed with a key generated at start and known only to this process, so
+//!   nobody outside can call the functions. One process owns the queue (it drops every lease
+//!   when it starts): to run several instances, use Inngest.
 //! - **dev** (`INNGEST_DEV`): the Inngest dev server calls `/api/inngest`; events go to its API.
 //! - **cloud** (signing and event keys): Inngest Cloud, the same way.
 //!
@@ -13,7 +15,8 @@
 use crate::config::{Config, StoreUrl};
 use crate::functions::{self, APP_ID, Deps};
 use crate::inngest::executor::{
-    Executor, ExecutorOptions, RouterTransport, ServerKind, SigningKey, SqliteRunStore,
+    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind, SigningKey,
+    SqliteRunStore,
 };
 use crate::inngest::{Event, EventClient, InngestSettings, Mode, ServeHandler};
 use crate::relay::{EventSink, SinkError};
@@ -21,6 +24,10 @@ use crate::store::OutboxEvent;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,31 +86,37 @@ pub struct Durable {
 }
 
 impl Durable {
-    pub async fn build(config: &Config, deps: Arc<Deps>) -> anyhow::Result<Self> {
+    /// `mongo` is the application's MongoDB database when that is its store; the embedded
+    /// executor then keeps its runs there, on the same client.
+    pub async fn build(
+        config: &Config,
+        deps: Arc<Deps>,
+        mongo: Option<mongodb::Database>,
+    ) -> anyhow::Result<Self> {
         let (mode, settings) = resolve(config)?;
         let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
         let handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
-        let router = handler.router();
         let serve_url = serve_url(config, &settings);
         let synced = Arc::new(AtomicBool::new(mode == ExecutionMode::Embedded));
+        let router = match mode {
+            ExecutionMode::Embedded => handler.router(),
+            ExecutionMode::Dev | ExecutionMode::Cloud => handler.router().layer(
+                axum::middleware::from_fn_with_state(synced.clone(), observe_sync),
+            ),
+        };
         let (sink, executor): (Arc<dyn EventSink>, _) = match mode {
             ExecutionMode::Embedded => {
-                let StoreUrl::Sqlite(path) = &config.store else {
-                    anyhow::bail!(
-                        "the embedded executor keeps its state in SQLite: with MongoDB, run under Inngest \
-                         (set INNGEST_DEV=1 for the dev server, or INNGEST_SIGNING_KEY and INNGEST_EVENT_KEY)"
-                    );
-                };
-                let store = SqliteRunStore::open(path)
-                    .await
-                    .context("opening the executor's run store")?;
+                let store = run_store(&config.store, mongo).await?;
                 let options = ExecutorOptions {
                     signing_key: signing_key.map(SigningKey::new),
                     server_kind: ServerKind::Cloud,
+                    // `ticketing runs rerun|cancel` write to the same file from another
+                    // process; the loop sees that work within this interval.
+                    idle_poll: Duration::from_secs(1),
                     ..ExecutorOptions::default()
                 };
                 let executor = Executor::new(
-                    Arc::new(store),
+                    store,
                     Arc::new(RouterTransport::new(router.clone())),
                     options,
                 );
@@ -155,6 +168,34 @@ impl Durable {
     }
 }
 
+/// The embedded executor's store, beside the application's data.
+async fn run_store(
+    store: &StoreUrl,
+    mongo: Option<mongodb::Database>,
+) -> anyhow::Result<Arc<dyn RunStore>> {
+    Ok(match (store, mongo) {
+        (StoreUrl::Sqlite(path), _) => Arc::new(
+            SqliteRunStore::open(path)
+                .await
+                .context("opening the executor's run store in SQLite")?,
+        ),
+        (StoreUrl::Mongo { .. }, Some(db)) => Arc::new(
+            MongoRunStore::open(db)
+                .await
+                .context("opening the executor's run store in MongoDB")?,
+        ),
+        (StoreUrl::Mongo { uri, database }, None) => Arc::new(
+            MongoRunStore::connect(uri.expose(), database)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting the executor's run store to MongoDB (database {database:?})"
+                    )
+                })?,
+        ),
+    })
+}
+
 /// Registers the functions with Inngest in dev and cloud modes.
 pub struct Syncer {
     handler: ServeHandler,
@@ -171,6 +212,10 @@ impl Syncer {
         }
         let mut backoff = Duration::from_millis(500);
         loop {
+            if self.synced.load(Ordering::SeqCst) {
+                // Inngest synced the app itself meanwhile (a dev-server ping).
+                return;
+            }
             match self.handler.sync(&self.serve_url).await {
                 Ok(_) => {
                     self.synced.store(true, Ordering::SeqCst);
@@ -188,6 +233,51 @@ impl Syncer {
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
     }
+}
+
+/// The dev server re-syncs the app with a `PUT` to the serve endpoint (and Inngest Cloud syncs
+/// in band the same way); a successful one means Inngest knows the functions, whether or not
+/// the app's own registration at start got through.
+async fn observe_sync(State(synced): State<Arc<AtomicBool>>, req: Request, next: Next) -> Response {
+    let is_sync = req.method() == Method::PUT;
+    let response = next.run(req).await;
+    if is_sync && response.status().is_success() && !synced.swap(true, Ordering::SeqCst) {
+        tracing::info!("functions synced by Inngest");
+    }
+    response
+}
+
+/// An executor over the run store, for operating on runs from outside the server (the CLI).
+/// It knows the functions (a re-run needs them) but never runs anything itself: the server's
+/// executor picks up what it writes.
+pub async fn operations_executor(config: &Config, deps: Arc<Deps>) -> anyhow::Result<Executor> {
+    if !config.inngest_env.is_empty() {
+        anyhow::bail!(
+            "runs are managed by Inngest when INNGEST_* variables are set; use the Inngest dashboard"
+        );
+    }
+    let StoreUrl::Sqlite(path) = &config.store else {
+        anyhow::bail!(
+            "the embedded executor keeps its runs in SQLite; with MongoDB runs are managed by Inngest"
+        );
+    };
+    let store = SqliteRunStore::open(path)
+        .await
+        .with_context(|| format!("opening the run store in {}", path.display()))?;
+    let handler = ServeHandler::new(APP_ID, InngestSettings::dev(), functions::all(deps));
+    let executor = Executor::new(
+        Arc::new(store),
+        Arc::new(RouterTransport::new(Router::new())),
+        ExecutorOptions::default(),
+    );
+    let configs = handler
+        .function_configs(&serve_url(config, &InngestSettings::dev()))
+        .context("describing the functions")?;
+    executor
+        .register(APP_ID, configs)
+        .await
+        .context("registering the functions")?;
+    Ok(executor)
 }
 
 /// Where Inngest reaches this app: `INNGEST_SERVE_ORIGIN` + path, else `APP_URL` + path.
@@ -247,5 +337,95 @@ impl EventSink for EventApiSink {
             .await
             .map(|_| ())
             .map_err(|e| SinkError::Retry(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::inngest::executor::store::{ItemKind, QueueItem};
+    use crate::store::mongo::MongoStore;
+    use crate::store::mongo::wire_tests::{FakeMongod, Kind};
+
+    fn databases_written(server: &FakeMongod) -> Vec<(String, String)> {
+        server
+            .commands()
+            .iter()
+            .filter(|c| ["create", "update"].contains(&c.name.as_str()))
+            .map(|c| {
+                (
+                    c.body.get_str("$db").unwrap_or_default().to_owned(),
+                    c.body.get_str(&c.name).unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn on_mongodb_runs_live_in_the_application_database_on_its_client() {
+        let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+        let app = MongoStore::connect(&server.uri(), "ticketing")
+            .await
+            .expect("app store");
+        server.clear();
+        // Never dialled: the application's client is used.
+        let url = StoreUrl::Mongo {
+            uri: Secret::new("mongodb://unreachable.invalid:1/?serverSelectionTimeoutMS=100"),
+            database: "unused".into(),
+        };
+        let store = run_store(&url, Some(app.database()))
+            .await
+            .expect("run store");
+        store
+            .enqueue(vec![QueueItem::new(
+                "cron:f:x".into(),
+                None,
+                ItemKind::Cancel { reason: "x".into() },
+                chrono::Utc::now(),
+            )])
+            .await
+            .expect("enqueue");
+        let written = databases_written(&server);
+        assert!(written.contains(&("ticketing".into(), "inngest_runs".into())));
+        assert!(written.contains(&("ticketing".into(), "inngest_queue".into())));
+        assert!(
+            written.iter().all(|(db, _)| db == "ticketing"),
+            "{written:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_shared_client_the_run_store_connects_itself() {
+        let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+        let url = StoreUrl::Mongo {
+            uri: Secret::new(server.uri()),
+            database: "runs".into(),
+        };
+        run_store(&url, None).await.expect("run store");
+        let written = databases_written(&server);
+        assert!(!written.is_empty());
+        assert!(written.iter().all(|(db, _)| db == "runs"), "{written:?}");
+
+        let standalone = FakeMongod::start(Kind::Standalone, |_| None).await;
+        let url = StoreUrl::Mongo {
+            uri: Secret::new(standalone.uri()),
+            database: "runs".into(),
+        };
+        let Err(err) = run_store(&url, None).await else {
+            panic!("a standalone server is refused");
+        };
+        let message = format!("{err:#}");
+        assert!(message.contains("replica set"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_runs_live_in_the_application_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.db");
+        run_store(&StoreUrl::Sqlite(path.clone()), None)
+            .await
+            .expect("run store");
+        assert!(path.exists());
     }
 }

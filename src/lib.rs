@@ -16,6 +16,7 @@ pub mod inngest;
 pub mod mail;
 pub mod relay;
 pub mod routing;
+pub mod runs;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -83,24 +83,26 @@ impl Relay {
             if *stop.borrow() {
                 break;
             }
-            let pause = match self.relay_once().await {
+            let (pause, failing) = match self.relay_once().await {
                 Ok(RelayOutcome::Sent(_)) => {
                     backoff = Duration::from_millis(250);
                     continue;
                 }
-                Ok(RelayOutcome::Empty) => IDLE_POLL,
+                Ok(RelayOutcome::Empty) => (IDLE_POLL, false),
                 Err(e) => {
                     tracing::warn!(sink = self.sink.name(), error = %e, retry_in = ?backoff, "outbox delivery failed");
                     let pause = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    pause
+                    (pause, true)
                 }
             };
             if let Ok(n) = self.store.outbox_backlog().await {
                 metrics::gauge!("outbox_backlog").set(n as f64);
             }
+            // While the sink is failing, new events wait for the backoff: waking on each write
+            // would hammer a sink that is down as fast as tickets come in.
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified(), if !failing => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => {}
             }
@@ -170,6 +172,55 @@ mod tests {
             store.create_user(user, Some(event)).await.unwrap();
         }
         (dir, store, ids)
+    }
+
+    /// One pending event that never leaves: the sink is down for the whole test.
+    struct OneEvent;
+
+    #[async_trait]
+    impl OutboxStore for OneEvent {
+        async fn pending_events(&self, _: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+            Ok(vec![OutboxEvent {
+                seq: 1,
+                id: crate::domain::new_id(),
+                name: "user/signup".into(),
+                data: serde_json::json!({}),
+                created_at: chrono::Utc::now(),
+                sent_at: None,
+            }])
+        }
+        async fn list_events(&self, _: i64, _: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn mark_sent(&self, _: &[String]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+            Ok(1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_is_retried_with_backoff_even_while_writes_keep_coming() {
+        let sink = Arc::new(FlakySink {
+            failures_left: AtomicUsize::new(usize::MAX),
+            ..Default::default()
+        });
+        let wake = Arc::new(Notify::new());
+        let relay = Relay::new(Arc::new(OneEvent), sink.clone(), wake.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(relay.run(stopped));
+        // 1.2 s of writes, each waking the relay.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(1200) {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let attempts = usize::MAX - sink.failures_left.load(Ordering::SeqCst);
+        // Backoff 0.25, 0.5, 1 s: attempts at 0, 0.25 and 0.75 s, the next at 1.75 s.
+        assert!((3..=4).contains(&attempts), "{attempts} attempts in 1.2 s");
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -20,6 +20,19 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// For commands that print their own results on stdout: warnings and errors only (unless
+/// `RUST_LOG` says otherwise), on stderr.
+pub fn init_quiet(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 

@@ -193,6 +193,25 @@ impl From<TransitionError> for AppError {
     }
 }
 
+impl From<crate::inngest::executor::ExecutorError> for AppError {
+    fn from(e: crate::inngest::executor::ExecutorError) -> Self {
+        use crate::inngest::executor::{ExecutorError, StoreError as RunStoreError};
+        match e {
+            ExecutorError::RunNotFound(_) => AppError::NotFound,
+            ExecutorError::RunFinished { .. } => AppError::Conflict {
+                code: "run_finished",
+                message: e.to_string(),
+            },
+            ExecutorError::UnknownFunction(_) => AppError::Conflict {
+                code: "function_not_registered",
+                message: e.to_string(),
+            },
+            ExecutorError::Store(RunStoreError::Unavailable(msg)) => AppError::Unavailable(msg),
+            ExecutorError::Store(other) => AppError::Internal(other.into()),
+        }
+    }
+}
+
 impl From<crate::auth::AuthError> for AppError {
     fn from(e: crate::auth::AuthError) -> Self {
         AppError::Internal(e.into())

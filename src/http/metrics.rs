@@ -42,6 +42,12 @@ pub async fn render(
     if let Ok(backlog) = state.store.outbox_backlog().await {
         metrics::gauge!("outbox_backlog").set(backlog as f64);
     }
+    // Refreshes the queue-depth gauges, so a scrape sees the queue as it is now.
+    if let Some(executor) = &state.executor
+        && let Err(e) = executor.stats().await
+    {
+        tracing::warn!(error = %e, "cannot read the executor's queue depth");
+    }
     let body = crate::telemetry::prometheus().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

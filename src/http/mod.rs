@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 mod pagination;
 pub mod rate_limit;
+mod runs;
 mod stats;
 mod tickets;
 mod users;
@@ -81,7 +82,9 @@ impl Deref for AppState {
     tags(
         (name = "auth", description = "accounts and tokens"),
         (name = "tickets"), (name = "comments"), (name = "users", description = "admin only"),
-        (name = "stats", description = "admin only"), (name = "health"),
+        (name = "stats", description = "admin only"),
+        (name = "runs", description = "admin only: durable-function runs of the embedded executor"),
+        (name = "health"),
     )
 )]
 struct ApiDoc;
@@ -122,6 +125,10 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::list_users))
         .routes(routes!(users::update_user))
         .routes(routes!(stats::stats))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::rerun_run))
+        .routes(routes!(runs::cancel_run))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts();

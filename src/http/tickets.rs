@@ -307,6 +307,13 @@ fn decide_update(
     }
     if let Some(a) = new_assignee.as_ref().filter(|a| **a != ticket.assigned_to) {
         change.assigned_to = Some(a.clone());
+        // A person's decision: automatic routing will not undo it.
+        change.routing_reason = Some(match a {
+            Some(_) => "Assigned by an admin.".to_owned(),
+            None => {
+                "Unassigned by an admin; waits in the queue for a person to assign it.".to_owned()
+            }
+        });
         changes.insert(
             "assigned_to".into(),
             json!({ "from": ticket.assigned_to, "to": a }),

@@ -1,5 +1,6 @@
 //! SMTP delivery through a pooled lettre transport.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
@@ -8,6 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::Semaphore;
 
 use super::settings::{SmtpSettings, SmtpTls};
 use super::{Email, MailError, Mailer, message};
@@ -15,6 +17,10 @@ use super::{Email, MailError, Mailer, message};
 #[derive(Clone)]
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// lettre's pool bounds only the idle connections it keeps, not the ones it opens: a burst
+    /// of sends would open one connection each, more than servers allow per client (the extra
+    /// ones are left unanswered until the timeout). Sends beyond the pool size wait instead.
+    permits: Arc<Semaphore>,
     from: Mailbox,
     server: String,
 }
@@ -54,6 +60,7 @@ impl SmtpMailer {
         }
         Ok(SmtpMailer {
             transport: builder.build(),
+            permits: Arc::new(Semaphore::new(settings.pool_max_size.max(1) as usize)),
             from,
             server: format!("{}:{}", settings.host, settings.port),
         })
@@ -61,6 +68,11 @@ impl SmtpMailer {
 
     /// Opens (or reuses) a connection and issues NOOP: a readiness check.
     pub async fn test_connection(&self) -> Result<(), MailError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| MailError::Transient(format!("{}: {e}", self.server)))?;
         match self.transport.test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(MailError::Transient(format!(
@@ -98,6 +110,11 @@ fn classify(server: &str, e: &lettre::transport::smtp::Error) -> MailError {
 impl Mailer for SmtpMailer {
     async fn send(&self, msg: &Email) -> Result<(), MailError> {
         let message = message::build(&self.from, msg)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| MailError::Transient(format!("{}: {e}", self.server)))?;
         self.transport
             .send(message)
             .await

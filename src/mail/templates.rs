@@ -210,17 +210,33 @@ impl Templates {
     }
 
     /// To admins when a ticket's automatic processing failed for good.
-    pub fn processing_failed(&self, t: &TicketInfo<'_>, reason: &str) -> MailContent {
+    /// `triage_failed`: the ticket was left untriaged (and is marked so); otherwise triage had
+    /// finished and a later step (routing, notifications, SLA follow-up) gave up.
+    pub fn processing_failed(
+        &self,
+        t: &TicketInfo<'_>,
+        reason: &str,
+        triage_failed: bool,
+    ) -> MailContent {
         let mut facts = ticket_facts(t, false);
         facts.push(("Error", clamp_chars(&clean_line(reason), 300)));
         Doc {
             subject: format!("Needs attention: {}", subject_title(t.title)),
             heading: "A ticket could not be processed automatically".to_string(),
-            paragraphs: vec![format!(
-                "Triage or routing of the ticket \u{201c}{}\u{201d} failed after every retry. \
-                 It is marked as failed and waits for a person to triage and assign it.",
-                clean_line(t.title)
-            )],
+            paragraphs: vec![if triage_failed {
+                format!(
+                    "Triage of the ticket \u{201c}{}\u{201d} failed after every retry. \
+                     It is marked as failed and waits for a person to triage and assign it.",
+                    clean_line(t.title)
+                )
+            } else {
+                format!(
+                    "The ticket \u{201c}{}\u{201d} was triaged, but a later step (routing, \
+                     notifications or the SLA follow-up) failed after every retry. Check its \
+                     assignee and follow it up by hand.",
+                    clean_line(t.title)
+                )
+            }],
             facts,
             quote: None,
             action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
@@ -490,5 +506,21 @@ mod tests {
         assert_eq!(m.subject, "SLA breached: Dashboard down");
         assert!(m.text.contains("Deadline: 2026-11-23 09:30 UTC"));
         assert!(m.text.contains("Assigned to: nobody"));
+    }
+
+    #[test]
+    fn processing_failed_says_what_was_left_undone() {
+        let t = TicketInfo::new("t-1", "Printer <on fire>");
+        let untriaged = templates().processing_failed(&t, "AI down", true);
+        let later = templates().processing_failed(&t, "SMTP down", false);
+        assert!(untriaged.text.contains("marked as failed"));
+        assert!(!later.text.contains("marked as failed"));
+        assert!(later.text.contains("follow it up by hand"));
+        assert!(untriaged.html.contains("Printer &lt;on fire&gt;"));
+        assert!(
+            untriaged
+                .text
+                .contains("https://help.example.com/tickets/t-1")
+        );
     }
 }

@@ -111,6 +111,9 @@ pub struct TicketChange {
     pub lock_priority: bool,
     /// `Some(None)` unassigns.
     pub assigned_to: Option<Option<String>>,
+    /// Replaces the routing reason; set when a person decides the assignment, which automatic
+    /// routing then leaves alone.
+    pub routing_reason: Option<String>,
 }
 
 /// Which tickets a caller may list; computed from the role, never from the request.

@@ -31,6 +31,8 @@ async fn world() -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    // Let automatic routing finish first, so the assignment below is the last word.
+    app.wait_until_processed().await;
     let r = app
         .patch(
             &format!("/api/tickets/{ticket}"),

@@ -562,3 +562,58 @@ async fn sync_asks_the_serve_endpoint_in_band_or_out_of_band() {
         assert_eq!(executor.function_ids(), vec!["synced-f"]);
     }
 }
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_failed_attempt_that_is_retried() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let router = Router::new().route(
+        "/api/inngest",
+        post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    panic!("handler bug");
+                }
+                (
+                    StatusCode::OK,
+                    [
+                        ("x-inngest-sdk", "fake:v0.1.0"),
+                        ("content-type", "application/json"),
+                    ],
+                    r#"{"ok":true}"#,
+                )
+            }
+        }),
+    );
+    let clock = Arc::new(ManualClock::new(t0()));
+    let executor = Executor::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(RouterTransport::new(router)),
+        options(clock.clone()),
+    );
+    let f = json!({"id": "a-p", "triggers": [{"event": "app/p"}],
+        "steps": {"step": {"runtime": {"url": "/api/inngest"}}}});
+    executor.register("a", vec![f]).await.expect("register");
+    executor
+        .publish(vec![json!({"name": "app/p"})])
+        .await
+        .expect("publish");
+    executor.run_until_idle().await.expect("run");
+    let id = executor.list_runs(Default::default()).await.expect("list")[0]
+        .id
+        .clone();
+    let r = executor.get_run(&id).await.expect("get").expect("run");
+    assert_eq!(r.status, RunStatus::Running);
+    assert!(
+        r.history[0].error.as_ref().expect("error")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("panicked"))
+    );
+    clock.advance(Duration::seconds(15));
+    executor.run_until_idle().await.expect("run");
+    let r = executor.get_run(&id).await.expect("get").expect("run");
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(r.output, Some(json!({"ok": true})));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -12,6 +12,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The embedded executor (for run inspection, reruns and hand-built events).
+    pub executor: Option<ticketing::inngest::executor::Executor>,
     _dir: Option<TempDir>,
 }
 
@@ -54,11 +56,13 @@ pub async fn spawn_with_env(env: HashMap<String, String>) -> TestApp {
     let app = ticketing::App::build(config).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
+    let executor = app.state().executor.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
         client: reqwest::Client::new(),
         store,
+        executor,
         _dir: None,
     }
 }
@@ -70,6 +74,20 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Sends the request; a body that is not JSON is kept as a string.
+    async fn from(req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
     /// The error code of an error body, for compact assertions.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -93,16 +111,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::from(req).await
     }
 
     pub async fn raw(
@@ -123,16 +132,7 @@ impl TestApp {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::from(req).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -249,4 +249,10 @@ impl TestApp {
     pub async fn events(&self) -> Vec<ticketing::store::OutboxEvent> {
         self.store.list_events(0, 10_000).await.expect("events")
     }
+}
+
+/// A plain HTTP client for tests that talk to spawned processes.
+pub fn http_client() -> reqwest::Client {
+    ticketing::tls::install_crypto_provider();
+    reqwest::Client::new()
 }

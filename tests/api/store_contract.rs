@@ -949,9 +949,11 @@ async fn ticket_filters_and_visibility_narrow_the_list(store: Arc<dyn Store>) {
             priority: Some(Priority::High),
             lock_priority: true,
             assigned_to: Some(Some(mod_b.id.clone())),
+            routing_reason: Some("Assigned by an admin.".into()),
         },
     )
     .await;
+    assert_eq!(b.routing_reason.as_deref(), Some("Assigned by an admin."));
 
     assert_eq!(ids(&store, everything()).await, ids_of(&[&d, &c, &b, &a]));
     let visible = |visibility| TicketQuery {

@@ -16,7 +16,7 @@ use super::service::{
 };
 use super::state::{self, Action, Ctx, Input, Outcome, ResumeReason, RunState};
 use super::store::{Claimed, Commit, ItemKind, Lease, Pause, PauseKind, QueueItem, StoreError};
-use super::transport::call_request;
+use super::transport::{CallSettings, call_request};
 
 /// Pending forever when there is no stop signal.
 async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
@@ -229,14 +229,11 @@ impl Executor {
         let Some(def) = self.function(&run.function_id) else {
             return transport_error(format!("function {} is not registered", run.function_id));
         };
-        let req = match call_request(
-            run,
-            &def,
-            step_id,
-            attempt,
-            self.inner.options.signing_key.as_ref(),
-            now,
-        ) {
+        let settings = CallSettings {
+            signing_key: self.inner.options.signing_key.as_ref(),
+            omit_fn_id: self.inner.options.omit_fn_id,
+        };
+        let req = match call_request(run, &def, step_id, attempt, settings, now) {
             Ok(r) => r,
             Err(e) => return transport_error(e.to_string()),
         };

@@ -9,9 +9,9 @@
 //!
 //! ```text
 //! let store = Arc::new(SqliteRunStore::open(data_dir.join("ticketing.db")).await?);
-//! let transport = Arc::new(RouterTransport::new(app_router.clone()));   // in-process, no port
+//! let transport = Arc::new(RouterTransport::new(serve_handler.router()));  // in-process, no port
 //! let executor = Executor::new(store, transport, ExecutorOptions::default());
-//! executor.register("ticketing", functions_json).await?;   // validates triggers/expressions
+//! executor.register("ticketing", serve_handler.function_configs(&app_url)?).await?;
 //! let handle = executor.spawn();                            // background loop
 //! executor.publish(vec![json!({"id": outbox_id, "name": "ticket/created", "data": {...}})]).await?;
 //! ...
@@ -27,8 +27,17 @@
 //!   every attempt with timings and errors), [`Executor::rerun`], [`Executor::cancel`],
 //!   [`Executor::stats`] (counters and queue depth; also reported through the `metrics` crate,
 //!   see [`stats`]).
-//! - [`server_api::router`] serves `POST /e/{key}` and `POST /fn/register` for SDKs that send
-//!   events or sync over HTTP; [`Executor::sync`] asks a serve endpoint to sync.
+//! - [`server_api::router`] serves `POST /e/{key}` and `POST /fn/register`, the two endpoints an
+//!   SDK in dev mode calls on its Inngest base URL (`step.sendEvent`, out-of-band sync);
+//!   [`Executor::sync`] asks a serve endpoint to sync (`PUT`, or signed in-band with a key).
+//! - [`HttpTransport`] drives a serve endpoint over the network instead, e.g. the official JS
+//!   SDK; set [`ExecutorOptions::omit_fn_id`] for SDKs that checkpoint (JS v4).
+//!
+//! Requests are what Inngest sends: JCS-canonical body with `event`, `events`, `steps`,
+//! `version` and `ctx` (`run_id`, `attempt`, `max_attempts`, `fn_id`, `step_id`, `stack`,
+//! `disable_immediate_execution`, `use_api`), query `fnId`/`stepId`, headers `X-Run-ID`,
+//! `X-Inngest-Step-ID`, `x-inngest-req-version`, and `X-Inngest-Signature` only when a signing
+//! key is configured (embedded mode has none: the SDK runs in dev mode).
 //!
 //! # Guarantees
 //!
@@ -42,10 +51,16 @@
 //!
 //! - [`state`]: the pure run state machine, `apply(run, input, ctx) -> (run, actions)`.
 //! - [`driver`]: the worker loop: claim, call, apply, commit.
-//! - [`store`]: the [`RunStore`] port and [`MemoryStore`]; [`sqlite_store`]: [`SqliteRunStore`].
+//! - [`store`]: the [`RunStore`] port and [`MemoryStore`]; [`sqlite_store`]: [`SqliteRunStore`];
+//!   [`mongo_store`]: [`MongoRunStore`].
 //! - [`transport`]: [`Transport`], [`RouterTransport`], [`HttpTransport`], request building and
 //!   signing. [`opcode`]: reading SDK answers. [`function`]: reading register JSON.
 //! - [`expr`]: the expression subset (`event.`/`async.` comparisons); [`cron`]; [`duration`].
+//!
+//! Retries follow the server: `retries.attempts` (default 4) + 1 attempts per step or discovery
+//! call, backoff 15 s, 30 s, 1 m, 2 m, 5 m … 2 h plus up to 30 s jitter, `Retry-After` honoured,
+//! `X-Inngest-No-Retry: true` final. A run that fails emits `inngest/function.failed` (id = run
+//! id) and `inngest/function.finished`, which start failure handlers like any trigger.
 //!
 //! Not enforced (registering them only logs a warning): `rateLimit`, `throttle`, `debounce`,
 //! `batchEvents`, `idempotency`, `priority`, `singleton`. Concurrency limits are.
@@ -57,6 +72,7 @@ pub mod duration;
 pub mod events;
 pub mod expr;
 pub mod function;
+pub mod mongo_store;
 pub mod opcode;
 pub mod server_api;
 pub mod service;
@@ -68,6 +84,7 @@ pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use function::{FunctionDef, RegisterError};
+pub use mongo_store::MongoRunStore;
 pub use server_api::{SyncError, SyncOutcome};
 pub use service::{
     Executor, ExecutorError, ExecutorHandle, ExecutorOptions, PublishError, ServerKind,

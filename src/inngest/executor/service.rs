@@ -64,6 +64,9 @@ pub struct ExecutorOptions {
     /// Signs call requests like Inngest Cloud when set; embedded mode leaves it unset (dev).
     pub signing_key: Option<SigningKey>,
     pub server_kind: ServerKind,
+    /// Leave `ctx.fn_id` out of call requests; needed for SDKs that checkpoint when they see it
+    /// (JS SDK v4), since this executor has no checkpoint API.
+    pub omit_fn_id: bool,
     /// Calls in flight at once.
     pub workers: usize,
     /// Longest wait for one call's answer; a call that takes longer counts as a failed
@@ -84,6 +87,7 @@ impl Default for ExecutorOptions {
         ExecutorOptions {
             signing_key: None,
             server_kind: ServerKind::Dev,
+            omit_fn_id: false,
             workers: 8,
             call_timeout: std::time::Duration::from_secs(300),
             lease: Duration::minutes(6),
@@ -150,6 +154,7 @@ impl Executor {
         transport: Arc<dyn Transport>,
         options: ExecutorOptions,
     ) -> Executor {
+        super::stats::register_metrics();
         Executor {
             inner: Arc::new(Inner {
                 store,

@@ -12,6 +12,9 @@
 //! | `inngest_executor_steps_total{outcome="completed"\|"failed"}` | counter |
 //! | `inngest_executor_retries_total` | counter |
 //! | `inngest_executor_queue_depth{state="due"\|"scheduled"\|"leased"}` | gauge |
+//!
+//! Every counter series exists from the start at 0, so a dashboard or an alert on failures
+//! sees a value before the first failure happens.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +34,56 @@ pub(crate) struct Counters {
     steps_completed: AtomicU64,
     steps_failed: AtomicU64,
     retries: AtomicU64,
+}
+
+/// Describes the metrics and creates every counter series at 0. Idempotent.
+pub(crate) fn register_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "inngest_executor_events_total",
+        "Events received by the embedded executor, by outcome (duplicates are ignored)"
+    );
+    describe_counter!(
+        "inngest_executor_runs_started_total",
+        "Function runs started"
+    );
+    describe_counter!(
+        "inngest_executor_runs_finished_total",
+        "Function runs finished, by final status"
+    );
+    describe_counter!(
+        "inngest_executor_calls_total",
+        "Calls to the serve endpoint (one per step attempt)"
+    );
+    describe_histogram!(
+        "inngest_executor_call_duration_seconds",
+        Unit::Seconds,
+        "Duration of calls to the serve endpoint"
+    );
+    describe_counter!(
+        "inngest_executor_steps_total",
+        "Steps finished, by outcome (failed: out of attempts)"
+    );
+    describe_counter!(
+        "inngest_executor_retries_total",
+        "Failed step or function attempts scheduled to run again"
+    );
+    describe_gauge!(
+        "inngest_executor_queue_depth",
+        "Queue items: due now, scheduled for later (timers, backoffs, timeouts), leased"
+    );
+    for outcome in ["accepted", "duplicate"] {
+        metrics::counter!("inngest_executor_events_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("inngest_executor_runs_started_total").increment(0);
+    for status in ["completed", "failed", "cancelled"] {
+        metrics::counter!("inngest_executor_runs_finished_total", "status" => status).increment(0);
+    }
+    metrics::counter!("inngest_executor_calls_total").increment(0);
+    for outcome in ["completed", "failed"] {
+        metrics::counter!("inngest_executor_steps_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("inngest_executor_retries_total").increment(0);
 }
 
 fn bump(c: &AtomicU64, n: u64) {

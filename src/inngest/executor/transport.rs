@@ -68,9 +68,12 @@ impl Transport for RouterTransport {
             .parse()
             .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
         let req = Request::from_parts(parts, axum::body::Body::from(body));
-        let resp = match self.router.clone().oneshot(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
+        // A panicking handler is a failed attempt like any other, not a lost queue item.
+        let call = std::panic::AssertUnwindSafe(self.router.clone().oneshot(req));
+        let resp = match futures::FutureExt::catch_unwind(call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(never)) => match never {},
+            Err(_) => return Err(TransportError::Failed("the serve handler panicked".into())),
         };
         let (parts, body) = resp.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
@@ -299,15 +302,32 @@ pub fn call_body(run: &RunState, def: &FunctionDef, step_id: &str, attempt: u32)
     })
 }
 
+/// How call requests are dressed, beyond the run itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallSettings<'a> {
+    /// Signs the body like Inngest Cloud when set.
+    pub signing_key: Option<&'a SigningKey>,
+    /// Omit `ctx.fn_id`. JS SDK v4 reads its presence as "this server checkpoints" and first
+    /// tries `POST /v1/checkpoint/…`, which this executor does not serve.
+    pub omit_fn_id: bool,
+}
+
 pub fn call_request(
     run: &RunState,
     def: &FunctionDef,
     step_id: &str,
     attempt: u32,
-    signing_key: Option<&SigningKey>,
+    settings: CallSettings<'_>,
     now: DateTime<Utc>,
 ) -> Result<Request<Bytes>, TransportError> {
-    let body = canonical_json(&call_body(run, def, step_id, attempt)).into_bytes();
+    let mut body = call_body(run, def, step_id, attempt);
+    if settings.omit_fn_id
+        && let Some(ctx) = body.get_mut("ctx").and_then(Value::as_object_mut)
+    {
+        ctx.remove("fn_id");
+    }
+    let signing_key = settings.signing_key;
+    let body = canonical_json(&body).into_bytes();
     let header = |v: &str| {
         HeaderValue::from_str(v).map_err(|e| TransportError::InvalidRequest(e.to_string()))
     };
@@ -420,6 +440,13 @@ mod tests {
         );
     }
 
+    fn signed(key: &SigningKey) -> CallSettings<'_> {
+        CallSettings {
+            signing_key: Some(key),
+            omit_fn_id: false,
+        }
+    }
+
     #[test]
     fn call_requests_carry_the_protocol_headers() {
         let mut run = RunState::new(
@@ -436,7 +463,7 @@ mod tests {
         let d = def("http://127.0.0.1:3939/api/inngest");
         let now = Utc::now();
         let req =
-            call_request(&run, &d, "abcd", 2, Some(&SigningKey::new(KEY)), now).expect("request");
+            call_request(&run, &d, "abcd", 2, signed(&SigningKey::new(KEY)), now).expect("request");
         assert_eq!(req.method(), axum::http::Method::POST);
         assert_eq!(req.headers()[HEADER_RUN_ID], "r1");
         assert_eq!(req.headers()[HEADER_STEP_ID], "abcd");
@@ -453,7 +480,14 @@ mod tests {
         );
         assert_eq!(body["ctx"]["fn_id"], function_uuid("my-app-hello"));
         assert_eq!(body["steps"]["98bf"], json!({"data": "A"}));
-        let unsigned = call_request(&run, &d, "step", 0, None, now).expect("request");
+        let plain = CallSettings {
+            signing_key: None,
+            omit_fn_id: true,
+        };
+        let unsigned = call_request(&run, &d, "step", 0, plain, now).expect("request");
         assert!(unsigned.headers().get(HEADER_SIGNATURE).is_none());
+        let body: Value = serde_json::from_slice(unsigned.body()).expect("json");
+        assert!(body["ctx"].get("fn_id").is_none());
+        assert_eq!(body["ctx"]["run_id"], "r1");
     }
 }

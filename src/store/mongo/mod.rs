@@ -20,7 +20,7 @@ mod tickets;
 mod transaction;
 mod users;
 #[cfg(test)]
-mod wire_tests;
+pub(crate) mod wire_tests;
 
 use super::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -88,6 +88,12 @@ impl MongoStore {
         .await?;
         tracing::info!(database, "connected to MongoDB");
         Ok(Self { inner })
+    }
+
+    /// The database on this store's client, for components that keep collections of their own
+    /// beside the application's (the embedded executor's run store) on the same connections.
+    pub fn database(&self) -> Database {
+        self.inner.db.clone()
     }
 
     /// Runs `f` on the shared state in a task of its own (see the module note on cancellation).

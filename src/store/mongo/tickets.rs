@@ -198,6 +198,9 @@ fn ticket_update(change: &TicketChange, now: bson::DateTime) -> Document {
     if let Some(assignee) = &change.assigned_to {
         set.insert("assigned_to", assignee.clone());
     }
+    if let Some(reason) = &change.routing_reason {
+        set.insert("routing_reason", reason.clone());
+    }
     doc! { "$set": set, "$inc": { "version": 1_i64 } }
 }
 

@@ -23,7 +23,7 @@ const OP_MSG: i32 = 2013;
 
 /// What the stand-in claims to be in its `hello` replies.
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Standalone,
     ReplicaSet,
     Mongos,
@@ -32,20 +32,20 @@ enum Kind {
 /// One command as the server saw it: the body plus any document sequences (`documents`,
 /// `updates`) folded into it as arrays.
 #[derive(Clone, Debug)]
-struct Received {
-    name: String,
-    body: Document,
+pub(crate) struct Received {
+    pub(crate) name: String,
+    pub(crate) body: Document,
 }
 
 type Script = dyn Fn(&Received) -> Option<Document> + Send + Sync;
 
-struct FakeMongod {
+pub(crate) struct FakeMongod {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
 }
 
 impl FakeMongod {
-    async fn start(
+    pub(crate) async fn start(
         kind: Kind,
         script: impl Fn(&Received) -> Option<Document> + Send + Sync + 'static,
     ) -> Self {
@@ -62,12 +62,12 @@ impl FakeMongod {
         Self { addr, log }
     }
 
-    fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         format!("mongodb://{}/?directConnection=true", self.addr)
     }
 
     /// Everything but the driver's own handshakes and session housekeeping.
-    fn commands(&self) -> Vec<Received> {
+    pub(crate) fn commands(&self) -> Vec<Received> {
         self.log
             .lock()
             .unwrap()
@@ -79,14 +79,14 @@ impl FakeMongod {
             .collect()
     }
 
-    fn named(&self, name: &str) -> Vec<Received> {
+    pub(crate) fn named(&self, name: &str) -> Vec<Received> {
         self.commands()
             .into_iter()
             .filter(|c| c.name == name)
             .collect()
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.log.lock().unwrap().clear();
     }
 }
@@ -225,11 +225,11 @@ fn counter_script(start: i64) -> impl Fn(&Received) -> Option<Document> + Send +
     }
 }
 
-fn is_in_transaction(c: &Received) -> bool {
+pub(crate) fn is_in_transaction(c: &Received) -> bool {
     c.body.get_bool("autocommit") == Ok(false)
 }
 
-fn txn_number(c: &Received) -> i64 {
+pub(crate) fn txn_number(c: &Received) -> i64 {
     c.body.get_i64("txnNumber").unwrap()
 }
 

@@ -245,7 +245,8 @@ impl TicketStore for SqliteStore {
             exec(
                 tx,
                 "UPDATE tickets SET status = ?1, priority = ?2, priority_locked = ?3, assigned_to = ?4,
-                        resolved_at = ?5, updated_at = ?6, version = version + 1
+                        resolved_at = ?5, updated_at = ?6, version = version + 1,
+                        routing_reason = COALESCE(?8, routing_reason)
                  WHERE id = ?7",
                 params![
                     status.as_str(),
@@ -254,7 +255,8 @@ impl TicketStore for SqliteStore {
                     assigned_to,
                     resolved_at.map(ts),
                     ts(now),
-                    id
+                    id,
+                    change.routing_reason
                 ],
             )
             .map_err(sql)?;

@@ -115,6 +115,8 @@ struct Inner {
     script: VecDeque<GeminiReply>,
     default: GeminiReply,
     requests: Vec<RecordedRequest>,
+    /// Ticket titles of the requests answered with a triage (a 200), in order.
+    answered: Vec<String>,
     violations: Vec<String>,
     models: Vec<String>,
 }
@@ -149,6 +151,7 @@ impl FakeGemini {
             script: VecDeque::new(),
             default: GeminiReply::Auto,
             requests: Vec::new(),
+            answered: Vec::new(),
             violations: Vec::new(),
             models: vec![FAKE_GEMINI_MODEL.to_string()],
         })));
@@ -213,6 +216,12 @@ impl FakeGemini {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Ticket titles whose request got a successful answer (the whole answer was produced; a
+    /// request still held by [`GeminiReply::Delayed`] is not counted), in order.
+    pub fn answered_titles(&self) -> Vec<String> {
+        self.shared.lock().answered.clone()
     }
 
     pub fn request_count(&self) -> usize {
@@ -319,7 +328,11 @@ async fn handle(
     let Some(reply) = reply else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    render(reply, &request).await
+    let response = render(reply, &request).await;
+    if response.status().is_success() {
+        shared.lock().answered.push(title_of(&request));
+    }
+    response
 }
 
 /// The rules a request must follow.

@@ -3,7 +3,9 @@
 //! the messages they collect. Not every helper is used by every test module.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod fake_gemini;
+pub mod fake_inngest;
 pub mod fake_openai;
 pub mod mime;
 pub mod smtp_peer;
