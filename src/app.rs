@@ -285,9 +285,6 @@ impl App {
             background,
         } = self.service;
         tracing::info!(%addr, store = state.store.backend(), "listening");
-        // After the start, not during it (it would compete for the CPU): the rules engine is
-        // then compiled by the time the first ticket needs it.
-        tokio::task::spawn_blocking(RulesEngine::warm_up);
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -59,7 +59,7 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         );
         report.row(
             &bench,
-            "throughput (201s per second)",
+            "throughput (201 Created per second)",
             format!("{:.0} req/s ({} failed)", r.throughput, r.failed),
         );
         report.row(

@@ -5,7 +5,7 @@
 //! All patterns here are fixed, written in this file; ticket text is only ever the haystack.
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use regex::Regex;
@@ -64,16 +64,19 @@ impl HighKind {
     }
 }
 
-/// The rules engine. Cheap to create: its patterns are compiled once per process, on first use
-/// or by [`RulesEngine::warm_up`].
+/// The rules engine. Cheap to create: its patterns are compiled once per process, on first use.
 #[derive(Clone, Debug)]
 pub struct RulesEngine {
     _patterns: (),
 }
 
-/// Compiling the patterns takes tens of milliseconds; doing it once, off the start path, keeps
-/// the server's cold start short and lets every engine share them.
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::compile);
+/// Compiled once per process, when first needed: compiling takes tens of milliseconds and some
+/// megabytes, which a server that starts, or one whose AI never fails, need not pay.
+static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+
+fn patterns() -> &'static Patterns {
+    PATTERNS.get_or_init(Patterns::compile)
+}
 
 struct Patterns {
     categories: Vec<(Category, Vec<Signal>)>,
@@ -441,10 +444,9 @@ impl RulesEngine {
         RulesEngine { _patterns: () }
     }
 
-    /// Compiles the patterns now (and the skill vocabulary's), so that the first ticket does not
-    /// wait for them. Blocking: run it on a blocking thread.
+    /// Compiles the patterns (and the skill vocabulary's) if not done yet. Blocking.
     pub fn warm_up() {
-        LazyLock::force(&PATTERNS);
+        patterns();
         skills::warm_up();
     }
 
@@ -506,7 +508,7 @@ impl RulesEngine {
 
     /// Scores every category; returns the winner and all scores, best first.
     fn category(&self, title: &str, description: &str) -> (Category, Vec<(Category, Scored)>) {
-        let mut scored: Vec<(Category, Scored)> = PATTERNS
+        let mut scored: Vec<(Category, Scored)> = patterns()
             .categories
             .iter()
             .map(|(cat, signals)| {
@@ -542,10 +544,10 @@ impl RulesEngine {
         category: Category,
         sentiment: Sentiment,
     ) -> (Priority, Vec<HighKind>, Vec<Hit>) {
-        let urgency_negated = PATTERNS.urgency_negated.is_match(text);
+        let urgency_negated = patterns().urgency_negated.is_match(text);
         let mut kinds = Vec::new();
         let mut hits = Vec::new();
-        for (kind, re) in &PATTERNS.high {
+        for (kind, re) in &patterns().high {
             if *kind == HighKind::Urgency && urgency_negated {
                 continue;
             }
@@ -560,7 +562,7 @@ impl RulesEngine {
         if !kinds.is_empty() {
             return (Priority::High, kinds, hits);
         }
-        let low_hits: Vec<Hit> = PATTERNS
+        let low_hits: Vec<Hit> = patterns()
             .low
             .iter()
             .filter_map(|s| {
@@ -601,7 +603,7 @@ impl RulesEngine {
                 .sum()
         };
         let mut frustrated_hits = Vec::new();
-        let mut frustrated = score(&PATTERNS.frustrated, &mut frustrated_hits);
+        let mut frustrated = score(&patterns().frustrated, &mut frustrated_hits);
         let shouted = shouted_words(text);
         if shouted >= 3 {
             frustrated += 2;
@@ -611,9 +613,9 @@ impl RulesEngine {
             });
         }
         let mut negative_hits = Vec::new();
-        let negative = score(&PATTERNS.negative, &mut negative_hits);
+        let negative = score(&patterns().negative, &mut negative_hits);
         let mut positive_hits = Vec::new();
-        let positive = score(&PATTERNS.positive, &mut positive_hits);
+        let positive = score(&patterns().positive, &mut positive_hits);
 
         let unhappy = frustrated + negative;
         if frustrated >= 3 || (frustrated >= 2 && negative >= 1) {
@@ -758,6 +760,10 @@ impl TriageProvider for RulesEngine {
     }
 
     async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
+        if PATTERNS.get().is_none() {
+            // The first triage compiles the patterns, on a thread where blocking is fine.
+            let _ = tokio::task::spawn_blocking(Self::warm_up).await;
+        }
         Ok(self.triage_outcome(input))
     }
 }

@@ -501,7 +501,13 @@ impl Plan for ClaimPlan {
                 leased_slots.extend(docs::read_slots(&d)?);
             }
         }
-        let picked = pick_claimable(candidates.iter(), leased_slots.iter(), self.max);
+        let picked = pick_claimable(
+            candidates
+                .iter()
+                .map(|c| (c.id.as_str(), c.concurrency.as_slice())),
+            leased_slots.iter(),
+            self.max,
+        );
         let picked: Vec<&QueueItem> = picked
             .iter()
             .filter_map(|id| candidates.iter().find(|c| c.id == *id))

@@ -3,10 +3,12 @@
 //! the write lock, and runs every operation on the blocking pool inside `BEGIN IMMEDIATE`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -59,8 +61,16 @@ CREATE INDEX IF NOT EXISTS inngest_pauses_by_event ON inngest_pauses(event_name,
 CREATE INDEX IF NOT EXISTS inngest_pauses_by_run ON inngest_pauses(run_id);
 ";
 
+/// Reader connections: with WAL they read beside the writer, so loading runs and finding the
+/// next due item never queue behind commits.
+const READERS: usize = 2;
+/// Prepared statements kept per connection: more than the distinct statements a commit runs.
+const STATEMENT_CACHE: usize = 64;
+
 pub struct SqliteRunStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
     path: PathBuf,
 }
 
@@ -111,25 +121,74 @@ fn wait_for_lock(attempt: i32) -> bool {
     true
 }
 
+/// How often the WAL is copied back into the database file, by a connection of its own: SQLite
+/// would otherwise do it, fsync included, inside whichever commit crosses its threshold, and the
+/// whole executor would wait for the disk.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Checkpoints until the store's writer connection is dropped. Passive: it never waits for, nor
+/// blocks, readers and writers; another checkpointer on the same file just makes it skip a turn.
+async fn checkpoints(store: std::sync::Weak<Mutex<Connection>>, conn: Connection) {
+    let conn = Arc::new(Mutex::new(conn));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if store.strong_count() == 0 {
+            return;
+        }
+        let conn = conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::debug!(error = %e, "executor store checkpoint skipped");
+        }
+    }
+}
+
 impl SqliteRunStore {
     /// Opens (or creates) the database file and the `inngest_` tables.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteRunStore> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
-        let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
-            let mut conn = Connection::open(&p).map_err(backend)?;
-            conn.busy_handler(Some(wait_for_lock)).map_err(backend)?;
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(backend)?;
-            conn.execute_batch(SCHEMA).map_err(backend)?;
-            Ok(conn)
-        })
+        let conn = tokio::task::spawn_blocking(
+            move || -> StoreResult<(Connection, Vec<_>, Connection)> {
+                let open = || -> StoreResult<Connection> {
+                    let mut conn = Connection::open(&p).map_err(backend)?;
+                    conn.busy_handler(Some(wait_for_lock)).map_err(backend)?;
+                    conn.pragma_update(None, "journal_mode", "WAL")
+                        .map_err(backend)?;
+                    conn.pragma_update(None, "synchronous", "NORMAL")
+                        .map_err(backend)?;
+                    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                    // Keeps cached statements compiled: otherwise any statement with a bound LIMIT
+                    // (every claim) is recompiled each time it runs.
+                    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+                        .map_err(backend)?;
+                    Ok(conn)
+                };
+                let conn = open()?;
+                conn.execute_batch(SCHEMA).map_err(backend)?;
+                conn.pragma_update(None, "wal_autocheckpoint", 0)
+                    .map_err(backend)?;
+                let readers = (0..READERS)
+                    .map(|_| open().map(Mutex::new))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok((conn, readers, open()?))
+            },
+        )
         .await
         .map_err(backend)??;
+        let (conn, readers, checkpointer) = conn;
+        let conn = Arc::new(Mutex::new(conn));
+        tokio::spawn(checkpoints(Arc::downgrade(&conn), checkpointer));
         Ok(SqliteRunStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
             path,
         })
     }
@@ -143,13 +202,32 @@ impl SqliteRunStore {
         self.run_tx(TransactionBehavior::Immediate, f).await
     }
 
-    /// A read-only transaction (`BEGIN DEFERRED`).
+    /// A read-only transaction (`BEGIN DEFERRED`) on a reader connection.
     async fn with_read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.run_tx(TransactionBehavior::Deferred, f).await
+        let readers = self.readers.clone();
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            // An idle reader if there is one, else wait for the next in turn.
+            let n = readers.len();
+            let mut guard = (0..n)
+                .find_map(|i| readers[(first + i) % n].try_lock().ok())
+                .map_or_else(|| readers[first % n].lock(), Ok)
+                .map_err(|_| backend("sqlite connection poisoned"))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
     }
 
     async fn run_tx<T, F>(&self, behavior: TransactionBehavior, f: F) -> StoreResult<T>
@@ -174,8 +252,16 @@ impl SqliteRunStore {
     }
 }
 
+/// Runs `sql` through the connection's statement cache: every step runs the same few statements.
+fn exec(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+    tx.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(backend)
+}
+
 fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO inngest_queue (id, key, run_id, kind, due_at, concurrency, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         params![
@@ -187,13 +273,13 @@ fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<()> {
             serde_json::to_string(&item.concurrency).map_err(corrupt)?,
             serde_json::to_string(item).map_err(corrupt)?,
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
 fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO inngest_runs (id, function_id, status, created_at, rev, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         params![
@@ -204,36 +290,39 @@ fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {
             run.rev as i64,
             serde_json::to_string(run).map_err(corrupt)?,
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
 fn insert_event(tx: &Transaction<'_>, id: &str, event: &Value) -> StoreResult<bool> {
     let name = event.get("name").and_then(Value::as_str).unwrap_or("");
-    let n = tx
-        .execute(
-            "INSERT INTO inngest_events (id, name, received_at, body) VALUES (?1, ?2, ?3, ?4)
+    let n = exec(
+        tx,
+        "INSERT INTO inngest_events (id, name, received_at, body) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
-            params![id, name, Utc::now().timestamp_millis(), event.to_string()],
-        )
-        .map_err(backend)?;
+        params![id, name, Utc::now().timestamp_millis(), event.to_string()],
+    )?;
     Ok(n == 1)
 }
 
 fn insert_pause(tx: &Transaction<'_>, p: &Pause) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO inngest_pauses (id, run_id, event_name, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT DO NOTHING",
-        params![p.id, p.run_id, p.event, ms(p.expires_at), serde_json::to_string(p).map_err(corrupt)?],
-    )
-    .map_err(backend)?;
+    exec(
+        tx,
+        "INSERT INTO inngest_pauses (id, run_id, event_name, expires_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        params![
+            p.id,
+            p.run_id,
+            p.event,
+            ms(p.expires_at),
+            serde_json::to_string(p).map_err(corrupt)?
+        ],
+    )?;
     Ok(())
 }
 
 fn remove_key(tx: &Transaction<'_>, key: &str) -> StoreResult<()> {
-    tx.execute("DELETE FROM inngest_queue WHERE key = ?1", params![key])
-        .map_err(backend)?;
+    exec(tx, "DELETE FROM inngest_queue WHERE key = ?1", params![key])?;
     Ok(())
 }
 
@@ -259,12 +348,11 @@ impl RunStore for SqliteRunStore {
             }
             let mut resumed = 0;
             for (pause_id, item) in &ingest.resumes {
-                let gone = tx
-                    .execute(
-                        "DELETE FROM inngest_pauses WHERE id = ?1",
-                        params![pause_id],
-                    )
-                    .map_err(backend)?;
+                let gone = exec(
+                    tx,
+                    "DELETE FROM inngest_pauses WHERE id = ?1",
+                    params![pause_id],
+                )?;
                 if gone == 1 {
                     insert_item(tx, item)?;
                     resumed += 1;
@@ -319,39 +407,50 @@ impl RunStore for SqliteRunStore {
                     leased_slots.extend(slots);
                 }
             }
-            let mut candidates = Vec::new();
+            // Ids and slots only: with a backlog held back by a concurrency limit, most
+            // candidates are skipped, and only the picked ones' bodies are read.
+            let mut candidates: Vec<(String, Vec<Slot>)> = Vec::new();
             {
                 // Read more than `max`, since calls over their concurrency limit are skipped.
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT body FROM inngest_queue
+                        "SELECT id, concurrency FROM inngest_queue
                          WHERE due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
                          ORDER BY due_at, id LIMIT ?2",
                     )
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![now_ms, (max * 8 + 64) as i64], |r| r.get::<_, String>(0))
+                    .query_map(params![now_ms, (max * 8 + 64) as i64], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
                     .map_err(backend)?;
-                for body in rows {
-                    candidates.push(read_item(&body.map_err(backend)?)?);
+                for row in rows {
+                    let (id, slots) = row.map_err(backend)?;
+                    candidates.push((id, serde_json::from_str(&slots).map_err(corrupt)?));
                 }
             }
-            let picked = pick_claimable(candidates.iter(), leased_slots.iter(), max);
+            let picked = pick_claimable(
+                candidates.iter().map(|(id, slots)| (id.as_str(), slots.as_slice())),
+                leased_slots.iter(),
+                max,
+            );
             let until = ms(now + lease_for);
             let mut out = Vec::with_capacity(picked.len());
-            for id in picked {
-                let token = uuid::Uuid::now_v7().to_string();
-                tx.execute(
-                    "UPDATE inngest_queue SET lease_until = ?1, lease_token = ?2 WHERE id = ?3",
-                    params![until, token, id],
+            let mut lease = tx
+                .prepare_cached(
+                    "UPDATE inngest_queue SET lease_until = ?1, lease_token = ?2 WHERE id = ?3
+                     RETURNING body",
                 )
                 .map_err(backend)?;
-                if let Some(item) = candidates.iter().find(|c| c.id == id) {
-                    out.push(Claimed {
-                        item: item.clone(),
-                        lease: Lease { item_id: id, token },
-                    });
-                }
+            for id in picked {
+                let token = uuid::Uuid::now_v7().to_string();
+                let body: String = lease
+                    .query_row(params![until, token, id], |r| r.get(0))
+                    .map_err(backend)?;
+                out.push(Claimed {
+                    item: read_item(&body)?,
+                    lease: Lease { item_id: id, token },
+                });
             }
             Ok(out)
         })
@@ -360,9 +459,18 @@ impl RunStore for SqliteRunStore {
 
     async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
         self.with_read(|tx| {
+            // The first unleased item in due order and the leased items (few), each from its
+            // index, rather than a scan of the whole queue on every turn of the driver. `+` keeps
+            // the planner on the due-order index; leases are epoch milliseconds, so `>= 0` is
+            // "leased" in a form the lease index answers.
             let v: Option<i64> = tx
                 .query_row(
-                    "SELECT MIN(MAX(due_at, COALESCE(lease_until, 0))) FROM inngest_queue",
+                    "SELECT MIN(t) FROM (
+                        SELECT * FROM (SELECT due_at AS t FROM inngest_queue
+                            WHERE +lease_until IS NULL ORDER BY due_at LIMIT 1)
+                        UNION ALL
+                        SELECT MAX(due_at, lease_until) FROM inngest_queue
+                            WHERE lease_until >= 0)",
                     [],
                     |r| r.get(0),
                 )
@@ -374,12 +482,8 @@ impl RunStore for SqliteRunStore {
 
     async fn release_leases(&self) -> StoreResult<u64> {
         self.with_tx(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE inngest_queue SET lease_until = NULL, lease_token = NULL WHERE lease_token IS NOT NULL",
-                    [],
-                )
-                .map_err(backend)?;
+            let n = exec(tx, "UPDATE inngest_queue SET lease_until = NULL, lease_token = NULL WHERE lease_token IS NOT NULL",
+                    [],)?;
             Ok(n as u64)
         })
         .await
@@ -389,12 +493,11 @@ impl RunStore for SqliteRunStore {
         let id = run_id.to_string();
         self.with_read(move |tx| {
             let row: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT state, rev FROM inngest_runs WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
+                .prepare_cached("SELECT state, rev FROM inngest_runs WHERE id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(backend)?;
             row.map(|(state, rev)| {
                 let mut run: RunState = serde_json::from_str(&state).map_err(corrupt)?;
@@ -409,12 +512,8 @@ impl RunStore for SqliteRunStore {
     async fn commit(&self, c: Commit) -> StoreResult<()> {
         self.with_tx(move |tx| {
             if let Some(lease) = &c.done {
-                let n = tx
-                    .execute(
-                        "DELETE FROM inngest_queue WHERE id = ?1 AND lease_token = ?2",
-                        params![lease.item_id, lease.token],
-                    )
-                    .map_err(backend)?;
+                let n = exec(tx, "DELETE FROM inngest_queue WHERE id = ?1 AND lease_token = ?2",
+                        params![lease.item_id, lease.token],)?;
                 if n != 1 {
                     return Err(StoreError::LeaseLost(lease.item_id.clone()));
                 }
@@ -422,38 +521,29 @@ impl RunStore for SqliteRunStore {
             if let Some(run) = &c.run {
                 let mut next = run.clone();
                 next.rev = run.rev + 1;
-                let n = tx
-                    .execute(
-                        "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3 WHERE id = ?4 AND rev = ?5",
+                let n = exec(tx, "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3 WHERE id = ?4 AND rev = ?5",
                         params![
                             next.status.as_str(),
                             next.rev as i64,
                             serde_json::to_string(&next).map_err(corrupt)?,
                             next.id,
                             run.rev as i64
-                        ],
-                    )
-                    .map_err(backend)?;
+                        ],)?;
                 if n != 1 {
                     // Returning the error drops the transaction, which rolls back the delete above.
                     return Err(StoreError::Conflict(run.id.clone()));
                 }
             }
             for run_id in &c.remove_run_work {
-                tx.execute(
-                    "DELETE FROM inngest_queue WHERE run_id = ?1 AND kind != 'publish'",
-                    params![run_id],
-                )
-                .map_err(backend)?;
-                tx.execute("DELETE FROM inngest_pauses WHERE run_id = ?1", params![run_id])
-                    .map_err(backend)?;
+                exec(tx, "DELETE FROM inngest_queue WHERE run_id = ?1 AND kind != 'publish'",
+                    params![run_id],)?;
+                exec(tx, "DELETE FROM inngest_pauses WHERE run_id = ?1", params![run_id])?;
             }
             for key in &c.remove_items {
                 remove_key(tx, key)?;
             }
             for id in &c.remove_pauses {
-                tx.execute("DELETE FROM inngest_pauses WHERE id = ?1", params![id])
-                    .map_err(backend)?;
+                exec(tx, "DELETE FROM inngest_pauses WHERE id = ?1", params![id])?;
             }
             for run in &c.new_runs {
                 insert_run(tx, run)?;

@@ -233,8 +233,9 @@ pub trait RunStore: Send + Sync {
 }
 
 /// Picks claimable items: due, not leased, and with room in every concurrency slot.
+/// Candidates are `(id, concurrency)` pairs in claim order.
 pub(crate) fn pick_claimable<'a>(
-    candidates: impl Iterator<Item = &'a QueueItem>,
+    candidates: impl Iterator<Item = (&'a str, &'a [Slot])>,
     leased_slots: impl Iterator<Item = &'a Slot>,
     max: usize,
 ) -> Vec<String> {
@@ -243,19 +244,18 @@ pub(crate) fn pick_claimable<'a>(
         *in_use.entry(slot.key.as_str()).or_default() += 1;
     }
     let mut picked = Vec::new();
-    for item in candidates {
+    for (id, concurrency) in candidates {
         if picked.len() >= max {
             break;
         }
-        let fits = item
-            .concurrency
+        let fits = concurrency
             .iter()
             .all(|s| in_use.get(s.key.as_str()).copied().unwrap_or(0) < s.limit);
         if fits {
-            for s in &item.concurrency {
+            for s in concurrency {
                 *in_use.entry(s.key.as_str()).or_default() += 1;
             }
-            picked.push(item.id.clone());
+            picked.push(id.to_owned());
         }
     }
     picked
@@ -373,7 +373,13 @@ impl RunStore for MemoryStore {
             .values()
             .filter(|mi| is_leased(mi))
             .flat_map(|mi| mi.item.concurrency.iter());
-        let picked = pick_claimable(candidates.into_iter().map(|mi| &mi.item), leased_slots, max);
+        let picked = pick_claimable(
+            candidates
+                .into_iter()
+                .map(|mi| (mi.item.id.as_str(), mi.item.concurrency.as_slice())),
+            leased_slots,
+            max,
+        );
         let mut out = Vec::with_capacity(picked.len());
         for id in picked {
             let token = uuid::Uuid::now_v7().to_string();

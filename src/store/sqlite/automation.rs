@@ -1,5 +1,5 @@
 use super::tickets::{StoredTriage, get_ticket};
-use super::{SqliteStore, bad_value, parse_opt_ts, sql, ts};
+use super::{SqliteStore, bad_value, exec, parse_opt_ts, query_one, sql, ts};
 use crate::domain::ticket::{TicketStatus, TriageStatus};
 use crate::domain::user::Role;
 use crate::store::{AutomationStore, StaffLoad, StoreError, StoreResult, Ticket, TriageUpdate};
@@ -9,10 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub(super) fn staff_loads(conn: &Connection) -> StoreResult<Vec<StaffLoad>> {
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT u.id, u.email, u.name, u.role, u.skills, u.capacity, u.last_assigned_at,
-                    (SELECT COUNT(*) FROM tickets t
-                      WHERE t.assigned_to = u.id AND t.status IN ('open', 'in_progress'))
+                    u.open_tickets
              FROM users u WHERE u.role IN ('moderator', 'admin') ORDER BY u.id",
         )
         .map_err(sql)?;
@@ -42,12 +41,14 @@ pub(super) fn note_assignment(
     assignee: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE tickets SET assigned_at = ?1 WHERE id = ?2",
         params![ts(now), ticket_id],
     )
     .map_err(sql)?;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE users SET last_assigned_at = ?1 WHERE id = ?2",
         params![ts(now), assignee],
     )
@@ -71,23 +72,23 @@ impl AutomationStore for SqliteStore {
                 triaged_at: now,
             };
             let json = serde_json::to_string(&stored).map_err(|e| StoreError::Other(e.into()))?;
-            let changed = tx
-                .execute(
-                    "UPDATE tickets SET triage = ?1, triage_source = ?2, triage_status = ?3, category = ?4,
-                            priority = CASE WHEN priority_locked THEN priority ELSE ?5 END,
-                            updated_at = ?6, version = version + 1
-                     WHERE id = ?7",
-                    params![
-                        json,
-                        triage.source,
-                        triage.status.as_str(),
-                        triage.category.as_str(),
-                        triage.priority.as_str(),
-                        ts(now),
-                        id
-                    ],
-                )
-                .map_err(sql)?;
+            let changed = exec(
+                tx,
+                "UPDATE tickets SET triage = ?1, triage_source = ?2, triage_status = ?3, category = ?4,
+                        priority = CASE WHEN priority_locked THEN priority ELSE ?5 END,
+                        updated_at = ?6, version = version + 1
+                 WHERE id = ?7",
+                params![
+                    json,
+                    triage.source,
+                    triage.status.as_str(),
+                    triage.category.as_str(),
+                    triage.priority.as_str(),
+                    ts(now),
+                    id
+                ],
+            )
+            .map_err(sql)?;
             if changed == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -99,7 +100,8 @@ impl AutomationStore for SqliteStore {
     async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
         self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tickets SET triage_status = ?1, updated_at = ?2, version = version + 1,
                         routing_reason = COALESCE(routing_reason, ?3)
                  WHERE id = ?4 AND triage_status = ?5",
@@ -134,13 +136,13 @@ impl AutomationStore for SqliteStore {
         );
         self.write(move |tx| {
             let now = Utc::now();
-            let changed = tx
-                .execute(
-                    "UPDATE tickets SET assigned_to = ?1, routing_reason = ?2, updated_at = ?3, version = version + 1
-                     WHERE id = ?4 AND assigned_to IS NULL",
-                    params![assignee, reason, ts(now), id],
-                )
-                .map_err(sql)?;
+            let changed = exec(
+                tx,
+                "UPDATE tickets SET assigned_to = ?1, routing_reason = ?2, updated_at = ?3, version = version + 1
+                 WHERE id = ?4 AND assigned_to IS NULL",
+                params![assignee, reason, ts(now), id],
+            )
+            .map_err(sql)?;
             if changed == 0 {
                 return Ok(None);
             }
@@ -153,7 +155,8 @@ impl AutomationStore for SqliteStore {
     async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
         self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tickets SET routing_reason = ?1 WHERE id = ?2",
                 params![reason, id],
             )
@@ -166,7 +169,8 @@ impl AutomationStore for SqliteStore {
     async fn set_sla_due(&self, ticket_id: &str, due: DateTime<Utc>) -> StoreResult<()> {
         let id = ticket_id.to_owned();
         self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tickets SET sla_due_at = ?1 WHERE id = ?2",
                 params![ts(due), id],
             )
@@ -186,7 +190,8 @@ impl AutomationStore for SqliteStore {
                 return Ok(None);
             }
             let now = ts(Utc::now());
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tickets SET priority = ?1, escalated_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?3",
                 params![ticket.priority.raised().as_str(), now, id],
             )
@@ -199,10 +204,12 @@ impl AutomationStore for SqliteStore {
     async fn mail_sent(&self, key: &str) -> StoreResult<bool> {
         let key = key.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT 1 FROM sent_mail WHERE key = ?1", [key], |_| Ok(()))
-                .optional()
-                .map(|r| r.is_some())
-                .map_err(sql)
+            query_one(c, "SELECT 1 FROM sent_mail WHERE key = ?1", [key], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sql)
         })
         .await
     }
@@ -210,7 +217,8 @@ impl AutomationStore for SqliteStore {
     async fn record_mail(&self, key: &str, recipient: &str, subject: &str) -> StoreResult<()> {
         let (key, recipient, subject) = (key.to_owned(), recipient.to_owned(), subject.to_owned());
         self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO sent_mail (key, recipient, subject, sent_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (key) DO NOTHING",
                 params![key, recipient, subject, ts(Utc::now())],

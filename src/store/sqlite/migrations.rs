@@ -85,6 +85,33 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX tickets_by_assignee_status ON tickets (assigned_to, status);
     "#,
+    // 4: each person's open tickets, kept by triggers. Routing reads everyone's load for every
+    // new ticket; counting them, even from an index, grew with the backlog.
+    r#"
+    ALTER TABLE users ADD COLUMN open_tickets INTEGER NOT NULL DEFAULT 0;
+    UPDATE users SET open_tickets = (
+        SELECT COUNT(*) FROM tickets t
+        WHERE t.assigned_to = users.id AND t.status IN ('open', 'in_progress'));
+
+    CREATE TRIGGER tickets_open_on_insert AFTER INSERT ON tickets
+    WHEN NEW.assigned_to IS NOT NULL AND NEW.status IN ('open', 'in_progress')
+    BEGIN
+        UPDATE users SET open_tickets = open_tickets + 1 WHERE id = NEW.assigned_to;
+    END;
+    CREATE TRIGGER tickets_open_on_update AFTER UPDATE OF assigned_to, status ON tickets
+    BEGIN
+        UPDATE users SET open_tickets = open_tickets - 1
+        WHERE id = OLD.assigned_to AND OLD.status IN ('open', 'in_progress');
+        UPDATE users SET open_tickets = open_tickets + 1
+        WHERE id = NEW.assigned_to AND NEW.status IN ('open', 'in_progress');
+    END;
+    CREATE TRIGGER tickets_open_on_delete AFTER DELETE ON tickets
+    WHEN OLD.assigned_to IS NOT NULL AND OLD.status IN ('open', 'in_progress')
+    BEGIN
+        UPDATE users SET open_tickets = open_tickets - 1 WHERE id = OLD.assigned_to;
+    END;
+    DROP INDEX tickets_by_assignee_status;
+    "#,
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -101,6 +128,69 @@ pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+
+    fn open_tickets(conn: &Connection) -> Vec<(String, i64)> {
+        let mut stmt = conn
+            .prepare("SELECT id, open_tickets FROM users ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn open_ticket_counts_start_from_existing_data_and_follow_every_change() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &super::MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, name, password_hash, role, skills, created_at, updated_at)
+             VALUES ('a', 'a@x.io', '', 'h', 'moderator', '[]', 't', 't'),
+                    ('b', 'b@x.io', '', 'h', 'moderator', '[]', 't', 't');
+             INSERT INTO tickets (id, title, description, status, priority, created_by,
+                                  assigned_to, triage_status, created_at, updated_at)
+             VALUES ('1', 't', 'd', 'open', 'low', 'a', 'a', 'done', 't', 't'),
+                    ('2', 't', 'd', 'in_progress', 'low', 'a', 'a', 'done', 't', 't'),
+                    ('3', 't', 'd', 'resolved', 'low', 'a', 'a', 'done', 't', 't'),
+                    ('4', 't', 'd', 'open', 'low', 'a', NULL, 'done', 't', 't');",
+        )
+        .unwrap();
+        super::run(&mut conn).unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 2), ("b".into(), 0)]);
+
+        conn.execute_batch("UPDATE tickets SET assigned_to = 'b' WHERE id = '4'")
+            .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 2), ("b".into(), 1)]);
+        conn.execute_batch("UPDATE tickets SET status = 'closed' WHERE id = '1'")
+            .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 1), ("b".into(), 1)]);
+        conn.execute_batch("UPDATE tickets SET status = 'open' WHERE id = '3'")
+            .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 2), ("b".into(), 1)]);
+        conn.execute_batch(
+            "UPDATE tickets SET assigned_to = 'b', status = 'in_progress' WHERE id = '2'",
+        )
+        .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 1), ("b".into(), 2)]);
+        conn.execute_batch(
+            "UPDATE tickets SET priority = 'high'; UPDATE tickets SET assigned_to = NULL WHERE id = '4'",
+        )
+        .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 1), ("b".into(), 1)]);
+        conn.execute_batch(
+            "INSERT INTO tickets (id, title, description, status, priority, created_by,
+                                  assigned_to, triage_status, created_at, updated_at)
+             VALUES ('5', 't', 'd', 'open', 'low', 'a', 'a', 'done', 't', 't');
+             DELETE FROM tickets WHERE id = '2';",
+        )
+        .unwrap();
+        assert_eq!(open_tickets(&conn), [("a".into(), 2), ("b".into(), 0)]);
+    }
+
     #[test]
     fn migrations_apply_once() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();

@@ -1,4 +1,4 @@
-use super::{SqliteStore, parse_opt_ts, parse_ts, sql, ts};
+use super::{SqliteStore, parse_opt_ts, parse_ts, query_one, sql, ts};
 use crate::store::{OutboxEvent, OutboxStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::Utc;
@@ -21,7 +21,7 @@ impl OutboxStore for SqliteStore {
     async fn pending_events(&self, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
         self.read(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT seq, id, name, data, created_at, sent_at FROM outbox
                      WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
                 )
@@ -37,7 +37,7 @@ impl OutboxStore for SqliteStore {
     async fn list_events(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
         self.read(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT seq, id, name, data, created_at, sent_at FROM outbox
                      WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )
@@ -55,7 +55,7 @@ impl OutboxStore for SqliteStore {
         self.write(move |tx| {
             let now = ts(Utc::now());
             let mut stmt = tx
-                .prepare("UPDATE outbox SET sent_at = ?1 WHERE id = ?2 AND sent_at IS NULL")
+                .prepare_cached("UPDATE outbox SET sent_at = ?1 WHERE id = ?2 AND sent_at IS NULL")
                 .map_err(sql)?;
             for id in &ids {
                 stmt.execute(params![now, id]).map_err(sql)?;
@@ -67,7 +67,8 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_backlog(&self) -> StoreResult<u64> {
         self.read(|c| {
-            c.query_row(
+            query_one(
+                c,
                 "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL",
                 [],
                 |r| r.get::<_, i64>(0),

@@ -1,4 +1,7 @@
-use super::{SqliteStore, bad_value, insert_event, like_pattern, parse_opt_ts, parse_ts, sql, ts};
+use super::{
+    SqliteStore, bad_value, exec, insert_event, like_pattern, parse_opt_ts, parse_ts, query_one,
+    sql, ts,
+};
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::store::{
@@ -85,7 +88,8 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
 }
 
 pub(super) fn get_ticket(conn: &Connection, id: &str) -> StoreResult<Option<Ticket>> {
-    conn.query_row(
+    query_one(
+        conn,
         &format!("SELECT {COLUMNS} FROM tickets WHERE id = ?1"),
         [id],
         ticket_from_row,
@@ -106,7 +110,7 @@ fn comment_from_row(row: &Row<'_>) -> rusqlite::Result<Comment> {
 }
 
 fn counts(conn: &Connection, sql_text: &str) -> StoreResult<Vec<Count>> {
-    let mut stmt = conn.prepare(sql_text).map_err(sql)?;
+    let mut stmt = conn.prepare_cached(sql_text).map_err(sql)?;
     stmt.query_map([], |r| {
         Ok(Count {
             key: r
@@ -125,7 +129,8 @@ impl TicketStore for SqliteStore {
     async fn create_ticket(&self, ticket: NewTicket, event: NewEvent) -> StoreResult<Ticket> {
         self.write(move |tx| {
             let now = Utc::now();
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO tickets (id, title, description, status, priority, created_by,
                                       triage_status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
@@ -201,7 +206,7 @@ impl TicketStore for SqliteStore {
             }
             text.push_str(" ORDER BY id DESC LIMIT ?");
             args.push(((query.limit + 1) as i64).into());
-            let mut stmt = c.prepare(&text).map_err(sql)?;
+            let mut stmt = c.prepare_cached(&text).map_err(sql)?;
             let items = stmt
                 .query_map(rusqlite::params_from_iter(args), ticket_from_row)
                 .map_err(sql)?
@@ -237,7 +242,8 @@ impl TicketStore for SqliteStore {
             let priority = change.priority.unwrap_or(current.priority);
             let locked = current.priority_locked || change.lock_priority;
             let assigned_to = change.assigned_to.clone().unwrap_or(current.assigned_to.clone());
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE tickets SET status = ?1, priority = ?2, priority_locked = ?3, assigned_to = ?4,
                         resolved_at = ?5, updated_at = ?6, version = version + 1,
                         routing_reason = COALESCE(?8, routing_reason)
@@ -270,21 +276,24 @@ impl TicketStore for SqliteStore {
     async fn add_comment(&self, comment: NewComment, event: NewEvent) -> StoreResult<Comment> {
         self.write(move |tx| {
             let now = Utc::now();
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO comments (id, ticket_id, author_id, body, internal, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![comment.id, comment.ticket_id, comment.author_id, comment.body, comment.internal, ts(now)],
             )
             .map_err(sql)?;
             if comment.by_staff && !comment.internal {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE tickets SET first_response_at = ?1 WHERE id = ?2 AND first_response_at IS NULL",
                     params![ts(now), comment.ticket_id],
                 )
                 .map_err(sql)?;
             }
             insert_event(tx, &event, now)?;
-            tx.query_row(
+            query_one(
+                tx,
                 "SELECT id, ticket_id, author_id, body, internal, created_at FROM comments WHERE id = ?1",
                 [&comment.id],
                 comment_from_row,
@@ -302,7 +311,7 @@ impl TicketStore for SqliteStore {
         let ticket_id = ticket_id.to_owned();
         self.read(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT id, ticket_id, author_id, body, internal, created_at FROM comments
                      WHERE ticket_id = ?1 AND (internal = 0 OR ?2) ORDER BY id",
                 )
@@ -317,9 +326,8 @@ impl TicketStore for SqliteStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         self.read(|c| {
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))
-                .map_err(sql)?;
+            let total: i64 =
+                query_one(c, "SELECT COUNT(*) FROM tickets", [], |r| r.get(0)).map_err(sql)?;
             Ok(Stats {
                 total: total as u64,
                 by_status: counts(
@@ -347,27 +355,29 @@ impl TicketStore for SqliteStore {
                     c,
                     "SELECT triage_source, COUNT(*) FROM tickets GROUP BY triage_source ORDER BY triage_source",
                 )?,
-                avg_first_response_secs: c
-                    .query_row(
-                        "SELECT AVG((julianday(first_response_at) - julianday(created_at)) * 86400.0)
-                         FROM tickets WHERE first_response_at IS NOT NULL",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql)?,
-                avg_resolution_secs: c
-                    .query_row(
-                        "SELECT AVG((julianday(resolved_at) - julianday(created_at)) * 86400.0)
-                         FROM tickets WHERE resolved_at IS NOT NULL",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql)?,
-                sla_breaches: c
-                    .query_row("SELECT COUNT(*) FROM tickets WHERE escalated_at IS NOT NULL", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map_err(sql)? as u64,
+                avg_first_response_secs: query_one(
+                    c,
+                    "SELECT AVG((julianday(first_response_at) - julianday(created_at)) * 86400.0)
+                     FROM tickets WHERE first_response_at IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?,
+                avg_resolution_secs: query_one(
+                    c,
+                    "SELECT AVG((julianday(resolved_at) - julianday(created_at)) * 86400.0)
+                     FROM tickets WHERE resolved_at IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?,
+                sla_breaches: query_one(
+                    c,
+                    "SELECT COUNT(*) FROM tickets WHERE escalated_at IS NOT NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql)? as u64,
                 moderator_load: super::automation::staff_loads(c)?
                     .into_iter()
                     .map(|s| crate::store::Load {

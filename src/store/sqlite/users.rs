@@ -1,4 +1,4 @@
-use super::{SqliteStore, bad_value, insert_event, parse_ts, sql, ts};
+use super::{SqliteStore, bad_value, exec, insert_event, parse_ts, query_one, sql, ts};
 use crate::domain::events::NewEvent;
 use crate::domain::user::Role;
 use crate::store::{
@@ -26,7 +26,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub(super) fn get_user(conn: &Connection, id: &str) -> StoreResult<Option<User>> {
-    conn.query_row(
+    query_one(
+        conn,
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
         [id],
         user_from_row,
@@ -41,7 +42,8 @@ impl UserStore for SqliteStore {
         self.write(move |tx| {
             let now = Utc::now();
             let id = user.id.clone();
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO users (id, email, name, password_hash, role, skills, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                 params![
@@ -71,7 +73,8 @@ impl UserStore for SqliteStore {
     async fn find_credentials(&self, email: &str) -> StoreResult<Option<Credentials>> {
         let email = email.to_owned();
         self.read(move |c| {
-            c.query_row(
+            query_one(
+                c,
                 "SELECT id, password_hash FROM users WHERE email = ?1",
                 [email],
                 |r| {
@@ -102,7 +105,7 @@ impl UserStore for SqliteStore {
             }
             sql_text.push_str(" ORDER BY id LIMIT ?");
             args.push(((query.limit + 1) as i64).into());
-            let mut stmt = c.prepare(&sql_text).map_err(sql)?;
+            let mut stmt = c.prepare_cached(&sql_text).map_err(sql)?;
             let items = stmt
                 .query_map(rusqlite::params_from_iter(args), user_from_row)
                 .map_err(sql)?
@@ -123,7 +126,8 @@ impl UserStore for SqliteStore {
             }
             let now = ts(Utc::now());
             if let Some(role) = patch.role {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE users SET role = ?1, updated_at = ?2 WHERE id = ?3",
                     params![role.as_str(), now, id],
                 )
@@ -132,21 +136,24 @@ impl UserStore for SqliteStore {
             if let Some(skills) = &patch.skills {
                 let skills =
                     serde_json::to_string(skills).map_err(|e| StoreError::Other(e.into()))?;
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE users SET skills = ?1, updated_at = ?2 WHERE id = ?3",
                     params![skills, now, id],
                 )
                 .map_err(sql)?;
             }
             if let Some(name) = &patch.name {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE users SET name = ?1, updated_at = ?2 WHERE id = ?3",
                     params![name, now, id],
                 )
                 .map_err(sql)?;
             }
             if let Some(capacity) = patch.capacity {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE users SET capacity = ?1, updated_at = ?2 WHERE id = ?3",
                     params![capacity, now, id],
                 )
