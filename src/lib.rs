@@ -17,6 +17,7 @@ pub mod mail;
 pub mod relay;
 pub mod routing;
 pub mod runs;
+pub mod sqlite_gate;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

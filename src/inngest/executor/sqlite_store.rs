@@ -69,6 +69,8 @@ const STATEMENT_CACHE: usize = 64;
 
 pub struct SqliteRunStore {
     conn: Arc<Mutex<Connection>>,
+    /// Taken before `conn` for writing: shared with the application store on the same file.
+    gate: Arc<crate::sqlite_gate::WriteGate>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: Arc<AtomicUsize>,
     path: PathBuf,
@@ -108,19 +110,6 @@ fn kind_name(kind: &ItemKind) -> &'static str {
     }
 }
 
-/// Called while another connection (the application's, sharing the file) holds the write lock:
-/// retries every 50 µs at first, then every millisecond, for about five seconds, rather than
-/// SQLite's 1, 2, 5, 10 … ms sleeps that overshoot short transactions.
-fn wait_for_lock(attempt: i32) -> bool {
-    let pause = match attempt {
-        0..=39 => std::time::Duration::from_micros(50),
-        40..=5000 => std::time::Duration::from_millis(1),
-        _ => return false,
-    };
-    std::thread::sleep(pause);
-    true
-}
-
 /// How often the WAL is copied back into the database file, by a connection of its own: SQLite
 /// would otherwise do it, fsync included, inside whichever commit crosses its threshold, and the
 /// whole executor would wait for the disk.
@@ -158,7 +147,8 @@ impl SqliteRunStore {
             move || -> StoreResult<(Connection, Vec<_>, Connection)> {
                 let open = || -> StoreResult<Connection> {
                     let mut conn = Connection::open(&p).map_err(backend)?;
-                    conn.busy_handler(Some(wait_for_lock)).map_err(backend)?;
+                    conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))
+                        .map_err(backend)?;
                     conn.pragma_update(None, "journal_mode", "WAL")
                         .map_err(backend)?;
                     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -187,6 +177,7 @@ impl SqliteRunStore {
         tokio::spawn(checkpoints(Arc::downgrade(&conn), checkpointer));
         Ok(SqliteRunStore {
             conn,
+            gate: crate::sqlite_gate::for_file(&path),
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             path,
@@ -199,7 +190,25 @@ impl SqliteRunStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.run_tx(TransactionBehavior::Immediate, f).await
+        let conn = self.conn.clone();
+        let span = tracing::Span::current();
+        // Held by the blocking task: released when the write is done, even if the caller left.
+        let turn = self.gate.turn(crate::sqlite_gate::Lane::Background).await;
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _turn = turn;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| backend("sqlite connection poisoned"))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
     }
 
     /// A read-only transaction (`BEGIN DEFERRED`) on a reader connection.
@@ -222,27 +231,6 @@ impl SqliteRunStore {
             let tx = guard
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(backend)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
-        })
-        .await
-        .map_err(backend)?
-    }
-
-    async fn run_tx<T, F>(&self, behavior: TransactionBehavior, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut guard = conn
-                .lock()
-                .map_err(|_| backend("sqlite connection poisoned"))?;
-            let tx = guard.transaction_with_behavior(behavior).map_err(backend)?;
             let out = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)

@@ -11,6 +11,7 @@ mod users;
 
 use super::{Store, StoreError, StoreResult};
 use crate::domain::events::NewEvent;
+use crate::sqlite_gate::WriteGate;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::config::DbConfig;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Taken before `writer`: this file's writers, the executor's included, queue here.
+    gate: Arc<WriteGate>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
 }
@@ -46,7 +49,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_handler(Some(wait_for_lock))?;
+    conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -72,20 +75,6 @@ fn query_one<T>(
     conn.prepare_cached(sql)?.query_row(params, f)
 }
 
-/// Called while another connection (the executor's, on the same file) holds the write lock:
-/// retries every 50 µs at first, then every millisecond, for about five seconds. SQLite's own
-/// busy timeout sleeps 1, 2, 5, 10 … ms between tries, so a write waiting on a transaction of a
-/// fraction of a millisecond would wait several.
-fn wait_for_lock(attempt: i32) -> bool {
-    let pause = match attempt {
-        0..=39 => Duration::from_micros(50),
-        40..=5000 => Duration::from_millis(1),
-        _ => return false,
-    };
-    std::thread::sleep(pause);
-    true
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl Into<PathBuf>) -> StoreResult<Self> {
@@ -108,6 +97,7 @@ impl SqliteStore {
             let checkpointer = open(&path).map_err(unavailable)?;
             let store = Self {
                 inner: Arc::new(Inner {
+                    gate: crate::sqlite_gate::for_file(&path),
                     path,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(readers),
@@ -136,8 +126,12 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         let span = tracing::Span::current();
+        // Held by the blocking task, so it is released when the write is done even if the
+        // request that asked for it has gone.
+        let turn = inner.gate.turn(crate::sqlite_gate::Lane::First).await;
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
+            let _turn = turn;
             let mut conn = inner
                 .writer
                 .lock()
