@@ -110,34 +110,6 @@ fn kind_name(kind: &ItemKind) -> &'static str {
     }
 }
 
-/// How often the WAL is copied back into the database file, by a connection of its own: SQLite
-/// would otherwise do it, fsync included, inside whichever commit crosses its threshold, and the
-/// whole executor would wait for the disk.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Checkpoints until the store's writer connection is dropped. Passive: it never waits for, nor
-/// blocks, readers and writers; another checkpointer on the same file just makes it skip a turn.
-async fn checkpoints(store: std::sync::Weak<Mutex<Connection>>, conn: Connection) {
-    let conn = Arc::new(Mutex::new(conn));
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if store.strong_count() == 0 {
-            return;
-        }
-        let conn = conn.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        })
-        .await;
-        if let Ok(Err(e)) = done {
-            tracing::debug!(error = %e, "executor store checkpoint skipped");
-        }
-    }
-}
-
 impl SqliteRunStore {
     /// Opens (or creates) the database file and the `inngest_` tables.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteRunStore> {
@@ -173,11 +145,13 @@ impl SqliteRunStore {
         .await
         .map_err(backend)??;
         let (conn, readers, checkpointer) = conn;
-        let conn = Arc::new(Mutex::new(conn));
-        tokio::spawn(checkpoints(Arc::downgrade(&conn), checkpointer));
+        // Checkpoints are the gate's job (this file's writers all pass it), not SQLite's, which
+        // would run one, fsync included, inside whichever commit crossed its threshold.
+        let gate = crate::sqlite_gate::for_file(&path);
+        gate.keep_wal_short(checkpointer);
         Ok(SqliteRunStore {
-            conn,
-            gate: crate::sqlite_gate::for_file(&path),
+            conn: Arc::new(Mutex::new(conn)),
+            gate,
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             path,

@@ -17,16 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 const READERS: usize = 4;
-
-/// How often the WAL is copied back into the database file, by a connection of its own. SQLite
-/// would otherwise do it inside whichever commit crosses its threshold, fsync included, and
-/// every API write queued behind that one would wait for the disk.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -109,7 +103,9 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Other(e.into()))?
         .map(|(store, checkpointer)| {
-            tokio::spawn(checkpoints(Arc::downgrade(&store.inner), checkpointer));
+            // Checkpoints are the gate's job (this file's writers all pass it), not SQLite's,
+            // which would run one, fsync included, inside whichever commit crossed its threshold.
+            store.inner.gate.keep_wal_short(checkpointer);
             store
         })
     }
@@ -180,30 +176,6 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(e.into()))?;
         drop(permit);
         out
-    }
-}
-
-/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the store is dropped. Passive: it never
-/// waits for, nor blocks, readers and writers.
-async fn checkpoints(store: Weak<Inner>, conn: Connection) {
-    let conn = Arc::new(Mutex::new(conn));
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if store.strong_count() == 0 {
-            return;
-        }
-        let conn = conn.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        })
-        .await;
-        // Busy: another checkpointer (the executor's, on the same file) is at it.
-        if let Ok(Err(e)) = done {
-            tracing::debug!(error = %e, "SQLite checkpoint skipped");
-        }
     }
 }
 
