@@ -174,12 +174,7 @@ impl SqliteRunStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| backend("sqlite connection poisoned"))?;
-            let tx = guard
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
+            transact(&mut guard, TransactionBehavior::Immediate, f)
         })
         .await
         .map_err(backend)?
@@ -202,16 +197,23 @@ impl SqliteRunStore {
                 .find_map(|i| readers[(first + i) % n].try_lock().ok())
                 .map_or_else(|| readers[first % n].lock(), Ok)
                 .map_err(|_| backend("sqlite connection poisoned"))?;
-            let tx = guard
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(backend)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
+            transact(&mut guard, TransactionBehavior::Deferred, f)
         })
         .await
         .map_err(backend)?
     }
+}
+
+/// Runs `f` in a transaction that commits when it succeeds (and rolls back when dropped).
+fn transact<T>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(backend)?;
+    Ok(out)
 }
 
 /// Runs `sql` through the connection's statement cache: every step runs the same few statements.
