@@ -202,15 +202,15 @@ impl Service {
     }
 }
 
-/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
-/// which may be running.
+/// The embedded executor's runs, for `ticketing runs`: opened on the same store as the server
+/// (the SQLite file or the MongoDB database), which may be running.
 pub async fn operations_executor(
     config: &Config,
 ) -> anyhow::Result<crate::inngest::executor::Executor> {
     crate::tls::install_crypto_provider();
-    let store = open_store(config).await?;
+    let (store, mongo) = open_backend(config).await?;
     let deps = Arc::new(function_deps(config, store)?);
-    crate::durable::operations_executor(config, deps).await
+    crate::durable::operations_executor(config, deps, mongo).await
 }
 
 /// The durable functions' collaborators, from the configuration.

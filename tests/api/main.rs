@@ -2,6 +2,9 @@
 //! 127.0.0.1 with its own data directory.
 
 mod helpers;
+/// The MongoDB server of the MongoDB tests (shared with the unit tests).
+#[path = "../mongo_peer/server.rs"]
+mod mongo_server;
 mod support;
 
 mod access;

@@ -1,6 +1,6 @@
-//! The store contract: one suite of behaviours every `Store` must show, run against SQLite
-//! always and against MongoDB when `MONGODB_URI` names a replica set (each test in a database
-//! of its own, dropped afterwards). Without `MONGODB_URI` the MongoDB runs say so and pass.
+//! The store contract: one suite of behaviours every `Store` must show, run against SQLite and
+//! against MongoDB: the server `MONGODB_URI` names (a replica set), else the test peer
+//! (`tests/mongo_peer`), each test in a database of its own, dropped afterwards.
 
 use futures::FutureExt;
 use serde_json::json;
@@ -90,17 +90,14 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("MongoDB contract tests SKIPPED: MONGODB_URI not set");
-        return;
-    };
+    let server = crate::mongo_server::mongo().await;
     let database = format!("ticketing_test_{}", uuid::Uuid::new_v4().simple());
-    let store = MongoStore::connect(&uri, &database)
+    let store = MongoStore::connect(&server.uri, &database)
         .await
-        .expect("MONGODB_URI is set, so MongoDB must be usable");
+        .expect("the MongoDB server must be usable");
     let outcome = AssertUnwindSafe(test(Arc::new(store))).catch_unwind().await;
     // Dropped through a client of its own, so a failing test still cleans up.
-    let client = ::mongodb::Client::with_uri_str(&uri)
+    let client = ::mongodb::Client::with_uri_str(&server.uri)
         .await
         .expect("MongoDB client for cleanup");
     client
