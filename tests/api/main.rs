@@ -27,6 +27,7 @@ mod inngest_harness;
 mod inngest_modes;
 mod inngest_serve;
 mod mail_delivery;
+mod mongo_peer;
 mod mongodb_service;
 mod operations;
 mod pipeline_common;

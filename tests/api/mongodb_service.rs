@@ -185,18 +185,33 @@ async fn a_ticket_is_triaged_routed_mailed_and_kept_across_a_restart_on_mongodb(
         "{listed}"
     );
     let report = cli(&env, &["runs", "show", &run_id]);
-    for expected in ["ticket/created", id.as_str(), "wait-for-resolution", "waiting"] {
+    for expected in [
+        "ticket/created",
+        id.as_str(),
+        "wait-for-resolution",
+        "waiting",
+    ] {
         assert!(report.contains(expected), "{expected:?} in:\n{report}");
     }
     let welcomes = cli(&env, &["runs", "list", "--function", "on-user-signup"]);
-    assert_eq!(welcomes.lines().count(), 4, "a header and three runs: {welcomes}");
+    assert_eq!(
+        welcomes.lines().count(),
+        4,
+        "a header and three runs: {welcomes}"
+    );
 
     // Killed like a crash, started again on the same database.
     server.kill();
     let server = Binary::start(&env).await;
     let admin = server.login(ADMIN, PASSWORD).await;
     let kept = ticket(&server, &admin, &id).await;
-    for field in ["status", "triage_status", "category", "priority", "assigned_to"] {
+    for field in [
+        "status",
+        "triage_status",
+        "category",
+        "priority",
+        "assigned_to",
+    ] {
         assert_eq!(kept[field], triaged[field], "{field} is kept: {kept}");
     }
     let dba = server.login(DBA, PASSWORD).await;
@@ -222,7 +237,8 @@ async fn a_ticket_is_triaged_routed_mailed_and_kept_across_a_restart_on_mongodb(
         smtp.wait_for(6, Duration::from_secs(60))
             .await
             .iter()
-            .any(|m| m.to == [CUSTOMER] && m.subject() == format!("Your ticket is now resolved: {TITLE}")),
+            .any(|m| m.to == [CUSTOMER]
+                && m.subject() == format!("Your ticket is now resolved: {TITLE}")),
         "the customer hears of the resolution"
     );
 

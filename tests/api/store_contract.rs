@@ -1314,6 +1314,11 @@ async fn outbox_delivers_in_order_and_tracks_what_was_sent(store: Arc<dyn Store>
     assert_eq!(all_events(&store).await.len(), 6);
 }
 
+/// Twelve writers race for the outbox counter; on MongoDB the losers' transactions conflict and
+/// run again. On the test peer that needs patch 6 of `tests/mongo_peer/peer.py`: mongoeco as
+/// installed keeps a transaction whose commit failed open, so the retry inserted its ticket a
+/// second time inside it and failed with a taken id (`repro_stale_transaction.py` shows it
+/// without our code). The patched peer starts the retry afresh, as MongoDB does.
 async fn concurrent_writes_get_distinct_ordered_events(store: Arc<dyn Store>) {
     let user = add_user(&store, Role::User).await;
     let tasks: Vec<_> = (0..12)

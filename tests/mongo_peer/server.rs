@@ -40,8 +40,9 @@ static PEER: OnceCell<Result<Peer, String>> = OnceCell::const_new();
 /// One test at a time on the peer. mongoeco's transactions are coarse: a commit fails with a
 /// write conflict whenever any other transaction committed since this one started, in any
 /// database, whatever documents either touched (MongoDB conflicts only on the same document).
-/// Tests running side by side would spend their time retrying each other's conflicts; within a
-/// test, concurrent writers still conflict and retry, which is what the concurrency tests want.
+/// Tests side by side still pass, as every transaction retries, but they spend their time
+/// retrying each other's conflicts and take longer than one after the other. Within a test,
+/// concurrent writers still conflict and retry, which is what the concurrency tests want.
 static TURN: Mutex<()> = Mutex::const_new(());
 
 /// The server for a MongoDB test; panics with one line saying what is missing when there is
@@ -54,6 +55,16 @@ pub async fn mongo() -> TestMongo {
             _turn: None,
         };
     }
+    let uri = peer().await.uri.clone();
+    TestMongo {
+        uri,
+        peer: true,
+        _turn: Some(TURN.lock().await),
+    }
+}
+
+/// The peer, started on first use; panics with one line saying what is missing.
+async fn peer() -> &'static Peer {
     let peer = PEER
         .get_or_init(|| async {
             tokio::task::spawn_blocking(start_peer)
@@ -62,13 +73,15 @@ pub async fn mongo() -> TestMongo {
         })
         .await;
     match peer {
-        Ok(peer) => TestMongo {
-            uri: peer.uri.clone(),
-            peer: true,
-            _turn: Some(TURN.lock().await),
-        },
+        Ok(peer) => peer,
         Err(message) => panic!("{message}"),
     }
+}
+
+/// The Python of the peer's virtualenv (installed on first use), for scripts about the peer.
+pub async fn peer_python() -> PathBuf {
+    peer().await;
+    peer_dir().join("venv").join("bin").join("python")
 }
 
 /// Where the peer keeps its virtualenv and log: beside the test binaries, under `target/`.
@@ -114,10 +127,12 @@ fn python() -> Result<PathBuf, String> {
             return Ok(python);
         }
     }
-    Err("the MongoDB tests need Python 3.13 for their peer (tests/mongo_peer/peer.py): \
+    Err(
+        "the MongoDB tests need Python 3.13 for their peer (tests/mongo_peer/peer.py): \
          install python3.13 (with venv), or `pyenv install 3.13`, or set MONGODB_URI to a \
          replica set"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 fn start_peer() -> Result<Peer, String> {

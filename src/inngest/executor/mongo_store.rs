@@ -779,7 +779,11 @@ mod tests {
     }
 
     /// Workers with clients of their own claim from one queue at once: no item is leased
-    /// twice, and a concurrency slot never holds more than its limit.
+    /// twice, and a concurrency slot never holds more than its limit. Their claims conflict and
+    /// run again; on the test peer that needs patch 6 of `tests/mongo_peer/peer.py`, without
+    /// which mongoeco retries inside the transaction whose commit failed, on its stale
+    /// snapshot, until the retry budget runs out (`repro_stale_transaction.py`). The patched
+    /// peer starts each retry afresh, as MongoDB does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claims_never_share_an_item_or_overfill_a_slot() {
         with_mongo(|scratch| async move {
