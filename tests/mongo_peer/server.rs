@@ -94,7 +94,8 @@ fn peer_dir() -> PathBuf {
         .expect("the test binary is in target/<profile>/deps")
 }
 
-/// A Python 3.13 that runs: `python3.13` on `PATH`, else pyenv's newest 3.13.
+/// A Python 3.13 that runs: `python3.13` on `PATH`, else pyenv's newest 3.13 (pyenv's root
+/// from `pyenv root`, `PYENV_ROOT` or `~/.pyenv`, as a CI shell may not have pyenv set up).
 fn python() -> Result<PathBuf, String> {
     let runs = |python: &Path| {
         Command::new(python)
@@ -108,15 +109,20 @@ fn python() -> Result<PathBuf, String> {
     if runs(&on_path) {
         return Ok(on_path);
     }
-    let pyenv_root = Command::new("pyenv")
-        .arg("root")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if let Some(root) = pyenv_root
-        && let Ok(entries) = std::fs::read_dir(root.join("versions"))
-    {
+    let pyenv_roots = [
+        Command::new("pyenv")
+            .arg("root")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
+        std::env::var_os("PYENV_ROOT").map(PathBuf::from),
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pyenv")),
+    ];
+    for root in pyenv_roots.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(root.join("versions")) else {
+            continue;
+        };
         let mut versions: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("3.13"))
