@@ -159,6 +159,9 @@ impl Service {
         let config = Arc::new(config);
         let (store, mongo) = open_backend(&config).await?;
         bootstrap_admin(&config, &store).await?;
+        let attachments = crate::attachments::from_config(&config, store.clone(), mongo.clone())
+            .context("attachment storage (ATTACHMENTS_URL)")?;
+        tracing::info!(storage = %attachments.describe(), "attachments");
 
         let deps = Arc::new(function_deps(&config, store.clone())?);
         let durable = Durable::build(&config, deps, mongo).await?;
@@ -170,13 +173,14 @@ impl Service {
             execution_mode: durable.mode,
             executor: durable.executor.clone(),
             synced: durable.synced.clone(),
+            attachments: attachments.clone(),
             store: store.clone(),
             config: config.clone(),
         });
         let router = crate::http::router(state.clone(), durable.router.clone());
 
         let (stop, _) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![attachments.spawn_sweep()];
         let relay = Relay::new(store.clone(), durable.sink.clone(), outbox_signal);
         tasks.push(tokio::spawn(relay.run(stop.subscribe())));
         tasks.push(tokio::spawn(durable.syncer().run(stop.subscribe())));

@@ -100,7 +100,30 @@ pub struct Config {
     pub ai_concurrency: u32,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// Largest attachment accepted, in bytes.
+    pub attachment_max_bytes: u64,
+    /// `ATTACHMENTS_URL=s3://bucket/prefix`: attachments in that bucket instead of beside the
+    /// store.
+    pub attachments_s3: Option<S3Settings>,
 }
+
+/// An S3-compatible bucket, with the standard `AWS_*` variables. Without keys, the instance's
+/// own credentials are used (instance metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Without leading or trailing slashes; may be empty.
+    pub prefix: String,
+    pub region: String,
+    /// `AWS_ENDPOINT_URL`, for S3-compatible services (MinIO, R2, …); plain http is allowed
+    /// only when the URL says so.
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+}
+
+pub const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlaConfig {
@@ -414,7 +437,23 @@ impl Config {
                 })?,
         };
 
+        let attachment_max_bytes = match get("ATTACHMENT_MAX_BYTES") {
+            None => DEFAULT_ATTACHMENT_MAX_BYTES,
+            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                err(
+                    "ATTACHMENT_MAX_BYTES",
+                    format!("{raw:?} is not a positive number of bytes"),
+                )
+            })?,
+        };
+        let attachments_s3 = match get("ATTACHMENTS_URL") {
+            None => None,
+            Some(url) => Some(s3_settings(&url, &get)?),
+        };
+
         Ok(Config {
+            attachment_max_bytes,
+            attachments_s3,
             metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
@@ -436,6 +475,63 @@ impl Config {
             on_vercel: get("VERCEL").is_some(),
         })
     }
+}
+
+fn s3_settings(
+    url: &str,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<S3Settings, ConfigError> {
+    let bad = || {
+        err(
+            "ATTACHMENTS_URL",
+            format!("{url:?} is not an S3 URL like s3://bucket or s3://bucket/prefix"),
+        )
+    };
+    let rest = url.strip_prefix("s3://").ok_or_else(bad)?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(bad());
+    }
+    let prefix = prefix.trim_matches('/').to_owned();
+    if !prefix.is_empty()
+        && prefix
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(bad());
+    }
+    let access_key_id = get("AWS_ACCESS_KEY_ID");
+    let secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(Secret::new);
+    match (&access_key_id, &secret_access_key) {
+        (Some(_), None) => {
+            return Err(err(
+                "AWS_SECRET_ACCESS_KEY",
+                "required with AWS_ACCESS_KEY_ID",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "AWS_ACCESS_KEY_ID",
+                "required with AWS_SECRET_ACCESS_KEY",
+            ));
+        }
+        _ => {}
+    }
+    Ok(S3Settings {
+        bucket: bucket.to_owned(),
+        prefix,
+        region: get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        endpoint: http_url("AWS_ENDPOINT_URL", get("AWS_ENDPOINT_URL"))?,
+        access_key_id,
+        secret_access_key,
+        session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+    })
 }
 
 fn flag(name: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
@@ -586,6 +682,34 @@ mod tests {
             (vec![("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
             (vec![("SLA_HIGH", "0")], "SLA_HIGH"),
             (vec![("AI_CONCURRENCY", "0")], "AI_CONCURRENCY"),
+            (
+                vec![("ATTACHMENT_MAX_BYTES", "10MB")],
+                "ATTACHMENT_MAX_BYTES",
+            ),
+            (vec![("ATTACHMENT_MAX_BYTES", "0")], "ATTACHMENT_MAX_BYTES"),
+            (vec![("ATTACHMENTS_URL", "/var/files")], "ATTACHMENTS_URL"),
+            (
+                vec![("ATTACHMENTS_URL", "s3://Bad_Bucket")],
+                "ATTACHMENTS_URL",
+            ),
+            (
+                vec![("ATTACHMENTS_URL", "s3://bucket/a/../b")],
+                "ATTACHMENTS_URL",
+            ),
+            (
+                vec![
+                    ("ATTACHMENTS_URL", "s3://bucket"),
+                    ("AWS_ACCESS_KEY_ID", "k"),
+                ],
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            (
+                vec![
+                    ("ATTACHMENTS_URL", "s3://bucket"),
+                    ("AWS_ENDPOINT_URL", "ftp://x"),
+                ],
+                "AWS_ENDPOINT_URL",
+            ),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");
@@ -609,6 +733,43 @@ mod tests {
         let c = config(&[("GEMINI_API_KEY", "k")]).unwrap();
         assert_eq!(c.ai.provider, AiProviderKind::Gemini);
         assert_eq!(c.ai.gemini_model, DEFAULT_GEMINI_MODEL);
+    }
+
+    #[test]
+    fn attachments_default_beside_the_store_and_an_s3_url_selects_a_bucket() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.attachment_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.attachments_s3, None);
+        let c = config(&[
+            ("ATTACHMENT_MAX_BYTES", "2048"),
+            ("ATTACHMENTS_URL", "s3://files.example/tickets/prod/"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+        ])
+        .unwrap();
+        assert_eq!(c.attachment_max_bytes, 2048);
+        let s3 = c.attachments_s3.clone().unwrap();
+        assert_eq!(s3.bucket, "files.example");
+        assert_eq!(s3.prefix, "tickets/prod");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(
+            !format!("{c:?}").contains("very-secret"),
+            "secrets must not print"
+        );
+        let bare = config(&[
+            ("ATTACHMENTS_URL", "s3://bucket"),
+            ("AWS_REGION", "eu-west-3"),
+        ])
+        .unwrap()
+        .attachments_s3
+        .unwrap();
+        assert_eq!(
+            (bare.prefix.as_str(), bare.region.as_str()),
+            ("", "eu-west-3")
+        );
+        assert_eq!(bare.access_key_id, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod ai;
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod domain;

@@ -27,7 +27,11 @@ pub fn sanitize_filename(raw: &str) -> String {
         .map(|c| if c.is_whitespace() { ' ' } else { c })
         .filter(|c| !c.is_control() && !is_invisible_format(*c))
         .collect();
-    let collapsed = visible.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+    let collapsed = visible
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let bounded: String = collapsed.chars().take(MAX_FILENAME_CHARS).collect();
     let trimmed = bounded.trim();
     if trimmed.is_empty() {
@@ -111,7 +115,10 @@ pub fn can_delete(user_id: &str, role: Role, uploaded_by: &str) -> bool {
 
 /// Whether `raw` is a SHA-256 in lowercase hex, the only form a blob key takes.
 pub fn is_sha256_hex(raw: &str) -> bool {
-    raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    raw.len() == 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -121,7 +128,10 @@ mod tests {
     #[test]
     fn names_stay_text_without_invisible_or_control_characters() {
         assert_eq!(sanitize_filename("../../etc/passwd"), "../../etc/passwd");
-        assert_eq!(sanitize_filename("C:\\Windows\\win.ini"), "C:\\Windows\\win.ini");
+        assert_eq!(
+            sanitize_filename("C:\\Windows\\win.ini"),
+            "C:\\Windows\\win.ini"
+        );
         assert_eq!(sanitize_filename("report\u{202E}gnp.exe"), "reportgnp.exe");
         assert_eq!(sanitize_filename("a\r\nb\u{0}c\td.png"), "a bc d.png");
         assert_eq!(sanitize_filename("  spaced   out .txt "), "spaced out .txt");
@@ -151,7 +161,10 @@ mod tests {
     fn types_come_from_the_bytes() {
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
         assert_eq!(detect_content_type(png), "image/png");
-        assert_eq!(detect_content_type(b"\xFF\xD8\xFF\xE0\0\x10JFIF"), "image/jpeg");
+        assert_eq!(
+            detect_content_type(b"\xFF\xD8\xFF\xE0\0\x10JFIF"),
+            "image/jpeg"
+        );
         assert_eq!(detect_content_type(b"GIF89a\x01\0\x01\0"), "image/gif");
         assert_eq!(detect_content_type(b"RIFF\x24\0\0\0WEBPVP8 "), "image/webp");
         assert_eq!(detect_content_type(b"%PDF-1.7\n"), "application/pdf");
@@ -164,7 +177,14 @@ mod tests {
         for t in ["image/png", "image/jpeg", "image/gif", "image/webp"] {
             assert_eq!(serve_as(t), (t, Disposition::Inline));
         }
-        for t in ["image/svg+xml", "text/html", "text/xml", "application/pdf", OCTET_STREAM, "image/bmp"] {
+        for t in [
+            "image/svg+xml",
+            "text/html",
+            "text/xml",
+            "application/pdf",
+            OCTET_STREAM,
+            "image/bmp",
+        ] {
             assert_eq!(serve_as(t), (OCTET_STREAM, Disposition::Attachment), "{t}");
         }
     }

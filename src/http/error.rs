@@ -38,6 +38,11 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// An uploaded file past `ATTACHMENT_MAX_BYTES`; `details` carries the limit.
+    #[error("the file is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    #[error("expected a multipart/form-data body")]
+    NotMultipart,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -95,6 +100,10 @@ impl AppError {
             }
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::FileTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::NotMultipart => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -114,6 +123,7 @@ impl IntoResponse for AppError {
                 ("service temporarily unavailable".to_owned(), Value::Null)
             }
             AppError::Unprocessable { details, .. } => (self.to_string(), details.clone()),
+            AppError::FileTooLarge { limit } => (self.to_string(), json!({ "limit": limit })),
             other => (other.to_string(), Value::Null),
         };
         let body = json!({ "error": { "code": code, "message": message, "details": details } });
@@ -215,5 +225,23 @@ impl From<crate::inngest::executor::ExecutorError> for AppError {
 impl From<crate::auth::AuthError> for AppError {
     fn from(e: crate::auth::AuthError) -> Self {
         AppError::Internal(e.into())
+    }
+}
+
+impl From<crate::attachments::AttachmentError> for AppError {
+    fn from(e: crate::attachments::AttachmentError) -> Self {
+        use crate::attachments::AttachmentError as E;
+        use crate::attachments::blob::BlobError;
+        match e {
+            E::TooLarge { limit } => AppError::FileTooLarge { limit },
+            E::TicketFull => AppError::Conflict {
+                code: "too_many_attachments",
+                message: e.to_string(),
+            },
+            E::BadBody(message) => AppError::bad_request("malformed_multipart", message),
+            E::Store(e) => e.into(),
+            E::Blob(BlobError::Unavailable(message)) => AppError::Unavailable(message),
+            E::Blob(BlobError::Other(e)) => AppError::Internal(e),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod attachments;
 pub mod auth;
 mod comments;
 pub mod error;
@@ -56,6 +57,8 @@ pub struct AppInner {
     pub executor: Option<crate::inngest::executor::Executor>,
     /// Whether the functions are registered with Inngest (always true when embedded).
     pub synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Files on tickets: their bytes and records.
+    pub attachments: crate::attachments::Attachments,
 }
 
 impl AppState {
@@ -81,7 +84,8 @@ impl Deref for AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "accounts and tokens"),
-        (name = "tickets"), (name = "comments"), (name = "users", description = "admin only"),
+        (name = "tickets"), (name = "comments"),
+        (name = "attachments", description = "files on tickets, with the visibility of comments"), (name = "users", description = "admin only"),
         (name = "stats", description = "admin only"),
         (name = "runs", description = "admin only: durable-function runs of the embedded executor"),
         (name = "health"),
@@ -111,8 +115,27 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             rate_limit::limit_auth,
         ));
+    // Uploads have a limit of their own (ATTACHMENT_MAX_BYTES), enforced while the file
+    // streams in; the JSON limit below would refuse any file past 256 KiB.
+    let upload_limit = state
+        .attachments
+        .max_bytes()
+        .saturating_add(attachments::MULTIPART_ENVELOPE);
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(
+            attachments::upload_attachment,
+            attachments::list_attachments
+        ))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(upload_limit).unwrap_or(usize::MAX),
+        ));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
+        .merge(uploads)
+        .routes(routes!(
+            attachments::download_attachment,
+            attachments::delete_attachment
+        ))
         .routes(routes!(auth::me))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(

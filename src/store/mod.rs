@@ -4,11 +4,13 @@
 //! Every write that emits an event takes the event along and commits both together: the
 //! outbox is what makes "saved but never processed" impossible.
 
+pub mod attachments;
 pub mod model;
 pub mod mongo;
 pub mod sqlite;
 
 use async_trait::async_trait;
+pub use attachments::*;
 pub use model::*;
 
 use crate::domain::events::NewEvent;
@@ -104,7 +106,7 @@ pub trait AutomationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: UserStore + TicketStore + OutboxStore + AutomationStore {
+pub trait Store: UserStore + TicketStore + OutboxStore + AutomationStore + AttachmentStore {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     fn backend(&self) -> &'static str;

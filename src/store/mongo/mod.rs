@@ -14,6 +14,7 @@
 //! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
 //! handler's future when its client goes away; a spawned task finishes regardless.
 
+mod attachments;
 mod automation;
 mod outbox;
 mod tickets;
@@ -83,6 +84,7 @@ impl MongoStore {
         detached(async move {
             setup.check_deployment().await?;
             setup.create_indexes().await?;
+            setup.create_attachment_indexes().await?;
             setup.seed_outbox_counter().await
         })
         .await?;

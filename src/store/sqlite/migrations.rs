@@ -112,6 +112,23 @@ const MIGRATIONS: &[&str] = &[
     END;
     DROP INDEX tickets_by_assignee_status;
     "#,
+    // Files on tickets. The bytes are stored under their SHA-256, so records may share them;
+    // the index on it answers "is anything still using these bytes" when one is deleted.
+    r#"
+    CREATE TABLE attachments (
+        id           TEXT PRIMARY KEY,
+        ticket_id    TEXT NOT NULL REFERENCES tickets (id),
+        filename     TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        internal     INTEGER NOT NULL,
+        uploaded_by  TEXT NOT NULL REFERENCES users (id),
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX attachments_by_ticket ON attachments (ticket_id, id);
+    CREATE INDEX attachments_by_sha256 ON attachments (sha256);
+    "#,
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
