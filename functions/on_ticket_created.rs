@@ -163,11 +163,19 @@ async fn notify_creator(deps: &Deps, ticket_id: &str, key: &str) -> Result<Deliv
     else {
         return Ok(Delivery::Undeliverable);
     };
+    // The files attached by the time this is written: the web app uploads them right after
+    // the ticket is created, while triage runs.
+    let files = deps
+        .store
+        .list_attachments(&ticket.id, false)
+        .await
+        .map_err(store_err)?;
+    let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
     send_once(
         deps,
         key,
         &user.email,
-        deps.templates.ticket_received(&info(&ticket)),
+        deps.templates.ticket_received(&info(&ticket), &names),
     )
     .await
 }

@@ -6,7 +6,7 @@ use super::{Deps, data_id};
 use crate::domain::events::{TICKET_COMMENTED, TICKET_UPDATED};
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
 use crate::mail::{MailContent, TicketInfo};
-use crate::store::Ticket;
+use crate::store::{Attachment, Comment, Ticket};
 
 use std::sync::Arc;
 
@@ -54,29 +54,38 @@ async fn messages(
         let author = data["author_id"].as_str().unwrap_or_default();
         let internal = data["internal"].as_bool().unwrap_or(true);
         let comment_id = data["comment_id"].as_str().unwrap_or_default();
-        let body = deps
+        let comments = deps
             .store
             .list_comments(&ticket.id, true)
             .await
-            .map_err(err)?
-            .into_iter()
-            .find(|c| c.id == comment_id)
-            .map(|c| c.body)
-            .unwrap_or_default();
+            .map_err(err)?;
+        let Some(at) = comments.iter().position(|c| c.id == comment_id) else {
+            return Ok(out);
+        };
+        let comment = &comments[at];
+        let files = reply_files(deps, ticket, &comments[..at], comment).await?;
         let author_email = email_of(deps, Some(author))
             .await?
             .unwrap_or_else(|| "someone".into());
-        let content = deps.templates.reply_added(&info, &author_email, &body);
-        // Internal notes never reach the ticket's creator.
+        let reply = |staff: bool| {
+            let names: Vec<&str> = files
+                .iter()
+                .filter(|f| staff || !f.internal)
+                .map(|f| f.filename.as_str())
+                .collect();
+            deps.templates
+                .reply_added(&info, &author_email, &comment.body, &names)
+        };
+        // Internal notes never reach the ticket's creator, nor do internal files.
         if !internal && author != ticket.created_by {
             out.push((
                 Some(ticket.created_by.clone()),
                 "creator".into(),
-                content.clone(),
+                reply(false),
             ));
         }
         if let Some(assignee) = ticket.assigned_to.as_ref().filter(|a| a.as_str() != author) {
-            out.push((Some(assignee.clone()), "assignee".into(), content));
+            out.push((Some(assignee.clone()), "assignee".into(), reply(true)));
         }
         return Ok(out);
     }
@@ -109,6 +118,27 @@ async fn messages(
         ));
     }
     Ok(out)
+}
+
+/// The files that came with a reply: those its author attached after the reply before it (or
+/// after the ticket was opened) and up to the reply itself. The web app uploads a reply's files
+/// first and then posts the reply.
+async fn reply_files(
+    deps: &Deps,
+    ticket: &Ticket,
+    earlier: &[Comment],
+    reply: &Comment,
+) -> Result<Vec<Attachment>, FnError> {
+    let since = earlier.last().map(|c| c.created_at);
+    Ok(deps
+        .store
+        .list_attachments(&ticket.id, true)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .filter(|f| f.uploaded_by == reply.author_id)
+        .filter(|f| since.is_none_or(|t| f.created_at > t) && f.created_at <= reply.created_at)
+        .collect())
 }
 
 async fn notify(deps: &Deps, ctx: &Ctx) -> Result<Vec<Delivery>, FnError> {

@@ -85,13 +85,15 @@ impl Templates {
             ],
             facts: vec![],
             quote: None,
+            files: vec![],
             action: ("Go to your tickets".to_string(), self.tickets_url()),
         }
         .render(&self.product)
     }
 
-    /// To the creator, after a ticket was opened.
-    pub fn ticket_received(&self, t: &TicketInfo<'_>) -> MailContent {
+    /// To the creator, after a ticket was opened. `files` are the names of the files attached
+    /// so far; they are named with a link to the ticket, never attached to the mail.
+    pub fn ticket_received(&self, t: &TicketInfo<'_>, files: &[&str]) -> MailContent {
         Doc {
             subject: format!("We received your ticket: {}", subject_title(t.title)),
             heading: "We received your ticket".to_string(),
@@ -102,6 +104,7 @@ impl Templates {
             )],
             facts: ticket_facts(t, false),
             quote: None,
+            files: file_names(files),
             action: ("View your ticket".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
@@ -130,6 +133,7 @@ impl Templates {
             paragraphs,
             facts: ticket_facts(t, true),
             quote: None,
+            files: vec![],
             action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
@@ -148,13 +152,21 @@ impl Templates {
             )],
             facts: ticket_facts(t, false),
             quote: None,
+            files: vec![],
             action: ("View the ticket".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
     }
 
-    /// To the other side of the conversation when a reply is added.
-    pub fn reply_added(&self, t: &TicketInfo<'_>, author: &str, body: &str) -> MailContent {
+    /// To the other side of the conversation when a reply is added. `files` are the names of
+    /// the files that came with the reply (see `on-ticket-updated`), linked, never attached.
+    pub fn reply_added(
+        &self,
+        t: &TicketInfo<'_>,
+        author: &str,
+        body: &str,
+        files: &[&str],
+    ) -> MailContent {
         let author = clean_line(author);
         let author = if author.is_empty() {
             "Someone".to_string()
@@ -170,6 +182,7 @@ impl Templates {
             )],
             facts: vec![],
             quote: Some(clamp_chars(body.trim(), EXCERPT_CHARS)),
+            files: file_names(files),
             action: ("Read and reply".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
@@ -204,6 +217,7 @@ impl Templates {
             )],
             facts,
             quote: None,
+            files: vec![],
             action: ("Review the ticket".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
@@ -239,10 +253,22 @@ impl Templates {
             }],
             facts,
             quote: None,
+            files: vec![],
             action: ("Open the ticket".to_string(), self.ticket_url(t.id)),
         }
         .render(&self.product)
     }
+}
+
+/// Longest file name shown in a mail.
+const FILE_NAME_CHARS: usize = 120;
+
+fn file_names(files: &[&str]) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| clamp_chars(&clean_line(f), FILE_NAME_CHARS))
+        .filter(|f| !f.is_empty())
+        .collect()
 }
 
 fn subject_title(title: &str) -> String {
@@ -303,6 +329,8 @@ struct Doc {
     paragraphs: Vec<String>,
     facts: Vec<(&'static str, String)>,
     quote: Option<String>,
+    /// Names of attached files, each linked to the action's page, where they can be opened.
+    files: Vec<String>,
     action: (String, String),
 }
 
@@ -321,6 +349,15 @@ impl Doc {
                 text.push_str("> ");
                 text.push_str(line);
                 text.push('\n');
+            }
+            text.push('\n');
+        }
+        if !self.files.is_empty() {
+            text.push_str(&format!(
+                "Attached files (open them on the ticket: {url}):\n"
+            ));
+            for f in &self.files {
+                text.push_str(&format!("- {f}\n"));
             }
             text.push('\n');
         }
@@ -352,6 +389,19 @@ impl Doc {
                  color:#52606d\">{}</blockquote>",
                 lines.join("<br>")
             ));
+        }
+        if !self.files.is_empty() {
+            html.push_str(
+                "<p style=\"margin-bottom:4px\">Attached files:</p><ul style=\"margin-top:0\">",
+            );
+            for f in &self.files {
+                html.push_str(&format!(
+                    "<li><a href=\"{}\">{}</a></li>",
+                    escape_html(url),
+                    escape_html(f)
+                ));
+            }
+            html.push_str("</ul>");
         }
         if !self.facts.is_empty() {
             html.push_str("<table style=\"border-collapse:collapse;margin-bottom:16px\">");
@@ -407,10 +457,10 @@ mod tests {
     fn all(t: &Templates, tk: &TicketInfo<'_>) -> Vec<MailContent> {
         vec![
             t.welcome(Some(EVIL)),
-            t.ticket_received(tk),
+            t.ticket_received(tk, &[EVIL]),
             t.ticket_assigned(tk, Some(EVIL)),
             t.status_changed(tk, "open", "in_progress"),
-            t.reply_added(tk, EVIL, EVIL),
+            t.reply_added(tk, EVIL, EVIL, &[EVIL]),
             t.sla_escalation(
                 tk,
                 Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap(),
@@ -474,7 +524,7 @@ mod tests {
     fn content_of_each_template() {
         let t = templates();
         let tk = ticket("Dashboard down");
-        let m = t.ticket_received(&tk);
+        let m = t.ticket_received(&tk, &[]);
         assert_eq!(m.subject, "We received your ticket: Dashboard down");
         assert!(m.text.contains("Priority: high"));
 
@@ -497,7 +547,7 @@ mod tests {
         assert_eq!(m.subject, "Your ticket is now in progress: Dashboard down");
         assert!(m.text.contains("changed from open to in progress"));
 
-        let m = t.reply_added(&tk, "Sam (support)", "First line\nSecond line");
+        let m = t.reply_added(&tk, "Sam (support)", "First line\nSecond line", &[]);
         assert!(m.text.contains("> First line\n> Second line"), "{}", m.text);
         assert!(m.html.contains("First line<br>Second line"));
 
@@ -506,6 +556,35 @@ mod tests {
         assert_eq!(m.subject, "SLA breached: Dashboard down");
         assert!(m.text.contains("Deadline: 2026-11-23 09:30 UTC"));
         assert!(m.text.contains("Assigned to: nobody"));
+    }
+
+    #[test]
+    fn attached_files_are_named_with_a_link_to_the_ticket() {
+        let t = templates();
+        let tk = ticket("Dashboard down");
+        let url = "https://help.example.com/tickets/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let files = ["screenshot.png", "../../etc/passwd\r\nBcc: x@example.com"];
+        for m in [
+            t.ticket_received(&tk, &files),
+            t.reply_added(&tk, "Sam", "See the log.", &files),
+        ] {
+            assert!(
+                m.text.contains(&format!(
+                    "Attached files (open them on the ticket: {url}):\n- screenshot.png\n- ../../etc/passwd Bcc: x@example.com\n"
+                )),
+                "{}",
+                m.text
+            );
+            assert!(
+                m.html
+                    .contains(&format!("<li><a href=\"{url}\">screenshot.png</a></li>")),
+                "{}",
+                m.html
+            );
+        }
+        let none = t.reply_added(&tk, "Sam", "No files.", &[]);
+        assert!(!none.text.contains("Attached files"));
+        assert!(!none.html.contains("Attached files"));
     }
 
     #[test]

@@ -239,7 +239,7 @@ async fn without_smtp_mail_goes_to_the_outbox_folder() {
     mailer
         .send(&Email::new(
             "customer@acme.test",
-            templates.ticket_received(&ticket("Invoice <missing>")),
+            templates.ticket_received(&ticket("Invoice <missing>"), &[]),
         ))
         .await
         .unwrap();
