@@ -96,7 +96,7 @@ fn peer_dir() -> PathBuf {
 
 /// A Python 3.13 that runs: `python3.13` on `PATH`, else pyenv's newest 3.13 (pyenv's root
 /// from `pyenv root`, `PYENV_ROOT` or `~/.pyenv`, as a CI shell may not have pyenv set up).
-fn python() -> Result<PathBuf, String> {
+pub fn python() -> Result<PathBuf, String> {
     let runs = |python: &Path| {
         Command::new(python)
             .args(["-c", "import sys; assert sys.version_info[:2] == (3, 13)"])

@@ -70,6 +70,9 @@ pub enum GeminiReply {
     Internal,
     /// Answer the inner reply after a delay (for timeouts).
     Delayed(Duration, Box<GeminiReply>),
+    /// Answer the inner reply once the test adds a permit to the semaphore: holds triage (and
+    /// everything after it) at a point the test chooses.
+    Gated(Arc<tokio::sync::Semaphore>, Box<GeminiReply>),
 }
 
 /// A request as received.
@@ -562,6 +565,12 @@ fn render(
             ),
             GeminiReply::Delayed(d, inner) => {
                 tokio::time::sleep(d).await;
+                render(*inner, request).await
+            }
+            GeminiReply::Gated(gate, inner) => {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
                 render(*inner, request).await
             }
         }
