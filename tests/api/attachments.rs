@@ -217,7 +217,7 @@ async fn setup(extra: &[(&str, &str)]) -> Setup {
     env.extend_from_slice(extra);
     let app = spawn_app_with(&env).await;
     let (_, customer) = app.register("customer@example.com").await;
-    let ticket = app.create_ticket(&customer, "Printer on fire")["id"]
+    let ticket = app.create_ticket(&customer, "Printer on fire").await["id"]
         .as_str()
         .expect("ticket id")
         .to_owned();
@@ -692,7 +692,7 @@ async fn leftovers_of_a_crash_are_swept_at_start() {
     .await;
     // And the service works on: a new upload of the same bytes is stored again.
     let (_, customer) = app.register("customer@example.com").await;
-    let ticket = app.create_ticket(&customer, "After the crash")["id"]
+    let ticket = app.create_ticket(&customer, "After the crash").await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -704,6 +704,22 @@ async fn leftovers_of_a_crash_are_swept_at_start() {
             == orphan
     );
     assert_eq!(stored(dir.path()), [shard.join(&key)]);
+}
+
+/// Every mail received so far, once one with `subject` is among them.
+async fn mail_with_subject(
+    peer: &SmtpPeer,
+    subject: &str,
+) -> Vec<crate::support::smtp_peer::ReceivedMail> {
+    eventually(DEADLINE, || async {
+        let mails = peer.messages();
+        if mails.iter().any(|m| m.subject() == subject) {
+            Ok(mails)
+        } else {
+            Err(format!("{} mails, none {subject:?}", mails.len()))
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -726,7 +742,7 @@ async fn mails_name_the_files_with_a_link_never_attach_them() {
     .await;
     let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
     let (_, customer) = app.register("customer@example.com").await;
-    let ticket = app.create_ticket(&customer, "Broken export")["id"]
+    let ticket = app.create_ticket(&customer, "Broken export").await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -735,7 +751,7 @@ async fn mails_name_the_files_with_a_link_never_attach_them() {
     gate.add_permits(1);
     let link = format!("{APP_URL}/tickets/{ticket}");
 
-    let mails = peer.wait_for(3, DEADLINE).await;
+    let mails = mail_with_subject(&peer, "We received your ticket: Broken export").await;
     let received = the_mail(
         &mails,
         "customer@example.com",
@@ -763,18 +779,7 @@ async fn mails_name_the_files_with_a_link_never_attach_them() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let mails = eventually(DEADLINE, || async {
-        let mails = peer.messages();
-        if mails
-            .iter()
-            .any(|m| m.subject() == "New reply on: Broken export")
-        {
-            Ok(mails)
-        } else {
-            Err(format!("{} mails", mails.len()))
-        }
-    })
-    .await;
+    let mails = mail_with_subject(&peer, "New reply on: Broken export").await;
     let reply = the_mail(
         &mails,
         "customer@example.com",
@@ -858,7 +863,7 @@ async fn on_mongodb_the_bytes_live_in_gridfs() {
 
         let (_, customer) = app.register("customer@example.com").await;
         let (_, stranger) = app.register("stranger@example.com").await;
-        let ticket = app.create_ticket(&customer, "Printer on fire")["id"]
+        let ticket = app.create_ticket(&customer, "Printer on fire").await["id"]
             .as_str()
             .unwrap()
             .to_owned();

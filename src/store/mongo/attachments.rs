@@ -204,13 +204,13 @@ impl AttachmentStore for MongoStore {
                             return Ok(None);
                         };
                         let sha256 = document.get_str("sha256").unwrap_or_default().to_owned();
-                        let others = db
+                        let other = db
                             .attachments()
-                            .count_documents(doc! { "sha256": &sha256 })
-                            .limit(1)
+                            .find_one(doc! { "sha256": &sha256 })
+                            .projection(doc! { "_id": 1 })
                             .session(&mut *s)
                             .await?;
-                        Ok(Some((document, others > 0)))
+                        Ok(Some((document, other.is_some())))
                     }
                     .boxed()
                 })
