@@ -26,6 +26,8 @@ pub struct S3Blobs {
 
 impl S3Blobs {
     pub fn new(settings: &S3Settings) -> Result<Self, BlobError> {
+        // The HTTP client underneath needs the process's TLS provider chosen first.
+        crate::tls::install_crypto_provider();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)

@@ -10,6 +10,7 @@ mod support;
 mod access;
 mod ai_gemini;
 mod ai_openai;
+mod attachment_contract;
 mod attachments;
 mod auth;
 mod bad_input;

@@ -27,6 +27,7 @@ static PEER: OnceCell<Result<Peer, String>> = OnceCell::const_new();
 
 /// The peer's base URL (`http://127.0.0.1:PORT`); panics with one line saying what is missing.
 pub async fn s3_url() -> String {
+    ticketing::tls::install_crypto_provider();
     let peer = PEER
         .get_or_init(|| async {
             tokio::task::spawn_blocking(start)

@@ -73,7 +73,7 @@ contract!(
     the_store_answers_pings,
 );
 
-async fn with_sqlite<F, Fut>(test: F)
+pub(crate) async fn with_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
@@ -85,7 +85,7 @@ where
     test(Arc::new(store)).await;
 }
 
-async fn with_mongo<F, Fut>(test: F)
+pub(crate) async fn with_mongo<F, Fut>(test: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
@@ -137,7 +137,7 @@ async fn mongo_connect_refuses_an_unreachable_server_quickly() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-async fn add_user(store: &Arc<dyn Store>, role: Role) -> User {
+pub(crate) async fn add_user(store: &Arc<dyn Store>, role: Role) -> User {
     let id = new_id();
     store
         .create_user(
@@ -155,7 +155,12 @@ async fn add_user(store: &Arc<dyn Store>, role: Role) -> User {
         .expect("create user")
 }
 
-async fn add_ticket(store: &Arc<dyn Store>, by: &User, title: &str, description: &str) -> Ticket {
+pub(crate) async fn add_ticket(
+    store: &Arc<dyn Store>,
+    by: &User,
+    title: &str,
+    description: &str,
+) -> Ticket {
     let id = new_id();
     store
         .create_ticket(
