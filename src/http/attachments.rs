@@ -194,7 +194,7 @@ async fn visible_attachment(
 
 #[utoipa::path(get, path = "/api/attachments/{id}", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path)),
     responses(
-        (status = 200, body = FileBytes, content_type = "application/octet-stream",
+        (status = 200, content((FileBytes = "application/octet-stream"), (FileBytes = "image/png"), (FileBytes = "image/jpeg"), (FileBytes = "image/gif"), (FileBytes = "image/webp")),
             description = "The bytes. PNG, JPEG, GIF and WebP come as themselves, inline; everything else as `application/octet-stream` with `Content-Disposition: attachment`. Always `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`; `ETag` is the SHA-256."),
         (status = 304, description = "`If-None-Match` named the current ETag"),
         (status = 404, body = ErrorBody, description = "no such file, or not for this user")))]

@@ -967,3 +967,23 @@ async fn with_an_s3_url_the_bytes_live_in_the_bucket() {
     let d = download(&s.app, &s.customer, small["id"].as_str().unwrap()).await;
     assert!(d.bytes == b"short note");
 }
+
+#[tokio::test]
+async fn the_routes_are_in_the_openapi_document() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app.request(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let paths = &r.body["paths"];
+    let upload = &paths["/api/tickets/{id}/attachments"]["post"];
+    assert!(
+        upload["requestBody"]["content"]["multipart/form-data"].is_object(),
+        "{upload}"
+    );
+    assert!(upload["responses"]["413"].is_object());
+    assert!(paths["/api/tickets/{id}/attachments"]["get"].is_object());
+    let download = &paths["/api/attachments/{id}"]["get"]["responses"]["200"]["content"];
+    for t in ["application/octet-stream", "image/png", "image/webp"] {
+        assert!(download[t].is_object(), "{t}: {download}");
+    }
+    assert!(paths["/api/attachments/{id}"]["delete"]["responses"]["204"].is_object());
+}
