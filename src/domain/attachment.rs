@@ -153,7 +153,7 @@ mod tests {
         );
         assert_eq!(
             content_disposition(Disposition::Inline, "straße.png"),
-            "inline; filename=\"stra__e.png\"; filename*=UTF-8''stra%C3%9Fe.png"
+            "inline; filename=\"stra_e.png\"; filename*=UTF-8''stra%C3%9Fe.png"
         );
     }
 

@@ -371,6 +371,18 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 doc! { "sent_at": 1, "seq": 1 },
                 false
             ),
+            spec(
+                "attachments",
+                "attachments_by_ticket",
+                doc! { "ticket_id": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "attachments",
+                "attachments_by_sha256",
+                doc! { "sha256": 1 },
+                false
+            ),
         ]
     );
 
