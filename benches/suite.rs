@@ -1,5 +1,5 @@
 //! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
-//! `serve`, `create`, `pipeline`, `memory` (all when none is given). It prints each number as it
+//! `serve`, `create`, `pipeline`, `memory`, `uploads` (all when none is given). It prints each number as it
 //! is measured, PASS or MISS for each target with the gap, and Markdown tables at the end.
 //!
 //! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
@@ -29,10 +29,19 @@ mod serve;
 mod server;
 #[path = "suite/settings.rs"]
 mod settings;
+#[path = "suite/uploads.rs"]
+mod uploads;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 5] = ["cold-start", "serve", "create", "pipeline", "memory"];
+const NAMES: [&str; 6] = [
+    "cold-start",
+    "serve",
+    "create",
+    "pipeline",
+    "memory",
+    "uploads",
+];
 
 fn main() -> ExitCode {
     // cargo passes `--bench`; names are the other arguments.
@@ -72,6 +81,9 @@ fn main() -> ExitCode {
         }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;
+        }
+        if wants("uploads") {
+            uploads::run(&mut report).await;
         }
     });
     report.print_summary();

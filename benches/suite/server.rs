@@ -42,6 +42,10 @@ impl Process {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
     pub fn rss(&self) -> Option<u64> {
         status_kb(self.child.id(), "VmRSS").map(|kb| kb * 1024)
