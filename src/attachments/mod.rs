@@ -11,7 +11,10 @@
 //!   removes those, plus spooled uploads of processes that are gone.
 //!
 //! Writes and removals of one content take turns on a lock per hash, so an upload of some bytes
-//! cannot store them just as a delete of the last record using them removes them.
+//! cannot store them just as a delete of the last record using them removes them. The lock is
+//! per process: instances sharing GridFS or a bucket could still interleave an upload of some
+//! bytes with the removal of their last record (both within milliseconds, same content); the
+//! record would then point at nothing, which the sweep reports.
 
 pub mod blob;
 pub mod fs;
@@ -27,17 +30,15 @@ use blob::{BlobError, BlobStore, ByteStream};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use spool::Spooled;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Bytes in shared storage (GridFS, S3) younger than this are left by the sweep: another
 /// instance may be between storing them and writing their record.
 pub const SHARED_SWEEP_GRACE: Duration = Duration::from_secs(15 * 60);
-
-const LOCK_STRIPES: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachmentError {
@@ -117,7 +118,29 @@ struct Inner {
     sweep_grace: Duration,
     /// Spooled files older than this belong to processes that are gone.
     started_at: DateTime<Utc>,
-    locks: Vec<Mutex<()>>,
+    locks: KeyLocks,
+}
+
+/// One lock per hash in use: uploads of different files never wait for each other.
+#[derive(Default)]
+struct KeyLocks(std::sync::Mutex<HashMap<String, Weak<Mutex<()>>>>);
+
+impl KeyLocks {
+    async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            held.retain(|_, lock| lock.strong_count() > 0);
+            match held.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(Mutex::new(()));
+                    held.insert(key.to_owned(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl Attachments {
@@ -137,7 +160,7 @@ impl Attachments {
             max_bytes,
             sweep_grace,
             started_at: Utc::now(),
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: KeyLocks::default(),
         }))
     }
 
@@ -149,13 +172,8 @@ impl Attachments {
         self.0.blobs.describe()
     }
 
-    async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
-        let stripe = key
-            .get(..2)
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .unwrap_or(0)
-            % LOCK_STRIPES;
-        self.0.locks[stripe].lock().await
+    async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
+        self.0.locks.lock(key).await
     }
 
     /// Receives an upload into a temporary file (see [`spool::spool`]).
@@ -353,5 +371,40 @@ impl Attachments {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyLocks;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn one_key_waits_for_itself_and_no_other() {
+        let locks = Arc::new(KeyLocks::default());
+        let held = locks.lock("a").await;
+        // Another key is free at once.
+        let other = locks.lock("b").await;
+        drop(other);
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _turn = locks.lock("a").await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "the same key waits");
+        drop(held);
+        waiter.await.unwrap();
+        // Released locks are forgotten.
+        drop(locks.lock("c").await);
+        assert!(
+            locks
+                .0
+                .lock()
+                .unwrap()
+                .values()
+                .all(|l| l.strong_count() == 0)
+        );
     }
 }

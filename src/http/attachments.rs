@@ -58,7 +58,8 @@ fn multipart_error(e: MultipartError, limit: u64) -> AttachmentError {
     }
 }
 
-/// `true` or `false`, read without taking more than a few bytes from the client.
+/// `true` or `false` (the documented boolean, nothing looser), read without taking more than a
+/// few bytes from the client.
 async fn parse_flag(field: axum::extract::multipart::Field<'_>, limit: u64) -> ApiResult<bool> {
     let mut field = field;
     let mut text = Vec::new();
@@ -69,8 +70,8 @@ async fn parse_flag(field: axum::extract::multipart::Field<'_>, limit: u64) -> A
         }
     }
     match text.as_slice() {
-        b"true" | b"1" => Ok(true),
-        b"false" | b"0" | b"" => Ok(false),
+        b"true" => Ok(true),
+        b"false" => Ok(false),
         _ => Err(AppError::field("internal", "must be true or false")),
     }
 }

@@ -629,6 +629,23 @@ async fn malformed_uploads_get_clear_errors() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = upload_parts(
+        &s.app,
+        &s.customer,
+        &s.ticket,
+        &[
+            Part {
+                name: "internal",
+                filename: None,
+                content_type: "text/plain",
+                body: b"0",
+            },
+            file_part("a.txt", b"a"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.body["error"]["details"]["field"], "internal");
     let r = upload_parts(&s.app, &s.customer, &s.ticket, &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     assert_eq!(r.body["error"]["details"]["field"], "file");
