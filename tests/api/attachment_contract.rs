@@ -299,3 +299,83 @@ async fn sweep_case(
         assert!(blobs.get(&sha(kept.as_bytes())).await.unwrap().is_none());
     }
 }
+
+/// When the record cannot be written (the ticket filled up meanwhile, or is gone), the bytes
+/// stored for it are taken back, unless another record uses them: no file without a record.
+#[tokio::test]
+async fn a_refused_record_takes_its_bytes_back() {
+    use ticketing::attachments::{AttachmentError, Upload};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        ticketing::store::sqlite::SqliteStore::open(dir.path().join("refused.db"))
+            .await
+            .unwrap(),
+    );
+    let blobs: Arc<dyn BlobStore> = Arc::new(ticketing::attachments::fs::FsBlobs::new(
+        dir.path().join("blobs"),
+    ));
+    let attachments = Attachments::new(
+        blobs.clone(),
+        store.clone(),
+        dir.path().join("spool"),
+        1024,
+        Duration::ZERO,
+    );
+    let customer = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &customer, "Printer", "On fire").await;
+    let shared = b"bytes another record uses".to_vec();
+    for n in 0..19u8 {
+        added(&store, record(&ticket.id, &customer.id, &key(n), false)).await;
+    }
+    added(
+        &store,
+        record(&ticket.id, &customer.id, &sha(&shared), false),
+    )
+    .await;
+    blobs
+        .put(&sha(&shared), &file_with(dir.path(), "shared", &shared))
+        .await
+        .unwrap();
+
+    let upload = |ticket_id: &str| Upload {
+        ticket_id: ticket_id.to_owned(),
+        uploaded_by: customer.id.clone(),
+        filename: "late.txt".into(),
+        internal: false,
+    };
+    let body = |bytes: &'static [u8]| {
+        futures::stream::iter([Ok::<_, AttachmentError>(axum::body::Bytes::from_static(
+            bytes,
+        ))])
+    };
+    let spooled = attachments.spool(body(b"one too many")).await.unwrap();
+    let refused = attachments.attach(spooled, upload(&ticket.id)).await;
+    assert!(
+        matches!(refused, Err(AttachmentError::TicketFull)),
+        "{refused:?}"
+    );
+    assert!(!blobs.exists(&sha(b"one too many")).await.unwrap());
+
+    let spooled = attachments.spool(body(b"for no ticket")).await.unwrap();
+    let refused = attachments.attach(spooled, upload(&new_id())).await;
+    assert!(
+        matches!(refused, Err(AttachmentError::Store(StoreError::NotFound))),
+        "{refused:?}"
+    );
+    assert!(!blobs.exists(&sha(b"for no ticket")).await.unwrap());
+
+    // Bytes that a record already uses stay when a second record for them is refused.
+    let spooled = attachments
+        .spool(futures::stream::iter([Ok::<_, AttachmentError>(
+            axum::body::Bytes::from(shared.clone()),
+        )]))
+        .await
+        .unwrap();
+    let refused = attachments.attach(spooled, upload(&ticket.id)).await;
+    assert!(matches!(refused, Err(AttachmentError::TicketFull)));
+    assert!(blobs.exists(&sha(&shared)).await.unwrap());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+        0
+    );
+}
