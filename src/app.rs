@@ -8,6 +8,7 @@ use crate::durable::Durable;
 use crate::functions::Deps;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppInner, AppState};
+use crate::live::{ChangeBus, Publishing};
 use crate::mail::Templates;
 use crate::relay::Relay;
 use crate::store::mongo::MongoStore;
@@ -158,6 +159,10 @@ impl Service {
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
         let (store, mongo) = open_backend(&config).await?;
+        // Everything writes through this, the durable functions too, so every committed ticket
+        // change reaches the event stream.
+        let live = Arc::new(ChangeBus::default());
+        let store: Arc<dyn Store> = Arc::new(Publishing::new(store, live.clone()));
         bootstrap_admin(&config, &store).await?;
 
         let deps = Arc::new(function_deps(&config, store.clone())?);
@@ -170,6 +175,7 @@ impl Service {
             execution_mode: durable.mode,
             executor: durable.executor.clone(),
             synced: durable.synced.clone(),
+            live,
             store: store.clone(),
             config: config.clone(),
         });
@@ -196,8 +202,10 @@ impl Service {
         })
     }
 
-    /// Stops background work, letting steps in flight finish and flushing the outbox.
+    /// Ends the event streams, then stops background work, letting steps in flight finish and
+    /// flushing the outbox.
     pub async fn shutdown(self) {
+        self.state.live.close();
         self.background.shutdown(SHUTDOWN_GRACE).await;
     }
 }
@@ -285,6 +293,12 @@ impl App {
             background,
         } = self.service;
         tracing::info!(%addr, store = state.store.backend(), "listening");
+        // Open event streams would hold a graceful shutdown forever: they end first.
+        let live = state.live.clone();
+        let stop = async move {
+            stop.await;
+            live.close();
+        };
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -13,6 +13,7 @@ pub mod durable;
 pub mod functions;
 pub mod http;
 pub mod inngest;
+pub mod live;
 pub mod mail;
 pub mod relay;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP layer, and the one place errors become status codes.
 //! Every error body has the shape `{"error":{"code","message","details"}}`.
 
+use crate::domain::rating::RatingParseError;
 use crate::domain::ticket::{TicketParseError, TransitionError};
 use crate::domain::user::UserParseError;
 use crate::store::StoreError;
@@ -176,6 +177,16 @@ impl From<TicketParseError> for AppError {
             TicketParseError::TitleLength { .. } => "title",
             TicketParseError::DescriptionLength { .. } => "description",
             TicketParseError::CommentLength { .. } => "body",
+        };
+        AppError::field(field, e.to_string())
+    }
+}
+
+impl From<RatingParseError> for AppError {
+    fn from(e: RatingParseError) -> Self {
+        let field = match e {
+            RatingParseError::Score { .. } => "score",
+            RatingParseError::CommentTooLong { .. } => "comment",
         };
         AppError::field(field, e.to_string())
     }

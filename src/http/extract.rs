@@ -6,8 +6,8 @@ use crate::domain::user::Role;
 use crate::store::User;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// `Json<T>` whose rejections use our error shape: syntax errors are 400, type and unknown-field
@@ -99,30 +99,35 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(AppError::Unauthorized)?;
-        let (scheme, token) = header
-            .trim()
-            .split_once(' ')
-            .ok_or(AppError::Unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AppError::Unauthorized);
-        }
-        let user_id = state
-            .tokens
-            .verify(token.trim())
-            .ok_or(AppError::Unauthorized)?;
-        let user = state
-            .store
-            .get_user(&user_id)
-            .await?
-            .ok_or(AppError::Unauthorized)?;
+        let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let user = authenticate(state, token).await?;
         tracing::Span::current().record("user_id", user.id.as_str());
         Ok(CurrentUser(user))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The user `token` stands for now: a valid token of an account that still exists, with its
+/// current role. Requests ask here, and so does the event stream before every event it sends,
+/// so a check added here holds for both.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
+    let user_id = state.tokens.verify(token).ok_or(AppError::Unauthorized)?;
+    state
+        .store
+        .get_user(&user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)
 }
 
 /// Parses a path id, answering 404 for anything that is not a canonical id: a malformed id

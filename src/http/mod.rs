@@ -1,5 +1,6 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod activity;
 pub mod auth;
 mod comments;
 pub mod error;
@@ -8,8 +9,10 @@ mod health;
 mod metrics;
 mod pagination;
 pub mod rate_limit;
+mod ratings;
 mod runs;
 mod stats;
+mod stream;
 mod tickets;
 mod users;
 
@@ -56,6 +59,8 @@ pub struct AppInner {
     pub executor: Option<crate::inngest::executor::Executor>,
     /// Whether the functions are registered with Inngest (always true when embedded).
     pub synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Committed ticket changes of this process, for `GET /api/stream`.
+    pub live: Arc<crate::live::ChangeBus>,
 }
 
 impl AppState {
@@ -82,6 +87,7 @@ impl Deref for AppState {
     tags(
         (name = "auth", description = "accounts and tokens"),
         (name = "tickets"), (name = "comments"), (name = "users", description = "admin only"),
+        (name = "stream", description = "live updates (Server-Sent Events)"),
         (name = "stats", description = "admin only"),
         (name = "runs", description = "admin only: durable-function runs of the embedded executor"),
         (name = "health"),
@@ -101,8 +107,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The REST routes and their OpenAPI document, before state and layers.
-fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and their OpenAPI document, before state and layers: the REST routes, and apart
+/// from them the event stream, which stays open for as long as its client wants.
+fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let limited = OpenApiRouter::new()
         .routes(routes!(auth::register))
         .routes(routes!(auth::signup))
@@ -121,6 +128,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tickets::put_ticket
         ))
         .routes(routes!(tickets::retriage_ticket))
+        .routes(routes!(activity::list_activity))
+        .routes(routes!(ratings::rate_ticket))
         .routes(routes!(comments::list_comments, comments::add_comment))
         .routes(routes!(users::list_users))
         .routes(routes!(users::update_user))
@@ -132,22 +141,28 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts();
+    let (streaming, stream_doc) = OpenApiRouter::new()
+        .routes(routes!(stream::stream))
+        .split_for_parts();
     let mut openapi = openapi;
+    openapi.merge(stream_doc);
     document_common_errors(&mut openapi);
-    (router, openapi)
+    (router, streaming, openapi)
 }
 
 pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    api(state).1
+    api(state).2
 }
 
 /// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
 /// its own body limits.
 pub fn router(state: AppState, extra: Router) -> Router {
-    let (api, openapi) = api(&state);
+    let (api, streaming, openapi) = api(&state);
+    // A request timeout belongs on `api`: the stream is merged after it, open by design.
     let api = api
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(streaming.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api

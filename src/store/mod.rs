@@ -11,6 +11,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 pub use model::*;
 
+pub use crate::domain::activity::{Activity, ActivityEntry, NewActivity};
 use crate::domain::events::NewEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,76 @@ pub trait TicketStore: Send + Sync {
         include_internal: bool,
     ) -> StoreResult<Vec<Comment>>;
     async fn stats(&self) -> StoreResult<Stats>;
+    /// Records the creator's rating if the ticket is resolved or closed and not rated yet, with
+    /// its activity entry, in one atomic decision. A missing ticket is `NotFound`.
+    async fn rate_ticket(&self, rating: NewRating) -> StoreResult<RateOutcome>;
+    /// Everything the log holds for the ticket, oldest first; hiding entries is the caller's call.
+    async fn list_activity(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>>;
+}
+
+/// The activity entries of a person's change to a ticket, given the ticket before it.
+pub(crate) fn activity_of_change(before: &Ticket, change: &TicketChange) -> Vec<NewActivity> {
+    let actor = change.actor.as_deref();
+    let mut entries = Vec::new();
+    if let Some(to) = change.status.filter(|s| *s != before.status) {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::StatusChanged {
+                from: before.status,
+                to,
+            },
+        ));
+    }
+    if let Some(to) = change.priority.filter(|p| *p != before.priority) {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::PriorityChanged {
+                from: before.priority,
+                to,
+            },
+        ));
+    }
+    if let Some(assignee) = change
+        .assigned_to
+        .as_ref()
+        .filter(|a| **a != before.assigned_to)
+    {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::Assigned {
+                assignee_id: assignee.clone(),
+                reason: change.routing_reason.clone(),
+            },
+        ));
+    }
+    entries
+}
+
+/// The entry for saved triage; `priority` is the one the ticket has after it (a priority a
+/// person locked stays).
+pub(crate) fn triage_activity(triage: &TriageUpdate, after: &Ticket) -> NewActivity {
+    NewActivity::new(
+        None,
+        Activity::Triaged {
+            source: Some(triage.source.clone()),
+            status: triage.status,
+            category: Some(triage.category),
+            priority: Some(after.priority),
+        },
+    )
+}
+
+/// The entry for triage that failed for good.
+pub(crate) fn triage_failed_activity() -> NewActivity {
+    NewActivity::new(
+        None,
+        Activity::Triaged {
+            source: None,
+            status: crate::domain::ticket::TriageStatus::Failed,
+            category: None,
+            priority: None,
+        },
+    )
 }
 
 #[async_trait]

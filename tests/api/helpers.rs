@@ -225,6 +225,7 @@ impl TestApp {
                     category: None,
                     assignee: None,
                     text: None,
+                    sort: ticketing::store::TicketSort::Newest,
                     limit: 1000,
                     after: None,
                 })

@@ -15,8 +15,8 @@ use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
 use ticketing::store::{
     AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
-    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketTriage, TriageUpdate, User,
-    UserPatch, UserQuery, Visibility,
+    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketSort, TicketTriage,
+    TriageUpdate, User, UserPatch, UserQuery, Visibility,
 };
 
 /// Declares each test once per backend: `store_contract::sqlite::<name>` and
@@ -221,6 +221,7 @@ fn everything() -> TicketQuery {
         category: None,
         assignee: None,
         text: None,
+        sort: TicketSort::Newest,
         limit: 100,
         after: None,
     }
@@ -950,6 +951,7 @@ async fn ticket_filters_and_visibility_narrow_the_list(store: Arc<dyn Store>) {
             lock_priority: true,
             assigned_to: Some(Some(mod_b.id.clone())),
             routing_reason: Some("Assigned by an admin.".into()),
+            actor: None,
         },
     )
     .await;
@@ -1350,7 +1352,18 @@ async fn concurrent_writes_get_distinct_ordered_events(store: Arc<dyn Store>) {
 // Stats and health
 
 async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Store>) {
-    assert_eq!(store.stats().await.unwrap(), Stats::default());
+    let empty = store.stats().await.unwrap();
+    assert_eq!(
+        Stats {
+            satisfaction: Default::default(),
+            per_day: Vec::new(),
+            ..empty.clone()
+        },
+        Stats::default()
+    );
+    assert_eq!(empty.satisfaction.count, 0);
+    assert_eq!(empty.per_day.len(), 30);
+    assert!(empty.per_day.iter().all(|d| d.created + d.resolved == 0));
 
     let user = add_user(&store, Role::User).await;
     let moderator = add_user(&store, Role::Moderator).await;
@@ -1410,8 +1423,16 @@ async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Sto
                 open_tickets: 1,
                 capacity: None,
             }],
+            satisfaction: stats.satisfaction.clone(),
+            per_day: stats.per_day.clone(),
         }
     );
+    let today = stats.per_day.last().expect("today");
+    assert_eq!(
+        today.date,
+        resolved.created_at.format("%Y-%m-%d").to_string()
+    );
+    assert_eq!((today.created, today.resolved), (5, 1));
 }
 
 async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Store>) {

@@ -14,6 +14,7 @@
 //! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
 //! handler's future when its client goes away; a spawned task finishes regardless.
 
+mod activity;
 mod automation;
 mod outbox;
 mod tickets;
@@ -41,6 +42,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USERS: &str = "users";
 const TICKETS: &str = "tickets";
 const COMMENTS: &str = "comments";
+const ACTIVITY: &str = "ticket_activity";
 const OUTBOX: &str = "outbox";
 const COUNTERS: &str = "counters";
 /// Keyed by the idempotency key as `_id`: one record per mail, whatever the replays.
@@ -57,6 +59,7 @@ struct Inner {
     users: Collection<Document>,
     tickets: Collection<Document>,
     comments: Collection<Document>,
+    activity: Collection<Document>,
     outbox: Collection<Document>,
     counters: Collection<Document>,
     sent_mail: Collection<Document>,
@@ -73,6 +76,7 @@ impl MongoStore {
             users: db.collection(USERS),
             tickets: db.collection(TICKETS),
             comments: db.collection(COMMENTS),
+            activity: db.collection(ACTIVITY),
             outbox: db.collection(OUTBOX),
             counters: db.collection(COUNTERS),
             sent_mail: db.collection(SENT_MAIL),
@@ -155,7 +159,7 @@ impl Inner {
     }
 
     async fn create_indexes(&self) -> StoreResult<()> {
-        let plan: [(&Collection<Document>, Vec<IndexModel>); 4] = [
+        let plan: [(&Collection<Document>, Vec<IndexModel>); 5] = [
             (
                 &self.users,
                 vec![
@@ -193,12 +197,25 @@ impl Inner {
                         doc! { "category": 1, "_id": 1 },
                         false,
                     ),
+                    index(
+                        "tickets_by_sla_due",
+                        doc! { "sla_due_at": 1, "_id": 1 },
+                        false,
+                    ),
                 ],
             ),
             (
                 &self.comments,
                 vec![index(
                     "comments_by_ticket",
+                    doc! { "ticket_id": 1, "_id": 1 },
+                    false,
+                )],
+            ),
+            (
+                &self.activity,
+                vec![index(
+                    "activity_by_ticket",
                     doc! { "ticket_id": 1, "_id": 1 },
                     false,
                 )],

@@ -682,6 +682,7 @@ async fn lists_send_the_built_filter_sort_and_limit() {
             category: None,
             assignee: None,
             text: Some("a.b".into()),
+            sort: crate::store::TicketSort::Newest,
             limit: 20,
             after: Some("t9".into()),
         })

@@ -112,6 +112,24 @@ const MIGRATIONS: &[&str] = &[
     END;
     DROP INDEX tickets_by_assignee_status;
     "#,
+    // 5: each ticket's activity log, written with every change; satisfaction ratings; the
+    // moderator queue's order (soonest SLA deadline first).
+    r#"
+    CREATE TABLE ticket_activity (
+        id        TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL REFERENCES tickets (id),
+        kind      TEXT NOT NULL,
+        actor_id  TEXT REFERENCES users (id),
+        data      TEXT NOT NULL,
+        at        TEXT NOT NULL
+    );
+    CREATE INDEX ticket_activity_by_ticket ON ticket_activity (ticket_id, id);
+
+    ALTER TABLE tickets ADD COLUMN rating_score INTEGER;
+    ALTER TABLE tickets ADD COLUMN rating_comment TEXT;
+    ALTER TABLE tickets ADD COLUMN rated_at TEXT;
+    CREATE INDEX tickets_by_sla_due ON tickets (sla_due_at, id);
+    "#,
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,0 +1,214 @@
+//! A `Store` that announces every committed ticket change on the change bus. It wraps the
+//! configured store once, at start, for the API and the durable functions alike, so changes
+//! made by triage, routing, SLA and escalation are published without those knowing about it.
+
+use super::{ChangeBus, ChangeKind};
+use crate::domain::events::NewEvent;
+use crate::store::{
+    ActivityEntry, AutomationStore, Comment, Credentials, NewComment, NewRating, NewTicket,
+    NewUser, OutboxEvent, OutboxStore, Page, RateOutcome, StaffLoad, Stats, Store, StoreResult,
+    Ticket, TicketChange, TicketQuery, TicketStore, TriageUpdate, User, UserPatch, UserQuery,
+    UserStore,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+pub struct Publishing {
+    inner: Arc<dyn Store>,
+    bus: Arc<ChangeBus>,
+}
+
+impl Publishing {
+    pub fn new(inner: Arc<dyn Store>, bus: Arc<ChangeBus>) -> Self {
+        Self { inner, bus }
+    }
+
+    /// Announces `ticket_id` as updated once `result` says the write committed.
+    fn updated<T>(&self, ticket_id: &str, result: StoreResult<T>) -> StoreResult<T> {
+        if result.is_ok() {
+            self.bus.publish(ChangeKind::TicketUpdated, ticket_id, None);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl UserStore for Publishing {
+    async fn create_user(&self, user: NewUser, event: Option<NewEvent>) -> StoreResult<User> {
+        self.inner.create_user(user, event).await
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        self.inner.get_user(id).await
+    }
+
+    async fn find_credentials(&self, email: &str) -> StoreResult<Option<Credentials>> {
+        self.inner.find_credentials(email).await
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<Page<User>> {
+        self.inner.list_users(query).await
+    }
+
+    async fn update_user(&self, id: &str, patch: UserPatch) -> StoreResult<User> {
+        self.inner.update_user(id, patch).await
+    }
+}
+
+#[async_trait]
+impl TicketStore for Publishing {
+    async fn create_ticket(&self, ticket: NewTicket, event: NewEvent) -> StoreResult<Ticket> {
+        let created = self.inner.create_ticket(ticket, event).await?;
+        self.bus
+            .publish(ChangeKind::TicketCreated, &created.id, None);
+        Ok(created)
+    }
+
+    async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>> {
+        self.inner.get_ticket(id).await
+    }
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        self.inner.list_tickets(query).await
+    }
+
+    async fn update_ticket(
+        &self,
+        id: &str,
+        expected_version: i64,
+        change: TicketChange,
+        events: Vec<NewEvent>,
+    ) -> StoreResult<Ticket> {
+        let result = self
+            .inner
+            .update_ticket(id, expected_version, change, events)
+            .await;
+        self.updated(id, result)
+    }
+
+    async fn add_comment(&self, comment: NewComment, event: NewEvent) -> StoreResult<Comment> {
+        let added = self.inner.add_comment(comment, event).await?;
+        self.bus.publish(
+            ChangeKind::CommentAdded,
+            &added.ticket_id,
+            Some(added.clone()),
+        );
+        Ok(added)
+    }
+
+    async fn list_comments(
+        &self,
+        ticket_id: &str,
+        include_internal: bool,
+    ) -> StoreResult<Vec<Comment>> {
+        self.inner.list_comments(ticket_id, include_internal).await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        self.inner.stats().await
+    }
+
+    async fn rate_ticket(&self, rating: NewRating) -> StoreResult<RateOutcome> {
+        let ticket_id = rating.ticket_id.clone();
+        let outcome = self.inner.rate_ticket(rating).await?;
+        if matches!(outcome, RateOutcome::Rated(_)) {
+            self.bus
+                .publish(ChangeKind::TicketUpdated, &ticket_id, None);
+        }
+        Ok(outcome)
+    }
+
+    async fn list_activity(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>> {
+        self.inner.list_activity(ticket_id).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for Publishing {
+    async fn pending_events(&self, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        self.inner.pending_events(limit).await
+    }
+
+    async fn list_events(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        self.inner.list_events(after_seq, limit).await
+    }
+
+    async fn mark_sent(&self, ids: &[String]) -> StoreResult<()> {
+        self.inner.mark_sent(ids).await
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<u64> {
+        self.inner.outbox_backlog().await
+    }
+}
+
+#[async_trait]
+impl AutomationStore for Publishing {
+    async fn save_triage(&self, ticket_id: &str, triage: TriageUpdate) -> StoreResult<Ticket> {
+        let result = self.inner.save_triage(ticket_id, triage).await;
+        self.updated(ticket_id, result)
+    }
+
+    async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
+        let result = self.inner.mark_triage_failed(ticket_id, reason).await;
+        self.updated(ticket_id, result)
+    }
+
+    async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>> {
+        self.inner.staff_loads().await
+    }
+
+    async fn assign_if_unassigned(
+        &self,
+        ticket_id: &str,
+        assignee_id: &str,
+        reason: &str,
+    ) -> StoreResult<Option<Ticket>> {
+        let assigned = self
+            .inner
+            .assign_if_unassigned(ticket_id, assignee_id, reason)
+            .await?;
+        if assigned.is_some() {
+            self.bus.publish(ChangeKind::TicketUpdated, ticket_id, None);
+        }
+        Ok(assigned)
+    }
+
+    async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
+        let result = self.inner.set_routing_reason(ticket_id, reason).await;
+        self.updated(ticket_id, result)
+    }
+
+    async fn set_sla_due(&self, ticket_id: &str, due: DateTime<Utc>) -> StoreResult<()> {
+        let result = self.inner.set_sla_due(ticket_id, due).await;
+        self.updated(ticket_id, result)
+    }
+
+    async fn escalate(&self, ticket_id: &str) -> StoreResult<Option<Ticket>> {
+        let escalated = self.inner.escalate(ticket_id).await?;
+        if escalated.is_some() {
+            self.bus.publish(ChangeKind::TicketUpdated, ticket_id, None);
+        }
+        Ok(escalated)
+    }
+
+    async fn mail_sent(&self, key: &str) -> StoreResult<bool> {
+        self.inner.mail_sent(key).await
+    }
+
+    async fn record_mail(&self, key: &str, recipient: &str, subject: &str) -> StoreResult<()> {
+        self.inner.record_mail(key, recipient, subject).await
+    }
+}
+
+#[async_trait]
+impl Store for Publishing {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
