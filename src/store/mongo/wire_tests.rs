@@ -359,8 +359,20 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 false
             ),
             spec(
+                "tickets",
+                "tickets_by_sla_due",
+                doc! { "sla_due_at": 1, "_id": 1 },
+                false
+            ),
+            spec(
                 "comments",
                 "comments_by_ticket",
+                doc! { "ticket_id": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "ticket_activity",
+                "activity_by_ticket",
                 doc! { "ticket_id": 1, "_id": 1 },
                 false
             ),
@@ -392,7 +404,7 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
 }
 
 #[tokio::test]
-async fn a_ticket_and_its_event_commit_in_one_transaction() {
+async fn a_ticket_its_event_and_its_activity_commit_in_one_transaction() {
     let server = FakeMongod::start(Kind::ReplicaSet, counter_script(7)).await;
     let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
     server.clear();
@@ -407,7 +419,13 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
     let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["insert", "findAndModify", "insert", "commitTransaction"]
+        [
+            "insert",
+            "findAndModify",
+            "insert",
+            "insert",
+            "commitTransaction"
+        ]
     );
     let (first, rest) = commands.split_first().unwrap();
     // The first command opens the transaction; all share its session and number.
@@ -425,7 +443,7 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
         rest.iter()
             .all(|c| !c.body.contains_key("startTransaction"))
     );
-    let commit = &commands[3];
+    let commit = &commands[4];
     assert_eq!(
         commit
             .body
@@ -465,11 +483,27 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
         &doc! { "ticket_id": &ticket.id, "created_by": "u1" }
     );
     assert_eq!(row.get("sent_at"), Some(&Bson::Null));
+
+    let activity = &commands[3];
+    assert_eq!(activity.body.get_str("insert"), Ok("ticket_activity"));
+    let entry = activity.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(entry.get_str("ticket_id"), Ok(ticket.id.as_str()));
+    assert_eq!(entry.get_str("kind"), Ok("created"));
+    assert_eq!(entry.get_str("actor_id"), Ok("u1"));
+    assert_eq!(entry.get_document("data").unwrap(), &doc! {});
 }
 
 #[tokio::test]
 async fn events_of_one_write_take_consecutive_seqs() {
     let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+            return Some(cursor(
+                "t.tickets",
+                vec![super::tickets::tests_support::stored_ticket("t1", 1)],
+            ));
+        }
         if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
             return Some(doc! {
                 "lastErrorObject": { "n": 1, "updatedExisting": true },
@@ -499,7 +533,7 @@ async fn events_of_one_write_take_consecutive_seqs() {
         .unwrap();
     assert_eq!(updated.version, 2);
     let commands = server.commands();
-    let update = &commands[0];
+    let update = &commands[1];
     assert_eq!(
         update.body.get_document("query").unwrap(),
         &doc! { "_id": "t1", "version": 1_i64 }
@@ -511,9 +545,10 @@ async fn events_of_one_write_take_consecutive_seqs() {
             .unwrap(),
         &doc! { "$inc": { "value": 2_i64 } }
     );
-    let seqs: Vec<i64> = server
-        .named("insert")
+    let inserts = server.named("insert");
+    let seqs: Vec<i64> = inserts
         .iter()
+        .filter(|c| c.body.get_str("insert") == Ok("outbox"))
         .map(|c| {
             c.body.get_array("documents").unwrap()[0]
                 .as_document()
@@ -524,6 +559,17 @@ async fn events_of_one_write_take_consecutive_seqs() {
         .collect();
     // The counter answered 12 after adding 2: the events are 11 and 12, in the order given.
     assert_eq!(seqs, [11, 12]);
+    // The stored ticket was open: the change is in its activity, from the snapshot read.
+    let activity = inserts.last().unwrap();
+    assert_eq!(activity.body.get_str("insert"), Ok("ticket_activity"));
+    let entry = activity.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(entry.get_str("kind"), Ok("status_changed"));
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "from": "open", "to": "resolved" }
+    );
 }
 
 #[tokio::test]
@@ -559,6 +605,7 @@ async fn transient_errors_rerun_the_whole_transaction() {
             "insert",
             "findAndModify",
             "insert",
+            "insert",
             "commitTransaction"
         ]
     );
@@ -593,7 +640,7 @@ async fn unknown_commit_results_retry_only_the_commit() {
     let commits = server.named("commitTransaction");
     assert_eq!(commits.len(), 2);
     assert_eq!(txn_number(&commits[0]), txn_number(&commits[1]));
-    assert_eq!(server.named("insert").len(), 2, "the writes ran once");
+    assert_eq!(server.named("insert").len(), 3, "the writes ran once");
 }
 
 #[tokio::test]
@@ -643,7 +690,10 @@ async fn a_version_miss_is_stale_when_the_ticket_exists_and_not_found_otherwise(
     for (exists, expected) in [(true, "stale"), (false, "not found")] {
         let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
             (c.name == "find" && exists && c.body.get_str("find") == Ok("tickets")).then(|| {
-                doc! { "cursor": { "firstBatch": [ { "_id": "t1" } ], "id": 0_i64, "ns": "t.tickets" }, "ok": 1.0 }
+                cursor(
+                    "t.tickets",
+                    vec![super::tickets::tests_support::stored_ticket("t1", 2)],
+                )
             })
         })
         .await;
@@ -665,7 +715,11 @@ async fn a_version_miss_is_stale_when_the_ticket_exists_and_not_found_otherwise(
         };
         assert_eq!(got, expected);
         let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
-        assert_eq!(names, ["findAndModify", "find", "abortTransaction"]);
+        assert_eq!(
+            names,
+            ["find", "abortTransaction"],
+            "decided on the snapshot read"
+        );
     }
 }
 
@@ -744,6 +798,9 @@ async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
                 "first_response_ms": [ { "_id": Bson::Null, "ms": 2500.0 } ],
                 "resolution_ms": [],
                 "sla_breaches": [ { "count": 1 } ],
+                "satisfaction": [ { "_id": 4, "count": 1 } ],
+                "created_per_day": [],
+                "resolved_per_day": [],
             }],
         )),
         "aggregate" => Some(cursor("t.tickets", vec![doc! { "_id": "m1", "count": 1 }])),
@@ -767,6 +824,9 @@ async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
     assert_eq!(stats.avg_first_response_secs, Some(2.5));
     assert_eq!(stats.avg_resolution_secs, None);
     assert_eq!(stats.sla_breaches, 1);
+    assert_eq!(stats.satisfaction.count, 1);
+    assert_eq!(stats.satisfaction.average, Some(4.0));
+    assert_eq!(stats.per_day.len(), 30);
     assert_eq!(stats.moderator_load.len(), 1);
     assert_eq!(stats.moderator_load[0].user_id, "m1");
     assert_eq!(stats.moderator_load[0].open_tickets, 1);
@@ -840,9 +900,12 @@ fn update_of(c: &Received) -> (String, Document, Document) {
 async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
     for newly in [true, false] {
         let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
-            if c.name == "update" && c.body.get_str("update") == Ok("tickets") && !newly {
-                // Already assigned to them: the guarded write matches nothing.
-                return Some(doc! { "n": 0, "nModified": 0, "ok": 1.0 });
+            if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                if !newly {
+                    stored.insert("assigned_to", "m1");
+                }
+                return Some(cursor("t.tickets", vec![stored]));
             }
             ticket_script(true)(c)
         })
@@ -855,6 +918,7 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
                 1,
                 TicketChange {
                     assigned_to: Some(Some("m1".into())),
+                    actor: Some("a1".into()),
                     ..TicketChange::default()
                 },
                 vec![NewEvent::ticket_updated("t1", "a", serde_json::json!({}))],
@@ -865,16 +929,18 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         let expected: &[&str] = if newly {
             &[
-                "update",
+                "find",
                 "findAndModify",
                 "update",
                 "findAndModify",
                 "insert",
+                "insert",
                 "commitTransaction",
             ]
         } else {
+            // Already theirs: no assignment to note, and nothing for the activity log.
             &[
-                "update",
+                "find",
                 "findAndModify",
                 "findAndModify",
                 "insert",
@@ -886,29 +952,35 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
             assert!(is_in_transaction(c), "{c:?}");
             assert_eq!(txn_number(c), txn_number(&commands[0]));
         }
-        let (collection, filter, update) = update_of(&commands[0]);
-        assert_eq!(collection, "tickets");
         assert_eq!(
-            filter,
-            doc! { "_id": "t1", "version": 1_i64, "assigned_to": { "$ne": "m1" } }
+            commands[1].body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "version": 1_i64 }
         );
-        let at = update
-            .get_document("$set")
-            .unwrap()
-            .get_datetime("assigned_at")
-            .unwrap();
         let set = commands[1]
             .body
             .get_document("update")
             .unwrap()
             .get_document("$set")
             .unwrap();
-        assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
         if newly {
+            let at = set.get_datetime("assigned_at").unwrap();
+            assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
             let (collection, filter, update) = update_of(&commands[2]);
             assert_eq!(collection, "users");
             assert_eq!(filter, doc! { "_id": "m1" });
             assert_eq!(update, doc! { "$set": { "last_assigned_at": *at } });
+            let entry = commands[5].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("assigned"));
+            assert_eq!(entry.get_str("actor_id"), Ok("a1"));
+            assert_eq!(
+                entry.get_document("data").unwrap(),
+                &doc! { "assignee_id": "m1", "reason": Bson::Null }
+            );
+        } else {
+            assert!(!set.contains_key("assigned_at"));
         }
     }
 }
@@ -927,11 +999,24 @@ async fn conditional_assignment_runs_only_on_unassigned_tickets() {
         let commands = server.commands();
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         if found {
-            assert_eq!(names, ["findAndModify", "update", "commitTransaction"]);
+            assert_eq!(
+                names,
+                ["findAndModify", "update", "insert", "commitTransaction"]
+            );
             let (collection, filter, _) = update_of(&commands[1]);
             assert_eq!(
                 (collection.as_str(), filter),
                 ("users", doc! { "_id": "m1" })
+            );
+            let entry = commands[2].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("assigned"));
+            assert_eq!(entry.get("actor_id"), Some(&Bson::Null));
+            assert_eq!(
+                entry.get_document("data").unwrap(),
+                &doc! { "assignee_id": "m1", "reason": "skills: sql" }
             );
         } else {
             assert_eq!(names, ["findAndModify", "commitTransaction"]);
@@ -1001,7 +1086,242 @@ async fn triage_falls_back_to_keeping_a_locked_priority() {
     };
     assert_eq!(set(0).get_str("priority"), Ok("high"));
     assert!(!set(1).contains_key("priority"));
-    assert!(tries.iter().all(|c| !is_in_transaction(c)));
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["findAndModify", "findAndModify", "abortTransaction"]
+    );
+    assert!(server.commands().iter().all(is_in_transaction));
+}
+
+#[tokio::test]
+async fn saved_triage_is_logged_in_its_transaction() {
+    let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(true)).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let saved = store
+        .save_triage(
+            "t1",
+            TriageUpdate {
+                status: TriageStatus::Fallback,
+                summary: "s".into(),
+                category: Category::Bug,
+                priority: Priority::High,
+                sentiment: "calm".into(),
+                required_skills: vec![],
+                helpful_notes: "n".into(),
+                confidence: 1.0,
+                source: "rules".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["findAndModify", "insert", "commitTransaction"]);
+    assert!(commands.iter().all(is_in_transaction));
+    let entry = commands[1].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(entry.get_str("kind"), Ok("triaged"));
+    // The priority the ticket has after saving (the scripted one), not the one triage asked for.
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "source": "rules", "status": "fallback", "category": "bug", "priority": saved.priority.as_str() }
+    );
+}
+
+#[tokio::test]
+async fn deadlines_and_routing_reasons_are_logged_only_when_new() {
+    for found in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let due = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        store.set_sla_due("t1", due).await.unwrap();
+        store.set_routing_reason("t1", "nobody free").await.unwrap();
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        if found {
+            assert_eq!(
+                names,
+                [
+                    "findAndModify",
+                    "insert",
+                    "commitTransaction",
+                    "findAndModify",
+                    "insert",
+                    "commitTransaction"
+                ]
+            );
+            let kinds: Vec<&str> = [&commands[1], &commands[4]]
+                .iter()
+                .map(|c| {
+                    c.body.get_array("documents").unwrap()[0]
+                        .as_document()
+                        .unwrap()
+                        .get_str("kind")
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(kinds, ["sla_set", "assigned"]);
+        } else {
+            // The value was there already (or the ticket is gone): nothing to log.
+            assert_eq!(
+                names,
+                [
+                    "findAndModify",
+                    "commitTransaction",
+                    "findAndModify",
+                    "commitTransaction"
+                ]
+            );
+        }
+        let date = mongodb::bson::DateTime::from_millis(due.timestamp_millis());
+        assert_eq!(
+            commands[0].body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "sla_due_at": { "$ne": date } }
+        );
+        assert_eq!(
+            commands[0].body.get_document("update").unwrap(),
+            &doc! { "$set": { "sla_due_at": date } }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rating_is_decided_on_a_snapshot_read_and_logged_with_it() {
+    for (status, rated, expected) in [
+        ("resolved", false, "rated"),
+        ("closed", false, "rated"),
+        ("open", false, "not resolved"),
+        ("resolved", true, "already rated"),
+    ] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                stored.insert("status", status);
+                if rated {
+                    stored.insert(
+                        "rating",
+                        doc! { "score": 2, "comment": Bson::Null, "created_at": mongodb::bson::DateTime::now() },
+                    );
+                }
+                return Some(cursor("t.tickets", vec![stored]));
+            }
+            if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                stored.insert("status", status);
+                let rating = c
+                    .body
+                    .get_document("update")
+                    .unwrap()
+                    .get_document("$set")
+                    .unwrap()
+                    .get_document("rating")
+                    .unwrap()
+                    .clone();
+                stored.insert("rating", rating);
+                return Some(doc! {
+                    "lastErrorObject": { "n": 1, "updatedExisting": true },
+                    "value": stored, "ok": 1.0,
+                });
+            }
+            None
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let outcome = store
+            .rate_ticket(crate::store::NewRating {
+                ticket_id: "t1".into(),
+                by: "u1".into(),
+                score: 4,
+                comment: Some("quick".into()),
+            })
+            .await
+            .unwrap();
+        let got = match &outcome {
+            crate::store::RateOutcome::Rated(t) => {
+                let rating = t.rating.as_ref().unwrap();
+                assert_eq!(
+                    (rating.score, rating.comment.as_deref()),
+                    (4, Some("quick"))
+                );
+                "rated"
+            }
+            crate::store::RateOutcome::NotResolved => "not resolved",
+            crate::store::RateOutcome::AlreadyRated => "already rated",
+        };
+        assert_eq!(got, expected, "{status} rated={rated}");
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        assert!(commands.iter().all(is_in_transaction));
+        if expected == "rated" {
+            assert_eq!(
+                names,
+                ["find", "findAndModify", "insert", "commitTransaction"]
+            );
+            assert_eq!(
+                commands[1].body.get_document("query").unwrap(),
+                &doc! { "_id": "t1", "rating": Bson::Null }
+            );
+            let entry = commands[2].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("rated"));
+            assert_eq!(entry.get_str("actor_id"), Ok("u1"));
+        } else {
+            assert_eq!(names, ["find", "commitTransaction"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sla_order_reads_deadlines_first_then_the_rest() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    store
+        .list_tickets(&TicketQuery {
+            visibility: Visibility::All,
+            status: None,
+            priority: None,
+            category: None,
+            assignee: None,
+            text: None,
+            sort: crate::store::TicketSort::SlaDue { after_due: None },
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let finds = server.named("find");
+    assert_eq!(
+        finds.len(),
+        2,
+        "nothing with a deadline: the rest is read too"
+    );
+    assert_eq!(
+        finds[0].body.get_document("filter").unwrap(),
+        &doc! { "sla_due_at": { "$ne": Bson::Null } }
+    );
+    assert_eq!(
+        finds[0].body.get_document("sort").unwrap(),
+        &doc! { "sla_due_at": 1, "_id": 1 }
+    );
+    assert_eq!(finds[0].body.get_i64("limit"), Ok(11));
+    assert_eq!(
+        finds[1].body.get_document("filter").unwrap(),
+        &doc! { "sla_due_at": Bson::Null }
+    );
+    assert_eq!(
+        finds[1].body.get_document("sort").unwrap(),
+        &doc! { "_id": 1 }
+    );
+    assert_eq!(finds[1].body.get_i64("limit"), Ok(11));
 }
 
 #[tokio::test]
@@ -1021,8 +1341,20 @@ async fn escalation_reads_and_raises_in_one_transaction() {
     assert!(store.escalate("t1").await.unwrap().is_some());
     let commands = server.commands();
     let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
+    assert_eq!(
+        names,
+        ["find", "findAndModify", "insert", "commitTransaction"]
+    );
     assert!(commands.iter().all(is_in_transaction));
+    let entry = commands[2].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(entry.get_str("kind"), Ok("escalated"));
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "priority": "high" }
+    );
     let set = commands[1]
         .body
         .get_document("update")
