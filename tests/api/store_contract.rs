@@ -14,9 +14,9 @@ use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
 use ticketing::store::{
-    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
-    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketSort, TicketTriage,
-    TriageUpdate, User, UserPatch, UserQuery, Visibility,
+    Activity, AssigneeFilter, Comment, Count, Load, NewComment, NewRating, NewTicket, NewUser,
+    OutboxEvent, RateOutcome, StaffLoad, Stats, Store, StoreError, Ticket, TicketChange,
+    TicketQuery, TicketSort, TicketTriage, TriageUpdate, User, UserPatch, UserQuery, Visibility,
 };
 
 /// Declares each test once per backend: `store_contract::sqlite::<name>` and
@@ -71,6 +71,11 @@ contract!(
     escalation_raises_priority_once_and_spares_finished_tickets,
     sent_mail_is_recorded_once,
     the_store_answers_pings,
+    tickets_list_by_sla_deadline_across_pages,
+    every_change_is_logged_with_its_actor_in_order,
+    failed_and_repeated_writes_log_nothing,
+    ratings_need_resolution_and_land_once,
+    stats_cover_satisfaction_and_tickets_per_day,
 );
 
 async fn with_sqlite<F, Fut>(test: F)
@@ -2033,4 +2038,488 @@ async fn sent_mail_is_recorded_once(store: Arc<dyn Store>) {
 async fn the_store_answers_pings(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     assert!(["sqlite", "mongodb"].contains(&store.backend()));
+}
+
+async fn set_due(store: &Arc<dyn Store>, ticket: &Ticket, due: chrono::DateTime<chrono::Utc>) {
+    store.set_sla_due(&ticket.id, due).await.expect("set SLA");
+}
+
+async fn tickets_list_by_sla_deadline_across_pages(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let mut tickets = Vec::new();
+    for i in 0..7 {
+        tickets.push(add_ticket(&store, &user, &format!("Ticket {i}"), "d").await);
+    }
+    // Whole milliseconds: the finest time both stores keep.
+    let base = chrono::Utc::now().trunc_subsecs(3);
+    let hours = |h| base + chrono::Duration::hours(h);
+    set_due(&store, &tickets[0], hours(5)).await;
+    set_due(&store, &tickets[1], hours(1)).await;
+    set_due(&store, &tickets[2], hours(3)).await;
+    // Same deadline: by id.
+    set_due(&store, &tickets[3], hours(3)).await;
+    // 4, 5 and 6 have none: last, by id.
+    set_due(&store, &tickets[6], hours(-2)).await;
+    let expected = ids_of(&[
+        &tickets[6],
+        &tickets[1],
+        &tickets[2],
+        &tickets[3],
+        &tickets[0],
+        &tickets[4],
+        &tickets[5],
+    ]);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<(Option<chrono::DateTime<chrono::Utc>>, String)> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_tickets(&TicketQuery {
+                sort: TicketSort::SlaDue {
+                    after_due: cursor.as_ref().and_then(|c| c.0),
+                },
+                after: cursor.as_ref().map(|c| c.1.clone()),
+                limit: 2,
+                ..everything()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|t| t.id.clone()));
+        let Some(next) = page.next_after else { break };
+        let last = page.items.last().unwrap();
+        assert_eq!(next, last.id);
+        cursor = Some((last.sla_due_at, last.id.clone()));
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 4);
+
+    // One page with everything, and filters still apply.
+    let all = ids(
+        &store,
+        TicketQuery {
+            sort: TicketSort::SlaDue { after_due: None },
+            ..everything()
+        },
+    )
+    .await;
+    assert_eq!(all, expected);
+    let other = add_user(&store, Role::User).await;
+    add_ticket(&store, &other, "Not theirs", "d").await;
+    let theirs = ids(
+        &store,
+        TicketQuery {
+            sort: TicketSort::SlaDue { after_due: None },
+            visibility: Visibility::CreatedBy(user.id.clone()),
+            ..everything()
+        },
+    )
+    .await;
+    assert_eq!(theirs, expected);
+}
+
+/// (kind, actor, activity) of each logged entry, oldest first.
+async fn log_of(store: &Arc<dyn Store>, ticket: &Ticket) -> Vec<(Option<String>, Activity)> {
+    let entries = store.list_activity(&ticket.id).await.expect("activity");
+    assert!(entries.iter().all(|e| e.ticket_id == ticket.id));
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].at <= w[1].at)
+    );
+    entries
+        .into_iter()
+        .map(|e| (e.actor_id, e.activity))
+        .collect()
+}
+
+async fn every_change_is_logged_with_its_actor_in_order(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let admin = add_user(&store, Role::Admin).await;
+    let ticket = add_ticket(&store, &user, "Printer", "on fire").await;
+    store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::Low, "gemini"),
+        )
+        .await
+        .unwrap();
+    store
+        .assign_if_unassigned(&ticket.id, &moderator.id, "skills: printers")
+        .await
+        .unwrap()
+        .expect("assigned");
+    let due = (chrono::Utc::now() + chrono::Duration::hours(8)).trunc_subsecs(3);
+    set_due(&store, &ticket, due).await;
+    let note = comment(&store, &ticket, &moderator, true).await;
+    let reply = comment(&store, &ticket, &user, false).await;
+    let current = reread(&store, &ticket).await;
+    change(
+        &store,
+        &current,
+        TicketChange {
+            status: Some(TicketStatus::InProgress),
+            priority: Some(Priority::High),
+            lock_priority: true,
+            assigned_to: Some(Some(admin.id.clone())),
+            routing_reason: Some("Assigned by an admin.".into()),
+            actor: Some(admin.id.clone()),
+        },
+    )
+    .await;
+    let escalated = store
+        .escalate(&ticket.id)
+        .await
+        .unwrap()
+        .expect("escalated");
+    let current = reread(&store, &ticket).await;
+    change(
+        &store,
+        &current,
+        TicketChange {
+            status: Some(TicketStatus::Resolved),
+            actor: Some(admin.id.clone()),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let rated = store
+        .rate_ticket(NewRating {
+            ticket_id: ticket.id.clone(),
+            by: user.id.clone(),
+            score: 5,
+            comment: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(rated, RateOutcome::Rated(_)));
+
+    let by = |u: &User| Some(u.id.clone());
+    assert_eq!(
+        log_of(&store, &ticket).await,
+        vec![
+            (by(&user), Activity::Created {}),
+            (
+                None,
+                Activity::Triaged {
+                    source: Some("gemini".into()),
+                    status: TriageStatus::Done,
+                    category: Some(Category::Bug),
+                    priority: Some(Priority::Low),
+                }
+            ),
+            (
+                None,
+                Activity::Assigned {
+                    assignee_id: by(&moderator),
+                    reason: Some("skills: printers".into()),
+                }
+            ),
+            (None, Activity::SlaSet { due_at: due }),
+            (
+                by(&moderator),
+                Activity::Commented {
+                    comment_id: note.id.clone(),
+                    internal: true,
+                }
+            ),
+            (
+                by(&user),
+                Activity::Commented {
+                    comment_id: reply.id.clone(),
+                    internal: false,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::StatusChanged {
+                    from: TicketStatus::Open,
+                    to: TicketStatus::InProgress,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::PriorityChanged {
+                    from: Priority::Low,
+                    to: Priority::High,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::Assigned {
+                    assignee_id: by(&admin),
+                    reason: Some("Assigned by an admin.".into()),
+                }
+            ),
+            (
+                None,
+                Activity::Escalated {
+                    priority: escalated.priority,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::StatusChanged {
+                    from: TicketStatus::InProgress,
+                    to: TicketStatus::Resolved,
+                }
+            ),
+            (by(&user), Activity::Rated { score: 5 }),
+        ]
+    );
+
+    // Routing that finds nobody leaves the ticket in the queue, with its reason.
+    let queued = add_ticket(&store, &user, "Queued", "nobody free").await;
+    store
+        .set_routing_reason(&queued.id, "No moderator has capacity.")
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&queued.id, "triage failed")
+        .await
+        .unwrap();
+    assert_eq!(
+        log_of(&store, &queued).await,
+        vec![
+            (by(&user), Activity::Created {}),
+            (
+                None,
+                Activity::Assigned {
+                    assignee_id: None,
+                    reason: Some("No moderator has capacity.".into()),
+                }
+            ),
+            (
+                None,
+                Activity::Triaged {
+                    source: None,
+                    status: TriageStatus::Failed,
+                    category: None,
+                    priority: None,
+                }
+            ),
+        ]
+    );
+    // Another ticket's log is its own.
+    assert_eq!(
+        log_of(&store, &add_ticket(&store, &user, "New", "d").await)
+            .await
+            .len(),
+        1
+    );
+    assert!(store.list_activity(&new_id()).await.unwrap().is_empty());
+}
+
+async fn failed_and_repeated_writes_log_nothing(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Quiet", "d").await;
+    let before = log_of(&store, &ticket).await;
+
+    // A stale version changes nothing, so it logs nothing.
+    let stale = store
+        .update_ticket(
+            &ticket.id,
+            ticket.version + 7,
+            set_status(TicketStatus::Closed),
+            vec![],
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    // A change to what it already is logs nothing either.
+    change(&store, &ticket, set_status(TicketStatus::Open)).await;
+    assert_eq!(log_of(&store, &ticket).await, before);
+
+    // Replayed bookkeeping (the same deadline, the same reason) is logged once.
+    let due = (chrono::Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(3);
+    set_due(&store, &ticket, due).await;
+    set_due(&store, &ticket, due).await;
+    store
+        .set_routing_reason(&ticket.id, "queued")
+        .await
+        .unwrap();
+    store
+        .set_routing_reason(&ticket.id, "queued")
+        .await
+        .unwrap();
+    // Assigned already: the conditional assignment does nothing.
+    let ticket = change(
+        &store,
+        &reread(&store, &ticket).await,
+        assign_to(&moderator),
+    )
+    .await;
+    assert!(
+        store
+            .assign_if_unassigned(&ticket.id, &moderator.id, "again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Triage completed: a late failure does not count.
+    store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::Low, "rules"),
+        )
+        .await
+        .unwrap();
+    store.mark_triage_failed(&ticket.id, "late").await.unwrap();
+    let kinds: Vec<&str> = log_of(&store, &ticket)
+        .await
+        .iter()
+        .map(|(_, a)| match a {
+            Activity::Created {} => "created",
+            Activity::SlaSet { .. } => "sla_set",
+            Activity::Assigned { .. } => "assigned",
+            Activity::Triaged { .. } => "triaged",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "sla_set", "assigned", "assigned", "triaged"]
+    );
+}
+
+fn rating(ticket: &Ticket, by: &User, score: u8, comment: Option<&str>) -> NewRating {
+    NewRating {
+        ticket_id: ticket.id.clone(),
+        by: by.id.clone(),
+        score,
+        comment: comment.map(str::to_owned),
+    }
+}
+
+async fn ratings_need_resolution_and_land_once(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Rate me", "d").await;
+    assert_eq!(ticket.rating, None);
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 4, None))
+            .await
+            .unwrap(),
+        RateOutcome::NotResolved
+    );
+    let in_progress = change(&store, &ticket, set_status(TicketStatus::InProgress)).await;
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 4, None))
+            .await
+            .unwrap(),
+        RateOutcome::NotResolved
+    );
+    let resolved = change(&store, &in_progress, set_status(TicketStatus::Resolved)).await;
+    let RateOutcome::Rated(rated) = store
+        .rate_ticket(rating(&ticket, &user, 4, Some("Quick and kind")))
+        .await
+        .unwrap()
+    else {
+        panic!("a resolved ticket is rated");
+    };
+    let given = rated.rating.clone().expect("rating");
+    assert_eq!(given.score, 4);
+    assert_eq!(given.comment.as_deref(), Some("Quick and kind"));
+    // A rating is feedback, not a change to the work: the version stays.
+    assert_eq!(rated.version, resolved.version);
+    assert_eq!(reread(&store, &ticket).await.rating, Some(given.clone()));
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 1, None))
+            .await
+            .unwrap(),
+        RateOutcome::AlreadyRated
+    );
+    // Reopened and closed again: still rated once, with the first rating.
+    let reopened = change(&store, &rated, set_status(TicketStatus::Open)).await;
+    let closed = change(&store, &reopened, set_status(TicketStatus::Closed)).await;
+    assert_eq!(closed.rating, Some(given));
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 2, None))
+            .await
+            .unwrap(),
+        RateOutcome::AlreadyRated
+    );
+
+    // Closed without resolving counts as finished.
+    let other = add_ticket(&store, &user, "Closed early", "d").await;
+    let other = change(&store, &other, set_status(TicketStatus::Closed)).await;
+    let outcome = store
+        .rate_ticket(rating(&other, &user, 2, None))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RateOutcome::Rated(_)), "{outcome:?}");
+
+    // Two at once: one lands.
+    let raced = add_ticket(&store, &user, "Raced", "d").await;
+    let raced = change(&store, &raced, set_status(TicketStatus::Closed)).await;
+    let (a, b) = tokio::join!(
+        store.rate_ticket(rating(&raced, &user, 5, None)),
+        store.rate_ticket(rating(&raced, &user, 1, None))
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, RateOutcome::Rated(_)))
+            .count(),
+        1
+    );
+    assert!(outcomes.contains(&RateOutcome::AlreadyRated));
+    let rated_logs = log_of(&store, &raced)
+        .await
+        .into_iter()
+        .filter(|(_, a)| matches!(a, Activity::Rated { .. }))
+        .count();
+    assert_eq!(rated_logs, 1);
+
+    let missing = store
+        .rate_ticket(NewRating {
+            ticket_id: new_id(),
+            ..rating(&ticket, &user, 3, None)
+        })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn stats_cover_satisfaction_and_tickets_per_day(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    for (i, score) in [5_u8, 5, 2].into_iter().enumerate() {
+        let t = add_ticket(&store, &user, &format!("Rated {i}"), "d").await;
+        let t = change(&store, &t, set_status(TicketStatus::Resolved)).await;
+        store
+            .rate_ticket(rating(&t, &user, score, None))
+            .await
+            .unwrap();
+    }
+    let open = add_ticket(&store, &user, "Open", "d").await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.satisfaction.count, 3);
+    assert_close(stats.satisfaction.average, 4.0);
+    assert_eq!(
+        stats.satisfaction.by_score,
+        ["1", "2", "3", "4", "5"]
+            .into_iter()
+            .zip([0, 1, 0, 0, 2])
+            .map(|(key, count)| Count {
+                key: key.into(),
+                count
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(stats.per_day.len(), 30);
+    let today = open.created_at.format("%Y-%m-%d").to_string();
+    let (last, earlier) = stats.per_day.split_last().unwrap();
+    assert_eq!(last.date, today);
+    assert_eq!((last.created, last.resolved), (4, 3));
+    assert!(earlier.iter().all(|d| d.created == 0 && d.resolved == 0));
+    assert!(stats.per_day.windows(2).all(|w| w[0].date < w[1].date));
 }
