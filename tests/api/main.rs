@@ -35,4 +35,5 @@ mod pipeline_sla;
 mod runs_api;
 mod runs_cli;
 mod store_contract;
+mod ticket_sort;
 mod tickets;
