@@ -37,5 +37,6 @@ mod ratings;
 mod runs_api;
 mod runs_cli;
 mod store_contract;
+mod stream;
 mod ticket_sort;
 mod tickets;
