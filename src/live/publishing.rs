@@ -212,3 +212,112 @@ impl Store for Publishing {
         self.inner.backend()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ticket::TicketStatus;
+    use crate::domain::user::Role;
+    use crate::live::Next;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn next(sub: &mut crate::live::Subscription) -> (ChangeKind, String, bool) {
+        match sub.next().await {
+            Next::Change(c) => (c.kind, c.ticket_id.clone(), c.comment.is_some()),
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_ticket_changes_are_announced_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+        let bus = Arc::new(ChangeBus::new(16));
+        let store = Publishing::new(Arc::new(inner), bus.clone());
+        let mut sub = bus.subscribe(None);
+
+        let user_id = crate::domain::new_id();
+        let user = store
+            .create_user(
+                NewUser {
+                    id: user_id.clone(),
+                    email: "a@example.com".into(),
+                    name: String::new(),
+                    password_hash: "h".into(),
+                    role: Role::User,
+                    skills: vec![],
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let id = crate::domain::new_id();
+        let ticket = store
+            .create_ticket(
+                NewTicket {
+                    id: id.clone(),
+                    title: "t".into(),
+                    description: "d".into(),
+                    created_by: user.id.clone(),
+                },
+                NewEvent::ticket_created(&id, &user.id),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut sub).await,
+            (ChangeKind::TicketCreated, id.clone(), false)
+        );
+
+        // Refused writes announce nothing: the next change seen is the comment.
+        let stale = store
+            .update_ticket(&id, ticket.version + 1, TicketChange::default(), vec![])
+            .await;
+        assert!(stale.is_err());
+        let refused = store
+            .rate_ticket(NewRating {
+                ticket_id: id.clone(),
+                by: user.id.clone(),
+                score: 3,
+                comment: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused, RateOutcome::NotResolved);
+        let comment_id = crate::domain::new_id();
+        store
+            .add_comment(
+                NewComment {
+                    id: comment_id.clone(),
+                    ticket_id: id.clone(),
+                    author_id: user.id.clone(),
+                    body: "hi".into(),
+                    internal: false,
+                    by_staff: false,
+                },
+                NewEvent::ticket_commented(&id, &comment_id, &user.id, false),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut sub).await,
+            (ChangeKind::CommentAdded, id.clone(), true)
+        );
+
+        let change = TicketChange {
+            status: Some(TicketStatus::Closed),
+            ..TicketChange::default()
+        };
+        store
+            .update_ticket(&id, ticket.version, change, vec![])
+            .await
+            .unwrap();
+        store.set_sla_due(&id, chrono::Utc::now()).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                next(&mut sub).await,
+                (ChangeKind::TicketUpdated, id.clone(), false)
+            );
+        }
+    }
+}
