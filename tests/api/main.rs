@@ -5,6 +5,7 @@ mod helpers;
 mod support;
 
 mod access;
+mod accounts;
 mod ai_gemini;
 mod ai_openai;
 mod auth;

@@ -255,6 +255,7 @@ fn new_user(email: &str) -> NewUser {
         password_hash: "hash".into(),
         role: Role::User,
         skills: vec![],
+        email_verified: true,
     }
 }
 
@@ -371,8 +372,34 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 doc! { "sent_at": 1, "seq": 1 },
                 false
             ),
+            spec(
+                "account_tokens",
+                "account_tokens_by_user",
+                doc! { "user_id": 1, "purpose": 1 },
+                false
+            ),
+            spec(
+                "account_tokens",
+                "account_tokens_expiry",
+                doc! { "expires_at": 1 },
+                false
+            ),
         ]
     );
+    // Expired account links are removed by the server itself.
+    let ttl: Vec<(String, Bson)> = server
+        .named("createIndexes")
+        .iter()
+        .flat_map(|c| c.body.get_array("indexes").unwrap().clone())
+        .filter_map(|i| {
+            let i = i.as_document()?.clone();
+            let ttl = i.get("expireAfterSeconds")?.clone();
+            Some((i.get_str("name").ok()?.to_owned(), ttl))
+        })
+        .collect();
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    assert_eq!(ttl[0].0, "account_tokens_expiry");
+    assert!(matches!(ttl[0].1, Bson::Int32(0) | Bson::Int64(0)), "{ttl:?}");
 
     let seed = server.named("update");
     assert_eq!(seed.len(), 1);
