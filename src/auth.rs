@@ -202,8 +202,8 @@ mod tests {
             iat: now,
             exp: now + 60,
         };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &tokens.encoding)
-            .unwrap();
+        let t =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &tokens.encoding).unwrap();
         assert_eq!(tokens.verify(&t).map(|s| s.generation), Some(0));
     }
 }

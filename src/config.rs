@@ -636,7 +636,10 @@ mod tests {
             ),
             (vec![("PASSWORD_RESET_TTL", "0")], "PASSWORD_RESET_TTL"),
             (vec![("PASSWORD_RESET_TTL", "31d")], "PASSWORD_RESET_TTL"),
-            (vec![("EMAIL_VERIFICATION_TTL", "soon")], "EMAIL_VERIFICATION_TTL"),
+            (
+                vec![("EMAIL_VERIFICATION_TTL", "soon")],
+                "EMAIL_VERIFICATION_TTL",
+            ),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

@@ -139,7 +139,11 @@ pub async fn register(
     let user = registration.create(&state, true).await?;
     state.notify_outbox();
     tracing::info!(user_id = %user.id, "account registered");
-    Ok((StatusCode::CREATED, Json(AuthResponse::issue(&state, user)?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(AuthResponse::issue(&state, user)?),
+    )
+        .into_response())
 }
 
 /// Both paths hash a password and write one transaction, so they take about as long.

@@ -25,7 +25,9 @@ pub enum AppError {
     #[error("{0}")]
     Forbidden(String),
     /// Sign-up needs the address confirmed (`REQUIRE_EMAIL_VERIFICATION`) before this.
-    #[error("confirm your e-mail address first: follow the link we mailed you, or ask for a new one")]
+    #[error(
+        "confirm your e-mail address first: follow the link we mailed you, or ask for a new one"
+    )]
     EmailUnverified,
     #[error("not found")]
     NotFound,

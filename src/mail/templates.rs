@@ -4,8 +4,8 @@
 //! `{APP_URL}/verify?token=…`.
 
 use chrono::{DateTime, Utc};
-use std::time::Duration;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::domain::triage::{Category, Priority, clamp_chars, clean_line};
 
@@ -72,16 +72,29 @@ impl Templates {
 
     /// The page where a mailed reset token sets a new password.
     pub fn reset_url(&self, token: &str) -> String {
-        format!("{}/reset?token={}", self.app_url, encode_path_segment(token))
+        format!(
+            "{}/reset?token={}",
+            self.app_url,
+            encode_path_segment(token)
+        )
     }
 
     /// The page where a mailed verification token confirms the address.
     pub fn verify_url(&self, token: &str) -> String {
-        format!("{}/verify?token={}", self.app_url, encode_path_segment(token))
+        format!(
+            "{}/verify?token={}",
+            self.app_url,
+            encode_path_segment(token)
+        )
     }
 
     /// To someone who asked for a password reset. `url` carries the one-time token.
-    pub fn password_reset(&self, name: Option<&str>, url: &str, valid_for: Duration) -> MailContent {
+    pub fn password_reset(
+        &self,
+        name: Option<&str>,
+        url: &str,
+        valid_for: Duration,
+    ) -> MailContent {
         Doc {
             subject: format!("Reset your {} password", self.product),
             heading: greeting(name, "Hello"),
@@ -135,7 +148,10 @@ impl Templates {
         valid_for: Duration,
     ) -> MailContent {
         Doc {
-            subject: format!("Someone tried to sign up to {} with your address", self.product),
+            subject: format!(
+                "Someone tried to sign up to {} with your address",
+                self.product
+            ),
             heading: greeting(name, "Hello"),
             paragraphs: vec![
                 format!(
@@ -347,7 +363,7 @@ fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
     let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
         .into_iter()
-        .find(|(size, _)| secs >= *size && secs % size == 0)
+        .find(|(size, _)| secs >= *size && secs.is_multiple_of(*size))
         .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
@@ -561,7 +577,11 @@ mod tests {
         let reset = t.password_reset(Some("Ann"), &t.reset_url(token), Duration::from_secs(3600));
         assert_eq!(reset.subject, "Reset your Acme Support password");
         assert!(reset.text.starts_with("Hello, Ann!"), "{}", reset.text);
-        assert!(reset.text.contains("https://help.example.com/reset?token=AbC-_123"));
+        assert!(
+            reset
+                .text
+                .contains("https://help.example.com/reset?token=AbC-_123")
+        );
         assert!(
             reset
                 .html
@@ -570,14 +590,25 @@ mod tests {
         assert!(reset.text.contains("within 1 hour"), "{}", reset.text);
 
         let verify = t.verify_email(None, &t.verify_url(token), Duration::from_secs(86_400));
-        assert_eq!(verify.subject, "Confirm your e-mail address for Acme Support");
+        assert_eq!(
+            verify.subject,
+            "Confirm your e-mail address for Acme Support"
+        );
         assert!(verify.text.starts_with("Welcome!"));
-        assert!(verify.text.contains("https://help.example.com/verify?token=AbC-_123"));
+        assert!(
+            verify
+                .text
+                .contains("https://help.example.com/verify?token=AbC-_123")
+        );
         assert!(verify.text.contains("within 1 day"));
 
         let attempt = t.signup_attempted(Some(EVIL), &t.reset_url(token), Duration::from_secs(90));
         assert!(attempt.text.contains("already has one"));
-        assert!(attempt.text.contains("https://help.example.com/reset?token=AbC-_123"));
+        assert!(
+            attempt
+                .text
+                .contains("https://help.example.com/reset?token=AbC-_123")
+        );
         assert!(attempt.text.contains("within 90 seconds"));
         assert!(!attempt.html.contains("<script>"));
         assert_eq!(

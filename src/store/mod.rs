@@ -59,7 +59,7 @@ pub trait AccountStore: Send + Sync {
         &self,
         email: &str,
         unverified_only: bool,
-        event: fn(&str) -> NewEvent,
+        event: for<'a> fn(&'a str) -> NewEvent,
     ) -> StoreResult<bool>;
     /// Keeps a link's hash until it expires or is used; expired links are cleared meanwhile.
     async fn create_account_token(&self, token: NewAccountToken) -> StoreResult<()>;

@@ -81,8 +81,7 @@ fn link_token(mail: &ReceivedMail, page: &str) -> String {
         .collect();
     assert_eq!(token.len(), 43, "{text}");
     assert!(
-        mail.html()
-            .contains(&format!("href=\"{prefix}{token}\"")),
+        mail.html().contains(&format!("href=\"{prefix}{token}\"")),
         "{}",
         mail.html()
     );
@@ -203,7 +202,11 @@ async fn a_forgotten_password_is_reset_once_through_the_mailed_link() {
 
     // Every token from before is ended; only the new password signs in.
     assert_eq!(me(&app, &old_token).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(me(&app, &bob_token).await, StatusCode::OK, "others unaffected");
+    assert_eq!(
+        me(&app, &bob_token).await,
+        StatusCode::OK,
+        "others unaffected"
+    );
     assert_eq!(
         login_status(&app, "ann@example.com", "password123").await,
         StatusCode::UNAUTHORIZED
@@ -238,7 +241,11 @@ async fn a_reset_link_stops_working_when_it_expires() {
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let reset = mail(&peer, "ann@example.com", RESET_SUBJECT).await;
-    assert!(reset.text().contains("within 2 seconds"), "{}", reset.text());
+    assert!(
+        reset.text().contains("within 2 seconds"),
+        "{}",
+        reset.text()
+    );
     let token = link_token(&reset, "/reset");
     let hash = TokenHash::of(&token).expect("a token");
     let ann = app
@@ -319,7 +326,11 @@ async fn changing_the_password_ends_other_sessions_and_returns_a_working_token()
     )
     .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(me(&app, &first).await, StatusCode::OK, "failures end nothing");
+    assert_eq!(
+        me(&app, &first).await,
+        StatusCode::OK,
+        "failures end nothing"
+    );
 
     let changed = change(
         Some(&first),
@@ -401,7 +412,10 @@ async fn with_verification_required_sign_up_waits_for_the_mailed_link() {
     for taken in ["ann@example.com", "admin@example.com", " Admin@Example.com"] {
         let r = register(taken).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{taken}");
-        assert_eq!(r.body, new.body, "{taken}: the same answer for a taken address");
+        assert_eq!(
+            r.body, new.body,
+            "{taken}: the same answer for a taken address"
+        );
     }
 
     // Ann can sign in (so the app can tell her what to do) but not open tickets yet.
@@ -426,7 +440,11 @@ async fn with_verification_required_sign_up_waits_for_the_mailed_link() {
 
     // The mails say what happened: a link for the new account, word to the taken ones' owners.
     let verify = mail(&peer, "ann@example.com", VERIFY_SUBJECT).await;
-    assert!(verify.text().starts_with("Welcome, Ann!"), "{}", verify.text());
+    assert!(
+        verify.text().starts_with("Welcome, Ann!"),
+        "{}",
+        verify.text()
+    );
     let token = link_token(&verify, "/verify");
     let attempt = mail(&peer, "ann@example.com", ATTEMPT_SUBJECT).await;
     link_token(&attempt, "/reset");

@@ -15,9 +15,9 @@ use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
 use ticketing::store::{
-    AssigneeFilter, NewAccountToken, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
-    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketTriage, TriageUpdate, User,
-    UserPatch, UserQuery, Visibility,
+    AssigneeFilter, Comment, Count, Load, NewAccountToken, NewComment, NewTicket, NewUser,
+    OutboxEvent, StaffLoad, Stats, Store, StoreError, Ticket, TicketChange, TicketQuery,
+    TicketTriage, TriageUpdate, User, UserPatch, UserQuery, Visibility,
 };
 
 /// Declares each test once per backend: `store_contract::sqlite::<name>` and
@@ -669,7 +669,10 @@ async fn reset_links_work_once_and_only_until_they_expire(store: Arc<dyn Store>)
         None
     );
     assert_eq!(
-        store.reset_password(&first, "$argon2id$x", later).await.unwrap(),
+        store
+            .reset_password(&first, "$argon2id$x", later)
+            .await
+            .unwrap(),
         None
     );
     for dead in [&expired, &TokenHash::of(&"x".repeat(43)).unwrap()] {
@@ -681,7 +684,10 @@ async fn reset_links_work_once_and_only_until_they_expire(store: Arc<dyn Store>)
             None
         );
         assert_eq!(
-            store.reset_password(dead, "$argon2id$x", now).await.unwrap(),
+            store
+                .reset_password(dead, "$argon2id$x", now)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -701,7 +707,10 @@ async fn reset_links_work_once_and_only_until_they_expire(store: Arc<dyn Store>)
     // Used once; and every other reset link of the account went with it.
     for used in [&first, &second] {
         assert_eq!(
-            store.reset_password(used, "$argon2id$again", now).await.unwrap(),
+            store
+                .reset_password(used, "$argon2id$again", now)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -732,7 +741,10 @@ async fn verification_links_confirm_the_address_once(store: Arc<dyn Store>) {
         .unwrap()
         .expect("a live link verifies");
     assert!(verified.email_verified);
-    assert_eq!(verified.token_generation, user.token_generation, "sessions go on");
+    assert_eq!(
+        verified.token_generation, user.token_generation,
+        "sessions go on"
+    );
     assert_eq!(store.get_user(&user.id).await.unwrap(), Some(verified));
     assert_eq!(store.verify_email(&second, now).await.unwrap(), None);
     assert_eq!(store.verify_email(&first, now).await.unwrap(), None);
@@ -760,12 +772,40 @@ async fn user_events_are_queued_only_for_matching_accounts(store: Arc<dyn Store>
                 .unwrap()
         }
     };
-    assert!(!queued("nobody@example.com".into(), false, NewEvent::password_reset_requested).await);
-    assert!(!queued(verified.email.clone(), true, NewEvent::verification_requested).await);
+    assert!(
+        !queued(
+            "nobody@example.com".into(),
+            false,
+            NewEvent::password_reset_requested
+        )
+        .await
+    );
+    assert!(
+        !queued(
+            verified.email.clone(),
+            true,
+            NewEvent::verification_requested
+        )
+        .await
+    );
     assert_eq!(all_events(&store).await.len(), before, "nothing written");
 
-    assert!(queued(verified.email.clone(), false, NewEvent::password_reset_requested).await);
-    assert!(queued(unverified.email.clone(), true, NewEvent::verification_requested).await);
+    assert!(
+        queued(
+            verified.email.clone(),
+            false,
+            NewEvent::password_reset_requested
+        )
+        .await
+    );
+    assert!(
+        queued(
+            unverified.email.clone(),
+            true,
+            NewEvent::verification_requested
+        )
+        .await
+    );
     assert!(queued(unverified.email.clone(), false, NewEvent::signup_attempted).await);
     let events = all_events(&store).await;
     let new: Vec<(&str, &serde_json::Value)> = events[before..]
@@ -783,7 +823,10 @@ async fn user_events_are_queued_only_for_matching_accounts(store: Arc<dyn Store>
                 "user/verification-requested",
                 &json!({ "user_id": unverified.id })
             ),
-            ("user/signup-attempted", &json!({ "user_id": unverified.id })),
+            (
+                "user/signup-attempted",
+                &json!({ "user_id": unverified.id })
+            ),
         ]
     );
     let pending = store.pending_events(100).await.unwrap();

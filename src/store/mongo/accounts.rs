@@ -159,7 +159,7 @@ impl AccountStore for MongoStore {
         &self,
         email: &str,
         unverified_only: bool,
-        event: fn(&str) -> NewEvent,
+        event: for<'a> fn(&'a str) -> NewEvent,
     ) -> StoreResult<bool> {
         let email = email.to_owned();
         self.run(move |inner| async move {

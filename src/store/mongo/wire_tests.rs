@@ -399,7 +399,10 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
         .collect();
     assert_eq!(ttl.len(), 1, "{ttl:?}");
     assert_eq!(ttl[0].0, "account_tokens_expiry");
-    assert!(matches!(ttl[0].1, Bson::Int32(0) | Bson::Int64(0)), "{ttl:?}");
+    assert!(
+        matches!(ttl[0].1, Bson::Int32(0) | Bson::Int64(0)),
+        "{ttl:?}"
+    );
 
     let seed = server.named("update");
     assert_eq!(seed.len(), 1);

@@ -80,7 +80,7 @@ impl AccountStore for SqliteStore {
         &self,
         email: &str,
         unverified_only: bool,
-        event: fn(&str) -> NewEvent,
+        event: for<'a> fn(&'a str) -> NewEvent,
     ) -> StoreResult<bool> {
         let email = email.to_owned();
         self.write(move |tx| {
