@@ -62,7 +62,7 @@ impl UserDoc {
     }
 }
 
-fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
+pub(super) fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
     doc! {
         "_id": &user.id,
         "email": &user.email,
