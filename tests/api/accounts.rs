@@ -394,10 +394,21 @@ async fn signing_out_everywhere_ends_every_token_so_far() {
 #[tokio::test]
 async fn with_verification_required_sign_up_waits_for_the_mailed_link() {
     let peer = SmtpPeer::start();
-    let (app, _dir) = spawn(&peer, &[("REQUIRE_EMAIL_VERIFICATION", "true")]).await;
-    // Made by an operator: verified, no link needed.
+    let (app, _dir) = spawn(
+        &peer,
+        &[
+            ("REQUIRE_EMAIL_VERIFICATION", "true"),
+            ("BOOTSTRAP_ADMIN_EMAIL", "root@example.com"),
+            ("BOOTSTRAP_ADMIN_PASSWORD", "root-password"),
+        ],
+    )
+    .await;
+    // Made by an operator (as `ticketing user create` does) or at start: no link needed.
     let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
     app.create_ticket(&admin, "Operators need no confirmation")
+        .await;
+    let root = app.login("root@example.com", "root-password").await;
+    app.create_ticket(&root, "Neither does the bootstrap admin")
         .await;
 
     let register = |email: &str| {
