@@ -32,11 +32,11 @@ pub struct LoginBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthResponse {
-    pub(super) user: User,
+    user: User,
     /// Bearer token for the `Authorization` header.
-    pub(super) token: String,
+    token: String,
     /// Seconds until the token expires.
-    pub(super) expires_in: u64,
+    expires_in: u64,
 }
 
 impl AuthResponse {
@@ -76,7 +76,7 @@ impl MessageResponse {
 
 /// The answer to every sign-up while verification is required, whether the address was free
 /// or taken: the mail tells its owner which it was.
-pub const SIGNUP_CHECK_INBOX: &str = "Check your inbox: we sent a message to this address. \
+const SIGNUP_CHECK_INBOX: &str = "Check your inbox: we sent a message to this address. \
     Follow its link to confirm the address, then sign in.";
 
 /// A parsed sign-up.
