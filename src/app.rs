@@ -82,7 +82,8 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(content.as_bytes())
 }
 
-/// Creates an account directly (CLI and bootstrap). An existing e-mail is reported, not changed.
+/// Creates an account directly (CLI and bootstrap), its address counted as verified. An
+/// existing e-mail is reported, not changed.
 pub async fn create_user(
     store: &Arc<dyn Store>,
     email: Email,
@@ -101,6 +102,8 @@ pub async fn create_user(
         password_hash: hash,
         role,
         skills,
+        // Made by an operator: there is nothing to confirm.
+        email_verified: true,
     };
     store
         .create_user(
@@ -237,6 +240,7 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
             .map_err(|e| anyhow::anyhow!("mail transport: {e}"))?,
         templates: Templates::new(&config.app_url, "Support"),
         sla: config.sla,
+        accounts: config.accounts,
         ai_permits: Semaphore::new(config.ai_concurrency as usize),
         ai_concurrency: config.ai_concurrency,
     })

@@ -70,8 +70,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The signed-in user, reloaded from the store on every request so that a role change or a
-/// deleted account takes effect immediately. Any failure is the same 401.
+/// The signed-in user, reloaded from the store on every request so that a role change, a
+/// deleted account or an ended session (password change, sign-out everywhere: the token's
+/// generation is no longer the account's) takes effect immediately. Any failure is the same 401.
 pub struct CurrentUser(pub User);
 
 impl CurrentUser {
@@ -111,15 +112,19 @@ impl FromRequestParts<AppState> for CurrentUser {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AppError::Unauthorized);
         }
-        let user_id = state
+        let subject = state
             .tokens
             .verify(token.trim())
             .ok_or(AppError::Unauthorized)?;
         let user = state
             .store
-            .get_user(&user_id)
+            .get_user(&subject.user_id)
             .await?
             .ok_or(AppError::Unauthorized)?;
+        if subject.generation != user.token_generation {
+            tracing::debug!(user_id = %user.id, "token from before a password change or sign-out");
+            return Err(AppError::Unauthorized);
+        }
         tracing::Span::current().record("user_id", user.id.as_str());
         Ok(CurrentUser(user))
     }

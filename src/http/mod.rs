@@ -1,5 +1,6 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod account;
 pub mod auth;
 mod comments;
 pub mod error;
@@ -107,6 +108,12 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::register))
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
+        .routes(routes!(account::forgot_password))
+        .routes(routes!(account::reset_password))
+        // Signed in, but a stolen token must not buy unlimited guesses at the password.
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::verify_email))
+        .routes(routes!(account::resend_verification))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_auth,
@@ -114,6 +121,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .routes(routes!(auth::me))
+        .routes(routes!(account::sign_out_everywhere))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(
             tickets::get_ticket,

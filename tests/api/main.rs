@@ -8,6 +8,7 @@ mod mongo_server;
 mod support;
 
 mod access;
+mod accounts;
 mod ai_gemini;
 mod ai_openai;
 mod auth;
