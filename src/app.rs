@@ -83,7 +83,8 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(content.as_bytes())
 }
 
-/// Creates an account directly (CLI and bootstrap). An existing e-mail is reported, not changed.
+/// Creates an account directly (CLI and bootstrap), its address counted as verified. An
+/// existing e-mail is reported, not changed.
 pub async fn create_user(
     store: &Arc<dyn Store>,
     email: Email,
@@ -102,6 +103,8 @@ pub async fn create_user(
         password_hash: hash,
         role,
         skills,
+        // Made by an operator: there is nothing to confirm.
+        email_verified: true,
     };
     store
         .create_user(
@@ -210,15 +213,15 @@ impl Service {
     }
 }
 
-/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
-/// which may be running.
+/// The embedded executor's runs, for `ticketing runs`: opened on the same store as the server
+/// (the SQLite file or the MongoDB database), which may be running.
 pub async fn operations_executor(
     config: &Config,
 ) -> anyhow::Result<crate::inngest::executor::Executor> {
     crate::tls::install_crypto_provider();
-    let store = open_store(config).await?;
+    let (store, mongo) = open_backend(config).await?;
     let deps = Arc::new(function_deps(config, store)?);
-    crate::durable::operations_executor(config, deps).await
+    crate::durable::operations_executor(config, deps, mongo).await
 }
 
 /// The durable functions' collaborators, from the configuration.
@@ -245,6 +248,7 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
             .map_err(|e| anyhow::anyhow!("mail transport: {e}"))?,
         templates: Templates::new(&config.app_url, "Support"),
         sla: config.sla,
+        accounts: config.accounts,
         ai_permits: Semaphore::new(config.ai_concurrency as usize),
         ai_concurrency: config.ai_concurrency,
     })

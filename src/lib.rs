@@ -23,5 +23,10 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 
+/// The MongoDB server of the unit tests (shared with the integration tests).
+#[cfg(test)]
+#[path = "../tests/mongo_peer/server.rs"]
+pub(crate) mod test_mongo;
+
 pub use app::App;
 pub use config::Config;

@@ -25,6 +25,11 @@ pub enum AppError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(String),
+    /// Sign-up needs the address confirmed (`REQUIRE_EMAIL_VERIFICATION`) before this.
+    #[error(
+        "confirm your e-mail address first: follow the link we mailed you, or ask for a new one"
+    )]
+    EmailUnverified,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -87,6 +92,7 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::EmailUnverified => (StatusCode::FORBIDDEN, "email_unverified"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),

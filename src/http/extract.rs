@@ -70,8 +70,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The signed-in user, reloaded from the store on every request so that a role change or a
-/// deleted account takes effect immediately. Any failure is the same 401.
+/// The signed-in user, reloaded from the store on every request so that a role change, a
+/// deleted account or an ended session (password change, sign-out everywhere: the token's
+/// generation is no longer the account's) takes effect immediately. Any failure is the same 401.
 pub struct CurrentUser(pub User);
 
 impl CurrentUser {
@@ -122,12 +123,17 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// current role. Requests ask here, and so does the event stream before every event it sends,
 /// so a check added here holds for both.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
-    let user_id = state.tokens.verify(token).ok_or(AppError::Unauthorized)?;
-    state
+    let subject = state.tokens.verify(token).ok_or(AppError::Unauthorized)?;
+    let user = state
         .store
-        .get_user(&user_id)
+        .get_user(&subject.user_id)
         .await?
-        .ok_or(AppError::Unauthorized)
+        .ok_or(AppError::Unauthorized)?;
+    if subject.generation != user.token_generation {
+        tracing::debug!(user_id = %user.id, "token from before a password change or sign-out");
+        return Err(AppError::Unauthorized);
+    }
+    Ok(user)
 }
 
 /// Parses a path id, answering 404 for anything that is not a canonical id: a malformed id

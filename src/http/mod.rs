@@ -1,5 +1,6 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod account;
 mod activity;
 pub mod auth;
 mod comments;
@@ -114,6 +115,12 @@ fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi
         .routes(routes!(auth::register))
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
+        .routes(routes!(account::forgot_password))
+        .routes(routes!(account::reset_password))
+        // Signed in, but a stolen token must not buy unlimited guesses at the password.
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::verify_email))
+        .routes(routes!(account::resend_verification))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_auth,
@@ -121,6 +128,7 @@ fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .routes(routes!(auth::me))
+        .routes(routes!(account::sign_out_everywhere))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(
             tickets::get_ticket,

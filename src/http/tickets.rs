@@ -120,12 +120,17 @@ pub async fn visible_ticket(
 }
 
 #[utoipa::path(post, path = "/api/tickets", tag = "tickets", security(("bearer" = [])), request_body = CreateTicketBody,
-    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`email_unverified`: the address is not confirmed yet (`REQUIRE_EMAIL_VERIFICATION`)"),
+        (status = 422, body = ErrorBody)))]
 pub async fn create_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<CreateTicketBody>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
+    if state.config.accounts.require_email_verification && !user.0.email_verified {
+        return Err(AppError::EmailUnverified);
+    }
     let title = Title::parse(&body.title)?;
     let description = Description::parse(&body.description)?;
     let id = new_id();

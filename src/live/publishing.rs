@@ -3,12 +3,13 @@
 //! made by triage, routing, SLA and escalation are published without those knowing about it.
 
 use super::{ChangeBus, ChangeKind};
+use crate::domain::account_token::{TokenHash, TokenPurpose};
 use crate::domain::events::NewEvent;
 use crate::store::{
-    ActivityEntry, AutomationStore, Comment, Credentials, NewComment, NewRating, NewTicket,
-    NewUser, OutboxEvent, OutboxStore, Page, RateOutcome, StaffLoad, Stats, Store, StoreResult,
-    Ticket, TicketChange, TicketQuery, TicketStore, TriageUpdate, User, UserPatch, UserQuery,
-    UserStore,
+    AccountStore, ActivityEntry, AutomationStore, Comment, Credentials, NewAccountToken,
+    NewComment, NewRating, NewTicket, NewUser, OutboxEvent, OutboxStore, Page, RateOutcome,
+    StaffLoad, Stats, Store, StoreResult, Ticket, TicketChange, TicketQuery, TicketStore,
+    TriageUpdate, User, UserPatch, UserQuery, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -53,6 +54,58 @@ impl UserStore for Publishing {
 
     async fn update_user(&self, id: &str, patch: UserPatch) -> StoreResult<User> {
         self.inner.update_user(id, patch).await
+    }
+}
+
+#[async_trait]
+impl AccountStore for Publishing {
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<User> {
+        self.inner.set_password(user_id, password_hash).await
+    }
+
+    async fn end_sessions(&self, user_id: &str) -> StoreResult<User> {
+        self.inner.end_sessions(user_id).await
+    }
+
+    async fn queue_user_event(
+        &self,
+        email: &str,
+        unverified_only: bool,
+        event: for<'a> fn(&'a str) -> NewEvent,
+    ) -> StoreResult<bool> {
+        self.inner
+            .queue_user_event(email, unverified_only, event)
+            .await
+    }
+
+    async fn create_account_token(&self, token: NewAccountToken) -> StoreResult<()> {
+        self.inner.create_account_token(token).await
+    }
+
+    async fn find_account_token(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<String>> {
+        self.inner.find_account_token(hash, purpose, now).await
+    }
+
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
+        self.inner.reset_password(hash, password_hash, now).await
+    }
+
+    async fn verify_email(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
+        self.inner.verify_email(hash, now).await
     }
 }
 
@@ -246,6 +299,7 @@ mod tests {
                     password_hash: "h".into(),
                     role: Role::User,
                     skills: vec![],
+                    email_verified: true,
                 },
                 None,
             )

@@ -11,8 +11,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 pub use model::*;
 
+use crate::domain::account_token::{TokenHash, TokenPurpose};
 pub use crate::domain::activity::{Activity, ActivityEntry, NewActivity};
 use crate::domain::events::NewEvent;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +43,47 @@ pub trait UserStore: Send + Sync {
     async fn find_credentials(&self, email: &str) -> StoreResult<Option<Credentials>>;
     async fn list_users(&self, query: &UserQuery) -> StoreResult<Page<User>>;
     async fn update_user(&self, id: &str, patch: UserPatch) -> StoreResult<User>;
+}
+
+/// Recovering and ending access: password changes, one-time links, token generations.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Replaces the password and raises the token generation (ending every access token issued
+    /// before); outstanding reset links die with the old password.
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<User>;
+    /// Raises the token generation: every access token issued before stops working.
+    async fn end_sessions(&self, user_id: &str) -> StoreResult<User>;
+    /// Looks up the account with this e-mail and writes `event(user_id)` to the outbox, in one
+    /// transaction, so the caller does the same store work whether the account exists or not.
+    /// With `unverified_only`, a verified account gets no event. Returns whether one was written.
+    async fn queue_user_event(
+        &self,
+        email: &str,
+        unverified_only: bool,
+        event: for<'a> fn(&'a str) -> NewEvent,
+    ) -> StoreResult<bool>;
+    /// Keeps a link's hash until it expires or is used; expired links are cleared meanwhile.
+    async fn create_account_token(&self, token: NewAccountToken) -> StoreResult<()>;
+    /// The account a live (unused, unexpired) link of this purpose belongs to.
+    async fn find_account_token(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<String>>;
+    /// Uses a live reset link, atomically: sets the password, raises the token generation,
+    /// removes every reset link of the account and counts the address as verified (the link
+    /// reached it). `None` when the link is unknown, used or expired.
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>>;
+    /// Uses a live verification link, atomically: marks the address verified and removes every
+    /// verification link of the account. `None` when the link is unknown, used or expired.
+    async fn verify_email(&self, hash: &TokenHash, now: DateTime<Utc>)
+    -> StoreResult<Option<User>>;
 }
 
 #[async_trait]
@@ -175,7 +218,7 @@ pub trait AutomationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: UserStore + TicketStore + OutboxStore + AutomationStore {
+pub trait Store: UserStore + AccountStore + TicketStore + OutboxStore + AutomationStore {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     fn backend(&self) -> &'static str;

@@ -1,5 +1,6 @@
 //! Records as the stores read and write them, plus queries and pages.
 
+use crate::domain::account_token::{TokenHash, TokenPurpose};
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::domain::user::Role;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,12 @@ pub struct User {
     pub skills: Vec<String>,
     /// Most open tickets this person should hold at once; `None` means no limit.
     pub capacity: Option<u32>,
+    /// Whether the address is confirmed, or needs no confirming: accounts made while
+    /// `REQUIRE_EMAIL_VERIFICATION` was off, and those made by an operator, count as verified.
+    pub email_verified: bool,
+    /// Access tokens carry the generation they were issued under; raising it ends them all.
+    #[serde(skip)]
+    pub token_generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -33,6 +40,17 @@ pub struct NewUser {
     pub password_hash: String,
     pub role: Role,
     pub skills: Vec<String>,
+    /// `false` only for self-service sign-ups while verification is required.
+    pub email_verified: bool,
+}
+
+/// A one-time account link as the stores keep it: its hash, never the token.
+#[derive(Clone, Debug)]
+pub struct NewAccountToken {
+    pub hash: TokenHash,
+    pub user_id: String,
+    pub purpose: TokenPurpose,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Default, Clone, Debug)]

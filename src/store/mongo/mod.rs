@@ -14,6 +14,7 @@
 //! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
 //! handler's future when its client goes away; a spawned task finishes regardless.
 
+mod accounts;
 mod activity;
 mod automation;
 mod outbox;
@@ -47,6 +48,8 @@ const OUTBOX: &str = "outbox";
 const COUNTERS: &str = "counters";
 /// Keyed by the idempotency key as `_id`: one record per mail, whatever the replays.
 const SENT_MAIL: &str = "sent_mail";
+/// One-time account links, keyed by their hash.
+const ACCOUNT_TOKENS: &str = "account_tokens";
 
 #[derive(Clone)]
 pub struct MongoStore {
@@ -63,6 +66,7 @@ struct Inner {
     outbox: Collection<Document>,
     counters: Collection<Document>,
     sent_mail: Collection<Document>,
+    account_tokens: Collection<Document>,
 }
 
 impl MongoStore {
@@ -80,6 +84,7 @@ impl MongoStore {
             outbox: db.collection(OUTBOX),
             counters: db.collection(COUNTERS),
             sent_mail: db.collection(SENT_MAIL),
+            account_tokens: db.collection(ACCOUNT_TOKENS),
             client,
             db,
         });
@@ -159,7 +164,7 @@ impl Inner {
     }
 
     async fn create_indexes(&self) -> StoreResult<()> {
-        let plan: [(&Collection<Document>, Vec<IndexModel>); 5] = [
+        let plan: [(&Collection<Document>, Vec<IndexModel>); 6] = [
             (
                 &self.users,
                 vec![
@@ -228,6 +233,18 @@ impl Inner {
                     index("outbox_pending", doc! { "sent_at": 1, "seq": 1 }, false),
                 ],
             ),
+            (
+                &self.account_tokens,
+                vec![
+                    index(
+                        "account_tokens_by_user",
+                        doc! { "user_id": 1, "purpose": 1 },
+                        false,
+                    ),
+                    // The server deletes links once `expires_at` has passed.
+                    expiring_index("account_tokens_expiry", doc! { "expires_at": 1 }),
+                ],
+            ),
         ];
         for (collection, models) in plan {
             collection.create_indexes(models).await.map_err(|e| {
@@ -266,6 +283,15 @@ fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     if unique {
         options.unique = Some(true);
     }
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// A TTL index: documents go once the date in `keys` has passed.
+fn expiring_index(name: &str, keys: Document) -> IndexModel {
+    let options = IndexOptions::builder()
+        .name(name.to_owned())
+        .expire_after(Duration::ZERO)
+        .build();
     IndexModel::builder().keys(keys).options(options).build()
 }
 

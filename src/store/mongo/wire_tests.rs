@@ -201,6 +201,7 @@ fn default_reply(command: &Received, addr: SocketAddr, kind: Kind) -> Document {
             doc! { "n": i32::try_from(n).unwrap(), "ok": 1.0 }
         }
         "update" => doc! { "n": 1, "nModified": 1, "ok": 1.0 },
+        "delete" => doc! { "n": 1, "ok": 1.0 },
         "findAndModify" => doc! {
             "lastErrorObject": { "n": 1, "updatedExisting": true },
             "value": Bson::Null, "ok": 1.0,
@@ -255,6 +256,7 @@ fn new_user(email: &str) -> NewUser {
         password_hash: "hash".into(),
         role: Role::User,
         skills: vec![],
+        email_verified: true,
     }
 }
 
@@ -383,7 +385,36 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 doc! { "sent_at": 1, "seq": 1 },
                 false
             ),
+            spec(
+                "account_tokens",
+                "account_tokens_by_user",
+                doc! { "user_id": 1, "purpose": 1 },
+                false
+            ),
+            spec(
+                "account_tokens",
+                "account_tokens_expiry",
+                doc! { "expires_at": 1 },
+                false
+            ),
         ]
+    );
+    // Expired account links are removed by the server itself.
+    let ttl: Vec<(String, Bson)> = server
+        .named("createIndexes")
+        .iter()
+        .flat_map(|c| c.body.get_array("indexes").unwrap().clone())
+        .filter_map(|i| {
+            let i = i.as_document()?.clone();
+            let ttl = i.get("expireAfterSeconds")?.clone();
+            Some((i.get_str("name").ok()?.to_owned(), ttl))
+        })
+        .collect();
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    assert_eq!(ttl[0].0, "account_tokens_expiry");
+    assert!(
+        matches!(ttl[0].1, Bson::Int32(0) | Bson::Int64(0)),
+        "{ttl:?}"
     );
 
     let seed = server.named("update");
@@ -1412,4 +1443,173 @@ async fn reads_leave_the_password_hash_on_the_server() {
             .unwrap(),
         &doc! { "password_hash": 0 }
     );
+}
+
+/// A stored user as the server returns it (without the hash, as every read but login asks).
+fn stored_user(id: &str, email_verified: bool, token_generation: i64) -> Document {
+    let mut user = new_user("ann@example.com");
+    user.id = id.into();
+    user.email_verified = email_verified;
+    let mut d = super::users::user_document(&user, mongodb::bson::DateTime::from_millis(1_000));
+    d.remove("password_hash");
+    d.insert("token_generation", token_generation);
+    d
+}
+
+fn found(value: Document) -> Document {
+    doc! { "lastErrorObject": { "n": 1, "updatedExisting": true }, "value": value, "ok": 1.0 }
+}
+
+/// A server holding one live reset link of user `u1`.
+fn link_script(c: &Received) -> Option<Document> {
+    match (c.name.as_str(), c.body.get_str(&c.name)) {
+        ("findAndModify", Ok("account_tokens")) => Some(found(doc! {
+            "_id": "h", "user_id": "u1", "purpose": "password_reset",
+        })),
+        ("findAndModify", Ok("users")) => Some(found(stored_user("u1", true, 4))),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_reset_link_is_used_and_the_password_set_in_one_transaction() {
+    use crate::domain::account_token::TokenHash;
+    use crate::store::AccountStore;
+    let server = FakeMongod::start(Kind::ReplicaSet, link_script).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let hash = TokenHash::of(&"a".repeat(43)).unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(5_000).unwrap();
+    let user = store
+        .reset_password(&hash, "$argon2id$new", at)
+        .await
+        .unwrap()
+        .expect("the link was live");
+    assert_eq!((user.id.as_str(), user.token_generation), ("u1", 4));
+
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "findAndModify",
+            "findAndModify",
+            "delete",
+            "commitTransaction"
+        ]
+    );
+    assert!(commands.iter().all(is_in_transaction));
+    assert!(
+        commands
+            .iter()
+            .all(|c| txn_number(c) == txn_number(&commands[0]))
+    );
+
+    let take = &commands[0].body;
+    assert_eq!(take.get_str("findAndModify"), Ok("account_tokens"));
+    assert_eq!(take.get_bool("remove"), Ok(true));
+    let when = mongodb::bson::DateTime::from_millis(5_000);
+    assert_eq!(
+        take.get_document("query").unwrap(),
+        &doc! { "_id": hash.as_str(), "purpose": "password_reset", "expires_at": { "$gt": when } }
+    );
+
+    let set = &commands[1].body;
+    assert_eq!(set.get_str("findAndModify"), Ok("users"));
+    assert_eq!(set.get_document("query").unwrap(), &doc! { "_id": "u1" });
+    assert_eq!(
+        set.get_document("update").unwrap(),
+        &doc! {
+            "$set": { "password_hash": "$argon2id$new", "email_verified": true, "updated_at": when },
+            "$inc": { "token_generation": 1_i64 },
+        }
+    );
+    assert_eq!(
+        set.get_document("fields").unwrap(),
+        &doc! { "password_hash": 0 }
+    );
+
+    let deletes = commands[2].body.get_array("deletes").unwrap();
+    assert_eq!(commands[2].body.get_str("delete"), Ok("account_tokens"));
+    assert_eq!(
+        deletes[0].as_document().unwrap().get_document("q").unwrap(),
+        &doc! { "user_id": "u1", "purpose": "password_reset" }
+    );
+}
+
+#[tokio::test]
+async fn a_dead_link_changes_no_account() {
+    use crate::domain::account_token::TokenHash;
+    use crate::store::AccountStore;
+    // The default reply finds nothing.
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let hash = TokenHash::of(&"b".repeat(43)).unwrap();
+    let now = chrono::Utc::now();
+    assert_eq!(store.verify_email(&hash, now).await.unwrap(), None);
+    assert_eq!(store.reset_password(&hash, "h", now).await.unwrap(), None);
+    let touched: Vec<String> = server
+        .commands()
+        .iter()
+        .filter(|c| c.name != "commitTransaction")
+        .map(|c| format!("{} {}", c.name, c.body.get_str(&c.name).unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        touched,
+        [
+            "findAndModify account_tokens",
+            "findAndModify account_tokens"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn user_events_are_written_with_the_lookup_and_only_when_it_matches() {
+    use crate::store::AccountStore;
+    let user = stored_user("u1", false, 0);
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        let filter = c.body.get_document("filter").ok();
+        if c.name == "find" && filter == Some(&doc! { "email": "ann@example.com" }) {
+            return Some(cursor("t.users", vec![user.clone()]));
+        }
+        counter_script(7)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+
+    assert!(
+        !store
+            .queue_user_event(
+                "nobody@example.com",
+                false,
+                NewEvent::password_reset_requested
+            )
+            .await
+            .unwrap()
+    );
+    assert!(server.named("insert").is_empty(), "nothing written");
+    assert!(
+        store
+            .queue_user_event("ann@example.com", true, NewEvent::verification_requested)
+            .await
+            .unwrap()
+    );
+    let commands = server.commands();
+    assert!(commands.iter().all(is_in_transaction));
+    let inserts = server.named("insert");
+    assert_eq!(inserts.len(), 1);
+    let event = inserts[0].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(event.get_str("name"), Ok("user/verification-requested"));
+    assert_eq!(
+        event.get_document("data").unwrap(),
+        &doc! { "user_id": "u1" }
+    );
+    assert_eq!(event.get_i64("seq"), Ok(7));
+    // The lookup and the write are one transaction.
+    let find = commands.iter().rposition(|c| c.name == "find").unwrap();
+    assert_eq!(txn_number(&commands[find]), txn_number(&inserts[0]));
 }
