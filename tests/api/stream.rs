@@ -286,6 +286,34 @@ async fn a_demoted_moderator_stops_receiving_at_once() {
 }
 
 #[tokio::test]
+async fn signing_out_everywhere_ends_the_stream_at_the_next_event() {
+    let app = spawn_app().await;
+    let (_, ann) = app.register("ann@example.com").await;
+    let (_, ada) = app.staff("ada@example.com", Role::Admin, &[]).await;
+    let ticket = open_db_ticket(&app, &ann, "Checkout fails").await;
+    wait_settled(&app, &ada, &ticket).await;
+    let mut stream = EventStream::open(&app, &ann, None).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/api/auth/sign-out-everywhere",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    // A change Ann could see: instead of it, the stream ends.
+    comment(&app, &ada, &ticket, json!({"body": "We are on it."})).await;
+    while let Some(m) = stream.message().await {
+        assert!(m.event.is_none(), "nothing after signing out: {m:?}");
+    }
+    let r = app
+        .request(Method::GET, "/api/stream", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn reconnecting_with_the_last_event_id_replays_what_was_missed() {
     let app = spawn_app().await;
     let (_, ann) = app.register("ann@example.com").await;
