@@ -61,3 +61,34 @@ async fn clients_cannot_add_metric_series() {
     assert!(text.contains(r#"method="other""#), "{text}");
     assert!(text.contains(r#"route="unmatched""#), "{text}");
 }
+
+#[tokio::test]
+async fn only_short_safe_request_ids_are_kept() {
+    let app = spawn_app().await;
+    let echoed = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(format!("{}/healthz", app.base))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            r.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(echoed("abc-123_OK.1".into()).await, "abc-123_OK.1");
+    for forged in [
+        "forged}: ticketing::http::auth: account registered user_id=admin".to_owned(),
+        "a".repeat(65),
+        "tab\there".to_owned(),
+    ] {
+        let got = echoed(forged.clone()).await;
+        assert_ne!(got, forged);
+        assert!(
+            uuid::Uuid::parse_str(&got).is_ok(),
+            "a fresh id, got {got:?}"
+        );
+    }
+}
