@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, CurrentUser, path_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
 use crate::domain::access::{TicketOwnership, can_view};
 use crate::domain::events::NewEvent;
@@ -13,7 +13,7 @@ use crate::store::{
     AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, Visibility,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
@@ -187,7 +187,7 @@ pub async fn list_tickets(
 pub async fn get_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TicketResponse>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     Ok(Json(TicketResponse {
@@ -202,7 +202,7 @@ pub async fn get_ticket(
 pub async fn update_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTicketBody>,
 ) -> ApiResult<Json<TicketResponse>> {
     if body.status.is_none() && body.priority.is_none() && body.assignee_id.is_none() {
@@ -271,7 +271,7 @@ pub async fn update_ticket(
 pub async fn put_ticket(
     state: State<AppState>,
     user: CurrentUser,
-    id: Path<String>,
+    id: ApiPath<String>,
     body: ApiJson<UpdateTicketBody>,
 ) -> ApiResult<Json<TicketResponse>> {
     update_ticket(state, user, id, body).await
@@ -342,7 +342,7 @@ fn decide_update(
 pub async fn retriage_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
     user.require(Role::Admin)?;
     for _ in 0..5 {

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, CurrentUser, path_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
 use crate::domain::user::{Role, parse_name, parse_skills};
 use crate::store::{User, UserPatch, UserQuery};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -73,7 +73,7 @@ pub async fn list_users(
 pub async fn update_user(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateUserBody>,
 ) -> ApiResult<Json<UserResponse>> {
     user.require(Role::Admin)?;

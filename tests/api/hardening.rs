@@ -92,3 +92,45 @@ async fn only_short_safe_request_ids_are_kept() {
         );
     }
 }
+
+#[tokio::test]
+async fn path_rejections_are_json_errors() {
+    let app = spawn_app().await;
+    let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
+    for (method, path) in [
+        (Method::GET, "/api/tickets/%FF"),
+        (Method::GET, "/api/tickets/%FF/comments"),
+        (Method::POST, "/api/tickets/%FF/retriage"),
+        (Method::GET, "/api/runs/%C3%28"),
+    ] {
+        let r = app.request(method.clone(), path, Some(&admin), None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {:?}",
+            r.body
+        );
+        assert_eq!(r.code(), "invalid_path", "{method} {path}: {:?}", r.body);
+        assert!(r.body["error"]["message"].is_string());
+    }
+    let r = app
+        .request(
+            Method::PATCH,
+            "/api/users/%FF",
+            Some(&admin),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+    // Queries and bodies already answered in the same shape.
+    let r = app
+        .request(Method::GET, "/api/tickets?limit=%FF", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+}
