@@ -72,6 +72,21 @@ pub fn resolve(config: &Config) -> anyhow::Result<(ExecutionMode, InngestSetting
     Ok((mode, settings))
 }
 
+/// The dev server calls functions unsigned, as the official SDKs allow in dev mode; on an
+/// address other machines can reach, anyone there can run them. That is legitimate (a dev
+/// server in another container), but never unnoticed.
+fn warn_if_dev_mode_is_exposed(mode: ExecutionMode, host: std::net::IpAddr) {
+    if mode == ExecutionMode::Dev && !host.is_loopback() {
+        tracing::warn!(
+            %host,
+            "INNGEST_DEV IS SET AND HOST IS NOT A LOOPBACK ADDRESS: /api/inngest runs functions \
+             for unsigned requests in dev mode, so anyone who can reach {host} can run them. \
+             Use HOST=127.0.0.1 for local development, or INNGEST_SIGNING_KEY and \
+             INNGEST_EVENT_KEY (cloud mode) on a network"
+        );
+    }
+}
+
 /// Everything durable execution adds to the service.
 pub struct Durable {
     pub mode: ExecutionMode,
@@ -94,6 +109,7 @@ impl Durable {
         mongo: Option<mongodb::Database>,
     ) -> anyhow::Result<Self> {
         let (mode, settings) = resolve(config)?;
+        warn_if_dev_mode_is_exposed(mode, config.host);
         let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
         let handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
         let serve_url = serve_url(config, &settings);

@@ -134,3 +134,22 @@ async fn path_rejections_are_json_errors() {
         (StatusCode::BAD_REQUEST, "invalid_query")
     );
 }
+
+#[tokio::test]
+async fn dev_mode_on_a_public_address_is_announced_loudly() {
+    let fake = FakeInngest::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let warning = "INNGEST_DEV IS SET AND HOST IS NOT A LOOPBACK ADDRESS";
+    for (host, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let mut env = binary::env(&tmp.path().join(host), binary::free_port());
+        env.insert("HOST".into(), host.into());
+        env.insert("INNGEST_DEV".into(), fake.base_url.clone());
+        let server = Binary::start(&env).await;
+        assert_eq!(
+            server.log().contains(warning),
+            warned,
+            "HOST={host}\n{}",
+            server.log()
+        );
+    }
+}
