@@ -135,6 +135,96 @@ async fn path_rejections_are_json_errors() {
     );
 }
 
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn what_the_service_writes_is_private_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("srv/data");
+    let mut env: BTreeMap<String, String> = binary::env(&data, binary::free_port());
+    env.remove("JWT_SECRET");
+    let server = Binary::spawn_with_umask(&env, "022", &tmp.path().join("first.log"));
+    server
+        .wait_for(
+            "/readyz",
+            |s, _| s == StatusCode::OK,
+            Duration::from_secs(60),
+        )
+        .await;
+    server.register("ann@example.com").await;
+    let outbox = data.join("outbox");
+    let deadline = Instant::now() + DEADLINE;
+    let eml = loop {
+        let found = std::fs::read_dir(&outbox).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail in the outbox\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&tmp.path().join("srv")), 0o700);
+    assert_eq!(mode(&outbox), 0o700);
+    for file in [
+        data.join("ticketing.db"),
+        data.join("ticketing.db-wal"),
+        data.join("ticketing.db-shm"),
+        data.join("jwt_secret"),
+        eml,
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert!(
+        !server.log().contains("DATA_DIR can be read"),
+        "{}",
+        server.log()
+    );
+    drop(server);
+
+    // A folder that exists and is open to others is reported once, and left as it is.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut env = binary::env(&shared, binary::free_port());
+    env.remove("JWT_SECRET");
+    let server = Binary::spawn_with_umask(&env, "022", &tmp.path().join("second.log"));
+    server
+        .wait_for(
+            "/readyz",
+            |s, _| s == StatusCode::OK,
+            Duration::from_secs(60),
+        )
+        .await;
+    let log = server.log();
+    assert_eq!(
+        log.matches("DATA_DIR can be read by other users").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(mode(&shared), 0o755);
+    assert_eq!(mode(&shared.join("ticketing.db")), 0o600);
+}
+
 #[tokio::test]
 async fn dev_mode_on_a_public_address_is_announced_loudly() {
     let fake = FakeInngest::start().await;

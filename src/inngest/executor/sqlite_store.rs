@@ -117,6 +117,8 @@ impl SqliteRunStore {
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(
             move || -> StoreResult<(Connection, Vec<_>, Connection)> {
+                // The database file decides the permissions of its `-wal` and `-shm`.
+                crate::private_fs::ensure_file(&p).map_err(backend)?;
                 let open = || -> StoreResult<Connection> {
                     let mut conn = Connection::open(&p).map_err(backend)?;
                     conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))

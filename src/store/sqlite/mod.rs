@@ -75,11 +75,14 @@ impl SqliteStore {
         let path = path.into();
         tokio::task::spawn_blocking(move || -> StoreResult<(Self, Connection)> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                crate::private_fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
             let mut writer = open(&path).map_err(unavailable)?;
+            crate::private_fs::ensure_file(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+            })?;
             migrations::run(&mut writer).map_err(unavailable)?;
             writer
                 .pragma_update(None, "wal_autocheckpoint", 0)
