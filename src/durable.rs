@@ -111,8 +111,15 @@ impl Durable {
         let (mode, settings) = resolve(config)?;
         warn_if_dev_mode_is_exposed(mode, config.host);
         let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
-        let handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
         let serve_url = serve_url(config, &settings);
+        let mut handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
+        // Syncs register this URL, never one rebuilt from a request's `Host`.
+        let parsed = url::Url::parse(&serve_url)
+            .with_context(|| format!("the serve URL {serve_url:?} (APP_URL, INNGEST_SERVE_*)"))?;
+        handler = handler.with_serve_url(parsed);
+        if mode == ExecutionMode::Embedded {
+            handler = handler.with_local_executor();
+        }
         let synced = Arc::new(AtomicBool::new(mode == ExecutionMode::Embedded));
         let router = match mode {
             ExecutionMode::Embedded => handler.router(),

@@ -18,6 +18,106 @@ use crate::support::binary::{self, Binary};
 use crate::support::fake_inngest::FakeInngest;
 use crate::support::smtp_peer::{ReceivedMail, SmtpPeer};
 
+const SIGNING_KEY: &str = "signkey-prod-12345678";
+
+async fn cloud_app(base_url: &str) -> TestApp {
+    spawn_app_with(&[
+        ("INNGEST_SIGNING_KEY", SIGNING_KEY),
+        ("INNGEST_EVENT_KEY", "test-event-key"),
+        ("INNGEST_BASE_URL", base_url),
+        ("APP_URL", "https://tickets.example.com"),
+    ])
+    .await
+}
+
+/// An unsigned `PUT /api/inngest`, as anyone on the network can send it.
+async fn put_sync(
+    app: &TestApp,
+    host: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = app.client.put(format!("{}/api/inngest", app.base));
+    if let Some(host) = host {
+        req = req.header("host", host);
+    }
+    let r = req.send().await.expect("PUT sent");
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_sync_registers_the_configured_url_whatever_the_host_a_few_times_a_minute() {
+    let fake = FakeInngest::start().await;
+    let app = cloud_app(&fake.base_url).await;
+    // The app's own registration at start.
+    eventually(DEADLINE, || async {
+        let n = fake.registrations().len();
+        if n >= 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} registrations"))
+        }
+    })
+    .await;
+    let at_start = fake.registrations().len();
+
+    let (status, _, body) = put_sync(&app, Some("attacker.example")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let regs = fake.registrations();
+    assert_eq!(regs.len(), at_start + 1);
+    for reg in &regs {
+        assert_eq!(reg.body["url"], "https://tickets.example.com/api/inngest");
+        assert!(!reg.body.to_string().contains("attacker.example"));
+    }
+
+    // Five a minute: four more get through, the sixth is refused without calling Inngest.
+    for _ in 0..4 {
+        let (status, _, body) = put_sync(&app, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, headers, body) = put_sync(&app, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(fake.registrations().len(), at_start + 5);
+
+    // Inngest refusing is a bad gateway, not an internal error.
+    let fake_down = FakeInngest::start().await;
+    fake_down.go_down();
+    let app = cloud_app(&fake_down.base_url).await;
+    let (status, _, body) = put_sync(&app, None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(!body.contains(&fake_down.base_url), "{body}");
+}
+
+#[tokio::test]
+async fn a_sync_that_cannot_reach_inngest_names_no_upstream_url() {
+    let closed = binary::free_port();
+    let upstream = format!("http://127.0.0.1:{closed}");
+    let app = cloud_app(&upstream).await;
+    let (status, _, body) = put_sync(&app, None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(!body.contains(&closed.to_string()), "{body}");
+    let json: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["modified"], false);
+}
+
+#[tokio::test]
+async fn in_embedded_mode_a_put_calls_nobody_and_answers_at_once() {
+    let app = spawn_app().await;
+    let (status, _, body) = put_sync(&app, Some("attacker.example")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["modified"], false);
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing to sync"),
+        "{body}"
+    );
+    assert!(!body.contains("inngest.com"), "{body}");
+}
+
 #[tokio::test]
 async fn clients_cannot_add_metric_series() {
     let app = spawn_app().await;
