@@ -5,6 +5,7 @@ use super::notify::{Delivery, send_once};
 use super::{Deps, data_id};
 use crate::domain::events::{TICKET_COMMENTED, TICKET_UPDATED};
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
+use crate::domain::user::display_name;
 use crate::mail::{MailContent, TicketInfo};
 use crate::store::Ticket;
 
@@ -63,10 +64,14 @@ async fn messages(
             .find(|c| c.id == comment_id)
             .map(|c| c.body)
             .unwrap_or_default();
-        let author_email = email_of(deps, Some(author))
-            .await?
-            .unwrap_or_else(|| "someone".into());
-        let content = deps.templates.reply_added(&info, &author_email, &body);
+        // Named as people see them elsewhere, never by their address.
+        let author_name = deps
+            .store
+            .get_user(author)
+            .await
+            .map_err(err)?
+            .map_or_else(|| "someone".into(), |u| display_name(&u.name, &u.email));
+        let content = deps.templates.reply_added(&info, &author_name, &body);
         // Internal notes never reach the ticket's creator.
         if !internal && author != ticket.created_by {
             out.push((

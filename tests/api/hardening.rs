@@ -325,6 +325,151 @@ async fn what_the_service_writes_is_private_whatever_the_umask() {
     assert_eq!(mode(&shared.join("ticketing.db")), 0o600);
 }
 
+fn has_no_key(ticket: &Value, key: &str) -> bool {
+    ticket.as_object().is_some_and(|o| !o.contains_key(key))
+}
+
+#[tokio::test]
+async fn the_creator_sees_a_customer_view_and_staff_see_everything() {
+    let peer = SmtpPeer::start();
+    let app = spawn_app_with(&[("SMTP_URL", &peer.smtp_url())]).await;
+    let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
+    let (mod_id, moderator) = app
+        .staff("dana@example.com", Role::Moderator, &["SQL"])
+        .await;
+    let (_, customer) = app.register("customer@example.com").await;
+
+    let r = app
+        .post(
+            "/api/tickets",
+            &customer,
+            json!({"title": "Orders page times out", "description": "Our Postgres database logs deadlocks."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let created = &r.body["ticket"];
+    assert_eq!(created["view"], "customer");
+    assert!(
+        has_no_key(created, "triage") && has_no_key(created, "routing_reason"),
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let staff_view = wait_processed(&app, &admin, &id).await;
+    assert_eq!(staff_view["assigned_to"], mod_id.as_str());
+    // Without a name, the part of the address before the `@`.
+    assert_eq!(staff_view["assignee_name"], "dana");
+
+    let r = app
+        .patch(
+            &format!("/api/users/{mod_id}"),
+            &admin,
+            json!({"name": "Dana Scully"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    let mine = app.get(&format!("/api/tickets/{id}"), &customer).await.body["ticket"].clone();
+    assert_eq!(mine["view"], "customer", "{mine}");
+    for key in [
+        "status",
+        "priority",
+        "category",
+        "assigned_to",
+        "title",
+        "description",
+    ] {
+        assert_eq!(mine[key], staff_view[key], "{key}");
+    }
+    assert_eq!(mine["assignee_name"], "Dana Scully");
+    assert!(
+        has_no_key(&mine, "triage") && has_no_key(&mine, "routing_reason"),
+        "{mine}"
+    );
+    let text = mine.to_string();
+    for internal in [
+        "sentiment",
+        "confidence",
+        "required_skills",
+        "helpful_notes",
+        "matches",
+    ] {
+        assert!(!text.contains(internal), "{internal} in {text}");
+    }
+    let list = app.get("/api/tickets", &customer).await.body["tickets"].clone();
+    assert_eq!(list[0]["view"], "customer");
+    assert!(has_no_key(&list[0], "triage"), "{list}");
+
+    // Staff get everything, the assignee's name too.
+    let theirs = app
+        .get(&format!("/api/tickets/{id}"), &moderator)
+        .await
+        .body["ticket"]
+        .clone();
+    assert_eq!(theirs["view"], "staff");
+    assert!(theirs["triage"]["sentiment"].is_string(), "{theirs}");
+    assert!(theirs["routing_reason"].is_string());
+    assert_eq!(theirs["assignee_name"], "Dana Scully");
+    // A moderator's own ticket is still the staff view.
+    let r = app
+        .post(
+            "/api/tickets",
+            &moderator,
+            json!({"title": "My laptop", "description": "It will not boot."}),
+        )
+        .await;
+    assert_eq!(r.body["ticket"]["view"], "staff", "{:?}", r.body);
+    assert!(r.body["ticket"].as_object().unwrap().contains_key("triage"));
+
+    // The assignee replies: the customer's mail names them, not their address.
+    let r = app
+        .post(
+            &format!("/api/tickets/{id}/comments"),
+            &moderator,
+            json!({"body": "Looking at it now."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let reply = eventually(DEADLINE, || async {
+        peer.messages()
+            .into_iter()
+            .find(|m| {
+                m.to.iter().any(|t| t == "customer@example.com")
+                    && m.subject().starts_with("New reply")
+            })
+            .ok_or_else(|| "no reply mail yet".to_owned())
+    })
+    .await;
+    assert!(
+        reply.text().contains("Dana Scully replied"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        !reply.text().contains("dana@example.com") && !reply.html().contains("dana@example.com")
+    );
+    // The customer closes it and still gets the customer view back.
+    let r = app
+        .patch(
+            &format!("/api/tickets/{id}"),
+            &customer,
+            json!({"status": "closed"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["ticket"]["view"], "customer");
+    assert!(has_no_key(&r.body["ticket"], "triage"));
+
+    // Both views are in the OpenAPI document.
+    let doc = app
+        .request(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let schemas = &doc["components"]["schemas"];
+    for name in ["CustomerTicket", "StaffTicket", "TicketBody"] {
+        assert!(schemas[name].is_object(), "{name} missing");
+    }
+}
+
 #[tokio::test]
 async fn dev_mode_on_a_public_address_is_announced_loudly() {
     let fake = FakeInngest::start().await;
