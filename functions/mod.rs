@@ -6,6 +6,7 @@ pub mod on_ticket_created;
 pub mod on_ticket_failed;
 pub mod on_ticket_updated;
 pub mod on_user_signup;
+pub mod reroute_ticket;
 pub mod retriage_ticket;
 mod triage;
 
@@ -39,7 +40,8 @@ pub fn all(deps: Arc<Deps>) -> Vec<Function> {
         on_ticket_created::function(deps.clone()),
         on_user_signup::function(deps.clone()),
         on_ticket_updated::function(deps.clone()),
-        retriage_ticket::function(deps),
+        retriage_ticket::function(deps.clone()),
+        reroute_ticket::function(deps),
     ]
 }
 

@@ -118,6 +118,193 @@ async fn in_embedded_mode_a_put_calls_nobody_and_answers_at_once() {
     assert!(!body.contains("inngest.com"), "{body}");
 }
 
+/// A customer's ticket, routed by the rules engine, then unassigned and assigned to `assignee`
+/// by an admin: a person's decision, which routing otherwise never undoes.
+async fn ticket_assigned_by_admin(
+    app: &TestApp,
+    admin: &str,
+    customer: &str,
+    assignee: &str,
+) -> String {
+    let id = app
+        .create_ticket(customer, "Checkout fails with a database error")
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_processed(app, admin, &id).await;
+    for to in [Value::Null, json!(assignee)] {
+        let r = app
+            .patch(
+                &format!("/api/tickets/{id}"),
+                admin,
+                json!({"assignee_id": to}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["ticket"]["assigned_to"], to);
+    }
+    let t = app.get(&format!("/api/tickets/{id}"), admin).await.body["ticket"].clone();
+    assert_eq!(t["routing_reason"], "Assigned by an admin.", "{t}");
+    id
+}
+
+/// Adds a comment as `token`; returns its id.
+async fn comment(app: &TestApp, token: &str, ticket: &str, body: &str, internal: bool) -> String {
+    let r = app
+        .post(
+            &format!("/api/tickets/{ticket}/comments"),
+            token,
+            json!({"body": body, "internal": internal}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["comment"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the `on-ticket-updated` run for each of these comments has finished: every mail
+/// they call for has been sent or withheld by then.
+async fn notified(app: &TestApp, comments: &[&str]) {
+    eventually(DEADLINE, || async {
+        let all = runs(app, "on-ticket-updated").await;
+        let done = comments
+            .iter()
+            .filter(|c| {
+                all.iter().any(|r| {
+                    r.event["data"]["comment_id"] == **c && r.status == RunStatus::Completed
+                })
+            })
+            .count();
+        if done == comments.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{done} of {} comment runs completed",
+                comments.len()
+            ))
+        }
+    })
+    .await;
+}
+
+fn mails_mentioning<'a>(mails: &'a [ReceivedMail], to: &str, text: &str) -> Vec<&'a ReceivedMail> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .filter(|m| m.text().contains(text) || m.html().contains(text))
+        .collect()
+}
+
+#[tokio::test]
+async fn demotion_hands_open_tickets_back_to_routing_and_ends_the_mail() {
+    let peer = SmtpPeer::start();
+    let app = spawn_app_with(&[("SMTP_URL", &peer.smtp_url())]).await;
+    let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
+    let (leaving, _) = app
+        .staff("leaving@example.com", Role::Moderator, &["SQL"])
+        .await;
+    let (staying, _) = app
+        .staff("staying@example.com", Role::Moderator, &["SQL"])
+        .await;
+    let (_, customer) = app.register("customer@example.com").await;
+    let id = ticket_assigned_by_admin(&app, &admin, &customer, &leaving).await;
+
+    let assigned_mails = |mails: &[ReceivedMail]| {
+        mails
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t == "staying@example.com"))
+            .filter(|m| m.subject().contains("Ticket assigned to you"))
+            .count()
+    };
+    let assigned_before = assigned_mails(&peer.messages());
+
+    let r = app
+        .patch(
+            &format!("/api/users/{leaving}"),
+            &admin,
+            json!({"role": "user"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["user"]["role"], "user");
+    // The admin's assignment is overridden: routing chooses again among current staff.
+    let t = eventually(DEADLINE, || async {
+        let t = app.get(&format!("/api/tickets/{id}"), &admin).await.body["ticket"].clone();
+        if t["assigned_to"] == staying.as_str() {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
+    })
+    .await;
+    let reason = t["routing_reason"].as_str().unwrap();
+    assert!(
+        reason != "Assigned by an admin." && reason != ticketing::store::RELEASED_REASON,
+        "{t}"
+    );
+    // The new assignee is told.
+    eventually(DEADLINE, || async {
+        let n = assigned_mails(&peer.messages());
+        if n > assigned_before {
+            Ok(())
+        } else {
+            Err(format!("{n} assigned mails"))
+        }
+    })
+    .await;
+
+    let note = "INTERNAL: refund approved by finance";
+    let c = comment(&app, &admin, &id, note, true).await;
+    notified(&app, &[&c]).await;
+    let mails = peer.messages();
+    assert_eq!(
+        mails_mentioning(&mails, "staying@example.com", note).len(),
+        1
+    );
+    assert!(mails_mentioning(&mails, "leaving@example.com", note).is_empty());
+    // The former moderator no longer sees the ticket at all.
+    let former = app.login("leaving@example.com", "password123").await;
+    let r = app.get(&format!("/api/tickets/{id}"), &former).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_mail_is_checked_against_what_the_recipient_may_see_when_sent() {
+    let peer = SmtpPeer::start();
+    let app = spawn_app_with(&[("SMTP_URL", &peer.smtp_url())]).await;
+    let (_, admin) = app.staff("admin@example.com", Role::Admin, &[]).await;
+    let (moderator, _) = app
+        .staff("mod@example.com", Role::Moderator, &["SQL"])
+        .await;
+    let (_, customer) = app.register("customer@example.com").await;
+    let id = ticket_assigned_by_admin(&app, &admin, &customer, &moderator).await;
+    // A role change that did not hand the tickets back (made in the store directly): the
+    // assignment stays, and only the check at send time stands between the note and the mail.
+    app.store
+        .update_user(
+            &moderator,
+            ticketing::store::UserPatch {
+                role: Some(Role::User),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let note = "INTERNAL: customer is on the enterprise plan";
+    let public = "We restarted the database replica.";
+    let c1 = comment(&app, &admin, &id, note, true).await;
+    let c2 = comment(&app, &admin, &id, public, false).await;
+    notified(&app, &[&c1, &c2]).await;
+    let mails = peer.messages();
+    assert!(mails_mentioning(&mails, "mod@example.com", note).is_empty());
+    assert!(mails_mentioning(&mails, "mod@example.com", public).is_empty());
+    assert_eq!(
+        mails_mentioning(&mails, "customer@example.com", public).len(),
+        1
+    );
+    assert!(mails_mentioning(&mails, "customer@example.com", note).is_empty());
+}
+
 #[tokio::test]
 async fn clients_cannot_add_metric_series() {
     let app = spawn_app().await;

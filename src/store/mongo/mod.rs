@@ -16,6 +16,7 @@
 
 mod automation;
 mod outbox;
+mod staff;
 mod tickets;
 mod transaction;
 mod users;

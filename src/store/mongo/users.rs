@@ -14,12 +14,12 @@ use mongodb::bson::{self, Bson, Document, doc};
 use serde::Deserialize;
 
 /// Every read but login leaves the password hash on the server.
-fn without_hash() -> Document {
+pub(super) fn without_hash() -> Document {
     doc! { "password_hash": 0 }
 }
 
 #[derive(Deserialize)]
-struct UserDoc {
+pub(super) struct UserDoc {
     #[serde(rename = "_id")]
     id: String,
     email: String,
@@ -32,7 +32,7 @@ struct UserDoc {
 }
 
 impl UserDoc {
-    fn decode(document: Document) -> StoreResult<User> {
+    pub(super) fn decode(document: Document) -> StoreResult<User> {
         let d: UserDoc = bson::from_document(document).map_err(|e| bad_document("user", e))?;
         Ok(User {
             capacity: d

@@ -6,6 +6,7 @@
 mod automation;
 mod migrations;
 mod outbox;
+mod staff;
 mod tickets;
 mod users;
 
@@ -79,10 +80,10 @@ impl SqliteStore {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            let mut writer = open(&path).map_err(unavailable)?;
             crate::private_fs::ensure_file(&path).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
             })?;
+            let mut writer = open(&path).map_err(unavailable)?;
             migrations::run(&mut writer).map_err(unavailable)?;
             writer
                 .pragma_update(None, "wal_autocheckpoint", 0)
