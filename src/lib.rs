@@ -14,6 +14,7 @@ pub mod functions;
 pub mod http;
 pub mod inngest;
 pub mod mail;
+pub mod password_hashing;
 pub mod private_fs;
 pub mod relay;
 pub mod routing;
