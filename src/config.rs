@@ -100,6 +100,8 @@ pub struct Config {
     pub ai_concurrency: u32,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// How long the embedded executor keeps finished runs and the event ids it de-duplicates by.
+    pub runs_retention: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,7 +416,20 @@ impl Config {
                 })?,
         };
 
+        let runs_retention = match get("RUNS_RETENTION") {
+            None => Duration::from_secs(30 * 86_400),
+            Some(raw) => parse_duration(&raw)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "RUNS_RETENTION",
+                        format!("{raw:?} is not a duration like 30d, 12h or 90s"),
+                    )
+                })?,
+        };
+
         Ok(Config {
+            runs_retention,
             metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
@@ -531,6 +546,9 @@ mod tests {
         assert_eq!(c.app_url, "http://127.0.0.1:3000");
         assert_eq!(c.jwt_ttl, Duration::from_secs(86_400));
         assert!(c.inngest_env.is_empty());
+        assert_eq!(c.runs_retention, Duration::from_secs(30 * 86_400));
+        let c = config(&[("RUNS_RETENTION", "2s")]).unwrap();
+        assert_eq!(c.runs_retention, Duration::from_secs(2));
     }
 
     #[test]
@@ -586,6 +604,8 @@ mod tests {
             (vec![("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
             (vec![("SLA_HIGH", "0")], "SLA_HIGH"),
             (vec![("AI_CONCURRENCY", "0")], "AI_CONCURRENCY"),
+            (vec![("RUNS_RETENTION", "0")], "RUNS_RETENTION"),
+            (vec![("RUNS_RETENTION", "a month")], "RUNS_RETENTION"),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

@@ -136,6 +136,10 @@ impl Durable {
                     // `ticketing runs rerun|cancel` write to the same file from another
                     // process; the loop sees that work within this interval.
                     idle_poll: Duration::from_secs(1),
+                    retention: Some(config.runs_retention),
+                    // At least twice a minute; more often when the retention is shorter.
+                    sweep_every: (config.runs_retention / 2)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(30)),
                     ..ExecutorOptions::default()
                 };
                 let executor = Executor::new(

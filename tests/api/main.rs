@@ -33,6 +33,7 @@ mod pipeline_gemini;
 mod pipeline_mail;
 mod pipeline_routing;
 mod pipeline_sla;
+mod retention;
 mod runs_api;
 mod runs_cli;
 mod store_contract;
