@@ -1,6 +1,7 @@
 //! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
-//! `serve`, `create`, `pipeline`, `memory` (all when none is given). It prints each number as it
-//! is measured, PASS or MISS for each target with the gap, and Markdown tables at the end.
+//! `serve`, `create`, `pipeline`, `memory`, `logins` (all when none is given). It prints each
+//! number as it is measured, PASS or MISS for each target with the gap, and Markdown tables at
+//! the end.
 //!
 //! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
 //! cargo builds for this bench; the JS side is the official SDK app in `tests/js-oracle`
@@ -19,6 +20,8 @@ mod create;
 mod fake_gemini;
 #[path = "suite/load.rs"]
 mod load;
+#[path = "suite/logins.rs"]
+mod logins;
 #[path = "suite/pipeline.rs"]
 mod pipeline;
 #[path = "suite/report.rs"]
@@ -32,7 +35,14 @@ mod settings;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 5] = ["cold-start", "serve", "create", "pipeline", "memory"];
+const NAMES: [&str; 6] = [
+    "cold-start",
+    "serve",
+    "create",
+    "pipeline",
+    "memory",
+    "logins",
+];
 
 fn main() -> ExitCode {
     // cargo passes `--bench`; names are the other arguments.
@@ -72,6 +82,9 @@ fn main() -> ExitCode {
         }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;
+        }
+        if wants("logins") {
+            logins::run(&mut report).await;
         }
     });
     report.print_summary();

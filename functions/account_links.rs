@@ -6,7 +6,7 @@
 //! the step's saved output (here or at Inngest) nor the store ever holds a usable token. A retry
 //! after a failed send makes a new token; the unsent one's hash just expires.
 
-use super::notify::{Delivery, send_once};
+use super::notify::{Delivery, Recipient, send_once};
 use super::{Deps, data_id};
 use crate::domain::account_token::{RawToken, TokenPurpose};
 use crate::domain::events::{
@@ -132,7 +132,7 @@ pub(super) async fn send_link(
             t.signup_attempted(name, &t.reset_url(token.expose()), valid_for)
         }
     };
-    send_once(deps, key, &user.email, content).await
+    send_once(deps, key, Recipient::account(&user.id), content).await
 }
 
 #[cfg(test)]

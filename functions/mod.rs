@@ -7,6 +7,7 @@ pub mod on_ticket_created;
 pub mod on_ticket_failed;
 pub mod on_ticket_updated;
 pub mod on_user_signup;
+pub mod reroute_ticket;
 pub mod retriage_ticket;
 mod triage;
 
@@ -43,7 +44,8 @@ pub fn all(deps: Arc<Deps>) -> Vec<Function> {
         on_user_signup::function(deps.clone()),
         account_links::function(deps.clone()),
         on_ticket_updated::function(deps.clone()),
-        retriage_ticket::function(deps),
+        retriage_ticket::function(deps.clone()),
+        reroute_ticket::function(deps),
     ]
 }
 

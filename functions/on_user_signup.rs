@@ -2,7 +2,7 @@
 //! (`REQUIRE_EMAIL_VERIFICATION`), the mail with its verification link instead.
 
 use super::account_links::{LinkMail, mail_key, send_link};
-use super::notify::{Delivery, send_once};
+use super::notify::{Delivery, Recipient, send_once};
 use super::{Deps, data_id};
 use crate::domain::events::USER_SIGNUP;
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
@@ -39,7 +39,8 @@ pub fn function(deps: Arc<Deps>) -> Function {
                                 .await;
                         }
                         let name = Some(user.name.as_str()).filter(|n| !n.is_empty());
-                        send_once(&deps, &key, &user.email, deps.templates.welcome(name)).await
+                        let content = deps.templates.welcome(name);
+                        send_once(&deps, &key, Recipient::account(&user.id), content).await
                     })
                     .await?;
                 Ok::<_, FnError>(sent)

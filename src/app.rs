@@ -63,7 +63,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
         }
     }
     tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated one and stored it in DATA_DIR; set JWT_SECRET in production");
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let bytes: [u8; 32] = rand::random();
     let secret = hex::encode(bytes);
@@ -73,14 +73,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(content.as_bytes())
+    crate::private_fs::create_file(path)?.write_all(content.as_bytes())
 }
 
 /// Creates an account directly (CLI and bootstrap), its address counted as verified. An
@@ -161,6 +154,7 @@ impl Service {
         crate::telemetry::prometheus();
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
+        crate::private_fs::warn_if_open_to_others(&config.data_dir);
         let (store, mongo) = open_backend(&config).await?;
         // Everything writes through this, the durable functions too, so every committed ticket
         // change reaches the event stream.

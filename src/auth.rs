@@ -1,11 +1,8 @@
 //! Password hashing (Argon2id, off the async runtime) and access tokens (JWT HS256).
 
 use crate::config::Secret;
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,47 +15,19 @@ pub enum AuthError {
     Join(String),
 }
 
+/// Argon2id, at most one hash per core at a time in reused memory (see `password_hashing`).
 pub async fn hash_password(password: String) -> Result<String, AuthError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| AuthError::Hash(e.to_string()))
-    })
-    .await
-    .map_err(|e| AuthError::Join(e.to_string()))?
+    crate::password_hashing::hash(password)
+        .await
+        .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 /// Verifies against `hash`, or against a fixed dummy hash when there is no account, so that
 /// "no such user" and "wrong password" take the same time.
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AuthError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let (hash, real) = match hash {
-            Some(h) => (h, true),
-            None => (dummy_hash().to_owned(), false),
-        };
-        let parsed = PasswordHash::new(&hash).map_err(|e| AuthError::Hash(e.to_string()))?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(ok && real)
-    })
-    .await
-    .map_err(|e| AuthError::Join(e.to_string()))?
-}
-
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        Argon2::default()
-            .hash_password(b"timing-equalizer")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+    crate::password_hashing::verify(password, hash)
+        .await
+        .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

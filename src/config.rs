@@ -101,6 +101,8 @@ pub struct Config {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
     pub accounts: AccountConfig,
+    /// How long the embedded executor keeps finished runs and the event ids it de-duplicates by.
+    pub runs_retention: Duration,
 }
 
 /// Account recovery and verification.
@@ -449,8 +451,21 @@ impl Config {
             email_verification_ttl: link_ttl("EMAIL_VERIFICATION_TTL", 24 * 3600)?,
         };
 
+        let runs_retention = match get("RUNS_RETENTION") {
+            None => Duration::from_secs(30 * 86_400),
+            Some(raw) => parse_duration(&raw)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "RUNS_RETENTION",
+                        format!("{raw:?} is not a duration like 30d, 12h or 90s"),
+                    )
+                })?,
+        };
+
         Ok(Config {
             accounts,
+            runs_retention,
             metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
@@ -575,6 +590,9 @@ mod tests {
                 email_verification_ttl: Duration::from_secs(86_400),
             }
         );
+        assert_eq!(c.runs_retention, Duration::from_secs(30 * 86_400));
+        let c = config(&[("RUNS_RETENTION", "2s")]).unwrap();
+        assert_eq!(c.runs_retention, Duration::from_secs(2));
     }
 
     #[test]
@@ -640,6 +658,8 @@ mod tests {
                 vec![("EMAIL_VERIFICATION_TTL", "soon")],
                 "EMAIL_VERIFICATION_TTL",
             ),
+            (vec![("RUNS_RETENTION", "0")], "RUNS_RETENTION"),
+            (vec![("RUNS_RETENTION", "a month")], "RUNS_RETENTION"),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

@@ -15,6 +15,8 @@ pub mod http;
 pub mod inngest;
 pub mod live;
 pub mod mail;
+pub mod password_hashing;
+pub mod private_fs;
 pub mod relay;
 pub mod routing;
 pub mod runs;

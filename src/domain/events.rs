@@ -16,6 +16,8 @@ pub const TICKET_RESOLVED: &str = "ticket/resolved";
 pub const TICKET_COMMENTED: &str = "ticket/commented";
 /// An admin asked for the ticket to be triaged again.
 pub const TICKET_RETRIAGE: &str = "ticket/retriage.requested";
+/// The ticket lost its assignee (no longer staff) and goes back to routing.
+pub const TICKET_REROUTE: &str = "ticket/reroute.requested";
 
 /// An event on its way into the outbox. `id` becomes the Inngest event id, so a resend after a
 /// crash is deduplicated downstream.
@@ -78,6 +80,26 @@ impl NewEvent {
             TICKET_RETRIAGE,
             json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
         )
+    }
+
+    pub fn ticket_reroute(ticket_id: &str, actor_id: &str) -> Self {
+        Self::new(
+            TICKET_REROUTE,
+            json!({ "ticket_id": ticket_id, "actor_id": actor_id }),
+        )
+    }
+
+    /// What a ticket taken from its former assignee (`actor_id` revoked their staff role)
+    /// emits: the change itself, and the request to route the ticket again.
+    pub fn assignee_released(ticket_id: &str, actor_id: &str, former: &str) -> Vec<Self> {
+        vec![
+            Self::ticket_updated(
+                ticket_id,
+                actor_id,
+                json!({ "assigned_to": { "from": former, "to": null } }),
+            ),
+            Self::ticket_reroute(ticket_id, actor_id),
+        ]
     }
 
     pub fn ticket_commented(

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::CurrentUser;
+use super::extract::{ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
 use crate::domain::access::visible_activity;
 use crate::store::{Activity, User};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -82,7 +82,7 @@ impl People<'_> {
 pub async fn list_activity(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ActivityList>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     let entries = state.store.list_activity(&ticket.id).await?;

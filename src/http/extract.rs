@@ -4,7 +4,7 @@ use super::AppState;
 use super::error::AppError;
 use crate::domain::user::Role;
 use crate::store::User;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -66,6 +66,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                     .to_owned(),
             )),
             Err(other) => Err(AppError::bad_request("invalid_query", other.body_text())),
+        }
+    }
+}
+
+/// `Path<T>` with our error shape: a segment that does not decode (`/api/tickets/%FF` is not
+/// UTF-8) is a 400 like any other malformed request, never axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(AppError::bad_request(
+                "invalid_path",
+                e.body_text().trim_start_matches("Invalid URL: ").to_owned(),
+            )),
+            Err(other) => Err(AppError::bad_request("invalid_path", other.body_text())),
         }
     }
 }

@@ -11,6 +11,7 @@ mod metrics;
 mod pagination;
 pub mod rate_limit;
 mod ratings;
+mod request_id;
 mod runs;
 mod stats;
 mod stream;
@@ -172,23 +173,25 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(streaming.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
-    let request_id = HeaderName::from_static("x-request-id");
+    let id_header = HeaderName::from_static(request_id::HEADER);
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(axum::middleware::from_fn(metrics::remember_route))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(PropagateRequestIdLayer::new(id_header.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let id = req.headers().get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), user_id = tracing::field::Empty)
         }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        .layer(SetRequestIdLayer::new(id_header, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(request_id::drop_unsafe));
     if let Some(cors) = cors(&state.config) {
         app = app.layer(cors);
     }

@@ -2,13 +2,13 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, CurrentUser};
+use super::extract::{ApiJson, ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
 use crate::domain::access::{TicketOwnership, can_rate};
 use crate::domain::rating::{Score, parse_comment};
 use crate::store::{NewRating, RateOutcome, TicketRating};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,7 @@ pub struct RatingResponse {
 pub async fn rate_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RatingBody>,
 ) -> ApiResult<(StatusCode, Json<RatingResponse>)> {
     let ticket = visible_ticket(&state, &user, &id).await?;

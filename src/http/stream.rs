@@ -6,10 +6,10 @@
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{CurrentUser, authenticate, bearer_token};
-use super::tickets::{ticket_view, visible_ticket};
+use super::tickets::{TicketBody, render_ticket, visible_ticket};
 use crate::domain::access::can_see_internal;
 use crate::live::{Change, Next, Subscription};
-use crate::store::{Comment, Ticket};
+use crate::store::Comment;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
@@ -32,7 +32,7 @@ pub struct StreamEvent {
     kind: &'static str,
     ticket_id: String,
     /// The ticket as `GET /api/tickets/{id}` shows it to this viewer now.
-    ticket: Ticket,
+    ticket: TicketBody,
     /// The new comment, for `comment.added`.
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<Comment>,
@@ -137,7 +137,7 @@ impl Feed {
         let payload = StreamEvent {
             kind: change.kind.as_str(),
             ticket_id: ticket.id.clone(),
-            ticket: ticket_view(&viewer.0, ticket),
+            ticket: render_ticket(&self.state, viewer.role(), ticket).await?,
             comment: change.comment.clone(),
         };
         let data = serde_json::to_string(&payload).map_err(|e| AppError::Internal(e.into()))?;

@@ -8,8 +8,8 @@ use crate::domain::events::NewEvent;
 use crate::store::{
     AccountStore, ActivityEntry, AutomationStore, Comment, Credentials, NewAccountToken,
     NewComment, NewRating, NewTicket, NewUser, OutboxEvent, OutboxStore, Page, RateOutcome,
-    StaffLoad, Stats, Store, StoreResult, Ticket, TicketChange, TicketQuery, TicketStore,
-    TriageUpdate, User, UserPatch, UserQuery, UserStore,
+    StaffLoad, StaffStore, Stats, Store, StoreResult, Ticket, TicketChange, TicketQuery,
+    TicketStore, TriageUpdate, User, UserPatch, UserQuery, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,6 +31,21 @@ impl Publishing {
             self.bus.publish(ChangeKind::TicketUpdated, ticket_id, None);
         }
         result
+    }
+}
+
+#[async_trait]
+impl StaffStore for Publishing {
+    async fn revoke_staff(
+        &self,
+        user_id: &str,
+        actor_id: &str,
+    ) -> StoreResult<(User, Vec<String>)> {
+        let (user, released) = self.inner.revoke_staff(user_id, actor_id).await?;
+        for ticket_id in &released {
+            self.bus.publish(ChangeKind::TicketUpdated, ticket_id, None);
+        }
+        Ok((user, released))
     }
 }
 

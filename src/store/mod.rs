@@ -198,7 +198,8 @@ pub trait AutomationStore: Send + Sync {
     /// Marks a ticket whose triage could not finish, unless triage already completed.
     async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()>;
     async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>>;
-    /// Assigns only if nobody was assigned meanwhile; `None` means someone was.
+    /// Assigns only if nobody was assigned meanwhile and the assignee is still staff; `None`
+    /// means one of them changed.
     async fn assign_if_unassigned(
         &self,
         ticket_id: &str,
@@ -217,8 +218,26 @@ pub trait AutomationStore: Send + Sync {
     async fn record_mail(&self, key: &str, recipient: &str, subject: &str) -> StoreResult<()>;
 }
 
+/// Why a released ticket waits for routing again, until routing records its own reason.
+pub const RELEASED_REASON: &str =
+    "Its assignee is no longer staff; the ticket went back to routing.";
+
+/// Changes to who is staff, with what follows from them.
 #[async_trait]
-pub trait Store: UserStore + AccountStore + TicketStore + OutboxStore + AutomationStore {
+pub trait StaffStore: Send + Sync {
+    /// Makes the person a plain user and, in the same transaction, takes each open or
+    /// in-progress ticket assigned to them back to routing: unassigned, its routing reason
+    /// [`RELEASED_REASON`], with the events `NewEvent::assignee_released` gives (`actor_id`
+    /// made the change). This overrides an admin's earlier assignment: the person can no
+    /// longer see the ticket. Returns the user and the ids of the released tickets.
+    async fn revoke_staff(&self, user_id: &str, actor_id: &str)
+    -> StoreResult<(User, Vec<String>)>;
+}
+
+#[async_trait]
+pub trait Store:
+    UserStore + AccountStore + TicketStore + OutboxStore + AutomationStore + StaffStore
+{
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     fn backend(&self) -> &'static str;

@@ -73,6 +73,8 @@ contract!(
     failed_triage_marks_only_pending_tickets,
     staff_loads_count_open_and_in_progress_work_only,
     conditional_assignment_refuses_assigned_tickets,
+    assignment_needs_a_current_staff_member,
+    revoking_staff_hands_their_open_tickets_back_to_routing,
     routing_reason_and_sla_due_leave_the_version,
     escalation_raises_priority_once_and_spares_finished_tickets,
     sent_mail_is_recorded_once,
@@ -2233,6 +2235,113 @@ async fn conditional_assignment_refuses_assigned_tickets(store: Arc<dyn Store>) 
     );
     // Routing writes no events; only the manual update did.
     assert_eq!(all_events(&store).await.len(), events_before + 1);
+}
+
+async fn assignment_needs_a_current_staff_member(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let former = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    store
+        .update_user(
+            &former.id,
+            UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Chosen while still staff, demoted before the write: nobody is assigned.
+    for not_staff in [&former, &user] {
+        let refused = store
+            .assign_if_unassigned(&ticket.id, &not_staff.id, "skills: sql")
+            .await
+            .unwrap();
+        assert_eq!(refused, None);
+    }
+    assert_eq!(reread(&store, &ticket).await, ticket);
+}
+
+async fn revoking_staff_hands_their_open_tickets_back_to_routing(store: Arc<dyn Store>) {
+    let admin = add_user(&store, Role::Admin).await;
+    let leaving = add_user(&store, Role::Moderator).await;
+    let customer = add_user(&store, Role::User).await;
+    let open = assigned_ticket(&store, &customer, &leaving, None).await;
+    let working =
+        assigned_ticket(&store, &customer, &leaving, Some(TicketStatus::InProgress)).await;
+    let resolved = assigned_ticket(&store, &customer, &leaving, Some(TicketStatus::Resolved)).await;
+    let others = assigned_ticket(&store, &customer, &admin, None).await;
+    let events_before = all_events(&store).await.len();
+
+    let (user, mut released) = store.revoke_staff(&leaving.id, &admin.id).await.unwrap();
+    assert_eq!(user.role, Role::User);
+    assert_eq!(user.id, leaving.id);
+    released.sort();
+    let mut expected = vec![open.id.clone(), working.id.clone()];
+    expected.sort();
+    assert_eq!(released, expected);
+    for before in [&open, &working] {
+        let after = reread(&store, before).await;
+        assert_eq!(after.assigned_to, None);
+        assert_eq!(after.assigned_at, None);
+        assert_eq!(
+            after.routing_reason.as_deref(),
+            Some(ticketing::store::RELEASED_REASON)
+        );
+        assert_eq!(after.status, before.status);
+        assert_eq!(after.version, before.version + 1);
+    }
+    // Finished work keeps its history; other people's tickets are untouched.
+    assert_eq!(reread(&store, &resolved).await, resolved);
+    assert_eq!(reread(&store, &others).await, others);
+    assert!(
+        store
+            .staff_loads()
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.id != leaving.id)
+    );
+
+    let events = all_events(&store).await;
+    let new = &events[events_before..];
+    assert_eq!(new.len(), 4, "{new:?}");
+    for id in &expected {
+        let mine: Vec<OutboxEvent> = new
+            .iter()
+            .filter(|e| e.data["ticket_id"] == *id)
+            .cloned()
+            .collect();
+        assert_eq!(names(&mine), ["ticket/updated", "ticket/reroute.requested"]);
+        assert_eq!(mine[0].data["actor_id"], admin.id.as_str());
+        assert_eq!(
+            mine[0].data["changes"]["assigned_to"],
+            json!({"from": leaving.id, "to": null})
+        );
+        assert_eq!(mine[1].data["actor_id"], admin.id.as_str());
+    }
+
+    // Unknown people are not found, and nothing is written.
+    assert!(matches!(
+        store.revoke_staff(&new_id(), &admin.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(all_events(&store).await.len(), events.len());
+}
+
+/// A ticket `by` opened, assigned to `to`, then moved to `status`.
+async fn assigned_ticket(
+    store: &Arc<dyn Store>,
+    by: &User,
+    to: &User,
+    status: Option<TicketStatus>,
+) -> Ticket {
+    let t = add_ticket(store, by, "Assigned", "to someone").await;
+    let t = change(store, &t, assign_to(to)).await;
+    match status {
+        Some(s) => change(store, &t, set_status(s)).await,
+        None => t,
+    }
 }
 
 async fn routing_reason_and_sla_due_leave_the_version(store: Arc<dyn Store>) {

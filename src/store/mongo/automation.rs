@@ -292,6 +292,20 @@ impl AutomationStore for MongoStore {
                     let (id, assignee, reason) = (id.clone(), assignee.clone(), reason.clone());
                     let entry = entry.clone();
                     async move {
+                        // Read in the transaction's snapshot; `note_assignee` below writes the
+                        // same document, so a role change meanwhile is a conflict and a rerun.
+                        let mut still_staff = staff_filter();
+                        still_staff.insert("_id", &assignee);
+                        let is_staff = db
+                            .users
+                            .find_one(still_staff)
+                            .projection(doc! { "_id": 1 })
+                            .session(&mut *s)
+                            .await?
+                            .is_some();
+                        if !is_staff {
+                            return Ok(None);
+                        }
                         let updated = db
                             .tickets
                             .find_one_and_update(

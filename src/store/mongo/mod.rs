@@ -18,6 +18,7 @@ mod accounts;
 mod activity;
 mod automation;
 mod outbox;
+mod staff;
 mod tickets;
 mod transaction;
 mod users;

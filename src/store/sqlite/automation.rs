@@ -150,7 +150,8 @@ impl AutomationStore for SqliteStore {
             let changed = exec(
                 tx,
                 "UPDATE tickets SET assigned_to = ?1, routing_reason = ?2, updated_at = ?3, version = version + 1
-                 WHERE id = ?4 AND assigned_to IS NULL",
+                 WHERE id = ?4 AND assigned_to IS NULL
+                   AND EXISTS (SELECT 1 FROM users WHERE id = ?1 AND role IN ('moderator', 'admin'))",
                 params![assignee, reason, ts(now), id],
             )
             .map_err(sql)?;
