@@ -12,6 +12,7 @@ mod runs;
 mod stats;
 mod tickets;
 mod users;
+pub mod web;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -153,12 +154,15 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
+        .route("/assets/{version}/{*path}", axum::routing::get(web::asset))
         .route_layer(axum::middleware::from_fn(metrics::track))
-        .fallback(|| async { AppError::NotFound })
+        // Page paths get the browser app; unknown API paths keep the JSON 404.
+        .fallback(web::fallback)
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
