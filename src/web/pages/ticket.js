@@ -127,7 +127,8 @@ export async function ticketPage(ctx) {
         h('span', { class: 'muted id' }, `#${shortId(t.id)}`)),
       h('dl', { class: 'meta' },
         h('div', null, h('dt', null, 'Status'), h('dd', { id: 'ticket-status' }, statusBadge(t.status))),
-        h('div', null, h('dt', null, 'Priority'), h('dd', { id: 'ticket-priority' }, priorityBadge(t.priority),
+        h('div', null, h('dt', null, 'Priority'), h('dd', { id: 'ticket-priority' },
+          pending && !t.priority_locked ? h('span', { class: 'muted' }, 'Being triaged…') : priorityBadge(t.priority),
           t.escalated_at ? h('span', { class: 'badge escalated', title: `Escalated ${exact(t.escalated_at)}` }, '⇧ Escalated') : null)),
         h('div', null, h('dt', null, 'Category'), h('dd', { id: 'ticket-category' },
           pending && !t.category ? h('span', { class: 'muted' }, 'Being triaged…') : categoryText(t.category))),
@@ -233,7 +234,7 @@ export async function ticketPage(ctx) {
     return h('li', { class: `comment${c.internal ? ' internal' : ''}${c.author_id === me.id ? ' mine' : ''}`, dataset: { id: c.id } },
       h('div', { class: 'comment-head' },
         h('strong', { class: 'person' }, nameOf(c.author_id)), ' ', time(c.created_at),
-        c.internal ? h('span', { class: 'badge internal-badge' }, h('span', { 'aria-hidden': 'true' }, '🔒 '), 'Internal note: staff only') : null),
+        c.internal ? h('span', { class: 'badge internal-badge' }, h('span', { 'aria-hidden': 'true' }, '⚑ '), 'Internal note: staff only') : null),
       h('div', { class: 'body' }, c.body));
   }
 
@@ -345,9 +346,9 @@ export async function ticketPage(ctx) {
         break;
       case 'status_changed': icon = '◔'; text = `${actor} changed the status from ${label(STATUS, d.from)} to ${label(STATUS, d.to)}`; break;
       case 'priority_changed': icon = '◆'; text = `${actor} changed the priority from ${label(PRIORITY, d.from)} to ${label(PRIORITY, d.to)}`; break;
-      case 'sla_set': icon = '⏱'; text = 'Deadline set'; break;
+      case 'sla_set': icon = '◷'; text = 'Deadline set'; break;
       case 'escalated': icon = '⇧'; text = `Deadline passed: escalated to ${label(PRIORITY, d.priority)} priority`; break;
-      case 'commented': icon = d.internal ? '🔒' : '✉'; text = d.internal ? `${actor} added an internal note` : `${actor} replied`; break;
+      case 'commented': icon = d.internal ? '⚑' : '✉'; text = d.internal ? `${actor} added an internal note` : `${actor} replied`; break;
       case 'rated': icon = '★'; text = `${actor} rated the help ${d.score} out of 5`; break;
       default: text = `${actor}: ${String(a.kind).replace(/_/g, ' ')}`;
     }
@@ -367,7 +368,7 @@ export async function ticketPage(ctx) {
     if (t.triage && t.triage.triaged_at) rows.push([t.triage.triaged_at, '⚙', `Triaged by ${engineName(t.triage.source)}`]);
     if (t.assigned_at) rows.push([t.assigned_at, '→', `Assigned to ${assigneeName(t, me, names())}`]);
     if (t.escalated_at) rows.push([t.escalated_at, '⇧', 'Deadline passed: escalated']);
-    for (const c of state.comments) rows.push([c.created_at, c.internal ? '🔒' : '✉', `${nameOf(c.author_id)} ${c.internal ? 'added an internal note' : 'replied'}`]);
+    for (const c of state.comments) rows.push([c.created_at, c.internal ? '⚑' : '✉', `${nameOf(c.author_id)} ${c.internal ? 'added an internal note' : 'replied'}`]);
     if (t.resolved_at) rows.push([t.resolved_at, '✓', 'Resolved']);
     rows.sort((a, b) => (a[0] < b[0] ? -1 : 1));
     return rows.map(([at, icon, text]) => h('li', { class: 'event' },

@@ -232,9 +232,23 @@ impl Browser {
         }
     }
 
+    /// Sizes the viewport to `width` x `height`: the window's frame takes some height (its
+    /// reported outer width is clamped, so only the height is corrected).
     pub async fn resize(&self, width: u32, height: u32) {
         self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height})))
             .await;
+        let frame = self
+            .js_value("return window.outerHeight - window.innerHeight")
+            .await;
+        let dh = frame.as_u64().unwrap_or(0);
+        if dh > 0 {
+            self.cmd(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": width, "height": u64::from(height) + dh})),
+            )
+            .await;
+        }
     }
 
     /// Opens a path of the app (a full page load).
