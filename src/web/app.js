@@ -198,7 +198,7 @@ async function boot() {
   live.onModeChange((mode) => {
     const el = document.getElementById('live-state');
     if (!el) return;
-    const text = { stream: 'Live', poll: 'Updates every 5 s', connecting: 'Connecting…', off: '' }[mode];
+    const text = { stream: 'Live', poll: 'Polling', connecting: 'Connecting…', off: '' }[mode];
     el.textContent = text;
     el.dataset.mode = mode;
     el.title = mode === 'stream' ? 'Changes appear as they happen' : mode === 'poll' ? 'The page refreshes itself every 5 seconds' : '';

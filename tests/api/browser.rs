@@ -374,7 +374,9 @@ async fn browser_admin_manages_people_tickets_and_runs() {
     ada.click("#runs-table tbody tr a").await;
     ada.find("#run-steps").await;
     let old_run = ada.path().await.trim_start_matches("/admin/runs/").to_owned();
-    ada.wait_text("#run-status", "Completed").await;
+    // It waits for the ticket's resolution (the SLA step), so it is still running.
+    ada.wait_text("#run-status", "Running").await;
+    ada.wait_text("#run-steps", "attempt").await;
     check_page(&mut ada, "admin-run").await;
     ada.click("#run-rerun").await;
     ada.wait_for(
@@ -386,6 +388,11 @@ async fn browser_admin_manages_people_tickets_and_runs() {
     let run = app.get(&format!("/api/runs/{new_run}"), &admin_token).await;
     assert_eq!(run.body["run"]["rerun_of"], old_run.as_str(), "{:?}", run.body);
     ada.find(&format!("a[href='/admin/runs/{old_run}']")).await;
+    // The new run is cancelled from its page.
+    ada.click("#run-cancel").await;
+    ada.wait_text("#run-status", "Cancelled").await;
+    let run = app.get(&format!("/api/runs/{new_run}"), &admin_token).await;
+    assert_eq!(run.body["run"]["status"], "cancelled", "{:?}", run.body);
     ada.assert_clean_console("admin-run-rerun").await;
     ada.quit().await;
 }

@@ -40,10 +40,10 @@ export async function people(ctx) {
     const save = h('button', { type: 'button', class: 'primary', 'aria-label': `Save ${who}` }, 'Save');
     const status = h('span', { class: 'row-status', role: 'status' });
     const tr = h('tr', { dataset: { id: u.id } },
-      h('td', { dataset: { label: 'Person' } },
-        h('span', { class: 'person-name' }, u.name || '—'), h('br'),
-        h('span', { class: 'muted' }, u.email),
-        u.id === me.id ? h('span', { class: 'badge' }, 'You') : null),
+      h('td', { dataset: { label: 'Person' } }, h('div', { class: 'person-cell' },
+        h('span', { class: 'person-name' }, u.name || '—'),
+        u.id === me.id ? h('span', { class: 'badge' }, 'You') : null,
+        h('span', { class: 'muted person-email' }, u.email))),
       h('td', { dataset: { label: 'Role' } }, roleSel),
       h('td', { dataset: { label: 'Skills' } }, skills),
       h('td', { dataset: { label: 'Capacity' } }, capacity),

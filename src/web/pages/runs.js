@@ -150,7 +150,7 @@ export async function runPage(ctx) {
       h('div', { class: 'button-row' }, rerun, cancel),
       run.error ? h('div', { class: 'card' }, h('h2', null, 'Error'), json(run.error, 'run-error')) : null,
       h('section', { class: 'card', 'aria-labelledby': 'steps-h' }, h('h2', { id: 'steps-h' }, 'Steps'), steps(run)),
-      h('details', { class: 'card' }, h('summary', null, `History (${run.history.length} entries)`), history(run)),
+      h('details', { class: 'card' }, h('summary', null, `History (${run.history.length} entries)`), historyTable(run)),
       h('details', { class: 'card' }, h('summary', null, 'Event'), json(run.event)),
       run.output !== null && run.output !== undefined ? h('details', { class: 'card' }, h('summary', null, 'Output'), json(run.output)) : null);
     replace(ctx.main, pageHeader(`Run of ${run.function}`), h('p', { class: 'back' }, link('/admin/runs', '← All runs')), body);
@@ -186,7 +186,7 @@ function steps(run) {
   }));
 }
 
-function history(run) {
+function historyTable(run) {
   if (!run.history.length) return h('p', { class: 'muted' }, 'Nothing yet.');
   return h('table', { class: 'history' },
     h('thead', null, h('tr', null, ['Time', 'Step', 'Attempt', 'Outcome', 'Took', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),

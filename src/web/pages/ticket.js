@@ -5,7 +5,7 @@
 import { get, post, patch, ApiError } from '../api.js';
 import {
   h, val, replace, clear, field, input, select, link, time, statusBadge, priorityBadge, categoryText,
-  busy, pageHeader, errorBox, announce, say, clearErrors, showError, shortId, label, exact,
+  busy, pageHeader, errorBox, announce, say, clearErrors, showError, shortId, label, exact, capitalise,
   STATUS, PRIORITY, ROLE, tickTimes, nextId,
 } from '../dom.js';
 import { renderMarkdown } from '../md.js';
@@ -305,7 +305,7 @@ export async function ticketPage(ctx) {
         h('dt', null, 'Confidence'), h('dd', null, confidence),
         h('dt', null, 'Skills needed'), h('dd', null, tr.required_skills && tr.required_skills.length
           ? h('ul', { class: 'chips' }, tr.required_skills.map((sk) => h('li', null, sk))) : 'None in particular'),
-        h('dt', null, 'Engine'), h('dd', { id: 'triage-source' }, engineName(tr.source),
+        h('dt', null, 'Engine'), h('dd', { id: 'triage-source' }, capitalise(engineName(tr.source)),
           t.triage_status === 'fallback' ? ' (rules stepped in after the AI failed)' : ''),
         h('dt', null, 'Triaged'), h('dd', null, time(tr.triaged_at)),
         t.routing_reason ? [h('dt', null, 'Routing'), h('dd', { id: 'routing-reason' }, t.routing_reason)] : null));

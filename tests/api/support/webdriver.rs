@@ -468,7 +468,14 @@ impl Browser {
             .js_value("return [document.documentElement.scrollWidth, window.innerWidth]")
             .await;
         let (scroll, inner) = (v[0].as_i64().unwrap_or(0), v[1].as_i64().unwrap_or(0));
-        assert!(scroll <= inner + 1, "{page} is {scroll}px wide in a {inner}px window");
+        if scroll > inner + 1 {
+            let wide = self
+                .js_value(
+                    "return Array.from(document.querySelectorAll('body *')).filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !Array.from(e.children).some((c) => c.getBoundingClientRect().right > window.innerWidth + 1)).slice(0, 5).map((e) => e.outerHTML.slice(0, 200))",
+                )
+                .await;
+            panic!("{page} is {scroll}px wide in a {inner}px window; too wide: {wide:#}");
+        }
     }
 
     pub async fn quit(self) {
