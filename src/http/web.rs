@@ -22,9 +22,21 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("charts.js", JS, include_bytes!("../web/charts.js")),
     ("pages/auth.js", JS, include_bytes!("../web/pages/auth.js")),
     ("pages/list.js", JS, include_bytes!("../web/pages/list.js")),
-    ("pages/ticket.js", JS, include_bytes!("../web/pages/ticket.js")),
-    ("pages/people.js", JS, include_bytes!("../web/pages/people.js")),
-    ("pages/dashboard.js", JS, include_bytes!("../web/pages/dashboard.js")),
+    (
+        "pages/ticket.js",
+        JS,
+        include_bytes!("../web/pages/ticket.js"),
+    ),
+    (
+        "pages/people.js",
+        JS,
+        include_bytes!("../web/pages/people.js"),
+    ),
+    (
+        "pages/dashboard.js",
+        JS,
+        include_bytes!("../web/pages/dashboard.js"),
+    ),
     ("pages/runs.js", JS, include_bytes!("../web/pages/runs.js")),
 ];
 

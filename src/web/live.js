@@ -137,7 +137,8 @@ async function connect(gen, probing = false) {
   stopPolling();
   failures = 0;
   setMode('stream');
-  if (lastEventId || probing) refreshAll();
+  // Whatever changed before the stream was up (or while it was down) is fetched once.
+  refreshAll();
   try {
     await read(response.body, gen);
   } catch {

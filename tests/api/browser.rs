@@ -4,7 +4,7 @@
 //! console errors, named controls and typed markup staying text; screenshots of each page go to
 //! `target/screenshots/`.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, base_env, spawn_app, spawn_app_with, spawn_with_env};
 use crate::support::fake_gemini::{
     FAKE_GEMINI_KEY, FAKE_GEMINI_MODEL, FakeGemini, GeminiReply, auto_triage, gate,
 };
@@ -35,7 +35,13 @@ async fn set_name(app: &TestApp, id: &str, name: &str) {
 }
 
 /// A staff member with a display name, signed in through the API.
-async fn staff(app: &TestApp, email: &str, name: &str, role: Role, skills: &[&str]) -> (String, String) {
+async fn staff(
+    app: &TestApp,
+    email: &str,
+    name: &str,
+    role: Role,
+    skills: &[&str],
+) -> (String, String) {
     let (id, token) = app.staff(email, role, skills).await;
     set_name(app, &id, name).await;
     (id, token)
@@ -46,8 +52,11 @@ async fn sign_in_with_token(b: &Browser, token: &str) {
     b.goto("/signin").await;
     // Signed in already, the page moves on to the home page; any page of the app will do.
     b.find("main h1").await;
-    b.js_with("localStorage.setItem('ticketing.token', arguments[0])", json!([token]))
-        .await;
+    b.js_with(
+        "localStorage.setItem('ticketing.token', arguments[0])",
+        json!([token]),
+    )
+    .await;
 }
 
 async fn sign_in_with_form(b: &Browser, email: &str, password: &str) {
@@ -55,8 +64,11 @@ async fn sign_in_with_form(b: &Browser, email: &str, password: &str) {
     b.fill("#signin-email", email).await;
     b.fill("#signin-password", password).await;
     b.click("#signin-form button[type=submit]").await;
-    b.wait_for("return location.pathname !== '/signin'", "sign-in to finish")
-        .await;
+    b.wait_for(
+        "return location.pathname !== '/signin'",
+        "sign-in to finish",
+    )
+    .await;
 }
 
 /// Checks a page as every page is checked, and saves it at desktop and phone width.
@@ -89,7 +101,11 @@ async fn nothing_injected(b: &Browser, page: &str) {
              document.querySelectorAll('[onerror], [onclick], iframe, object, embed').length]",
         )
         .await;
-    assert_eq!(v, json!(["undefined", 0, 1, 0]), "injected markup on {page}");
+    assert_eq!(
+        v,
+        json!(["undefined", 0, 1, 0]),
+        "injected markup on {page}"
+    );
 }
 
 async fn body_contains(b: &Browser, needle: &str, page: &str) {
@@ -123,7 +139,14 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
     let (open_gate, held) = gate();
     gemini.set_default(GeminiReply::Held(held, Box::new(GeminiReply::Auto)));
     let app = spawn_with_gemini(&gemini).await;
-    staff(&app, "mona@example.com", "Mona Moderator", Role::Moderator, &["Database"]).await;
+    staff(
+        &app,
+        "mona@example.com",
+        "Mona Moderator",
+        Role::Moderator,
+        &["Database"],
+    )
+    .await;
 
     let driver = Driver::start().await;
     let mut ann = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
@@ -138,20 +161,25 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
     ann.wait_text("#signup-password-error", "Password must be between 8")
         .await;
     assert_eq!(
-        ann.js_value("return document.getElementById('signup-password').getAttribute('aria-invalid')")
-            .await,
+        ann.js_value(
+            "return document.getElementById('signup-password').getAttribute('aria-invalid')"
+        )
+        .await,
         "true"
     );
     ann.screenshot("signup-field-error-desktop").await;
     ann.fill("#signup-password", "correct horse battery").await;
     ann.click("#signup-form button[type=submit]").await;
-    ann.wait_for("return location.pathname === '/'", "my tickets").await;
-    ann.wait_text("main .empty", "You have no tickets yet").await;
+    ann.wait_for("return location.pathname === '/'", "my tickets")
+        .await;
+    ann.wait_text("main .empty", "You have no tickets yet")
+        .await;
     check_page(&mut ann, "my-tickets-empty").await;
 
     // Open a ticket: its page opens at once, triage still running.
     ann.click(".page-actions a[href='/tickets/new']").await;
-    ann.fill("#ticket-title", "Checkout fails with a database error").await;
+    ann.fill("#ticket-title", "Checkout fails with a database error")
+        .await;
     ann.fill(
         "#ticket-description",
         "Since this morning every payment ends with an error about the database.",
@@ -159,8 +187,11 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
     .await;
     check_page(&mut ann, "new-ticket").await;
     ann.click("#new-ticket-form button[type=submit]").await;
-    ann.wait_for("return location.pathname.startsWith('/tickets/0')", "the ticket page")
-        .await;
+    ann.wait_for(
+        "return location.pathname.startsWith('/tickets/0')",
+        "the ticket page",
+    )
+    .await;
     let ticket_id = ann.path().await.trim_start_matches("/tickets/").to_owned();
     ann.wait_text("#triage-state", "Triage is running").await;
     ann.js_value("window.__samePage = 'yes'").await;
@@ -181,9 +212,11 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
         .await;
     check_page(&mut mona, "moderator-queue").await;
     mona.click(&format!("a[href='/tickets/{ticket_id}']")).await;
-    mona.wait_text("#triage-summary", "Summary of: Checkout fails").await;
+    mona.wait_text("#triage-summary", "Summary of: Checkout fails")
+        .await;
     // The helpful notes are markdown, rendered to a list.
-    mona.wait_text("#triage-notes li", "Look at the database logs.").await;
+    mona.wait_text("#triage-notes li", "Look at the database logs.")
+        .await;
     mona.click("button[data-to='in_progress']").await;
     ann.wait_text("#ticket-status", "In progress").await;
 
@@ -209,6 +242,9 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
         "the creator saw an internal note: {creator_sees}"
     );
     check_page(&mut ann, "ticket-creator-resolved").await;
+    ann.js_value("document.getElementById('rating-form').scrollIntoView({block: 'center'})")
+        .await;
+    ann.screenshot("ticket-rating-form-desktop").await;
     // The list shows the new status too.
     ann.click(".back a").await;
     ann.wait_text("#ticket-table", "Resolved").await;
@@ -223,17 +259,36 @@ async fn browser_ticket_lifecycle_shows_every_change_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_creator_rates_and_the_timeline_tells_the_story() {
     let app = spawn_app().await;
-    let (_, mona) = staff(&app, "mona@example.com", "Mona Moderator", Role::Moderator, &[]).await;
+    let (mona_id, mona) = staff(
+        &app,
+        "mona@example.com",
+        "Mona Moderator",
+        Role::Moderator,
+        &[],
+    )
+    .await;
     let (_, ada) = staff(&app, "ada@example.com", "Ada Admin", Role::Admin, &[]).await;
     let (_, ann) = app.register("ann@example.com").await;
-    let ticket = app.create_ticket(&ann, "Invoice shows the wrong amount").await;
+    let ticket = app
+        .create_ticket(&ann, "Invoice shows the wrong amount")
+        .await;
     let id = ticket["id"].as_str().expect("id").to_owned();
     app.wait_until_processed().await;
-    let t = app.get(&format!("/api/tickets/{id}"), &mona).await;
-    assert_eq!(t.status, StatusCode::OK, "routed to the only moderator: {:?}", t.body);
+    let r = app
+        .patch(
+            &format!("/api/tickets/{id}"),
+            &ada,
+            json!({"assignee_id": mona_id}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     for status in ["in_progress", "resolved"] {
         let r = app
-            .patch(&format!("/api/tickets/{id}"), &mona, json!({"status": status}))
+            .patch(
+                &format!("/api/tickets/{id}"),
+                &mona,
+                json!({"status": status}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
@@ -249,11 +304,20 @@ async fn browser_creator_rates_and_the_timeline_tells_the_story() {
     creator
         .wait_text("#rating-result", "You rated the help 4 out of 5")
         .await;
-    creator.wait_text("#timeline", "rated the help 4 out of 5").await;
-    creator.wait_text("#timeline", "Triaged by the rules engine").await;
-    creator.wait_text("#timeline", "Assigned to Mona Moderator").await;
     creator
-        .wait_text("#timeline", "changed the status from In progress to Resolved")
+        .wait_text("#timeline", "rated the help 4 out of 5")
+        .await;
+    creator
+        .wait_text("#timeline", "Triaged by the rules engine")
+        .await;
+    creator
+        .wait_text("#timeline", "Assigned to Mona Moderator")
+        .await;
+    creator
+        .wait_text(
+            "#timeline",
+            "changed the status from In progress to Resolved",
+        )
         .await;
     check_page(&mut creator, "ticket-rated").await;
     let r = app.get(&format!("/api/tickets/{id}"), &ann).await;
@@ -266,7 +330,9 @@ async fn browser_creator_rates_and_the_timeline_tells_the_story() {
     admin
         .wait_text("#rating-result", "The customer rated the help 4 out of 5")
         .await;
-    admin.wait_text("#timeline", "Assigned to Mona Moderator").await;
+    admin
+        .wait_text("#timeline", "Assigned to Mona Moderator")
+        .await;
     admin.goto("/admin/dashboard").await;
     admin.wait_text("#dashboard", "4.0 / 5").await;
     admin
@@ -283,22 +349,34 @@ async fn browser_creator_rates_and_the_timeline_tells_the_story() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_admin_manages_people_tickets_and_runs() {
     let app = spawn_app().await;
-    let (_, _mona) = staff(&app, "mona@example.com", "Mona Moderator", Role::Moderator, &["Database"]).await;
+    let (_, _mona) = staff(
+        &app,
+        "mona@example.com",
+        "Mona Moderator",
+        Role::Moderator,
+        &["Database"],
+    )
+    .await;
     staff(&app, "ada@example.com", "Ada Admin", Role::Admin, &[]).await;
     let (bob_id, bob) = app.register("bob@example.com").await;
     set_name(&app, &bob_id, "Bob Builder").await;
-    let ticket = app.create_ticket(&bob, "Database backup keeps failing").await;
+    let ticket = app
+        .create_ticket(&bob, "Database backup keeps failing")
+        .await;
     let id = ticket["id"].as_str().expect("id").to_owned();
     let (_, carl) = app.register("carl@example.com").await;
-    app.create_ticket(&carl, "How do I export my invoices?").await;
+    app.create_ticket(&carl, "How do I export my invoices?")
+        .await;
     app.wait_until_processed().await;
 
     let driver = Driver::start().await;
     let mut ada = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
     sign_in_with_form(&ada, "ada@example.com", "password123").await;
     assert_eq!(ada.path().await, "/admin/tickets");
-    ada.wait_text("#ticket-table", "Database backup keeps failing").await;
-    ada.wait_text("#ticket-table", "How do I export my invoices?").await;
+    ada.wait_text("#ticket-table", "Database backup keeps failing")
+        .await;
+    ada.wait_text("#ticket-table", "How do I export my invoices?")
+        .await;
     check_page(&mut ada, "admin-all-tickets").await;
     // Filters and search narrow the list through the API.
     ada.fill("#filter-q", "backup").await;
@@ -313,9 +391,11 @@ async fn browser_admin_manages_people_tickets_and_runs() {
     // People: Bob becomes a moderator with a skill and a capacity.
     ada.goto("/admin/people").await;
     ada.choose(&format!("#role-{bob_id}"), "moderator").await;
-    ada.fill(&format!("#skills-{bob_id}"), "Database, Billing").await;
+    ada.fill(&format!("#skills-{bob_id}"), "Database, Billing")
+        .await;
     ada.fill(&format!("#capacity-{bob_id}"), "3").await;
-    ada.click(&format!("tr[data-id='{bob_id}'] button.primary")).await;
+    ada.click(&format!("tr[data-id='{bob_id}'] button.primary"))
+        .await;
     ada.wait_text(&format!("tr[data-id='{bob_id}'] .row-status"), "Saved")
         .await;
     check_page(&mut ada, "admin-people").await;
@@ -340,7 +420,8 @@ async fn browser_admin_manages_people_tickets_and_runs() {
     ada.click("#admin-priority + button").await;
     ada.wait_text("#ticket-priority", "Low").await;
     ada.click("#retriage").await;
-    ada.wait_text("#status-announcer", "Triage runs again").await;
+    ada.wait_text("#status-announcer", "Triage runs again")
+        .await;
     let t = app.get(&format!("/api/tickets/{id}"), &admin_token).await;
     assert_eq!(t.body["ticket"]["assigned_to"], bob_id.as_str());
     assert_eq!(t.body["ticket"]["priority"], "low");
@@ -357,7 +438,8 @@ async fn browser_admin_manages_people_tickets_and_runs() {
         "the charts",
     )
     .await;
-    ada.wait_text("#dashboard", "Open tickets per staff member").await;
+    ada.wait_text("#dashboard", "Open tickets per staff member")
+        .await;
     check_page(&mut ada, "admin-dashboard").await;
 
     // Runs: filter, open one, re-run it.
@@ -373,7 +455,11 @@ async fn browser_admin_manages_people_tickets_and_runs() {
     check_page(&mut ada, "admin-runs").await;
     ada.click("#runs-table tbody tr a").await;
     ada.find("#run-steps").await;
-    let old_run = ada.path().await.trim_start_matches("/admin/runs/").to_owned();
+    let old_run = ada
+        .path()
+        .await
+        .trim_start_matches("/admin/runs/")
+        .to_owned();
     // It waits for the ticket's resolution (the SLA step), so it is still running.
     ada.wait_text("#run-status", "Running").await;
     ada.wait_text("#run-steps", "attempt").await;
@@ -384,9 +470,18 @@ async fn browser_admin_manages_people_tickets_and_runs() {
         "the new run's page",
     )
     .await;
-    let new_run = ada.path().await.trim_start_matches("/admin/runs/").to_owned();
+    let new_run = ada
+        .path()
+        .await
+        .trim_start_matches("/admin/runs/")
+        .to_owned();
     let run = app.get(&format!("/api/runs/{new_run}"), &admin_token).await;
-    assert_eq!(run.body["run"]["rerun_of"], old_run.as_str(), "{:?}", run.body);
+    assert_eq!(
+        run.body["run"]["rerun_of"],
+        old_run.as_str(),
+        "{:?}",
+        run.body
+    );
     ada.find(&format!("a[href='/admin/runs/{old_run}']")).await;
     // The new run is cancelled from its page.
     ada.click("#run-cancel").await;
@@ -407,7 +502,14 @@ async fn browser_typed_markup_shows_as_text_on_every_page() {
     ));
     gemini.set_default(GeminiReply::Triage(triage));
     let app = spawn_with_gemini(&gemini).await;
-    let (mod_id, mona) = staff(&app, "mona@example.com", XSS_SCRIPT, Role::Moderator, &["Database"]).await;
+    let (mod_id, mona) = staff(
+        &app,
+        "mona@example.com",
+        XSS_SCRIPT,
+        Role::Moderator,
+        &["Database"],
+    )
+    .await;
     let (_, ada) = staff(&app, "ada@example.com", "Ada Admin", Role::Admin, &[]).await;
     let (ann_id, ann) = app.register("ann@example.com").await;
     set_name(&app, &ann_id, XSS_IMG).await;
@@ -422,8 +524,17 @@ async fn browser_typed_markup_shows_as_text_on_every_page() {
     let id = r.body["ticket"]["id"].as_str().expect("id").to_owned();
     app.wait_until_processed().await;
     let t = app.get(&format!("/api/tickets/{id}"), &mona).await;
-    assert_eq!(t.body["ticket"]["assigned_to"], mod_id.as_str(), "{:?}", t.body);
-    for (token, body, internal) in [(&ann, XSS_SCRIPT, false), (&mona, XSS_IMG, false), (&mona, XSS_SCRIPT, true)] {
+    assert_eq!(
+        t.body["ticket"]["assigned_to"],
+        mod_id.as_str(),
+        "{:?}",
+        t.body
+    );
+    for (token, body, internal) in [
+        (&ann, XSS_SCRIPT, false),
+        (&mona, XSS_IMG, false),
+        (&mona, XSS_SCRIPT, true),
+    ] {
         let r = app
             .post(
                 &format!("/api/tickets/{id}/comments"),
@@ -470,7 +581,10 @@ async fn browser_typed_markup_shows_as_text_on_every_page() {
     let links = b
         .js_value("return Array.from(document.querySelectorAll('#triage-notes a')).map((a) => [a.getAttribute('href'), a.rel])")
         .await;
-    assert_eq!(links, json!([["https://example.com/docs", "noopener noreferrer nofollow"]]));
+    assert_eq!(
+        links,
+        json!([["https://example.com/docs", "noopener noreferrer nofollow"]])
+    );
     assert!(b.exists("#triage-notes strong").await);
     nothing_injected(&b, "ticket (staff)").await;
     b.wait_text("#conversation .internal", XSS_SCRIPT).await;
@@ -511,19 +625,40 @@ async fn browser_typed_markup_shows_as_text_on_every_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_pages_show_only_what_each_role_may_see() {
     let app = spawn_app().await;
-    let (mona_id, mona) = staff(&app, "mona@example.com", "Mona Moderator", Role::Moderator, &[]).await;
-    let (_, max) = staff(&app, "max@example.com", "Max Moderator", Role::Moderator, &[]).await;
+    let (mona_id, mona) = staff(
+        &app,
+        "mona@example.com",
+        "Mona Moderator",
+        Role::Moderator,
+        &[],
+    )
+    .await;
+    let (_, max) = staff(
+        &app,
+        "max@example.com",
+        "Max Moderator",
+        Role::Moderator,
+        &[],
+    )
+    .await;
     let (_, ada) = staff(&app, "ada@example.com", "Ada Admin", Role::Admin, &[]).await;
     let (_, ann) = app.register("ann@example.com").await;
     let (_, bob) = app.register("bob@example.com").await;
     let anns = app.create_ticket(&ann, "Ann cannot print").await;
     let bobs = app.create_ticket(&bob, "Bob secret ticket").await;
-    let (ann_ticket, bob_ticket) = (anns["id"].as_str().expect("id"), bobs["id"].as_str().expect("id"));
+    let (ann_ticket, bob_ticket) = (
+        anns["id"].as_str().expect("id"),
+        bobs["id"].as_str().expect("id"),
+    );
     app.wait_until_processed().await;
     // Both tickets with Mona, so Max sees neither.
     for t in [ann_ticket, bob_ticket] {
         let r = app
-            .patch(&format!("/api/tickets/{t}"), &ada, json!({"assignee_id": mona_id}))
+            .patch(
+                &format!("/api/tickets/{t}"),
+                &ada,
+                json!({"assignee_id": mona_id}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
@@ -532,7 +667,13 @@ async fn browser_pages_show_only_what_each_role_may_see() {
     let mut b = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
 
     // Anonymous: every page but the account ones sends to sign-in, and back after it.
-    for path in ["/", format!("/tickets/{ann_ticket}").as_str(), "/queue", "/admin/people", "/admin/runs"] {
+    for path in [
+        "/",
+        format!("/tickets/{ann_ticket}").as_str(),
+        "/queue",
+        "/admin/people",
+        "/admin/runs",
+    ] {
         b.goto(path).await;
         b.wait_for(
             &format!(
@@ -549,7 +690,8 @@ async fn browser_pages_show_only_what_each_role_may_see() {
     b.fill("#signin-email", "ann@example.com").await;
     b.fill("#signin-password", "wrong password").await;
     b.click("#signin-form button[type=submit]").await;
-    b.wait_text("#signin-form .form-error", "Invalid email or password").await;
+    b.wait_text("#signin-form .form-error", "Invalid email or password")
+        .await;
     b.fill("#signin-password", "password123").await;
     b.click("#signin-form button[type=submit]").await;
     b.wait_for(
@@ -558,18 +700,30 @@ async fn browser_pages_show_only_what_each_role_may_see() {
     )
     .await;
     b.wait_text("#ticket-heading", "Ann cannot print").await;
-    assert!(!b.exists("#triage-panel:not([hidden])").await, "a user sees the triage panel");
+    assert!(
+        !b.exists("#triage-panel:not([hidden])").await,
+        "a user sees the triage panel"
+    );
 
     // A user: someone else's ticket is not found; staff pages are not allowed.
     b.goto(&format!("/tickets/{bob_ticket}")).await;
     b.wait_text("h1", "Ticket not found").await;
     assert!(!b.body_text().await.contains("Bob secret"));
-    for path in ["/queue", "/admin/people", "/admin/tickets", "/admin/dashboard", "/admin/runs"] {
+    for path in [
+        "/queue",
+        "/admin/people",
+        "/admin/tickets",
+        "/admin/dashboard",
+        "/admin/runs",
+    ] {
         b.goto(path).await;
         b.wait_text("h1", "Not allowed").await;
     }
     let nav = b.text("#nav").await;
-    assert!(!nav.contains("People") && !nav.contains("Runs") && !nav.contains("queue"), "{nav}");
+    assert!(
+        !nav.contains("People") && !nav.contains("Runs") && !nav.contains("queue"),
+        "{nav}"
+    );
     b.goto("/").await;
     b.find("#ticket-table").await;
     assert!(!b.body_text().await.contains("Bob secret"));
@@ -577,16 +731,33 @@ async fn browser_pages_show_only_what_each_role_may_see() {
 
     // Sign-out forgets the token.
     b.click("#sign-out").await;
-    b.wait_for("return location.pathname === '/signin'", "the sign-in page").await;
-    assert_eq!(b.js_value("return localStorage.getItem('ticketing.token')").await, Value::Null);
+    b.wait_for("return location.pathname === '/signin'", "the sign-in page")
+        .await;
+    assert_eq!(
+        b.js_value("return localStorage.getItem('ticketing.token')")
+            .await,
+        Value::Null
+    );
     b.goto(&format!("/tickets/{ann_ticket}")).await;
-    b.wait_for("return location.pathname === '/signin'", "sign-in after sign-out").await;
+    b.wait_for(
+        "return location.pathname === '/signin'",
+        "sign-in after sign-out",
+    )
+    .await;
 
     // A token the server no longer accepts is forgotten too.
     sign_in_with_token(&b, "not-a-valid-token").await;
     b.goto("/").await;
-    b.wait_for("return location.pathname === '/signin'", "sign-in for a bad token").await;
-    assert_eq!(b.js_value("return localStorage.getItem('ticketing.token')").await, Value::Null);
+    b.wait_for(
+        "return location.pathname === '/signin'",
+        "sign-in for a bad token",
+    )
+    .await;
+    assert_eq!(
+        b.js_value("return localStorage.getItem('ticketing.token')")
+            .await,
+        Value::Null
+    );
 
     // A moderator: tickets assigned to others are not found; admin pages are not allowed.
     sign_in_with_token(&b, &max).await;
@@ -606,11 +777,20 @@ async fn browser_pages_show_only_what_each_role_may_see() {
 
     // The admin sees everything.
     sign_in_with_token(&b, &ada).await;
-    for path in ["/admin/tickets", "/admin/people", "/admin/runs", "/admin/dashboard", "/queue"] {
+    for path in [
+        "/admin/tickets",
+        "/admin/people",
+        "/admin/runs",
+        "/admin/dashboard",
+        "/queue",
+    ] {
         b.goto(path).await;
         b.find("main h1").await;
         let h1 = b.text("main h1").await;
-        assert!(h1 != "Not allowed" && h1 != "Page not found", "{path}: {h1}");
+        assert!(
+            h1 != "Not allowed" && h1 != "Page not found",
+            "{path}: {h1}"
+        );
     }
     b.goto("/no/such/page").await;
     b.wait_text("h1", "Page not found").await;
@@ -622,7 +802,9 @@ async fn browser_pages_show_only_what_each_role_may_see() {
 async fn browser_works_by_keyboard_and_at_phone_width() {
     let app = spawn_app().await;
     let (_, ann) = app.register("ann@example.com").await;
-    let t = app.create_ticket(&ann, "The export button does nothing").await;
+    let t = app
+        .create_ticket(&ann, "The export button does nothing")
+        .await;
     app.wait_until_processed().await;
 
     let driver = Driver::start().await;
@@ -633,7 +815,10 @@ async fn browser_works_by_keyboard_and_at_phone_width() {
     let mut reached = false;
     for _ in 0..20 {
         b.keys("\u{E004}").await;
-        if b.js_value("return document.activeElement && document.activeElement.id").await == "signin-email" {
+        if b.js_value("return document.activeElement && document.activeElement.id")
+            .await
+            == "signin-email"
+        {
             reached = true;
             break;
         }
@@ -644,21 +829,33 @@ async fn browser_works_by_keyboard_and_at_phone_width() {
         .await;
     assert_ne!(outline[0], "none", "focus is invisible: {outline}");
     b.keys("ann@example.com\u{E004}password123\u{E007}").await;
-    b.wait_for("return location.pathname === '/'", "signed in by keyboard").await;
+    b.wait_for("return location.pathname === '/'", "signed in by keyboard")
+        .await;
     b.find("#ticket-table").await;
 
     // The skip link leads to the page's content.
     b.goto("/").await;
     b.find("#ticket-table").await;
     b.keys("\u{E004}").await;
-    assert_eq!(b.js_value("return document.activeElement.className").await, "skip");
+    assert_eq!(
+        b.js_value("return document.activeElement.className").await,
+        "skip"
+    );
 
     // Phone width: every main page fits and reads.
     b.resize(PHONE.0, PHONE.1).await;
     for (path, ready, name) in [
         ("/".to_owned(), "#ticket-table", "phone-my-tickets"),
-        (format!("/tickets/{}", t["id"].as_str().expect("id")), "#conversation", "phone-ticket"),
-        ("/tickets/new".to_owned(), "#new-ticket-form", "phone-new-ticket"),
+        (
+            format!("/tickets/{}", t["id"].as_str().expect("id")),
+            "#conversation",
+            "phone-ticket",
+        ),
+        (
+            "/tickets/new".to_owned(),
+            "#new-ticket-form",
+            "phone-new-ticket",
+        ),
         ("/account".to_owned(), "#password-form", "phone-account"),
     ] {
         b.goto(&path).await;
@@ -688,24 +885,49 @@ async fn web_shell_headers_and_assets() {
         "/admin/runs/x",
         "/no/such/page",
     ] {
-        let r = client.get(format!("{}{path}", app.base)).send().await.expect("GET");
+        let r = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("GET");
         let status = r.status();
         if status != StatusCode::OK {
-            panic!("{path}: {status} {:?} {}", r.headers().clone(), r.text().await.unwrap_or_default());
+            panic!(
+                "{path}: {status} {:?} {}",
+                r.headers().clone(),
+                r.text().await.unwrap_or_default()
+            );
         }
         let h = r.headers().clone();
-        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let header = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
         assert!(header("content-type").starts_with("text/html"), "{path}");
         let csp = header("content-security-policy");
-        assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'self'"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("default-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{path}: {csp}"
+        );
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"),
+            "{csp}"
+        );
         assert_eq!(header("x-content-type-options"), "nosniff");
         assert_eq!(header("x-frame-options"), "DENY");
         assert_eq!(header("referrer-policy"), "no-referrer");
         assert_eq!(header("cache-control"), "no-cache");
         let html = r.text().await.expect("shell");
-        assert!(!html.contains("<script>") && !html.contains("style="), "inline script or style in the shell");
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "inline script or style in the shell"
+        );
         asset_paths = html
             .split("\"/assets/")
             .skip(1)
@@ -715,38 +937,155 @@ async fn web_shell_headers_and_assets() {
     }
     assert!(asset_paths.len() >= 3, "{asset_paths:?}");
     for path in &asset_paths {
-        let r = client.get(format!("{}{path}", app.base)).send().await.expect("GET asset");
+        let r = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("GET asset");
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let cache = r.headers()["cache-control"].to_str().expect("ascii");
-        assert!(cache.contains("immutable") && cache.contains("max-age=31536000"), "{path}: {cache}");
+        assert!(
+            cache.contains("immutable") && cache.contains("max-age=31536000"),
+            "{path}: {cache}"
+        );
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-        let ct = r.headers()["content-type"].to_str().expect("ascii").to_owned();
-        let expected = if path.ends_with(".js") { "text/javascript" } else if path.ends_with(".css") { "text/css" } else { "image/svg+xml" };
+        let ct = r.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let expected = if path.ends_with(".js") {
+            "text/javascript"
+        } else if path.ends_with(".css") {
+            "text/css"
+        } else {
+            "image/svg+xml"
+        };
         assert!(ct.starts_with(expected), "{path}: {ct}");
     }
     // An asset of another version is served uncached; an unknown one is the JSON 404.
     let file = asset_paths[0].splitn(4, '/').nth(3).unwrap_or_default();
     let other = format!("/assets/0ld/{file}");
-    let r = client.get(format!("{}{other}", app.base)).send().await.expect("GET");
+    let r = client
+        .get(format!("{}{other}", app.base))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(r.status(), StatusCode::OK, "{other}");
     assert_eq!(r.headers()["cache-control"], "no-cache");
-    let r = app.request(reqwest::Method::GET, "/assets/v/nope.js", None, None).await;
+    let r = app
+        .request(reqwest::Method::GET, "/assets/v/nope.js", None, None)
+        .await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
 
     // The API answers JSON, 404s included; other services are unchanged.
     for path in ["/api/nope", "/api", "/api/tickets/x/nope"] {
         let r = app.request(reqwest::Method::GET, path, None, None).await;
-        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
     }
-    let r = app.request(reqwest::Method::POST, "/", None, Some(json!({}))).await;
+    let r = app
+        .request(reqwest::Method::POST, "/", None, Some(json!({})))
+        .await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
-    let r = app.request(reqwest::Method::GET, "/healthz", None, None).await;
+    let r = app
+        .request(reqwest::Method::GET, "/healthz", None, None)
+        .await;
     assert_eq!(r.body["status"], "ok");
-    let r = app.request(reqwest::Method::GET, "/openapi.json", None, None).await;
+    let r = app
+        .request(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
     assert!(r.body["paths"]["/api/tickets"].is_object());
-    let r = client.get(format!("{}/docs/", app.base)).send().await.expect("GET /docs/");
+    let r = client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .expect("GET /docs/");
     assert_eq!(r.status(), StatusCode::OK);
-    let csp = r.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert!(r.text().await.expect("docs").contains("swagger"));
+}
+
+/// The link of a password-reset mail (`APP_URL/reset?token=…`) in the outbox folder, as a path.
+fn reset_link(outbox: &std::path::Path) -> Option<String> {
+    for entry in std::fs::read_dir(outbox).ok()?.flatten() {
+        let raw = std::fs::read_to_string(entry.path()).ok()?;
+        let text = crate::support::mime::parse(&raw).text.unwrap_or_default();
+        if let Some(start) = text.find("/reset?token=") {
+            let link: String = text[start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '"')
+                .collect();
+            return Some(link);
+        }
+    }
+    None
+}
+
+/// Needs the account endpoints (`POST /api/auth/password/forgot|reset|change`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_password_reset_from_the_mail_link_and_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_with_env(base_env(dir.path())).await;
+    app.register("ann@example.com").await;
+
+    let driver = Driver::start().await;
+    let mut b = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
+    b.goto("/signin").await;
+    b.click("a[href='/forgot']").await;
+    b.fill("#forgot-email", "ann@example.com").await;
+    check_page(&mut b, "forgot-password").await;
+    b.click("#forgot-form button[type=submit]").await;
+    b.wait_text("main", "a mail with a link").await;
+
+    let outbox = dir.path().join("outbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let link = loop {
+        if let Some(link) = reset_link(&outbox) {
+            break link;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reset mail in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    b.goto(&link).await;
+    b.fill("#reset-password", "a brand new secret").await;
+    b.fill("#reset-confirm", "a different one").await;
+    b.click("#reset-form button[type=submit]").await;
+    b.wait_text("#reset-confirm-error", "differ").await;
+    b.fill("#reset-confirm", "a brand new secret").await;
+    check_page(&mut b, "reset-password").await;
+    b.click("#reset-form button[type=submit]").await;
+    b.wait_text("main", "Your password is changed").await;
+    // The link works once.
+    b.goto(&link).await;
+    b.fill("#reset-password", "yet another secret").await;
+    b.fill("#reset-confirm", "yet another secret").await;
+    b.click("#reset-form button[type=submit]").await;
+    b.find("#reset-form .form-error").await;
+
+    sign_in_with_form(&b, "ann@example.com", "a brand new secret").await;
+    b.goto("/account").await;
+    b.fill("#current-password", "a brand new secret").await;
+    b.fill("#new-password", "the third secret").await;
+    check_page(&mut b, "account").await;
+    b.click("#password-form button[type=submit]").await;
+    b.wait_text("#password-form .form-done", "Password changed")
+        .await;
+    b.click("#sign-out").await;
+    sign_in_with_form(&b, "ann@example.com", "the third secret").await;
+    b.assert_clean_console("account pages").await;
+    b.quit().await;
 }

@@ -263,7 +263,7 @@ async function ticketList(ctx, config) {
     syncUrl();
     load(false);
   };
-  const search = input('q', { type: 'search', id: 'filter-q', value: filters.q, placeholder: 'Words in the title or description', maxlength: 200 });
+  const search = input('q', { type: 'search', id: 'filter-q', value: filters.q, placeholder: 'Title or description', maxlength: 200 });
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter tickets' },
     field('Status', select('status', STATUS_OPTIONS, filters.status, { id: 'filter-status', onchange: onChange })),
     field('Priority', select('priority', PRIORITY_OPTIONS, filters.priority, { id: 'filter-priority', onchange: onChange })),

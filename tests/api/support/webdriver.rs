@@ -37,7 +37,12 @@ fn which(names: &[&str]) -> Option<PathBuf> {
 
 fn find_tools() -> Option<Tools> {
     Some(Tools {
-        chromium: which(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])?,
+        chromium: which(&[
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ])?,
         chromedriver: which(&["chromedriver"])?,
     })
 }
@@ -62,11 +67,19 @@ fn install() -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let packages = ["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"];
+    let packages = [
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ];
     if apt(&packages) || (apt(&["update"]) && apt(&packages)) {
         Ok(())
     } else {
-        Err(format!("installing Chromium with apt-get failed; {INSTALL_HINT}"))
+        Err(format!(
+            "installing Chromium with apt-get failed; {INSTALL_HINT}"
+        ))
     }
 }
 
@@ -127,7 +140,10 @@ impl Driver {
             .stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start {}: {e}; {INSTALL_HINT}", tools.chromedriver.display())
+            panic!(
+                "cannot start {}: {e}; {INSTALL_HINT}",
+                tools.chromedriver.display()
+            )
         });
         let driver = Driver {
             child,
@@ -137,13 +153,20 @@ impl Driver {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = driver.client.get(format!("{}/status", driver.url)).send().await
+            if let Ok(r) = driver
+                .client
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await
                 && let Ok(v) = r.json::<Value>().await
                 && v["value"]["ready"] == true
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         driver
@@ -214,15 +237,26 @@ pub struct Browser {
 }
 
 impl Browser {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
-        let mut req = self.client.request(method, format!("{}{path}", self.session));
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("chromedriver answers");
         let ok = resp.status().is_success();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if ok { Ok(v["value"].clone()) } else { Err(v["value"].clone()) }
+        if ok {
+            Ok(v["value"].clone())
+        } else {
+            Err(v["value"].clone())
+        }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -235,8 +269,12 @@ impl Browser {
     /// Sizes the viewport to `width` x `height`: the window's frame takes some height (its
     /// reported outer width is clamped, so only the height is corrected).
     pub async fn resize(&self, width: u32, height: u32) {
-        self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height})))
-            .await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
         let frame = self
             .js_value("return window.outerHeight - window.innerHeight")
             .await;
@@ -253,23 +291,39 @@ impl Browser {
 
     /// Opens a path of the app (a full page load).
     pub async fn goto(&self, path: &str) {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": format!("{}{path}", self.app)})))
-            .await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/url",
+            Some(json!({"url": format!("{}{path}", self.app)})),
+        )
+        .await;
     }
 
     /// The current path and query.
     pub async fn path(&self) -> String {
-        self.js_value("return location.pathname + location.search").await.as_str().unwrap_or("").to_owned()
+        self.js_value("return location.pathname + location.search")
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub async fn js_value(&self, script: &str) -> Value {
-        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []})))
-            .await
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
     }
 
     pub async fn js_with(&self, script: &str, args: Value) -> Value {
-        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args})))
-            .await
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
     }
 
     /// Polls a script until it returns something truthy (up to 30 s: polling pages refresh
@@ -278,14 +332,24 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = Value::Null;
         loop {
-            match self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await {
+            match self
+                .call(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({"script": script, "args": []})),
+                )
+                .await
+            {
                 Ok(v) if truthy(&v) => return v,
                 Ok(v) => last = v,
                 Err(e) => last = e,
             }
             if Instant::now() > deadline {
                 let text = self.body_text().await;
-                panic!("timed out waiting for {what} (last: {last}); page {} shows:\n{text}", self.path().await);
+                panic!(
+                    "timed out waiting for {what} (last: {last}); page {} shows:\n{text}",
+                    self.path().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -296,7 +360,11 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(v) = self
-                .call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})))
+                .call(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
                 .await
                 && let Some(id) = v[ELEMENT].as_str()
             {
@@ -304,15 +372,21 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let text = self.body_text().await;
-                panic!("no element {css} on {}; the page shows:\n{text}", self.path().await);
+                panic!(
+                    "no element {css} on {}; the page shows:\n{text}",
+                    self.path().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn exists(&self, css: &str) -> bool {
-        self.js_with("return document.querySelector(arguments[0]) !== null", json!([css]))
-            .await
+        self.js_with(
+            "return document.querySelector(arguments[0]) !== null",
+            json!([css]),
+        )
+        .await
             == Value::Bool(true)
     }
 
@@ -323,15 +397,29 @@ impl Browser {
             &format!("{css} to be enabled and visible"),
         )
         .await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// Clears a field and types into it, key by key.
     pub async fn fill(&self, css: &str, text: &str) {
         let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({}))).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})))
-            .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     /// Types into whatever has focus (special keys as WebDriver code points, e.g. "\u{E004}" Tab).
@@ -340,7 +428,10 @@ impl Browser {
             .chars()
             .flat_map(|c| {
                 let k = c.to_string();
-                [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})]
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
             })
             .collect();
         self.cmd(
@@ -356,7 +447,12 @@ impl Browser {
         self.find(select_css).await;
         let option = format!("{select_css} option[value=\"{value}\"]");
         let id = self.find(&option).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     pub async fn text(&self, css: &str) -> String {
@@ -412,7 +508,11 @@ impl Browser {
     /// Reads the browser console since the last call and keeps it in `console`.
     pub async fn read_console(&mut self) -> Vec<Value> {
         let entries = self
-            .cmd(reqwest::Method::POST, "/se/log", Some(json!({"type": "browser"})))
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
             .await;
         let entries = entries.as_array().cloned().unwrap_or_default();
         self.console.extend(entries.iter().cloned());
@@ -459,7 +559,11 @@ impl Browser {
                 "#,
             )
             .await;
-        assert_eq!(unnamed, json!([]), "controls without an accessible name on {page}");
+        assert_eq!(
+            unnamed,
+            json!([]),
+            "controls without an accessible name on {page}"
+        );
     }
 
     /// The page fits the window: nothing scrolls sideways.
