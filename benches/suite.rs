@@ -1,6 +1,7 @@
 //! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
-//! `serve`, `create`, `pipeline`, `memory` (all when none is given). It prints each number as it
-//! is measured, PASS or MISS for each target with the gap, and Markdown tables at the end.
+//! `serve`, `create`, `pipeline`, `memory`, `web` (all when none is given). It prints each
+//! number as it is measured, PASS or MISS for each target with the gap, and Markdown tables at
+//! the end.
 //!
 //! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
 //! cargo builds for this bench; the JS side is the official SDK app in `tests/js-oracle`
@@ -29,10 +30,15 @@ mod serve;
 mod server;
 #[path = "suite/settings.rs"]
 mod settings;
+#[path = "suite/web.rs"]
+mod web;
+#[path = "../tests/api/support/webdriver.rs"]
+#[allow(dead_code)]
+mod webdriver;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 5] = ["cold-start", "serve", "create", "pipeline", "memory"];
+const NAMES: [&str; 6] = ["cold-start", "serve", "create", "pipeline", "memory", "web"];
 
 fn main() -> ExitCode {
     // cargo passes `--bench`; names are the other arguments.
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
         }
         if wants("create") {
             create::run(&mut report, &settings).await;
+        }
+        if wants("web") {
+            web::run(&mut report, &settings).await;
         }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;

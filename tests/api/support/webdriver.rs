@@ -132,7 +132,7 @@ impl Driver {
     pub async fn start() -> Driver {
         let tools = tools();
         let slot = SLOTS.acquire().await.expect("browser slots");
-        let port = super::binary::free_port();
+        let port = free_port();
         let mut cmd = Command::new(&tools.chromedriver);
         cmd.arg(format!("--port={port}"))
             .arg("--allowed-ips=")
@@ -330,9 +330,8 @@ impl Browser {
     /// every 5 s).
     pub async fn wait_for(&self, script: &str, what: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = Value::Null;
         loop {
-            match self
+            let last = match self
                 .call(
                     reqwest::Method::POST,
                     "/execute/sync",
@@ -341,9 +340,8 @@ impl Browser {
                 .await
             {
                 Ok(v) if truthy(&v) => return v,
-                Ok(v) => last = v,
-                Err(e) => last = e,
-            }
+                Ok(v) | Err(v) => v,
+            };
             if Instant::now() > deadline {
                 let text = self.body_text().await;
                 panic!(
@@ -585,6 +583,13 @@ impl Browser {
     pub async fn quit(self) {
         let _ = self.call(reqwest::Method::DELETE, "", None).await;
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn truthy(v: &Value) -> bool {
