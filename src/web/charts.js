@@ -9,9 +9,9 @@ import { h, s } from './dom.js';
  */
 export function barChart(title, items, options = {}) {
   const rowH = 28;
-  const labelW = options.labelWidth || 130;
-  const width = 420;
-  const valueW = 70;
+  const labelW = options.labelWidth || 120;
+  const width = 380;
+  const valueW = 64;
   const barMax = width - labelW - valueW;
   const height = Math.max(items.length, 1) * rowH + 8;
   const max = Math.max(1, options.max || 0, ...items.map((i) => i.value), ...items.map((i) => i.mark || 0));

@@ -865,6 +865,21 @@ async fn browser_works_by_keyboard_and_at_phone_width() {
         b.screenshot(name).await;
     }
     b.assert_clean_console("phone pages").await;
+
+    // The pages mail links open: a reset link shows its form; a bad confirmation link says so
+    // and offers a new one.
+    b.click("#sign-out").await;
+    b.resize(DESKTOP.0, DESKTOP.1).await;
+    b.goto("/reset?token=abc").await;
+    b.find("#reset-form").await;
+    check_page(&mut b, "reset-password-form").await;
+    b.goto("/verify?token=not-a-real-token").await;
+    b.wait_text("main", "invalid or has expired").await;
+    b.find("#resend-form").await;
+    check_page(&mut b, "verify-bad-link").await;
+    b.goto("/forgot").await;
+    b.find("#forgot-form").await;
+    check_page(&mut b, "forgot").await;
     b.quit().await;
 }
 

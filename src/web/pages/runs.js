@@ -108,7 +108,7 @@ export async function runPage(ctx) {
     if (!ctx.isCurrent()) return;
     render(run);
     clearTimeout(timer);
-    if (run.status === 'queued' || run.status === 'running') timer = setTimeout(draw, 2000);
+    if (run.status === 'queued' || run.status === 'running') timer = setTimeout(draw, 5000);
   }
 
   function render(run) {
