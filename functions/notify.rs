@@ -13,6 +13,8 @@ pub enum Delivery {
     AlreadySent,
     /// The address was refused for good; retrying cannot help.
     Undeliverable,
+    /// Nothing to send any more (an address confirmed before its new link went out).
+    NotNeeded,
 }
 
 pub async fn send_once(

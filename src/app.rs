@@ -8,6 +8,7 @@ use crate::durable::Durable;
 use crate::functions::Deps;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppInner, AppState};
+use crate::live::{ChangeBus, Publishing};
 use crate::mail::Templates;
 use crate::relay::Relay;
 use crate::store::mongo::MongoStore;
@@ -82,7 +83,8 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(content.as_bytes())
 }
 
-/// Creates an account directly (CLI and bootstrap). An existing e-mail is reported, not changed.
+/// Creates an account directly (CLI and bootstrap), its address counted as verified. An
+/// existing e-mail is reported, not changed.
 pub async fn create_user(
     store: &Arc<dyn Store>,
     email: Email,
@@ -101,6 +103,8 @@ pub async fn create_user(
         password_hash: hash,
         role,
         skills,
+        // Made by an operator: there is nothing to confirm.
+        email_verified: true,
     };
     store
         .create_user(
@@ -158,6 +162,10 @@ impl Service {
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
         let (store, mongo) = open_backend(&config).await?;
+        // Everything writes through this, the durable functions too, so every committed ticket
+        // change reaches the event stream.
+        let live = Arc::new(ChangeBus::default());
+        let store: Arc<dyn Store> = Arc::new(Publishing::new(store, live.clone()));
         bootstrap_admin(&config, &store).await?;
 
         let deps = Arc::new(function_deps(&config, store.clone())?);
@@ -170,6 +178,7 @@ impl Service {
             execution_mode: durable.mode,
             executor: durable.executor.clone(),
             synced: durable.synced.clone(),
+            live,
             store: store.clone(),
             config: config.clone(),
         });
@@ -196,21 +205,23 @@ impl Service {
         })
     }
 
-    /// Stops background work, letting steps in flight finish and flushing the outbox.
+    /// Ends the event streams, then stops background work, letting steps in flight finish and
+    /// flushing the outbox.
     pub async fn shutdown(self) {
+        self.state.live.close();
         self.background.shutdown(SHUTDOWN_GRACE).await;
     }
 }
 
-/// The embedded executor's runs, for `ticketing runs`: opened on the same files as the server,
-/// which may be running.
+/// The embedded executor's runs, for `ticketing runs`: opened on the same store as the server
+/// (the SQLite file or the MongoDB database), which may be running.
 pub async fn operations_executor(
     config: &Config,
 ) -> anyhow::Result<crate::inngest::executor::Executor> {
     crate::tls::install_crypto_provider();
-    let store = open_store(config).await?;
+    let (store, mongo) = open_backend(config).await?;
     let deps = Arc::new(function_deps(config, store)?);
-    crate::durable::operations_executor(config, deps).await
+    crate::durable::operations_executor(config, deps, mongo).await
 }
 
 /// The durable functions' collaborators, from the configuration.
@@ -237,6 +248,7 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
             .map_err(|e| anyhow::anyhow!("mail transport: {e}"))?,
         templates: Templates::new(&config.app_url, "Support"),
         sla: config.sla,
+        accounts: config.accounts,
         ai_permits: Semaphore::new(config.ai_concurrency as usize),
         ai_concurrency: config.ai_concurrency,
     })
@@ -285,6 +297,12 @@ impl App {
             background,
         } = self.service;
         tracing::info!(%addr, store = state.store.backend(), "listening");
+        // Open event streams would hold a graceful shutdown forever: they end first.
+        let live = state.live.clone();
+        let stop = async move {
+            stop.await;
+            live.close();
+        };
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

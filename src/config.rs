@@ -100,6 +100,18 @@ pub struct Config {
     pub ai_concurrency: u32,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    pub accounts: AccountConfig,
+}
+
+/// Account recovery and verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Sign-up confirms the address by mail before the account may open tickets.
+    pub require_email_verification: bool,
+    /// How long a password-reset link works.
+    pub password_reset_ttl: Duration,
+    /// How long an address-verification link works.
+    pub email_verification_ttl: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,7 +426,31 @@ impl Config {
                 })?,
         };
 
+        // Down to seconds, so a test can watch a link expire.
+        let link_ttl = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => parse_duration(&raw)
+                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(30 * 86_400))
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!("{raw:?} is not a duration between 1s and 30d (e.g. 1h, 30m)"),
+                        )
+                    }),
+            }
+        };
+        let accounts = AccountConfig {
+            require_email_verification: flag(
+                "REQUIRE_EMAIL_VERIFICATION",
+                get("REQUIRE_EMAIL_VERIFICATION"),
+            )?,
+            password_reset_ttl: link_ttl("PASSWORD_RESET_TTL", 3600)?,
+            email_verification_ttl: link_ttl("EMAIL_VERIFICATION_TTL", 24 * 3600)?,
+        };
+
         Ok(Config {
+            accounts,
             metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
@@ -531,6 +567,14 @@ mod tests {
         assert_eq!(c.app_url, "http://127.0.0.1:3000");
         assert_eq!(c.jwt_ttl, Duration::from_secs(86_400));
         assert!(c.inngest_env.is_empty());
+        assert_eq!(
+            c.accounts,
+            AccountConfig {
+                require_email_verification: false,
+                password_reset_ttl: Duration::from_secs(3600),
+                email_verification_ttl: Duration::from_secs(86_400),
+            }
+        );
     }
 
     #[test]
@@ -586,6 +630,16 @@ mod tests {
             (vec![("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
             (vec![("SLA_HIGH", "0")], "SLA_HIGH"),
             (vec![("AI_CONCURRENCY", "0")], "AI_CONCURRENCY"),
+            (
+                vec![("REQUIRE_EMAIL_VERIFICATION", "maybe")],
+                "REQUIRE_EMAIL_VERIFICATION",
+            ),
+            (vec![("PASSWORD_RESET_TTL", "0")], "PASSWORD_RESET_TTL"),
+            (vec![("PASSWORD_RESET_TTL", "31d")], "PASSWORD_RESET_TTL"),
+            (
+                vec![("EMAIL_VERIFICATION_TTL", "soon")],
+                "EMAIL_VERIFICATION_TTL",
+            ),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

@@ -248,25 +248,23 @@ async fn observe_sync(State(synced): State<Arc<AtomicBool>>, req: Request, next:
 }
 
 /// An executor over the run store, for operating on runs from outside the server (the CLI).
-/// It knows the functions (a re-run needs them) but never runs anything itself: the server's
-/// executor picks up what it writes.
-pub async fn operations_executor(config: &Config, deps: Arc<Deps>) -> anyhow::Result<Executor> {
+/// It knows the functions (a re-run needs them) but never runs anything itself, and takes no
+/// lease: the server's executor picks up what it writes. `mongo` is the application's MongoDB
+/// database when that is the store, as for [`Durable::build`].
+pub async fn operations_executor(
+    config: &Config,
+    deps: Arc<Deps>,
+    mongo: Option<mongodb::Database>,
+) -> anyhow::Result<Executor> {
     if !config.inngest_env.is_empty() {
         anyhow::bail!(
             "runs are managed by Inngest when INNGEST_* variables are set; use the Inngest dashboard"
         );
     }
-    let StoreUrl::Sqlite(path) = &config.store else {
-        anyhow::bail!(
-            "the embedded executor keeps its runs in SQLite; with MongoDB runs are managed by Inngest"
-        );
-    };
-    let store = SqliteRunStore::open(path)
-        .await
-        .with_context(|| format!("opening the run store in {}", path.display()))?;
+    let store = run_store(&config.store, mongo).await?;
     let handler = ServeHandler::new(APP_ID, InngestSettings::dev(), functions::all(deps));
     let executor = Executor::new(
-        Arc::new(store),
+        store,
         Arc::new(RouterTransport::new(Router::new())),
         ExecutorOptions::default(),
     );

@@ -13,6 +13,7 @@ pub mod durable;
 pub mod functions;
 pub mod http;
 pub mod inngest;
+pub mod live;
 pub mod mail;
 pub mod relay;
 pub mod routing;
@@ -21,6 +22,11 @@ pub mod sqlite_gate;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+
+/// The MongoDB server of the unit tests (shared with the integration tests).
+#[cfg(test)]
+#[path = "../tests/mongo_peer/server.rs"]
+pub(crate) mod test_mongo;
 
 pub use app::App;
 pub use config::Config;

@@ -23,8 +23,9 @@ enum Command {
     User(UserCommand),
     /// Inspect and operate durable-function runs of the embedded executor.
     ///
-    /// Works on the data directory directly, with or without a server running on it; a running
-    /// server picks up re-runs and cancellations within a second. Under Inngest (INNGEST_*
+    /// Works on the store directly (the SQLite file in the data directory, or the MongoDB
+    /// database of DATABASE_URL), with or without a server running on it; a running server
+    /// picks up re-runs and cancellations within a second. Under Inngest (INNGEST_*
     /// set) runs are managed in the Inngest dashboard instead.
     #[command(subcommand)]
     Runs(RunsCommand),

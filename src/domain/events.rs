@@ -4,6 +4,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub const USER_SIGNUP: &str = "user/signup";
+/// Someone asked for a password-reset link for this account.
+pub const USER_PASSWORD_RESET_REQUESTED: &str = "user/password-reset-requested";
+/// Someone asked for a new verification link for this (unverified) account.
+pub const USER_VERIFICATION_REQUESTED: &str = "user/verification-requested";
+/// Someone tried to sign up with the address of this existing account.
+pub const USER_SIGNUP_ATTEMPTED: &str = "user/signup-attempted";
 pub const TICKET_CREATED: &str = "ticket/created";
 pub const TICKET_UPDATED: &str = "ticket/updated";
 pub const TICKET_RESOLVED: &str = "ticket/resolved";
@@ -31,6 +37,18 @@ impl NewEvent {
 
     pub fn user_signup(user_id: &str) -> Self {
         Self::new(USER_SIGNUP, json!({ "user_id": user_id }))
+    }
+
+    pub fn password_reset_requested(user_id: &str) -> Self {
+        Self::new(USER_PASSWORD_RESET_REQUESTED, json!({ "user_id": user_id }))
+    }
+
+    pub fn verification_requested(user_id: &str) -> Self {
+        Self::new(USER_VERIFICATION_REQUESTED, json!({ "user_id": user_id }))
+    }
+
+    pub fn signup_attempted(user_id: &str) -> Self {
+        Self::new(USER_SIGNUP_ATTEMPTED, json!({ "user_id": user_id }))
     }
 
     pub fn ticket_created(ticket_id: &str, created_by: &str) -> Self {

@@ -1,5 +1,7 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod account;
+mod activity;
 pub mod auth;
 mod comments;
 pub mod error;
@@ -8,8 +10,10 @@ mod health;
 mod metrics;
 mod pagination;
 pub mod rate_limit;
+mod ratings;
 mod runs;
 mod stats;
+mod stream;
 mod tickets;
 mod users;
 pub mod web;
@@ -57,6 +61,8 @@ pub struct AppInner {
     pub executor: Option<crate::inngest::executor::Executor>,
     /// Whether the functions are registered with Inngest (always true when embedded).
     pub synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Committed ticket changes of this process, for `GET /api/stream`.
+    pub live: Arc<crate::live::ChangeBus>,
 }
 
 impl AppState {
@@ -83,6 +89,7 @@ impl Deref for AppState {
     tags(
         (name = "auth", description = "accounts and tokens"),
         (name = "tickets"), (name = "comments"), (name = "users", description = "admin only"),
+        (name = "stream", description = "live updates (Server-Sent Events)"),
         (name = "stats", description = "admin only"),
         (name = "runs", description = "admin only: durable-function runs of the embedded executor"),
         (name = "health"),
@@ -102,12 +109,19 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The REST routes and their OpenAPI document, before state and layers.
-fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and their OpenAPI document, before state and layers: the REST routes, and apart
+/// from them the event stream, which stays open for as long as its client wants.
+fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let limited = OpenApiRouter::new()
         .routes(routes!(auth::register))
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
+        .routes(routes!(account::forgot_password))
+        .routes(routes!(account::reset_password))
+        // Signed in, but a stolen token must not buy unlimited guesses at the password.
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::verify_email))
+        .routes(routes!(account::resend_verification))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_auth,
@@ -115,6 +129,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .routes(routes!(auth::me))
+        .routes(routes!(account::sign_out_everywhere))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(
             tickets::get_ticket,
@@ -122,6 +137,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tickets::put_ticket
         ))
         .routes(routes!(tickets::retriage_ticket))
+        .routes(routes!(activity::list_activity))
+        .routes(routes!(ratings::rate_ticket))
         .routes(routes!(comments::list_comments, comments::add_comment))
         .routes(routes!(users::list_users))
         .routes(routes!(users::update_user))
@@ -133,22 +150,28 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts();
+    let (streaming, stream_doc) = OpenApiRouter::new()
+        .routes(routes!(stream::stream))
+        .split_for_parts();
     let mut openapi = openapi;
+    openapi.merge(stream_doc);
     document_common_errors(&mut openapi);
-    (router, openapi)
+    (router, streaming, openapi)
 }
 
 pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    api(state).1
+    api(state).2
 }
 
 /// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
 /// its own body limits.
 pub fn router(state: AppState, extra: Router) -> Router {
-    let (api, openapi) = api(&state);
+    let (api, streaming, openapi) = api(&state);
+    // A request timeout belongs on `api`: the stream is merged after it, open by design.
     let api = api
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(streaming.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api

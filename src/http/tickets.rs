@@ -10,7 +10,8 @@ use crate::domain::new_id;
 use crate::domain::ticket::{Actor, Category, Description, Priority, TicketStatus, Title};
 use crate::domain::user::Role;
 use crate::store::{
-    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, Visibility,
+    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, TicketSort, User,
+    Visibility,
 };
 use axum::Json;
 use axum::extract::{Path, State};
@@ -47,9 +48,19 @@ pub struct ListParams {
     assignee: Option<String>,
     /// Text to find in the title or description.
     q: Option<String>,
+    /// `newest` (the default) or `sla_due`: soonest SLA deadline first, tickets without one
+    /// last. A cursor only continues the order it came from.
+    sort: Option<SortParam>,
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+#[derive(Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortParam {
+    Newest,
+    SlaDue,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -67,6 +78,12 @@ pub struct UpdateTicketBody {
 /// Tells an explicit `null` apart from a missing field.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
+}
+
+/// What `viewer` may see of `ticket`, as `GET /api/tickets/{id}` shows it; the event stream
+/// sends the same.
+pub fn ticket_view(viewer: &User, ticket: Ticket) -> Ticket {
+    redact(ticket, viewer.role)
 }
 
 /// Notes for moderators stay with staff.
@@ -103,12 +120,17 @@ pub async fn visible_ticket(
 }
 
 #[utoipa::path(post, path = "/api/tickets", tag = "tickets", security(("bearer" = [])), request_body = CreateTicketBody,
-    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`email_unverified`: the address is not confirmed yet (`REQUIRE_EMAIL_VERIFICATION`)"),
+        (status = 422, body = ErrorBody)))]
 pub async fn create_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<CreateTicketBody>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
+    if state.config.accounts.require_email_verification && !user.0.email_verified {
+        return Err(AppError::EmailUnverified);
+    }
     let title = Title::parse(&body.title)?;
     let description = Description::parse(&body.description)?;
     let id = new_id();
@@ -161,6 +183,22 @@ pub async fn list_tickets(
             "q must be at most 200 characters",
         ));
     }
+    let sort = params.sort.unwrap_or(SortParam::Newest);
+    let (sort, after) = match sort {
+        SortParam::Newest => (
+            TicketSort::Newest,
+            pagination::decode(params.cursor.as_deref())?,
+        ),
+        SortParam::SlaDue => match pagination::decode_sla_due(params.cursor.as_deref())? {
+            Some(cursor) => (
+                TicketSort::SlaDue {
+                    after_due: cursor.due,
+                },
+                Some(cursor.id),
+            ),
+            None => (TicketSort::SlaDue { after_due: None }, None),
+        },
+    };
     let query = TicketQuery {
         visibility,
         status: params.status,
@@ -168,17 +206,25 @@ pub async fn list_tickets(
         category: params.category,
         assignee,
         text,
+        sort,
         limit: pagination::limit(params.limit)?,
-        after: pagination::decode(params.cursor.as_deref())?,
+        after,
     };
     let page = state.store.list_tickets(&query).await?;
+    let next_cursor = match (&query.sort, page.next_after.is_some(), page.items.last()) {
+        (TicketSort::Newest, true, Some(last)) => Some(pagination::encode(&last.id)),
+        (TicketSort::SlaDue { .. }, true, Some(last)) => {
+            Some(pagination::encode_sla_due(last.sla_due_at, &last.id))
+        }
+        _ => None,
+    };
     Ok(Json(TicketList {
         tickets: page
             .items
             .into_iter()
             .map(|t| redact(t, user.role()))
             .collect(),
-        next_cursor: page.next_after.as_deref().map(pagination::encode),
+        next_cursor,
     }))
 }
 
@@ -191,7 +237,7 @@ pub async fn get_ticket(
 ) -> ApiResult<Json<TicketResponse>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     Ok(Json(TicketResponse {
-        ticket: redact(ticket, user.role()),
+        ticket: ticket_view(&user.0, ticket),
     }))
 }
 
@@ -289,7 +335,10 @@ fn decide_update(
         is_creator: ticket.created_by == user.id(),
         is_assignee: ticket.assigned_to.as_deref() == Some(user.id()),
     };
-    let mut change = TicketChange::default();
+    let mut change = TicketChange {
+        actor: Some(user.id().to_owned()),
+        ..TicketChange::default()
+    };
     let mut changes = Map::new();
     if let Some(to) = body.status.filter(|s| *s != ticket.status) {
         change.status = Some(ticket.status.transition(to, actor)?);

@@ -11,7 +11,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 pub use model::*;
 
+use crate::domain::account_token::{TokenHash, TokenPurpose};
+pub use crate::domain::activity::{Activity, ActivityEntry, NewActivity};
 use crate::domain::events::NewEvent;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +45,47 @@ pub trait UserStore: Send + Sync {
     async fn update_user(&self, id: &str, patch: UserPatch) -> StoreResult<User>;
 }
 
+/// Recovering and ending access: password changes, one-time links, token generations.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Replaces the password and raises the token generation (ending every access token issued
+    /// before); outstanding reset links die with the old password.
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<User>;
+    /// Raises the token generation: every access token issued before stops working.
+    async fn end_sessions(&self, user_id: &str) -> StoreResult<User>;
+    /// Looks up the account with this e-mail and writes `event(user_id)` to the outbox, in one
+    /// transaction, so the caller does the same store work whether the account exists or not.
+    /// With `unverified_only`, a verified account gets no event. Returns whether one was written.
+    async fn queue_user_event(
+        &self,
+        email: &str,
+        unverified_only: bool,
+        event: for<'a> fn(&'a str) -> NewEvent,
+    ) -> StoreResult<bool>;
+    /// Keeps a link's hash until it expires or is used; expired links are cleared meanwhile.
+    async fn create_account_token(&self, token: NewAccountToken) -> StoreResult<()>;
+    /// The account a live (unused, unexpired) link of this purpose belongs to.
+    async fn find_account_token(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<String>>;
+    /// Uses a live reset link, atomically: sets the password, raises the token generation,
+    /// removes every reset link of the account and counts the address as verified (the link
+    /// reached it). `None` when the link is unknown, used or expired.
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>>;
+    /// Uses a live verification link, atomically: marks the address verified and removes every
+    /// verification link of the account. `None` when the link is unknown, used or expired.
+    async fn verify_email(&self, hash: &TokenHash, now: DateTime<Utc>)
+    -> StoreResult<Option<User>>;
+}
+
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     async fn create_ticket(&self, ticket: NewTicket, event: NewEvent) -> StoreResult<Ticket>;
@@ -63,6 +107,76 @@ pub trait TicketStore: Send + Sync {
         include_internal: bool,
     ) -> StoreResult<Vec<Comment>>;
     async fn stats(&self) -> StoreResult<Stats>;
+    /// Records the creator's rating if the ticket is resolved or closed and not rated yet, with
+    /// its activity entry, in one atomic decision. A missing ticket is `NotFound`.
+    async fn rate_ticket(&self, rating: NewRating) -> StoreResult<RateOutcome>;
+    /// Everything the log holds for the ticket, oldest first; hiding entries is the caller's call.
+    async fn list_activity(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>>;
+}
+
+/// The activity entries of a person's change to a ticket, given the ticket before it.
+pub(crate) fn activity_of_change(before: &Ticket, change: &TicketChange) -> Vec<NewActivity> {
+    let actor = change.actor.as_deref();
+    let mut entries = Vec::new();
+    if let Some(to) = change.status.filter(|s| *s != before.status) {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::StatusChanged {
+                from: before.status,
+                to,
+            },
+        ));
+    }
+    if let Some(to) = change.priority.filter(|p| *p != before.priority) {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::PriorityChanged {
+                from: before.priority,
+                to,
+            },
+        ));
+    }
+    if let Some(assignee) = change
+        .assigned_to
+        .as_ref()
+        .filter(|a| **a != before.assigned_to)
+    {
+        entries.push(NewActivity::new(
+            actor,
+            Activity::Assigned {
+                assignee_id: assignee.clone(),
+                reason: change.routing_reason.clone(),
+            },
+        ));
+    }
+    entries
+}
+
+/// The entry for saved triage; `priority` is the one the ticket has after it (a priority a
+/// person locked stays).
+pub(crate) fn triage_activity(triage: &TriageUpdate, after: &Ticket) -> NewActivity {
+    NewActivity::new(
+        None,
+        Activity::Triaged {
+            source: Some(triage.source.clone()),
+            status: triage.status,
+            category: Some(triage.category),
+            priority: Some(after.priority),
+        },
+    )
+}
+
+/// The entry for triage that failed for good.
+pub(crate) fn triage_failed_activity() -> NewActivity {
+    NewActivity::new(
+        None,
+        Activity::Triaged {
+            source: None,
+            status: crate::domain::ticket::TriageStatus::Failed,
+            category: None,
+            priority: None,
+        },
+    )
 }
 
 #[async_trait]
@@ -104,7 +218,7 @@ pub trait AutomationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: UserStore + TicketStore + OutboxStore + AutomationStore {
+pub trait Store: UserStore + AccountStore + TicketStore + OutboxStore + AutomationStore {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     fn backend(&self) -> &'static str;

@@ -23,10 +23,11 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 6] = [
     "ticketing-on-ticket-created",
     "ticketing-on-ticket-created-failure",
     "ticketing-on-user-signup",
+    "ticketing-on-account-request",
     "ticketing-on-ticket-updated",
     "ticketing-retriage-ticket",
 ];

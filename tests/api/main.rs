@@ -2,9 +2,14 @@
 //! 127.0.0.1 with its own data directory.
 
 mod helpers;
+/// The MongoDB server of the MongoDB tests (shared with the unit tests).
+#[path = "../mongo_peer/server.rs"]
+mod mongo_server;
 mod support;
 
 mod access;
+mod accounts;
+mod activity;
 mod ai_gemini;
 mod ai_openai;
 mod auth;
@@ -25,6 +30,8 @@ mod inngest_harness;
 mod inngest_modes;
 mod inngest_serve;
 mod mail_delivery;
+mod mongo_peer;
+mod mongodb_service;
 mod operations;
 mod pipeline_common;
 mod pipeline_failure;
@@ -33,7 +40,10 @@ mod pipeline_gemini;
 mod pipeline_mail;
 mod pipeline_routing;
 mod pipeline_sla;
+mod ratings;
 mod runs_api;
 mod runs_cli;
 mod store_contract;
+mod stream;
+mod ticket_sort;
 mod tickets;

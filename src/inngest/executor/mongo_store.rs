@@ -715,7 +715,8 @@ mod tests {
     use std::panic::AssertUnwindSafe;
     use std::sync::Mutex;
 
-    /// Databases on the server named by `MONGODB_URI`, one per store, dropped at the end.
+    /// Databases on the test server (`MONGODB_URI`, else the test peer), one per store,
+    /// dropped at the end.
     struct Scratch {
         uri: String,
         client: Client,
@@ -730,20 +731,17 @@ mod tests {
         }
     }
 
-    /// Runs `test` when `MONGODB_URI` is set, and drops its databases even when it fails.
+    /// Runs `test` on the test server, and drops its databases even when it fails.
     async fn with_mongo<F, Fut>(test: F)
     where
         F: FnOnce(Arc<Scratch>) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) else {
-            eprintln!("MongoDB RunStore contract tests SKIPPED: MONGODB_URI not set");
-            return;
-        };
-        let client = Client::with_options(client_options(&uri).await.expect("MONGODB_URI"))
+        let server = crate::test_mongo::mongo().await;
+        let client = Client::with_options(client_options(&server.uri).await.expect("the URI"))
             .expect("MongoDB client");
         let scratch = Arc::new(Scratch {
-            uri,
+            uri: server.uri.clone(),
             client,
             names: Mutex::new(Vec::new()),
         });
@@ -771,7 +769,7 @@ mod tests {
                     Arc::new(
                         MongoRunStore::open(database)
                             .await
-                            .expect("MONGODB_URI is set, so MongoDB must be usable"),
+                            .expect("the MongoDB server must be usable"),
                     ) as Arc<dyn RunStore>
                 }
             })
@@ -781,7 +779,11 @@ mod tests {
     }
 
     /// Workers with clients of their own claim from one queue at once: no item is leased
-    /// twice, and a concurrency slot never holds more than its limit.
+    /// twice, and a concurrency slot never holds more than its limit. Their claims conflict and
+    /// run again; on the test peer that needs patch 6 of `tests/mongo_peer/peer.py`, without
+    /// which mongoeco retries inside the transaction whose commit failed, on its stale
+    /// snapshot, until the retry budget runs out (`repro_stale_transaction.py`). The patched
+    /// peer starts each retry afresh, as MongoDB does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claims_never_share_an_item_or_overfill_a_slot() {
         with_mongo(|scratch| async move {

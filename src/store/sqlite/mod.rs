@@ -3,6 +3,8 @@
 //! queuing here avoids `SQLITE_BUSY` churn) and a few reader connections that WAL lets run
 //! beside it.
 
+mod accounts;
+mod activity;
 mod automation;
 mod migrations;
 mod outbox;
