@@ -1,7 +1,7 @@
 // The app's entry: who is signed in, the navigation, and which page a path shows.
 
-import { api, session, ApiError } from './api.js';
-import { h, replace, link, announce, loading, errorBox, tickTimes, pageHeader, ROLE } from './dom.js';
+import { api, post, session, ApiError } from './api.js';
+import { h, clear, replace, link, announce, say, busy, loading, errorBox, tickTimes, pageHeader, ROLE } from './dom.js';
 import * as live from './live.js';
 import * as auth from './pages/auth.js';
 import * as list from './pages/list.js';
@@ -134,7 +134,32 @@ export function home(user) {
   return '/';
 }
 
+// With e-mail verification on, an unconfirmed account may sign in but not open tickets.
+function renderBanner() {
+  const banner = document.getElementById('account-banner');
+  const user = session.user;
+  if (!banner) return;
+  if (!user || user.email_verified !== false || location.pathname === '/verify') {
+    clear(banner);
+    return;
+  }
+  const resend = h('button', { type: 'button', class: 'link-like', id: 'resend-verification' }, 'Send the link again');
+  resend.addEventListener('click', async () => {
+    try {
+      await busy(resend, 'Sending…', () => post('/api/auth/verify/resend', { email: user.email }));
+      say('A new confirmation link is on its way.');
+      resend.replaceWith(h('span', null, 'A new link is on its way.'));
+    } catch (e) {
+      announce(e.message);
+    }
+  });
+  replace(banner, h('p', { class: 'notice banner', role: 'status' },
+    'Please confirm your e-mail address: open the link we sent to ', h('strong', null, user.email),
+    '. Until then you cannot open tickets. ', resend));
+}
+
 function renderNav() {
+  renderBanner();
   const nav = document.getElementById('nav');
   const user = session.user;
   const path = location.pathname;

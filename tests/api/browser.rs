@@ -1035,12 +1035,14 @@ async fn web_shell_headers_and_assets() {
     assert!(r.text().await.expect("docs").contains("swagger"));
 }
 
-/// The link of a password-reset mail (`APP_URL/reset?token=…`) in the outbox folder, as a path.
-fn reset_link(outbox: &std::path::Path) -> Option<String> {
+/// The link of a mail in the outbox folder (`APP_URL/reset?token=…`, `APP_URL/verify?token=…`),
+/// as a path.
+fn mailed_link(outbox: &std::path::Path, page: &str) -> Option<String> {
+    let needle = format!("/{page}?token=");
     for entry in std::fs::read_dir(outbox).ok()?.flatten() {
         let raw = std::fs::read_to_string(entry.path()).ok()?;
         let text = crate::support::mime::parse(&raw).text.unwrap_or_default();
-        if let Some(start) = text.find("/reset?token=") {
+        if let Some(start) = text.find(&needle) {
             let link: String = text[start..]
                 .chars()
                 .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '"')
@@ -1070,7 +1072,7 @@ async fn browser_password_reset_from_the_mail_link_and_change() {
     let outbox = dir.path().join("outbox");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let link = loop {
-        if let Some(link) = reset_link(&outbox) {
+        if let Some(link) = mailed_link(&outbox, "reset") {
             break link;
         }
         assert!(
@@ -1107,5 +1109,65 @@ async fn browser_password_reset_from_the_mail_link_and_change() {
     b.click("#sign-out").await;
     sign_in_with_form(&b, "ann@example.com", "the third secret").await;
     b.assert_clean_console("account pages").await;
+    b.quit().await;
+}
+
+/// With `REQUIRE_EMAIL_VERIFICATION`: sign-up waits for the mailed link; an unconfirmed account
+/// is told so and cannot open tickets; the link confirms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sign_up_with_address_confirmation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = base_env(dir.path());
+    env.insert("REQUIRE_EMAIL_VERIFICATION".into(), "true".into());
+    let app = spawn_with_env(env).await;
+
+    let driver = Driver::start().await;
+    let mut b = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
+    b.goto("/signup").await;
+    b.fill("#signup-name", "Vera").await;
+    b.fill("#signup-email", "vera@example.com").await;
+    b.fill("#signup-password", "correct horse battery").await;
+    b.click("#signup-form button[type=submit]").await;
+    b.wait_text("main h1", "Check your inbox").await;
+    check_page(&mut b, "signup-check-inbox").await;
+
+    // Signed in before confirming: the banner says what to do; opening a ticket is refused.
+    sign_in_with_form(&b, "vera@example.com", "correct horse battery").await;
+    b.wait_text("#account-banner", "Please confirm your e-mail address")
+        .await;
+    b.goto("/tickets/new").await;
+    b.fill("#ticket-title", "Cannot do anything").await;
+    b.fill("#ticket-description", "Why not?").await;
+    b.click("#new-ticket-form button[type=submit]").await;
+    b.find("#new-ticket-form .form-error").await;
+    check_page(&mut b, "new-ticket-unconfirmed").await;
+
+    let outbox = dir.path().join("outbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let link = loop {
+        if let Some(link) = mailed_link(&outbox, "verify") {
+            break link;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation mail in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    b.goto(&link).await;
+    b.wait_text("main", "Your address is confirmed").await;
+    assert!(!b.exists("#account-banner .banner").await);
+    check_page(&mut b, "verify-confirmed").await;
+    b.goto("/tickets/new").await;
+    b.fill("#ticket-title", "Now it works").await;
+    b.fill("#ticket-description", "Thanks.").await;
+    b.click("#new-ticket-form button[type=submit]").await;
+    b.wait_for(
+        "return location.pathname.startsWith('/tickets/0')",
+        "the new ticket",
+    )
+    .await;
+    b.assert_clean_console("confirmation pages").await;
     b.quit().await;
 }

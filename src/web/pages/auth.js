@@ -134,7 +134,11 @@ export async function verify(ctx) {
   }
   replace(body, h('p', { class: 'loading', role: 'status' }, 'Confirming…'));
   try {
-    await post('/api/auth/verify', { token });
+    const result = await post('/api/auth/verify', { token });
+    if (session.user && result && result.user && result.user.id === session.user.id) {
+      session.user = result.user;
+      document.getElementById('account-banner')?.replaceChildren();
+    }
     replace(body, h('div', { class: 'card' },
       h('p', { role: 'status' }, 'Your address is confirmed.'),
       h('p', null, session.user ? link('/', 'Go to your tickets') : link('/signin', 'Sign in'))));

@@ -121,6 +121,7 @@ export async function ticketPage(ctx) {
   function renderHead() {
     const t = state.ticket;
     const pending = t.triage_status === 'pending';
+    const hadFocus = head.contains(document.activeElement);
     replace(head,
       h('div', { class: 'page-head' },
         h('h1', { tabindex: '-1', id: 'ticket-heading' }, t.title),
@@ -144,6 +145,7 @@ export async function ticketPage(ctx) {
           'Triage is running: the category, priority and assignee appear here in a moment.')
         : h('p', { class: 'sr-only', id: 'triage-state', role: 'status' },
           `Triaged: ${categoryText(t.category)}, ${label(PRIORITY, t.priority)} priority, ${assigneeName(t, me, names())}.`));
+    if (hadFocus) head.querySelector('h1').focus({ preventScroll: true });
   }
 
   function renderDescription() {
@@ -472,6 +474,8 @@ export async function ticketPage(ctx) {
       const activity = await loadActivity(id);
       if (!ctx.isCurrent()) return;
       state.activity = activity;
+      // The log names people the ticket alone may not (the assignee, for its creator).
+      renderHead();
       renderTimeline();
       renderConversation();
       tickTimes();
