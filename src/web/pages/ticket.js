@@ -143,8 +143,7 @@ export async function ticketPage(ctx) {
         ? h('p', { class: 'triage-state', id: 'triage-state', role: 'status' },
           h('span', { class: 'spinner', 'aria-hidden': 'true' }),
           'Triage is running: the category, priority and assignee appear here in a moment.')
-        : h('p', { class: 'sr-only', id: 'triage-state', role: 'status' },
-          `Triaged: ${categoryText(t.category)}, ${label(PRIORITY, t.priority)} priority, ${assigneeName(t, me, names())}.`));
+        : null);
     if (hadFocus) head.querySelector('h1').focus({ preventScroll: true });
   }
 
@@ -482,8 +481,19 @@ export async function ticketPage(ctx) {
     }, 150);
   }
 
+  // Changes made elsewhere are read out, not only drawn.
+  function announceChange(before, after) {
+    if (!before || !after || before === after) return;
+    if (before.triage_status === 'pending' && after.triage_status !== 'pending') {
+      say(`Triage finished: ${categoryText(after.category)}, ${label(PRIORITY, after.priority)} priority.`);
+    } else if (before.status !== after.status) {
+      say(`The status is now ${label(STATUS, after.status)}.`);
+    }
+  }
+
   async function refresh() {
     if (!ctx.isCurrent() || state.gone) return;
+    const before = state.ticket;
     try {
       const [t, c, a] = await Promise.all([get(`/api/tickets/${id}`), get(`/api/tickets/${id}/comments`), loadActivity(id)]);
       if (!ctx.isCurrent()) return;
@@ -492,6 +502,7 @@ export async function ticketPage(ctx) {
       state.ticket = t.ticket;
       renderAll();
       renderConversation();
+      announceChange(before, state.ticket);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         state.gone = true;
@@ -504,7 +515,9 @@ export async function ticketPage(ctx) {
   const unsubscribe = live.subscribe({
     event(ev) {
       if (ev.ticket_id !== id || state.gone) return;
+      const before = state.ticket;
       if (ev.ticket) apply(ev.ticket);
+      announceChange(before, state.ticket);
       if (ev.type === 'comment.added' && ev.comment) addComment(ev.comment);
       refreshActivity();
     },
