@@ -1,5 +1,5 @@
 //! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
-//! `serve`, `create`, `pipeline`, `memory`, `logins` (all when none is given). It prints each
+//! `serve`, `create`, `pipeline`, `memory`, `logins`, `web` (all when none is given). It prints each
 //! number as it is measured, PASS or MISS for each target with the gap, and Markdown tables at
 //! the end.
 //!
@@ -32,16 +32,22 @@ mod serve;
 mod server;
 #[path = "suite/settings.rs"]
 mod settings;
+#[path = "suite/web.rs"]
+mod web;
+#[path = "../tests/api/support/webdriver.rs"]
+#[allow(dead_code)]
+mod webdriver;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "cold-start",
     "serve",
     "create",
     "pipeline",
     "memory",
     "logins",
+    "web",
 ];
 
 fn main() -> ExitCode {
@@ -79,6 +85,9 @@ fn main() -> ExitCode {
         }
         if wants("create") {
             create::run(&mut report, &settings).await;
+        }
+        if wants("web") {
+            web::run(&mut report, &settings).await;
         }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;

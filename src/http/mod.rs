@@ -17,6 +17,7 @@ mod stats;
 mod stream;
 mod tickets;
 mod users;
+pub mod web;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -177,13 +178,16 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
+        .route("/assets/{version}/{*path}", axum::routing::get(web::asset))
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
-        .fallback(|| async { AppError::NotFound })
+        // Page paths get the browser app; unknown API paths keep the JSON 404.
+        .fallback(web::fallback)
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(PropagateRequestIdLayer::new(id_header.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -14,6 +14,7 @@ mod ai_gemini;
 mod ai_openai;
 mod auth;
 mod bad_input;
+mod browser;
 mod crash;
 mod durability;
 mod executor_durability;
