@@ -901,6 +901,13 @@ async fn no_staff_means_no_load_query() {
 /// Answers `findAndModify` on tickets with a stored ticket, or with nothing when `found` is off.
 fn ticket_script(found: bool) -> impl Fn(&Received) -> Option<Document> + Send + Sync + 'static {
     move |c: &Received| {
+        // Assignment first checks, in the transaction, that the assignee is still staff.
+        if c.name == "find" && c.body.get_str("find") == Ok("users") {
+            return Some(doc! {
+                "cursor": { "firstBatch": [ { "_id": "m1" } ], "id": 0_i64, "ns": "t.users" },
+                "ok": 1.0,
+            });
+        }
         if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
             let value = if found {
                 Bson::Document(super::tickets::tests_support::stored_ticket("t1", 2))
@@ -1028,6 +1035,11 @@ async fn conditional_assignment_runs_only_on_unassigned_tickets() {
             .unwrap();
         assert_eq!(assigned.is_some(), found);
         let commands = server.commands();
+        assert_eq!(
+            commands[0].name, "find",
+            "the assignee's role is read first"
+        );
+        let commands = &commands[1..];
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         if found {
             assert_eq!(
