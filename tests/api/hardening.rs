@@ -324,7 +324,17 @@ async fn clients_cannot_add_metric_series() {
             );
         }
     }
-    for path in ["/nope/1", "/nope/2", "/api/nothing-here"] {
+    // Page paths serve the web app (200); unknown API paths are 404. Neither names a series.
+    for path in ["/nope/1", "/nope/2"] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    for path in ["/api/nope/1", "/api/nope/2", "/api/nothing-here"] {
         let r = app
             .client
             .get(format!("{}{path}", app.base))
