@@ -175,13 +175,17 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(streaming.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
     let id_header = HeaderName::from_static(request_id::HEADER);
+    // On Vercel each request may meet another instance, whose stream misses the others' changes.
+    let poll = state.config.on_vercel;
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
         .route("/assets/{version}/{*path}", axum::routing::get(web::asset))
         .route_layer(axum::middleware::from_fn(metrics::remember_route))
         // Page paths get the browser app; unknown API paths keep the JSON 404.
-        .fallback(web::fallback)
+        .fallback(move |method: Method, uri: axum::http::Uri| async move {
+            web::fallback(&method, &uri, poll)
+        })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()

@@ -66,8 +66,15 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     hex::encode(&hash.finalize()[..6])
 });
 
-static SHELL: LazyLock<String> =
-    LazyLock::new(|| include_str!("../web/index.html").replace("__VERSION__", &VERSION));
+/// The page, for a server whose event stream sees every change (one instance), and for one
+/// whose stream would miss the changes other instances make (Vercel): that page polls.
+static SHELL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let page = include_str!("../web/index.html").replace("__VERSION__", &VERSION);
+    [
+        page.replace("__LIVE__", "stream"),
+        page.replace("__LIVE__", "poll"),
+    ]
+});
 
 /// `/assets/{version}/{*path}`. The current version is cached for a year; any other version
 /// (a page loaded before a deploy) still gets today's file, but uncached.
@@ -91,23 +98,20 @@ pub async fn asset(Path((version, path)): Path<(String, String)>) -> Response {
 }
 
 /// The router's fallback: the app's shell for page paths, the JSON 404 for everything else.
-pub async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+/// `poll` tells the page to poll instead of reading the event stream.
+pub fn fallback(method: &Method, uri: &axum::http::Uri, poll: bool) -> Response {
     let path = uri.path();
     let is_api = path == "/api" || path.starts_with("/api/");
     if is_api || !(method == Method::GET || method == Method::HEAD) {
         return AppError::NotFound.into_response();
     }
-    shell()
-}
-
-fn shell() -> Response {
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        SHELL.as_str(),
+        SHELL[usize::from(poll)].as_str(),
     )
         .into_response()
 }
@@ -147,10 +151,13 @@ mod tests {
 
     #[test]
     fn the_shell_names_versioned_assets_that_exist() {
-        assert!(!SHELL.contains("__VERSION__"));
+        let shell = &SHELL[0];
+        assert!(!shell.contains("__VERSION__") && !shell.contains("__LIVE__"));
+        assert!(shell.contains(r#"<meta name="ticketing-live" content="stream">"#));
+        assert!(SHELL[1].contains(r#"<meta name="ticketing-live" content="poll">"#));
         let prefix = format!("/assets/{}/", *VERSION);
         let mut named = 0;
-        for part in SHELL.split(&prefix).skip(1) {
+        for part in shell.split(&prefix).skip(1) {
             let path = part.split('"').next().unwrap_or_default();
             assert!(
                 ASSETS.iter().any(|(p, _, _)| *p == path),
@@ -158,7 +165,7 @@ mod tests {
             );
             named += 1;
         }
-        assert!(named >= 3, "{}", *SHELL);
+        assert!(named >= 3, "{shell}");
     }
 
     #[test]

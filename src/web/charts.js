@@ -8,9 +8,11 @@ import { h, s } from './dom.js';
  * `marks` (optional, same order) draws a tick per bar, e.g. capacity.
  */
 export function barChart(title, items, options = {}) {
+  // Narrow screens get a narrower drawing, so its text is not scaled down to a smudge.
+  const narrow = window.innerWidth < 600;
   const rowH = 28;
-  const labelW = options.labelWidth || 120;
-  const width = 380;
+  const width = narrow ? 300 : 380;
+  const labelW = Math.round((options.labelWidth || 120) * (narrow ? 0.85 : 1));
   const valueW = 64;
   const barMax = width - labelW - valueW;
   const height = Math.max(items.length, 1) * rowH + 8;
@@ -26,7 +28,7 @@ export function barChart(title, items, options = {}) {
     const y = idx * rowH + 4;
     const w = Math.max(item.value > 0 ? 2 : 0, Math.round((item.value / max) * barMax));
     svg.append(
-      s('text', { x: labelW - 8, y: y + rowH / 2 + 4, 'text-anchor': 'end', class: 'chart-label' }, clip(item.label, 20)),
+      s('text', { x: labelW - 8, y: y + rowH / 2 + 4, 'text-anchor': 'end', class: 'chart-label' }, clip(item.label, Math.floor((labelW - 8) / 7))),
       s('rect', { x: labelW, y: y + 4, width: w, height: rowH - 10, rx: 3, class: `bar ${item.cls || ''}` },
         s('title', null, `${item.label}: ${item.text ?? item.value}`)),
       s('text', { x: labelW + w + 6, y: y + rowH / 2 + 4, class: 'chart-value' }, String(item.text ?? item.value)),
@@ -46,7 +48,7 @@ export function barChart(title, items, options = {}) {
 
 /** Created and resolved per day: bars for created, a line with dots for resolved. */
 export function perDayChart(title, days) {
-  const width = 640;
+  const width = window.innerWidth < 600 ? 360 : 640;
   const height = 220;
   const pad = { left: 34, right: 10, top: 12, bottom: 36 };
   const innerW = width - pad.left - pad.right;
@@ -60,7 +62,7 @@ export function perDayChart(title, days) {
   const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': summary, class: 'chart day-chart' },
     s('title', null, summary));
   // Grid and axis labels.
-  for (const v of [0, Math.round(max / 2), max]) {
+  for (const v of new Set([0, Math.round(max / 2), max])) {
     const y = yOf(v);
     svg.append(
       s('line', { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: 'chart-grid' }),

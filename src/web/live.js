@@ -42,11 +42,23 @@ function setMode(next) {
   for (const fn of modeListeners) fn(mode);
 }
 
+// Where several instances serve (Vercel), a stream sees only its own instance's changes: the
+// server says so in the page, and the page polls.
+function serverPolls() {
+  const meta = document.querySelector('meta[name="ticketing-live"]');
+  return Boolean(meta && meta.getAttribute('content') === 'poll');
+}
+
 export function start() {
   stop();
   if (!session.token) return;
   generation += 1;
   failures = 0;
+  if (serverPolls()) {
+    setMode('poll');
+    pollTimer = setInterval(refreshAll, POLL_MS);
+    return;
+  }
   connect(generation);
 }
 

@@ -1018,6 +1018,27 @@ async fn web_shell_headers_and_assets() {
         .request(reqwest::Method::GET, "/openapi.json", None, None)
         .await;
     assert!(r.body["paths"]["/api/tickets"].is_object());
+
+    // On Vercel (several instances) the page is told to poll; a single server streams.
+    let page = |base: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(format!("{base}/")).send().await.expect("GET /");
+            r.text().await.expect("page")
+        }
+    };
+    let single = page(app.base.clone()).await;
+    assert!(
+        single.contains(r#"<meta name="ticketing-live" content="stream">"#),
+        "{single}"
+    );
+    let vercel = spawn_app_with(&[("VERCEL", "1")]).await;
+    let several = page(vercel.base.clone()).await;
+    assert!(
+        several.contains(r#"<meta name="ticketing-live" content="poll">"#),
+        "{several}"
+    );
+
     let r = client
         .get(format!("{}/docs/", app.base))
         .send()

@@ -11,9 +11,21 @@ export async function dashboard(ctx) {
   reload.addEventListener('click', () => busy(reload, 'Refreshing…', draw));
   replace(ctx.main, pageHeader('Dashboard', reload), body);
 
+  let last = null;
+  // The charts are drawn for the width they have; crossing to or from phone width redraws them.
+  const narrow = window.matchMedia('(max-width: 599px)');
+  const onWidth = () => { if (last && ctx.isCurrent()) render(...last); };
+  narrow.addEventListener('change', onWidth);
+  ctx.setCleanup(() => narrow.removeEventListener('change', onWidth));
+
   async function draw() {
     const [stats, staff] = await Promise.all([get('/api/stats'), staffList().catch(() => [])]);
     if (!ctx.isCurrent()) return;
+    last = [stats, staff];
+    render(stats, staff);
+  }
+
+  function render(stats, staff) {
     const names = Object.fromEntries(staff.map((u) => [u.id, u.name || u.email]));
     const count = (list, key) => (list || []).find((c) => c.key === key)?.count || 0;
     const ordered = (list, keys, labels) => keys.map((k) => ({ label: labels(k), value: count(list, k), cls: `bar-${k}` }));
