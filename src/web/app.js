@@ -4,14 +4,15 @@ import { api, post, session, ApiError } from './api.js';
 import { h, clear, replace, link, announce, say, busy, loading, errorBox, tickTimes, pageHeader, ROLE } from './dom.js';
 import * as live from './live.js';
 import * as auth from './pages/auth.js';
-import * as list from './pages/list.js';
-import * as ticket from './pages/ticket.js';
 
-const lazy = {
-  people: () => import('./pages/people.js'),
-  dashboard: () => import('./pages/dashboard.js'),
-  runs: () => import('./pages/runs.js'),
-};
+// Pages other than the account ones load when first opened, so the first page a visitor sees
+// fetches only what it needs.
+const lazy = (load, name) => Object.assign((ctx) => load().then((m) => m[name](ctx)), { load });
+const list = () => import('./pages/list.js');
+const ticket = () => import('./pages/ticket.js');
+const people = () => import('./pages/people.js');
+const dashboard = () => import('./pages/dashboard.js');
+const runs = () => import('./pages/runs.js');
 
 // path pattern, page, who may see it ('anon' = signed-out only, null = anyone signed in).
 const ROUTES = [
@@ -21,16 +22,16 @@ const ROUTES = [
   [/^\/reset$/, auth.reset, 'any'],
   [/^\/verify$/, auth.verify, 'any'],
   [/^\/account$/, auth.account, null],
-  [/^\/$/, list.myTickets, null],
-  [/^\/tickets\/new$/, ticket.newTicket, null],
-  [/^\/tickets\/([0-9a-fA-F-]{1,64})$/, ticket.ticketPage, null],
-  [/^\/queue$/, list.queue, ['moderator', 'admin']],
-  [/^\/admin\/tickets$/, list.allTickets, ['admin']],
-  [/^\/admin\/unassigned$/, list.unassigned, ['admin']],
-  [/^\/admin\/people$/, (ctx) => lazy.people().then((m) => m.people(ctx)), ['admin']],
-  [/^\/admin\/dashboard$/, (ctx) => lazy.dashboard().then((m) => m.dashboard(ctx)), ['admin']],
-  [/^\/admin\/runs$/, (ctx) => lazy.runs().then((m) => m.runList(ctx)), ['admin']],
-  [/^\/admin\/runs\/([0-9a-zA-Z-]{1,64})$/, (ctx) => lazy.runs().then((m) => m.runPage(ctx)), ['admin']],
+  [/^\/$/, lazy(list, 'myTickets'), null],
+  [/^\/tickets\/new$/, lazy(ticket, 'newTicket'), null],
+  [/^\/tickets\/([0-9a-fA-F-]{1,64})$/, lazy(ticket, 'ticketPage'), null],
+  [/^\/queue$/, lazy(list, 'queue'), ['moderator', 'admin']],
+  [/^\/admin\/tickets$/, lazy(list, 'allTickets'), ['admin']],
+  [/^\/admin\/unassigned$/, lazy(list, 'unassigned'), ['admin']],
+  [/^\/admin\/people$/, lazy(people, 'people'), ['admin']],
+  [/^\/admin\/dashboard$/, lazy(dashboard, 'dashboard'), ['admin']],
+  [/^\/admin\/runs$/, lazy(runs, 'runList'), ['admin']],
+  [/^\/admin\/runs\/([0-9a-zA-Z-]{1,64})$/, lazy(runs, 'runPage'), ['admin']],
 ];
 
 const main = document.getElementById('main');
@@ -231,6 +232,9 @@ async function boot() {
     el.title = mode === 'stream' ? 'Changes appear as they happen' : mode === 'poll' ? 'The page refreshes itself every 5 seconds' : '';
   });
   setInterval(tickTimes, 30000);
+  // Fetch the page's module while asking who is signed in, not after.
+  const first = ROUTES.find(([pattern]) => pattern.test(location.pathname.replace(/\/+$/, '') || '/'));
+  if (first && first[1].load && session.token) first[1].load().catch(() => {});
   if (session.token) {
     try {
       const me = await api('GET', '/api/auth/me');
