@@ -260,7 +260,7 @@ mod tests {
         }
         // Other tests hash in this process too: once nothing queues, everything is given back.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while pool().buffers.lock().unwrap().len() > 0 {
+        while !pool().buffers.lock().unwrap().is_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "memory kept while idle"
