@@ -2290,6 +2290,17 @@ async fn revoking_staff_hands_their_open_tickets_back_to_routing(store: Arc<dyn 
         );
         assert_eq!(after.status, before.status);
         assert_eq!(after.version, before.version + 1);
+        // The log says who let the ticket go, and why.
+        let log = store.list_activity(&before.id).await.unwrap();
+        let last = log.last().expect("an entry for the release");
+        assert_eq!(last.actor_id.as_deref(), Some(admin.id.as_str()));
+        assert_eq!(
+            last.activity,
+            ticketing::domain::activity::Activity::Assigned {
+                assignee_id: None,
+                reason: Some(ticketing::store::RELEASED_REASON.to_owned()),
+            }
+        );
     }
     // Finished work keeps its history; other people's tickets are untouched.
     assert_eq!(reread(&store, &resolved).await, resolved);

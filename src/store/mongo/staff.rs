@@ -3,7 +3,9 @@ use super::{MongoStore, now, to_bson_date};
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::TicketStatus;
 use crate::domain::user::Role;
-use crate::store::{RELEASED_REASON, StaffStore, StoreError, StoreResult, User};
+use crate::store::{
+    Activity, NewActivity, RELEASED_REASON, StaffStore, StoreError, StoreResult, User,
+};
 use async_trait::async_trait;
 use futures::FutureExt;
 use mongodb::bson::{Bson, doc};
@@ -74,6 +76,8 @@ impl StaffStore for MongoStore {
                                 )
                                 .session(&mut *s)
                                 .await?;
+                            db.append_activity(s, ticket_id, &released_entry(&actor), now)
+                                .await?;
                             events.extend(NewEvent::assignee_released(ticket_id, &actor, &id));
                         }
                         db.append_events(s, &events, now).await?;
@@ -86,4 +90,15 @@ impl StaffStore for MongoStore {
         })
         .await
     }
+}
+
+/// The log entry of a ticket given back to routing because its assignee lost the role.
+fn released_entry(actor: &str) -> [NewActivity; 1] {
+    [NewActivity::new(
+        Some(actor),
+        Activity::Assigned {
+            assignee_id: None,
+            reason: Some(RELEASED_REASON.to_owned()),
+        },
+    )]
 }

@@ -10,8 +10,8 @@ use crate::domain::ticket::TicketStatus;
 use crate::domain::ticket::{Category, Priority, TriageStatus};
 use crate::domain::user::Role;
 use crate::store::{
-    AutomationStore, NewTicket, NewUser, OutboxStore, StoreError, TicketChange, TicketQuery,
-    TicketStore, TriageUpdate, UserStore, Visibility,
+    AutomationStore, NewTicket, NewUser, OutboxStore, StaffStore, StoreError, TicketChange,
+    TicketQuery, TicketStore, TriageUpdate, UserStore, Visibility,
 };
 use mongodb::bson::{Bson, Document, doc};
 use std::net::SocketAddr;
@@ -1024,34 +1024,58 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
 }
 
 #[tokio::test]
-async fn conditional_assignment_runs_only_on_unassigned_tickets() {
-    for found in [true, false] {
-        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+async fn conditional_assignment_runs_only_on_unassigned_tickets_and_current_staff() {
+    for (staff, found) in [(true, true), (true, false), (false, true)] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c: &Received| {
+            if c.name == "find" && c.body.get_str("find") == Ok("users") {
+                let batch: Vec<Document> = if staff {
+                    vec![doc! { "_id": "m1" }]
+                } else {
+                    Vec::new()
+                };
+                return Some(doc! {
+                    "cursor": { "firstBatch": batch, "id": 0_i64, "ns": "t.users" }, "ok": 1.0,
+                });
+            }
+            ticket_script(found)(c)
+        })
+        .await;
         let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
         server.clear();
         let assigned = store
             .assign_if_unassigned("t1", "m1", "skills: sql")
             .await
             .unwrap();
-        assert_eq!(assigned.is_some(), found);
+        assert_eq!(assigned.is_some(), staff && found);
         let commands = server.commands();
-        assert_eq!(
-            commands[0].name, "find",
-            "the assignee's role is read first"
-        );
-        let commands = &commands[1..];
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        assert!(commands.iter().all(is_in_transaction));
+        // Read in the transaction first: the assignee is still staff.
+        assert_eq!(
+            commands[0].body.get_document("filter").unwrap(),
+            &doc! { "role": { "$in": ["moderator", "admin"] }, "_id": "m1" }
+        );
+        if !staff {
+            assert_eq!(names, ["find", "commitTransaction"]);
+            continue;
+        }
         if found {
             assert_eq!(
                 names,
-                ["findAndModify", "update", "insert", "commitTransaction"]
+                [
+                    "find",
+                    "findAndModify",
+                    "update",
+                    "insert",
+                    "commitTransaction"
+                ]
             );
-            let (collection, filter, _) = update_of(&commands[1]);
+            let (collection, filter, _) = update_of(&commands[2]);
             assert_eq!(
                 (collection.as_str(), filter),
                 ("users", doc! { "_id": "m1" })
             );
-            let entry = commands[2].body.get_array("documents").unwrap()[0]
+            let entry = commands[3].body.get_array("documents").unwrap()[0]
                 .as_document()
                 .unwrap()
                 .clone();
@@ -1062,10 +1086,9 @@ async fn conditional_assignment_runs_only_on_unassigned_tickets() {
                 &doc! { "assignee_id": "m1", "reason": "skills: sql" }
             );
         } else {
-            assert_eq!(names, ["findAndModify", "commitTransaction"]);
+            assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
         }
-        assert!(commands.iter().all(is_in_transaction));
-        let claim = &commands[0];
+        let claim = &commands[1];
         assert_eq!(
             claim.body.get_document("query").unwrap(),
             &doc! { "_id": "t1", "assigned_to": Bson::Null }
@@ -1624,4 +1647,112 @@ async fn user_events_are_written_with_the_lookup_and_only_when_it_matches() {
     // The lookup and the write are one transaction.
     let find = commands.iter().rposition(|c| c.name == "find").unwrap();
     assert_eq!(txn_number(&commands[find]), txn_number(&inserts[0]));
+}
+
+#[tokio::test]
+async fn revoking_staff_releases_open_tickets_with_their_events_in_one_transaction() {
+    let now = mongodb::bson::DateTime::now();
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c: &Received| {
+        match (c.name.as_str(), c.body.get_str(&c.name)) {
+            ("findAndModify", Ok("users")) => Some(doc! {
+                "lastErrorObject": { "n": 1, "updatedExisting": true },
+                "value": {
+                    "_id": "m1", "email": "m1@example.com", "name": "", "role": "user",
+                    "skills": ["sql"], "capacity": Bson::Null,
+                    "created_at": now, "updated_at": now,
+                },
+                "ok": 1.0,
+            }),
+            ("find", Ok("tickets")) => Some(doc! {
+                "cursor": { "firstBatch": [ { "_id": "t1" }, { "_id": "t2" } ], "id": 0_i64,
+                            "ns": "t.tickets" },
+                "ok": 1.0,
+            }),
+            _ => counter_script(4)(c),
+        }
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let (user, released) = store.revoke_staff("m1", "a1").await.unwrap();
+    assert_eq!(user.role, Role::User);
+    assert_eq!(released, ["t1", "t2"]);
+
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "findAndModify",
+            "find",
+            "update",
+            "insert",
+            "update",
+            "insert",
+            "findAndModify",
+            "insert",
+            "insert",
+            "insert",
+            "insert",
+            "commitTransaction"
+        ]
+    );
+    assert!(commands.iter().all(is_in_transaction));
+    let role_change = commands[0].body.get_document("update").unwrap();
+    assert_eq!(
+        role_change.get_document("$set").unwrap().get_str("role"),
+        Ok("user")
+    );
+    assert_eq!(
+        commands[1].body.get_document("filter").unwrap(),
+        &doc! { "assigned_to": "m1", "status": { "$in": ["open", "in_progress"] } }
+    );
+    for (i, ticket) in [(2, "t1"), (4, "t2")] {
+        let (collection, filter, update) = update_of(&commands[i]);
+        assert_eq!(
+            (collection.as_str(), filter),
+            ("tickets", doc! { "_id": ticket })
+        );
+        let set = update.get_document("$set").unwrap();
+        assert_eq!(set.get("assigned_to"), Some(&Bson::Null));
+        assert_eq!(
+            set.get_str("routing_reason"),
+            Ok(crate::store::RELEASED_REASON)
+        );
+        assert_eq!(
+            update.get_document("$inc").unwrap(),
+            &doc! { "version": 1_i64 }
+        );
+    }
+    for i in [3, 5] {
+        let insert = &commands[i].body;
+        assert_eq!(insert.get_str("insert"), Ok("ticket_activity"));
+        let entry = insert.get_array("documents").unwrap()[0]
+            .as_document()
+            .unwrap();
+        assert_eq!(entry.get_str("kind"), Ok("assigned"));
+        assert_eq!(entry.get_str("actor_id"), Ok("a1"));
+        assert_eq!(
+            entry.get_document("data").unwrap(),
+            &doc! { "assignee_id": Bson::Null, "reason": crate::store::RELEASED_REASON }
+        );
+    }
+    let events: Vec<String> = commands[7..11]
+        .iter()
+        .map(|c| {
+            let d = c.body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap();
+            d.get_str("name").unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ticket/updated",
+            "ticket/reroute.requested",
+            "ticket/updated",
+            "ticket/reroute.requested"
+        ]
+    );
 }

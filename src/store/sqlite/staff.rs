@@ -2,7 +2,9 @@ use super::users::get_user;
 use super::{SqliteStore, exec, insert_event, sql, ts};
 use crate::domain::events::NewEvent;
 use crate::domain::user::Role;
-use crate::store::{RELEASED_REASON, StaffStore, StoreError, StoreResult, User};
+use crate::store::{
+    Activity, NewActivity, RELEASED_REASON, StaffStore, StoreError, StoreResult, User,
+};
 use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::params;
@@ -47,6 +49,14 @@ impl StaffStore for SqliteStore {
                     params![RELEASED_REASON, ts(now), ticket_id],
                 )
                 .map_err(sql)?;
+                let entry = NewActivity::new(
+                    Some(&actor),
+                    Activity::Assigned {
+                        assignee_id: None,
+                        reason: Some(RELEASED_REASON.to_owned()),
+                    },
+                );
+                super::activity::append(tx, ticket_id, [entry], now)?;
                 for event in NewEvent::assignee_released(ticket_id, &actor, &id) {
                     insert_event(tx, &event, now)?;
                 }
