@@ -1,6 +1,7 @@
 //! The benchmark suite: `cargo bench --bench suite [-- NAME...]` with NAME among `cold-start`,
-//! `serve`, `create`, `pipeline`, `memory`, `uploads` (all when none is given). It prints each number as it
-//! is measured, PASS or MISS for each target with the gap, and Markdown tables at the end.
+//! `serve`, `create`, `pipeline`, `memory`, `logins`, `web`, `uploads` (all when none is given). It
+//! prints each number as it is measured, PASS or MISS for each target with the gap, and Markdown
+//! tables at the end.
 //!
 //! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
 //! cargo builds for this bench; the JS side is the official SDK app in `tests/js-oracle`
@@ -19,6 +20,8 @@ mod create;
 mod fake_gemini;
 #[path = "suite/load.rs"]
 mod load;
+#[path = "suite/logins.rs"]
+mod logins;
 #[path = "suite/pipeline.rs"]
 mod pipeline;
 #[path = "suite/report.rs"]
@@ -31,15 +34,22 @@ mod server;
 mod settings;
 #[path = "suite/uploads.rs"]
 mod uploads;
+#[path = "suite/web.rs"]
+mod web;
+#[path = "../tests/api/support/webdriver.rs"]
+#[allow(dead_code)]
+mod webdriver;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 8] = [
     "cold-start",
     "serve",
     "create",
     "pipeline",
     "memory",
+    "logins",
+    "web",
     "uploads",
 ];
 
@@ -79,8 +89,14 @@ fn main() -> ExitCode {
         if wants("create") {
             create::run(&mut report, &settings).await;
         }
+        if wants("web") {
+            web::run(&mut report, &settings).await;
+        }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;
+        }
+        if wants("logins") {
+            logins::run(&mut report).await;
         }
         if wants("uploads") {
             uploads::run(&mut report).await;

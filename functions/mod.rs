@@ -1,16 +1,18 @@
 //! The durable functions, one file each, registered with the Inngest SDK. Steps return ids and
 //! small values only; every side effect is idempotent under replay (mail is recorded by key).
 
+pub mod account_links;
 mod notify;
 pub mod on_ticket_created;
 pub mod on_ticket_failed;
 pub mod on_ticket_updated;
 pub mod on_user_signup;
+pub mod reroute_ticket;
 pub mod retriage_ticket;
 mod triage;
 
 use crate::ai::{RulesEngine, TriageProvider};
-use crate::config::SlaConfig;
+use crate::config::{AccountConfig, SlaConfig};
 use crate::inngest::Function;
 use crate::mail::{Mailer, Templates};
 use crate::store::Store;
@@ -28,6 +30,8 @@ pub struct Deps {
     pub mailer: Arc<dyn Mailer>,
     pub templates: Templates,
     pub sla: SlaConfig,
+    /// How long mailed account links work.
+    pub accounts: AccountConfig,
     /// Bounds AI calls in this process, on top of the functions' concurrency limits, so a
     /// burst of tickets cannot overrun the provider's rate limit.
     pub ai_permits: Semaphore,
@@ -38,8 +42,10 @@ pub fn all(deps: Arc<Deps>) -> Vec<Function> {
     vec![
         on_ticket_created::function(deps.clone()),
         on_user_signup::function(deps.clone()),
+        account_links::function(deps.clone()),
         on_ticket_updated::function(deps.clone()),
-        retriage_ticket::function(deps),
+        retriage_ticket::function(deps.clone()),
+        reroute_ticket::function(deps),
     ]
 }
 

@@ -1,9 +1,16 @@
 //! Sending a mail at most once per key: a replayed or retried step finds the record and sends
 //! nothing. (A crash between sending and recording can repeat one mail; it can never lose one.)
+//!
+//! Every mail is addressed to a person, not an address, and checked when it is sent: the
+//! person must still be able to see what it says (an internal note only reaches current staff
+//! who can see the ticket). Time passes between an event and its mail (retries, a backlog),
+//! and a demotion or a reassignment in that time must not leak what the event was about.
 
 use super::Deps;
+use crate::domain::access::{Disclosure, TicketOwnership, may_receive};
 use crate::inngest::FnError;
 use crate::mail::{Email, MailContent};
+use crate::store::StaffLoad;
 
 /// What happened to one notification, small enough for step state.
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -13,31 +20,85 @@ pub enum Delivery {
     AlreadySent,
     /// The address was refused for good; retrying cannot help.
     Undeliverable,
+    /// Nothing to send any more (an address confirmed before its new link went out).
+    NotNeeded,
+    /// Not sent: the person may no longer see what it says (or no longer exists).
+    Withheld,
+}
+
+/// Who a mail is for, and what it is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Recipient<'a> {
+    pub user_id: &'a str,
+    /// The ticket the mail is about and how much of it the mail shows; `None` for mail about
+    /// the person's own account.
+    pub about: Option<(&'a str, Disclosure)>,
+}
+
+impl<'a> Recipient<'a> {
+    pub fn account(user_id: &'a str) -> Self {
+        Self {
+            user_id,
+            about: None,
+        }
+    }
+
+    pub fn ticket(user_id: &'a str, ticket_id: &'a str, disclosure: Disclosure) -> Self {
+        Self {
+            user_id,
+            about: Some((ticket_id, disclosure)),
+        }
+    }
+}
+
+fn retriable(e: impl std::fmt::Display) -> FnError {
+    FnError::retriable(e.to_string())
+}
+
+/// The person's address, if they may receive this mail now.
+async fn address_now(deps: &Deps, to: Recipient<'_>) -> Result<Option<String>, FnError> {
+    let Some(user) = deps.store.get_user(to.user_id).await.map_err(retriable)? else {
+        return Ok(None);
+    };
+    let Some((ticket_id, disclosure)) = to.about else {
+        return Ok(Some(user.email));
+    };
+    let Some(ticket) = deps.store.get_ticket(ticket_id).await.map_err(retriable)? else {
+        return Ok(None);
+    };
+    let ownership = TicketOwnership {
+        created_by: &ticket.created_by,
+        assigned_to: ticket.assigned_to.as_deref(),
+    };
+    Ok(may_receive(&user.id, user.role, &ownership, disclosure).then_some(user.email))
 }
 
 pub async fn send_once(
     deps: &Deps,
     key: &str,
-    to: &str,
+    to: Recipient<'_>,
     content: MailContent,
 ) -> Result<Delivery, FnError> {
-    if deps
-        .store
-        .mail_sent(key)
-        .await
-        .map_err(|e| FnError::retriable(e.to_string()))?
-    {
+    if deps.store.mail_sent(key).await.map_err(retriable)? {
         return Ok(Delivery::AlreadySent);
     }
+    let Some(address) = address_now(deps, to).await? else {
+        tracing::info!(
+            key,
+            user_id = to.user_id,
+            "mail withheld: the recipient may no longer see what it says"
+        );
+        return Ok(Delivery::Withheld);
+    };
     let subject = content.subject.clone();
-    let email = Email::new(to, content).with_idempotency_key(key);
+    let email = Email::new(&address, content).with_idempotency_key(key);
     match deps.mailer.send(&email).await {
         Ok(()) => {
             metrics::counter!("mails_sent_total").increment(1);
             deps.store
-                .record_mail(key, to, &subject)
+                .record_mail(key, &address, &subject)
                 .await
-                .map_err(|e| FnError::retriable(e.to_string()))?;
+                .map_err(retriable)?;
             Ok(Delivery::Sent)
         }
         Err(e) if e.is_permanent() => {
@@ -52,16 +113,11 @@ pub async fn send_once(
     }
 }
 
-/// Admins' e-mail addresses, for escalations and failures.
-pub async fn admin_emails(deps: &Deps) -> Result<Vec<String>, FnError> {
-    let loads = deps
-        .store
-        .staff_loads()
-        .await
-        .map_err(|e| FnError::retriable(e.to_string()))?;
+/// The admins, for escalations and failures.
+pub async fn admins(deps: &Deps) -> Result<Vec<StaffLoad>, FnError> {
+    let loads = deps.store.staff_loads().await.map_err(retriable)?;
     Ok(loads
         .into_iter()
         .filter(|s| s.role == crate::domain::user::Role::Admin)
-        .map(|s| s.email)
         .collect())
 }

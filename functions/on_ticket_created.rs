@@ -1,9 +1,10 @@
 //! `on-ticket-created`: triage -> route -> assign -> notify -> wait for `ticket/resolved` until
 //! the SLA deadline -> escalate.
 
-use super::notify::{Delivery, admin_emails, send_once};
+use super::notify::{Delivery, Recipient, admins, send_once};
 use super::triage::triage_and_route;
 use super::{Deps, data_id};
+use crate::domain::access::Disclosure;
 use crate::domain::events::{TICKET_CREATED, TICKET_RESOLVED};
 use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger, WaitForEvent};
 use crate::mail::TicketInfo;
@@ -137,32 +138,23 @@ fn info(t: &crate::store::Ticket) -> TicketInfo<'_> {
     info
 }
 
-async fn notify_assignee(
+/// The "assigned to you" mail, with what triage found and why routing chose them.
+pub(super) async fn notify_assignee(
     deps: &Deps,
     ticket_id: &str,
     assignee: &str,
     key: &str,
 ) -> Result<Delivery, FnError> {
     let ticket = load(deps, ticket_id).await?;
-    let Some(user) = deps.store.get_user(assignee).await.map_err(store_err)? else {
-        return Ok(Delivery::Undeliverable);
-    };
     let content = deps
         .templates
         .ticket_assigned(&info(&ticket), ticket.routing_reason.as_deref());
-    send_once(deps, key, &user.email, content).await
+    let to = Recipient::ticket(assignee, ticket_id, Disclosure::Staff);
+    send_once(deps, key, to, content).await
 }
 
 async fn notify_creator(deps: &Deps, ticket_id: &str, key: &str) -> Result<Delivery, FnError> {
     let ticket = load(deps, ticket_id).await?;
-    let Some(user) = deps
-        .store
-        .get_user(&ticket.created_by)
-        .await
-        .map_err(store_err)?
-    else {
-        return Ok(Delivery::Undeliverable);
-    };
     // The files attached by the time this is written: the web app uploads them right after
     // the ticket is created, while triage runs.
     let files = deps
@@ -171,13 +163,9 @@ async fn notify_creator(deps: &Deps, ticket_id: &str, key: &str) -> Result<Deliv
         .await
         .map_err(store_err)?;
     let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
-    send_once(
-        deps,
-        key,
-        &user.email,
-        deps.templates.ticket_received(&info(&ticket), &names),
-    )
-    .await
+    let content = deps.templates.ticket_received(&info(&ticket), &names);
+    let to = Recipient::ticket(&ticket.created_by, ticket_id, Disclosure::Customer);
+    send_once(deps, key, to, content).await
 }
 
 async fn notify_escalation(
@@ -191,20 +179,25 @@ async fn notify_escalation(
         Some(id) => deps.store.get_user(id).await.map_err(store_err)?,
         None => None,
     };
-    let mut recipients = admin_emails(deps).await?;
+    let mut recipients: Vec<(String, String)> = admins(deps)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.email))
+        .collect();
     if let Some(a) = &assignee
-        && !recipients.contains(&a.email)
+        && !recipients.iter().any(|(id, _)| *id == a.id)
     {
-        recipients.push(a.email.clone());
+        recipients.push((a.id.clone(), a.email.clone()));
     }
     let mut sent = Vec::new();
-    for to in recipients {
+    for (id, email) in recipients {
         let content = deps.templates.sla_escalation(
             &info(&ticket),
             due,
             assignee.as_ref().map(|a| a.email.as_str()),
         );
-        sent.push(send_once(deps, &format!("{key}:{to}"), &to, content).await?);
+        let to = Recipient::ticket(&id, ticket_id, Disclosure::Staff);
+        sent.push(send_once(deps, &format!("{key}:{email}"), to, content).await?);
     }
     Ok(sent)
 }

@@ -2,7 +2,8 @@
 //! (never left `pending`) and the admins are told.
 
 use super::Deps;
-use super::notify::{Delivery, admin_emails, send_once};
+use super::notify::{Delivery, Recipient, admins, send_once};
+use crate::domain::access::Disclosure;
 use crate::inngest::{Ctx, FnError, Step};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -50,13 +51,15 @@ pub async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError
                     return Ok(Vec::new());
                 };
                 let mut sent = Vec::new();
-                for to in admin_emails(&deps).await? {
+                for admin in admins(&deps).await? {
                     let content = deps.templates.processing_failed(
                         &crate::mail::TicketInfo::new(&ticket.id, &ticket.title),
                         &reason,
                         ticket.triage_status == crate::domain::ticket::TriageStatus::Failed,
                     );
-                    sent.push(send_once(&deps, &format!("{key}:{to}"), &to, content).await?);
+                    let to = Recipient::ticket(&admin.id, &ticket.id, Disclosure::Staff);
+                    let key = format!("{key}:{}", admin.email);
+                    sent.push(send_once(&deps, &key, to, content).await?);
                 }
                 Ok(sent)
             }

@@ -1,9 +1,11 @@
 //! `on-ticket-updated`: tells the people involved about status changes, reassignments and
 //! replies. Nobody is told about their own action.
 
-use super::notify::{Delivery, send_once};
+use super::notify::{Delivery, Recipient, send_once};
 use super::{Deps, data_id};
+use crate::domain::access::Disclosure;
 use crate::domain::events::{TICKET_COMMENTED, TICKET_UPDATED};
+use crate::domain::user::display_name;
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
 use crate::mail::{MailContent, TicketInfo};
 use crate::store::{Attachment, Comment, Ticket};
@@ -32,19 +34,16 @@ fn err(e: impl std::fmt::Display) -> FnError {
     FnError::retriable(e.to_string())
 }
 
-async fn email_of(deps: &Deps, user_id: Option<&str>) -> Result<Option<String>, FnError> {
-    match user_id {
-        Some(id) => Ok(deps.store.get_user(id).await.map_err(err)?.map(|u| u.email)),
-        None => Ok(None),
-    }
+/// One mail this change calls for.
+struct Message {
+    user_id: String,
+    key_suffix: &'static str,
+    disclosure: Disclosure,
+    content: MailContent,
 }
 
-/// Every message this change calls for: (recipient user id, key suffix, content).
-async fn messages(
-    deps: &Deps,
-    ctx: &Ctx,
-    ticket: &Ticket,
-) -> Result<Vec<(Option<String>, String, MailContent)>, FnError> {
+/// Every message this change calls for.
+async fn messages(deps: &Deps, ctx: &Ctx, ticket: &Ticket) -> Result<Vec<Message>, FnError> {
     let data = &ctx.event.data;
     let mut info = TicketInfo::new(&ticket.id, &ticket.title);
     info.priority = Some(ticket.priority);
@@ -64,9 +63,13 @@ async fn messages(
         };
         let comment = &comments[at];
         let files = reply_files(deps, ticket, &comments[..at], comment).await?;
-        let author_email = email_of(deps, Some(author))
-            .await?
-            .unwrap_or_else(|| "someone".into());
+        // Named as people see them elsewhere, never by their address.
+        let author_name = deps
+            .store
+            .get_user(author)
+            .await
+            .map_err(err)?
+            .map_or_else(|| "someone".into(), |u| display_name(&u.name, &u.email));
         let reply = |staff: bool| {
             let names: Vec<&str> = files
                 .iter()
@@ -74,18 +77,30 @@ async fn messages(
                 .map(|f| f.filename.as_str())
                 .collect();
             deps.templates
-                .reply_added(&info, &author_email, &comment.body, &names)
+                .reply_added(&info, &author_name, &comment.body, &names)
         };
         // Internal notes never reach the ticket's creator, nor do internal files.
         if !internal && author != ticket.created_by {
-            out.push((
-                Some(ticket.created_by.clone()),
-                "creator".into(),
-                reply(false),
-            ));
+            out.push(Message {
+                user_id: ticket.created_by.clone(),
+                key_suffix: "creator",
+                disclosure: Disclosure::Customer,
+                content: reply(false),
+            });
         }
         if let Some(assignee) = ticket.assigned_to.as_ref().filter(|a| a.as_str() != author) {
-            out.push((Some(assignee.clone()), "assignee".into(), reply(true)));
+            // Only staff may read an internal note or an internal file's name.
+            let staff_only = internal || files.iter().any(|f| f.internal);
+            out.push(Message {
+                user_id: assignee.clone(),
+                key_suffix: "assignee",
+                disclosure: if staff_only {
+                    Disclosure::Staff
+                } else {
+                    Disclosure::Customer
+                },
+                content: reply(true),
+            });
         }
         return Ok(out);
     }
@@ -97,25 +112,32 @@ async fn messages(
     ) {
         let content = deps.templates.status_changed(&info, from, to);
         if actor != ticket.created_by {
-            out.push((
-                Some(ticket.created_by.clone()),
-                "status:creator".into(),
-                content.clone(),
-            ));
+            out.push(Message {
+                user_id: ticket.created_by.clone(),
+                key_suffix: "status:creator",
+                disclosure: Disclosure::Customer,
+                content: content.clone(),
+            });
         }
         if let Some(assignee) = ticket.assigned_to.as_ref().filter(|a| a.as_str() != actor) {
-            out.push((Some(assignee.clone()), "status:assignee".into(), content));
+            out.push(Message {
+                user_id: assignee.clone(),
+                key_suffix: "status:assignee",
+                disclosure: Disclosure::Customer,
+                content,
+            });
         }
     }
     if let Some(new_assignee) = changes["assigned_to"]["to"]
         .as_str()
         .filter(|a| *a != actor)
     {
-        out.push((
-            Some(new_assignee.to_owned()),
-            "assigned".into(),
-            deps.templates.ticket_assigned(&info, None),
-        ));
+        out.push(Message {
+            user_id: new_assignee.to_owned(),
+            key_suffix: "assigned",
+            disclosure: Disclosure::Staff,
+            content: deps.templates.ticket_assigned(&info, None),
+        });
     }
     Ok(out)
 }
@@ -148,10 +170,10 @@ async fn notify(deps: &Deps, ctx: &Ctx) -> Result<Vec<Delivery>, FnError> {
     };
     let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());
     let mut sent = Vec::new();
-    for (recipient, suffix, content) in messages(deps, ctx, &ticket).await? {
-        if let Some(to) = email_of(deps, recipient.as_deref()).await? {
-            sent.push(send_once(deps, &format!("{event_id}:{suffix}"), &to, content).await?);
-        }
+    for m in messages(deps, ctx, &ticket).await? {
+        let key = format!("{event_id}:{}", m.key_suffix);
+        let to = Recipient::ticket(&m.user_id, &ticket.id, m.disclosure);
+        sent.push(send_once(deps, &key, to, m.content).await?);
     }
     Ok(sent)
 }

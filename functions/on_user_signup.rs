@@ -1,6 +1,8 @@
-//! `on-user-signup`: the welcome mail.
+//! `on-user-signup`: the welcome mail, or, for an address still to be confirmed
+//! (`REQUIRE_EMAIL_VERIFICATION`), the mail with its verification link instead.
 
-use super::notify::{Delivery, send_once};
+use super::account_links::{LinkMail, mail_key, send_link};
+use super::notify::{Delivery, Recipient, send_once};
 use super::{Deps, data_id};
 use crate::domain::events::USER_SIGNUP;
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
@@ -20,6 +22,8 @@ pub fn function(deps: Arc<Deps>) -> Function {
                     "{}:welcome",
                     ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone())
                 );
+                let verify_key = mail_key(&ctx, LinkMail::Verification);
+                // One step decides and sends, so a replay repeats the decision it saved.
                 let sent: Delivery = step
                     .run("send-welcome", || async move {
                         let Some(user) = deps
@@ -30,8 +34,13 @@ pub fn function(deps: Arc<Deps>) -> Function {
                         else {
                             return Ok(Delivery::Undeliverable);
                         };
+                        if !user.email_verified {
+                            return send_link(&deps, &verify_key, &user, LinkMail::Verification)
+                                .await;
+                        }
                         let name = Some(user.name.as_str()).filter(|n| !n.is_empty());
-                        send_once(&deps, &key, &user.email, deps.templates.welcome(name)).await
+                        let content = deps.templates.welcome(name);
+                        send_once(&deps, &key, Recipient::account(&user.id), content).await
                     })
                     .await?;
                 Ok::<_, FnError>(sent)

@@ -174,6 +174,12 @@ pub async fn route(
                     .await
                     .map_err(store_err)?
                     .and_then(|t| t.assigned_to);
+                if current.is_none() {
+                    // Nobody did: the chosen person stopped being staff meanwhile.
+                    return Err(FnError::retriable(
+                        "the chosen assignee is no longer staff; routing again",
+                    ));
+                }
                 Ok(Routed {
                     assignee: current,
                     by_routing: false,

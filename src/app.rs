@@ -8,6 +8,7 @@ use crate::durable::Durable;
 use crate::functions::Deps;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppInner, AppState};
+use crate::live::{ChangeBus, Publishing};
 use crate::mail::Templates;
 use crate::relay::Relay;
 use crate::store::mongo::MongoStore;
@@ -62,7 +63,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
         }
     }
     tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated one and stored it in DATA_DIR; set JWT_SECRET in production");
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let bytes: [u8; 32] = rand::random();
     let secret = hex::encode(bytes);
@@ -72,17 +73,11 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(content.as_bytes())
+    crate::private_fs::create_file(path)?.write_all(content.as_bytes())
 }
 
-/// Creates an account directly (CLI and bootstrap). An existing e-mail is reported, not changed.
+/// Creates an account directly (CLI and bootstrap), its address counted as verified. An
+/// existing e-mail is reported, not changed.
 pub async fn create_user(
     store: &Arc<dyn Store>,
     email: Email,
@@ -101,6 +96,8 @@ pub async fn create_user(
         password_hash: hash,
         role,
         skills,
+        // Made by an operator: there is nothing to confirm.
+        email_verified: true,
     };
     store
         .create_user(
@@ -157,7 +154,12 @@ impl Service {
         crate::telemetry::prometheus();
         crate::telemetry::spawn_metrics_upkeep();
         let config = Arc::new(config);
+        crate::private_fs::warn_if_open_to_others(&config.data_dir);
         let (store, mongo) = open_backend(&config).await?;
+        // Everything writes through this, the durable functions too, so every committed ticket
+        // change reaches the event stream.
+        let live = Arc::new(ChangeBus::default());
+        let store: Arc<dyn Store> = Arc::new(Publishing::new(store, live.clone()));
         bootstrap_admin(&config, &store).await?;
         let attachments = crate::attachments::from_config(&config, store.clone(), mongo.clone())
             .context("attachment storage (ATTACHMENTS_URL)")?;
@@ -174,6 +176,7 @@ impl Service {
             executor: durable.executor.clone(),
             synced: durable.synced.clone(),
             attachments: attachments.clone(),
+            live,
             store: store.clone(),
             config: config.clone(),
         });
@@ -200,8 +203,10 @@ impl Service {
         })
     }
 
-    /// Stops background work, letting steps in flight finish and flushing the outbox.
+    /// Ends the event streams, then stops background work, letting steps in flight finish and
+    /// flushing the outbox.
     pub async fn shutdown(self) {
+        self.state.live.close();
         self.background.shutdown(SHUTDOWN_GRACE).await;
     }
 }
@@ -241,6 +246,7 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
             .map_err(|e| anyhow::anyhow!("mail transport: {e}"))?,
         templates: Templates::new(&config.app_url, "Support"),
         sla: config.sla,
+        accounts: config.accounts,
         ai_permits: Semaphore::new(config.ai_concurrency as usize),
         ai_concurrency: config.ai_concurrency,
     })
@@ -289,6 +295,12 @@ impl App {
             background,
         } = self.service;
         tracing::info!(%addr, store = state.store.backend(), "listening");
+        // Open event streams would hold a graceful shutdown forever: they end first.
+        let live = state.live.clone();
+        let stop = async move {
+            stop.await;
+            live.close();
+        };
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

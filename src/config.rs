@@ -105,6 +105,20 @@ pub struct Config {
     /// `ATTACHMENTS_URL=s3://bucket/prefix`: attachments in that bucket instead of beside the
     /// store.
     pub attachments_s3: Option<S3Settings>,
+    pub accounts: AccountConfig,
+    /// How long the embedded executor keeps finished runs and the event ids it de-duplicates by.
+    pub runs_retention: Duration,
+}
+
+/// Account recovery and verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Sign-up confirms the address by mail before the account may open tickets.
+    pub require_email_verification: bool,
+    /// How long a password-reset link works.
+    pub password_reset_ttl: Duration,
+    /// How long an address-verification link works.
+    pub email_verification_ttl: Duration,
 }
 
 /// An S3-compatible bucket, with the standard `AWS_*` variables. Without keys, the instance's
@@ -437,6 +451,41 @@ impl Config {
                 })?,
         };
 
+        // Down to seconds, so a test can watch a link expire.
+        let link_ttl = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => parse_duration(&raw)
+                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(30 * 86_400))
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!("{raw:?} is not a duration between 1s and 30d (e.g. 1h, 30m)"),
+                        )
+                    }),
+            }
+        };
+        let accounts = AccountConfig {
+            require_email_verification: flag(
+                "REQUIRE_EMAIL_VERIFICATION",
+                get("REQUIRE_EMAIL_VERIFICATION"),
+            )?,
+            password_reset_ttl: link_ttl("PASSWORD_RESET_TTL", 3600)?,
+            email_verification_ttl: link_ttl("EMAIL_VERIFICATION_TTL", 24 * 3600)?,
+        };
+
+        let runs_retention = match get("RUNS_RETENTION") {
+            None => Duration::from_secs(30 * 86_400),
+            Some(raw) => parse_duration(&raw)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "RUNS_RETENTION",
+                        format!("{raw:?} is not a duration like 30d, 12h or 90s"),
+                    )
+                })?,
+        };
+
         let attachment_max_bytes = match get("ATTACHMENT_MAX_BYTES") {
             None => DEFAULT_ATTACHMENT_MAX_BYTES,
             Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -454,6 +503,8 @@ impl Config {
         Ok(Config {
             attachment_max_bytes,
             attachments_s3,
+            accounts,
+            runs_retention,
             metrics_token: get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
@@ -627,6 +678,17 @@ mod tests {
         assert_eq!(c.app_url, "http://127.0.0.1:3000");
         assert_eq!(c.jwt_ttl, Duration::from_secs(86_400));
         assert!(c.inngest_env.is_empty());
+        assert_eq!(
+            c.accounts,
+            AccountConfig {
+                require_email_verification: false,
+                password_reset_ttl: Duration::from_secs(3600),
+                email_verification_ttl: Duration::from_secs(86_400),
+            }
+        );
+        assert_eq!(c.runs_retention, Duration::from_secs(30 * 86_400));
+        let c = config(&[("RUNS_RETENTION", "2s")]).unwrap();
+        assert_eq!(c.runs_retention, Duration::from_secs(2));
     }
 
     #[test]
@@ -710,6 +772,18 @@ mod tests {
                 ],
                 "AWS_ENDPOINT_URL",
             ),
+            (
+                vec![("REQUIRE_EMAIL_VERIFICATION", "maybe")],
+                "REQUIRE_EMAIL_VERIFICATION",
+            ),
+            (vec![("PASSWORD_RESET_TTL", "0")], "PASSWORD_RESET_TTL"),
+            (vec![("PASSWORD_RESET_TTL", "31d")], "PASSWORD_RESET_TTL"),
+            (
+                vec![("EMAIL_VERIFICATION_TTL", "soon")],
+                "EMAIL_VERIFICATION_TTL",
+            ),
+            (vec![("RUNS_RETENTION", "0")], "RUNS_RETENTION"),
+            (vec![("RUNS_RETENTION", "a month")], "RUNS_RETENTION"),
         ] {
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{vars:?} -> {e}");

@@ -72,6 +72,21 @@ pub fn resolve(config: &Config) -> anyhow::Result<(ExecutionMode, InngestSetting
     Ok((mode, settings))
 }
 
+/// The dev server calls functions unsigned, as the official SDKs allow in dev mode; on an
+/// address other machines can reach, anyone there can run them. That is legitimate (a dev
+/// server in another container), but never unnoticed.
+fn warn_if_dev_mode_is_exposed(mode: ExecutionMode, host: std::net::IpAddr) {
+    if mode == ExecutionMode::Dev && !host.is_loopback() {
+        tracing::warn!(
+            %host,
+            "INNGEST_DEV IS SET AND HOST IS NOT A LOOPBACK ADDRESS: /api/inngest runs functions \
+             for unsigned requests in dev mode, so anyone who can reach {host} can run them. \
+             Use HOST=127.0.0.1 for local development, or INNGEST_SIGNING_KEY and \
+             INNGEST_EVENT_KEY (cloud mode) on a network"
+        );
+    }
+}
+
 /// Everything durable execution adds to the service.
 pub struct Durable {
     pub mode: ExecutionMode,
@@ -94,9 +109,17 @@ impl Durable {
         mongo: Option<mongodb::Database>,
     ) -> anyhow::Result<Self> {
         let (mode, settings) = resolve(config)?;
+        warn_if_dev_mode_is_exposed(mode, config.host);
         let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
-        let handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
         let serve_url = serve_url(config, &settings);
+        let mut handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
+        // Syncs register this URL, never one rebuilt from a request's `Host`.
+        let parsed = url::Url::parse(&serve_url)
+            .with_context(|| format!("the serve URL {serve_url:?} (APP_URL, INNGEST_SERVE_*)"))?;
+        handler = handler.with_serve_url(parsed);
+        if mode == ExecutionMode::Embedded {
+            handler = handler.with_local_executor();
+        }
         let synced = Arc::new(AtomicBool::new(mode == ExecutionMode::Embedded));
         let router = match mode {
             ExecutionMode::Embedded => handler.router(),
@@ -113,6 +136,10 @@ impl Durable {
                     // `ticketing runs rerun|cancel` write to the same file from another
                     // process; the loop sees that work within this interval.
                     idle_poll: Duration::from_secs(1),
+                    retention: Some(config.runs_retention),
+                    // At least twice a minute; more often when the retention is shorter.
+                    sweep_every: (config.runs_retention / 2)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(30)),
                     ..ExecutorOptions::default()
                 };
                 let executor = Executor::new(

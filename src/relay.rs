@@ -168,6 +168,7 @@ mod tests {
                 password_hash: "h".into(),
                 role: Role::User,
                 skills: vec![],
+                email_verified: true,
             };
             store.create_user(user, Some(event)).await.unwrap();
         }

@@ -1,9 +1,12 @@
 //! The vocabulary of the service: parsed values, roles, ticket rules, triage. No I/O here.
 
 pub mod access;
+pub mod account_token;
+pub mod activity;
 pub mod attachment;
 pub mod events;
 pub mod ids;
+pub mod rating;
 pub mod skills;
 pub mod ticket;
 pub mod triage;

@@ -181,6 +181,16 @@ impl fmt::Display for Role {
     }
 }
 
+/// How a person is named to others (in mail, on a ticket): their name, or else the part of
+/// their e-mail address before the `@`, so the address itself is never shown.
+pub fn display_name(name: &str, email: &str) -> String {
+    let name = name.trim();
+    if !name.is_empty() {
+        return name.to_owned();
+    }
+    email.split('@').next().unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +249,15 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Ok(role));
         }
         assert!(Role::parse("root").is_err());
+    }
+
+    #[test]
+    fn display_names_never_show_the_address() {
+        assert_eq!(
+            display_name("Dana Scully", "dana@example.com"),
+            "Dana Scully"
+        );
+        assert_eq!(display_name("  ", "dana.s@example.com"), "dana.s");
+        assert_eq!(display_name("", "nobody"), "nobody");
     }
 }

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{CurrentUser, path_id};
+use super::extract::{ApiPath, CurrentUser, path_id};
 use super::tickets::visible_ticket;
 use crate::attachments::{AttachmentError, Upload};
 use crate::domain::access::{TicketOwnership, can_see_internal, can_view};
@@ -12,8 +12,8 @@ use crate::domain::attachment::{MAX_PER_TICKET, can_delete, content_disposition,
 use crate::store::Attachment;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -86,7 +86,7 @@ async fn parse_flag(field: axum::extract::multipart::Field<'_>, limit: u64) -> A
 pub async fn upload_attachment(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<AttachmentResponse>)> {
@@ -152,7 +152,7 @@ pub async fn upload_attachment(
 pub async fn list_attachments(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AttachmentList>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     let attachments = state
@@ -202,7 +202,7 @@ async fn visible_attachment(
 pub async fn download_attachment(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let attachment = visible_attachment(&state, &user, &id).await?;
@@ -254,7 +254,7 @@ pub async fn download_attachment(
 pub async fn delete_attachment(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let attachment = visible_attachment(&state, &user, &id).await?;
     if !can_delete(user.id(), user.role(), &attachment.uploaded_by) {

@@ -1,4 +1,4 @@
-//! Register, log in, and who am I.
+//! Register, log in, and who am I. Recovering and ending access is in `account`.
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
@@ -7,10 +7,11 @@ use crate::auth::{hash_password, verify_password};
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
 use crate::domain::user::{Email, Password, Role, parse_name, parse_skills};
-use crate::store::{NewUser, User};
+use crate::store::{NewUser, StoreError, User};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -38,65 +39,135 @@ pub struct AuthResponse {
     expires_in: u64,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UserResponse {
-    user: User,
-}
-
-/// Creates an account with its signup event. Public registration always passes `Role::User`.
-pub async fn create_account(
-    state: &AppState,
-    email: Email,
-    password: Password,
-    name: String,
-    role: Role,
-    skills: Vec<String>,
-) -> ApiResult<User> {
-    let password_hash = hash_password(password.expose().to_owned()).await?;
-    let id = new_id();
-    let user = NewUser {
-        id: id.clone(),
-        email: email.as_str().to_owned(),
-        name,
-        password_hash,
-        role,
-        skills,
-    };
-    Ok(state
-        .store
-        .create_user(user, Some(NewEvent::user_signup(&id)))
-        .await?)
-}
-
-#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody,
-    responses((status = 201, body = AuthResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn register(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<RegisterBody>,
-) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
-    let email = Email::parse(&body.email)?;
-    let password = Password::parse(&body.password)?;
-    let name = parse_name(body.name.as_deref())?;
-    let skills = parse_skills(body.skills.as_deref().unwrap_or_default())?;
-    let user = create_account(&state, email, password, name, Role::User, skills).await?;
-    let token = state.tokens.issue(&user.id)?;
-    tracing::info!(user_id = %user.id, "account registered");
-    Ok((
-        StatusCode::CREATED,
-        Json(AuthResponse {
+impl AuthResponse {
+    /// A fresh token for `user`, under the account's current token generation.
+    pub(super) fn issue(state: &AppState, user: User) -> ApiResult<Self> {
+        let token = state.tokens.issue(&user.id, user.token_generation)?;
+        Ok(Self {
             user,
             token,
             expires_in: state.tokens.ttl().as_secs(),
-        }),
-    ))
+        })
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserResponse {
+    pub(super) user: User,
+}
+
+/// An answer that says what happens next and, on purpose, nothing about whether an account
+/// exists.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessageResponse {
+    pub(super) message: String,
+}
+
+impl MessageResponse {
+    pub(super) fn accepted(message: &str) -> (StatusCode, Json<Self>) {
+        (
+            StatusCode::ACCEPTED,
+            Json(Self {
+                message: message.to_owned(),
+            }),
+        )
+    }
+}
+
+/// The answer to every sign-up while verification is required, whether the address was free
+/// or taken: the mail tells its owner which it was.
+const SIGNUP_CHECK_INBOX: &str = "Check your inbox: we sent a message to this address. \
+    Follow its link to confirm the address, then sign in.";
+
+/// A parsed sign-up.
+struct Registration {
+    email: Email,
+    password: Password,
+    name: String,
+    skills: Vec<String>,
+}
+
+impl Registration {
+    fn parse(body: RegisterBody) -> ApiResult<Self> {
+        Ok(Self {
+            email: Email::parse(&body.email)?,
+            password: Password::parse(&body.password)?,
+            name: parse_name(body.name.as_deref())?,
+            skills: parse_skills(body.skills.as_deref().unwrap_or_default())?,
+        })
+    }
+
+    /// Creates the account (always `Role::User`) with its signup event.
+    async fn create(self, state: &AppState, email_verified: bool) -> Result<User, StoreError> {
+        let password_hash = hash_password(self.password.expose().to_owned())
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?;
+        let id = new_id();
+        let user = NewUser {
+            id: id.clone(),
+            email: self.email.as_str().to_owned(),
+            name: self.name,
+            password_hash,
+            role: Role::User,
+            skills: self.skills,
+            email_verified,
+        };
+        state
+            .store
+            .create_user(user, Some(NewEvent::user_signup(&id)))
+            .await
+    }
+}
+
+/// With verification off, a taken address is a 409 `email_taken`: the person must learn why
+/// sign-up failed, and nothing else would tell them. That answer tells anyone which addresses
+/// have accounts, so with `REQUIRE_EMAIL_VERIFICATION` on, every sign-up answers the same 202
+/// without a token and the mail to the address says what happened.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody,
+    responses((status = 201, body = AuthResponse, description = "signed up and signed in (verification off)"),
+        (status = 202, body = MessageResponse, description = "verification on: a mail is on its way, for a new and a taken address alike"),
+        (status = 409, body = ErrorBody, description = "`email_taken` (verification off only)"),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> ApiResult<Response> {
+    let registration = Registration::parse(body)?;
+    if state.config.accounts.require_email_verification {
+        return register_unverified(&state, registration).await;
+    }
+    let user = registration.create(&state, true).await?;
+    state.notify_outbox();
+    tracing::info!(user_id = %user.id, "account registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(AuthResponse::issue(&state, user)?),
+    )
+        .into_response())
+}
+
+/// Both paths hash a password and write one transaction, so they take about as long.
+async fn register_unverified(state: &AppState, registration: Registration) -> ApiResult<Response> {
+    let email = registration.email.clone();
+    match registration.create(state, false).await {
+        Ok(user) => tracing::info!(user_id = %user.id, "account registered, address unconfirmed"),
+        Err(StoreError::Conflict { field: "email" }) => {
+            state
+                .store
+                .queue_user_event(email.as_str(), false, NewEvent::signup_attempted)
+                .await?;
+            tracing::info!("sign-up with an address that has an account; its owner is told");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.notify_outbox();
+    Ok(MessageResponse::accepted(SIGNUP_CHECK_INBOX).into_response())
 }
 
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = RegisterBody,
-    responses((status = 201, body = AuthResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn signup(
-    state: State<AppState>,
-    body: ApiJson<RegisterBody>,
-) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+    responses((status = 201, body = AuthResponse), (status = 202, body = MessageResponse),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn signup(state: State<AppState>, body: ApiJson<RegisterBody>) -> ApiResult<Response> {
     register(state, body).await
 }
 
@@ -124,12 +195,8 @@ pub async fn login(
         .get_user(&user_id)
         .await?
         .ok_or(AppError::InvalidCredentials)?;
-    let token = state.tokens.issue(&user.id)?;
-    Ok(Json(AuthResponse {
-        user,
-        token,
-        expires_in: state.tokens.ttl().as_secs(),
-    }))
+    // An unconfirmed address may sign in: the app shows `email_verified` and how to confirm.
+    Ok(Json(AuthResponse::issue(&state, user)?))
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),

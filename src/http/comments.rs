@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, CurrentUser};
+use super::extract::{ApiJson, ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
 use crate::domain::access::can_see_internal;
 use crate::domain::events::NewEvent;
@@ -10,7 +10,7 @@ use crate::domain::new_id;
 use crate::domain::ticket::parse_comment_body;
 use crate::store::{Comment, NewComment};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ pub struct CommentList {
 pub async fn list_comments(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<CommentList>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     let comments = state
@@ -54,7 +54,7 @@ pub async fn list_comments(
 pub async fn add_comment(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CommentBody>,
 ) -> ApiResult<(StatusCode, Json<CommentResponse>)> {
     let ticket = visible_ticket(&state, &user, &id).await?;

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP layer, and the one place errors become status codes.
 //! Every error body has the shape `{"error":{"code","message","details"}}`.
 
+use crate::domain::rating::RatingParseError;
 use crate::domain::ticket::{TicketParseError, TransitionError};
 use crate::domain::user::UserParseError;
 use crate::store::StoreError;
@@ -24,6 +25,11 @@ pub enum AppError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(String),
+    /// Sign-up needs the address confirmed (`REQUIRE_EMAIL_VERIFICATION`) before this.
+    #[error(
+        "confirm your e-mail address first: follow the link we mailed you, or ask for a new one"
+    )]
+    EmailUnverified,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -91,6 +97,7 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::EmailUnverified => (StatusCode::FORBIDDEN, "email_unverified"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
@@ -186,6 +193,16 @@ impl From<TicketParseError> for AppError {
             TicketParseError::TitleLength { .. } => "title",
             TicketParseError::DescriptionLength { .. } => "description",
             TicketParseError::CommentLength { .. } => "body",
+        };
+        AppError::field(field, e.to_string())
+    }
+}
+
+impl From<RatingParseError> for AppError {
+    fn from(e: RatingParseError) -> Self {
+        let field = match e {
+            RatingParseError::Score { .. } => "score",
+            RatingParseError::CommentTooLong { .. } => "comment",
         };
         AppError::field(field, e.to_string())
     }

@@ -4,10 +4,10 @@ use super::AppState;
 use super::error::AppError;
 use crate::domain::user::Role;
 use crate::store::User;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// `Json<T>` whose rejections use our error shape: syntax errors are 400, type and unknown-field
@@ -70,8 +70,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The signed-in user, reloaded from the store on every request so that a role change or a
-/// deleted account takes effect immediately. Any failure is the same 401.
+/// `Path<T>` with our error shape: a segment that does not decode (`/api/tickets/%FF` is not
+/// UTF-8) is a 400 like any other malformed request, never axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(AppError::bad_request(
+                "invalid_path",
+                e.body_text().trim_start_matches("Invalid URL: ").to_owned(),
+            )),
+            Err(other) => Err(AppError::bad_request("invalid_path", other.body_text())),
+        }
+    }
+}
+
+/// The signed-in user, reloaded from the store on every request so that a role change, a
+/// deleted account or an ended session (password change, sign-out everywhere: the token's
+/// generation is no longer the account's) takes effect immediately. Any failure is the same 401.
 pub struct CurrentUser(pub User);
 
 impl CurrentUser {
@@ -99,30 +119,40 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(AppError::Unauthorized)?;
-        let (scheme, token) = header
-            .trim()
-            .split_once(' ')
-            .ok_or(AppError::Unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AppError::Unauthorized);
-        }
-        let user_id = state
-            .tokens
-            .verify(token.trim())
-            .ok_or(AppError::Unauthorized)?;
-        let user = state
-            .store
-            .get_user(&user_id)
-            .await?
-            .ok_or(AppError::Unauthorized)?;
+        let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let user = authenticate(state, token).await?;
         tracing::Span::current().record("user_id", user.id.as_str());
         Ok(CurrentUser(user))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The user `token` stands for now: a valid token of an account that still exists, with its
+/// current role. Requests ask here, and so does the event stream before every event it sends,
+/// so a check added here holds for both.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
+    let subject = state.tokens.verify(token).ok_or(AppError::Unauthorized)?;
+    let user = state
+        .store
+        .get_user(&subject.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if subject.generation != user.token_generation {
+        tracing::debug!(user_id = %user.id, "token from before a password change or sign-out");
+        return Err(AppError::Unauthorized);
+    }
+    Ok(user)
 }
 
 /// Parses a path id, answering 404 for anything that is not a canonical id: a malformed id

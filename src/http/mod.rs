@@ -1,5 +1,7 @@
 //! The HTTP face: one route table, one state, one error type.
 
+mod account;
+mod activity;
 mod attachments;
 pub mod auth;
 mod comments;
@@ -9,10 +11,14 @@ mod health;
 mod metrics;
 mod pagination;
 pub mod rate_limit;
+mod ratings;
+mod request_id;
 mod runs;
 mod stats;
+mod stream;
 mod tickets;
 mod users;
+pub mod web;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -59,6 +65,8 @@ pub struct AppInner {
     pub synced: Arc<std::sync::atomic::AtomicBool>,
     /// Files on tickets: their bytes and records.
     pub attachments: crate::attachments::Attachments,
+    /// Committed ticket changes of this process, for `GET /api/stream`.
+    pub live: Arc<crate::live::ChangeBus>,
 }
 
 impl AppState {
@@ -86,6 +94,7 @@ impl Deref for AppState {
         (name = "auth", description = "accounts and tokens"),
         (name = "tickets"), (name = "comments"),
         (name = "attachments", description = "files on tickets, with the visibility of comments"), (name = "users", description = "admin only"),
+        (name = "stream", description = "live updates (Server-Sent Events)"),
         (name = "stats", description = "admin only"),
         (name = "runs", description = "admin only: durable-function runs of the embedded executor"),
         (name = "health"),
@@ -105,12 +114,19 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The REST routes and their OpenAPI document, before state and layers.
-fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and their OpenAPI document, before state and layers: the REST routes, and apart
+/// from them the event stream, which stays open for as long as its client wants.
+fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let limited = OpenApiRouter::new()
         .routes(routes!(auth::register))
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
+        .routes(routes!(account::forgot_password))
+        .routes(routes!(account::reset_password))
+        // Signed in, but a stolen token must not buy unlimited guesses at the password.
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::verify_email))
+        .routes(routes!(account::resend_verification))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_auth,
@@ -137,6 +153,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             attachments::delete_attachment
         ))
         .routes(routes!(auth::me))
+        .routes(routes!(account::sign_out_everywhere))
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(
             tickets::get_ticket,
@@ -144,6 +161,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tickets::put_ticket
         ))
         .routes(routes!(tickets::retriage_ticket))
+        .routes(routes!(activity::list_activity))
+        .routes(routes!(ratings::rate_ticket))
         .routes(routes!(comments::list_comments, comments::add_comment))
         .routes(routes!(users::list_users))
         .routes(routes!(users::update_user))
@@ -155,40 +174,55 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts();
+    let (streaming, stream_doc) = OpenApiRouter::new()
+        .routes(routes!(stream::stream))
+        .split_for_parts();
     let mut openapi = openapi;
+    openapi.merge(stream_doc);
     document_common_errors(&mut openapi);
-    (router, openapi)
+    (router, streaming, openapi)
 }
 
 pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    api(state).1
+    api(state).2
 }
 
 /// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
 /// its own body limits.
 pub fn router(state: AppState, extra: Router) -> Router {
-    let (api, openapi) = api(&state);
+    let (api, streaming, openapi) = api(&state);
+    // A request timeout belongs on `api`: the stream is merged after it, open by design.
     let api = api
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(streaming.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
-    let request_id = HeaderName::from_static("x-request-id");
+    let id_header = HeaderName::from_static(request_id::HEADER);
+    // On Vercel each request may meet another instance, whose stream misses the others' changes.
+    let poll = state.config.on_vercel;
     let mut app = api
         .merge(extra)
         .route("/metrics", axum::routing::get(metrics::render).with_state(state.clone()))
-        .route_layer(axum::middleware::from_fn(metrics::track))
-        .fallback(|| async { AppError::NotFound })
+        .route("/assets/{version}/{*path}", axum::routing::get(web::asset))
+        .route_layer(axum::middleware::from_fn(metrics::remember_route))
+        // Page paths get the browser app; unknown API paths keep the JSON 404.
+        .fallback(move |method: Method, uri: axum::http::Uri| async move {
+            web::fallback(&method, &uri, poll)
+        })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| -> Response {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(PropagateRequestIdLayer::new(id_header.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let id = req.headers().get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), user_id = tracing::field::Empty)
         }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        .layer(SetRequestIdLayer::new(id_header, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(request_id::drop_unsafe));
     if let Some(cors) = cors(&state.config) {
         app = app.layer(cors);
     }

@@ -1,5 +1,6 @@
-//! Per-client token buckets for login and register. In memory and per process: on serverless
-//! it is best-effort, which is stated in the README.
+//! Per-client token buckets for the routes that take a password, a mailed link or an address
+//! to mail (login, register, password reset and change, verification). In memory and per
+//! process: on serverless it is best-effort, which is stated in the README.
 
 use super::AppState;
 use super::error::AppError;

@@ -3,13 +3,13 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiQuery, CurrentUser, path_id};
+use super::extract::{ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
 use crate::domain::user::Role;
 use crate::inngest::executor::{Executor, RunFilter};
 use crate::runs::{RunStatusName, RunSummaryView, RunView, resolve_function};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +94,7 @@ pub async fn list_runs(
 pub async fn get_run(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RunResponse>> {
     let executor = executor(&state, &user)?;
     let run = load(executor, &path_id(&id)?).await?;
@@ -107,7 +107,7 @@ pub async fn get_run(
 pub async fn rerun_run(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<RunResponse>)> {
     let executor = executor(&state, &user)?;
     let new_id = executor.rerun(&path_id(&id)?).await?;
@@ -123,7 +123,7 @@ pub async fn rerun_run(
 pub async fn cancel_run(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RunResponse>> {
     let executor = executor(&state, &user)?;
     let run = executor.cancel(&path_id(&id)?).await?;

@@ -2,21 +2,26 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, CurrentUser, path_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
-use crate::domain::access::{TicketOwnership, can_view};
+use crate::domain::access::{TicketOwnership, TicketView, can_view, ticket_view};
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
-use crate::domain::ticket::{Actor, Category, Description, Priority, TicketStatus, Title};
-use crate::domain::user::Role;
+use crate::domain::ticket::{
+    Actor, Category, Description, Priority, TicketStatus, Title, TriageStatus,
+};
+use crate::domain::user::{Role, display_name};
 use crate::store::{
-    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, Visibility,
+    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, TicketRating,
+    TicketSort, TicketTriage, Visibility,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,16 +30,141 @@ pub struct CreateTicketBody {
     description: String,
 }
 
+/// A ticket as its creator sees it: what a help desk shows a customer. No triage internals
+/// (summary, sentiment, confidence, skills, notes) and no routing reason.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CustomerTicket {
+    id: String,
+    title: String,
+    description: String,
+    status: TicketStatus,
+    priority: Priority,
+    category: Option<Category>,
+    created_by: String,
+    assigned_to: Option<String>,
+    /// Who works on the ticket: their name, or the part of their e-mail before the `@`.
+    assignee_name: Option<String>,
+    triage_status: TriageStatus,
+    /// Set when a person chose the priority, so later triage leaves it alone.
+    priority_locked: bool,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// The first reply by staff.
+    first_response_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    assigned_at: Option<DateTime<Utc>>,
+    /// When the SLA for the ticket's priority runs out.
+    sla_due_at: Option<DateTime<Utc>>,
+    /// Set when the SLA passed unresolved and the ticket was escalated.
+    escalated_at: Option<DateTime<Utc>>,
+    /// The creator's satisfaction rating, given once after resolution.
+    rating: Option<TicketRating>,
+}
+
+/// A ticket as staff (moderators and admins) see it, on tickets they opened too: the customer
+/// view plus what triage found and why routing chose the assignee.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StaffTicket {
+    #[serde(flatten)]
+    base: CustomerTicket,
+    /// What triage found; `null` until it ran.
+    triage: Option<TicketTriage>,
+    /// Why the ticket went to its assignee, or why it waits in the queue.
+    routing_reason: Option<String>,
+}
+
+/// One ticket for one viewer; `view` says which.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "view", rename_all = "snake_case")]
+pub enum TicketBody {
+    Staff(StaffTicket),
+    Customer(CustomerTicket),
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TicketResponse {
-    ticket: Ticket,
+    ticket: TicketBody,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TicketList {
-    tickets: Vec<Ticket>,
+    tickets: Vec<TicketBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     next_cursor: Option<String>,
+}
+
+/// Display names of the assignees of `tickets`, each looked up once.
+async fn assignee_names(
+    state: &AppState,
+    tickets: &[Ticket],
+) -> ApiResult<HashMap<String, String>> {
+    let mut names = HashMap::new();
+    for id in tickets.iter().filter_map(|t| t.assigned_to.as_deref()) {
+        if names.contains_key(id) {
+            continue;
+        }
+        if let Some(user) = state.store.get_user(id).await? {
+            names.insert(id.to_owned(), display_name(&user.name, &user.email));
+        }
+    }
+    Ok(names)
+}
+
+fn view_of(ticket: Ticket, role: Role, names: &HashMap<String, String>) -> TicketBody {
+    let base = CustomerTicket {
+        assignee_name: ticket
+            .assigned_to
+            .as_ref()
+            .and_then(|id| names.get(id).cloned()),
+        id: ticket.id,
+        title: ticket.title,
+        description: ticket.description,
+        status: ticket.status,
+        priority: ticket.priority,
+        category: ticket.category,
+        created_by: ticket.created_by,
+        assigned_to: ticket.assigned_to,
+        triage_status: ticket.triage_status,
+        priority_locked: ticket.priority_locked,
+        version: ticket.version,
+        created_at: ticket.created_at,
+        updated_at: ticket.updated_at,
+        first_response_at: ticket.first_response_at,
+        resolved_at: ticket.resolved_at,
+        assigned_at: ticket.assigned_at,
+        sla_due_at: ticket.sla_due_at,
+        escalated_at: ticket.escalated_at,
+        rating: ticket.rating,
+    };
+    match ticket_view(role) {
+        TicketView::Customer => TicketBody::Customer(base),
+        TicketView::Staff => TicketBody::Staff(StaffTicket {
+            base,
+            triage: ticket.triage,
+            routing_reason: ticket.routing_reason,
+        }),
+    }
+}
+
+/// A ticket as a viewer of this role may see it (the rule is `domain::access::ticket_view`),
+/// with its assignee's display name: the one place a ticket becomes JSON for a person.
+pub async fn render_ticket(state: &AppState, role: Role, ticket: Ticket) -> ApiResult<TicketBody> {
+    let names = assignee_names(state, std::slice::from_ref(&ticket)).await?;
+    Ok(view_of(ticket, role, &names))
+}
+
+/// [`render_ticket`] for a page of tickets.
+pub async fn render_tickets(
+    state: &AppState,
+    role: Role,
+    tickets: Vec<Ticket>,
+) -> ApiResult<Vec<TicketBody>> {
+    let names = assignee_names(state, &tickets).await?;
+    Ok(tickets
+        .into_iter()
+        .map(|t| view_of(t, role, &names))
+        .collect())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -47,9 +177,19 @@ pub struct ListParams {
     assignee: Option<String>,
     /// Text to find in the title or description.
     q: Option<String>,
+    /// `newest` (the default) or `sla_due`: soonest SLA deadline first, tickets without one
+    /// last. A cursor only continues the order it came from.
+    sort: Option<SortParam>,
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+#[derive(Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortParam {
+    Newest,
+    SlaDue,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -67,16 +207,6 @@ pub struct UpdateTicketBody {
 /// Tells an explicit `null` apart from a missing field.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
-}
-
-/// Notes for moderators stay with staff.
-fn redact(mut ticket: Ticket, role: Role) -> Ticket {
-    if !role.is_staff()
-        && let Some(triage) = ticket.triage.as_mut()
-    {
-        triage.helpful_notes = None;
-    }
-    ticket
 }
 
 /// Loads a ticket the caller may see; anything else is a 404, so existence never leaks.
@@ -103,12 +233,17 @@ pub async fn visible_ticket(
 }
 
 #[utoipa::path(post, path = "/api/tickets", tag = "tickets", security(("bearer" = [])), request_body = CreateTicketBody,
-    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = TicketResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`email_unverified`: the address is not confirmed yet (`REQUIRE_EMAIL_VERIFICATION`)"),
+        (status = 422, body = ErrorBody)))]
 pub async fn create_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<CreateTicketBody>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
+    if state.config.accounts.require_email_verification && !user.0.email_verified {
+        return Err(AppError::EmailUnverified);
+    }
     let title = Title::parse(&body.title)?;
     let description = Description::parse(&body.description)?;
     let id = new_id();
@@ -125,7 +260,7 @@ pub async fn create_ticket(
     Ok((
         StatusCode::CREATED,
         Json(TicketResponse {
-            ticket: redact(ticket, user.role()),
+            ticket: render_ticket(&state, user.role(), ticket).await?,
         }),
     ))
 }
@@ -161,6 +296,22 @@ pub async fn list_tickets(
             "q must be at most 200 characters",
         ));
     }
+    let sort = params.sort.unwrap_or(SortParam::Newest);
+    let (sort, after) = match sort {
+        SortParam::Newest => (
+            TicketSort::Newest,
+            pagination::decode(params.cursor.as_deref())?,
+        ),
+        SortParam::SlaDue => match pagination::decode_sla_due(params.cursor.as_deref())? {
+            Some(cursor) => (
+                TicketSort::SlaDue {
+                    after_due: cursor.due,
+                },
+                Some(cursor.id),
+            ),
+            None => (TicketSort::SlaDue { after_due: None }, None),
+        },
+    };
     let query = TicketQuery {
         visibility,
         status: params.status,
@@ -168,17 +319,21 @@ pub async fn list_tickets(
         category: params.category,
         assignee,
         text,
+        sort,
         limit: pagination::limit(params.limit)?,
-        after: pagination::decode(params.cursor.as_deref())?,
+        after,
     };
     let page = state.store.list_tickets(&query).await?;
+    let next_cursor = match (&query.sort, page.next_after.is_some(), page.items.last()) {
+        (TicketSort::Newest, true, Some(last)) => Some(pagination::encode(&last.id)),
+        (TicketSort::SlaDue { .. }, true, Some(last)) => {
+            Some(pagination::encode_sla_due(last.sla_due_at, &last.id))
+        }
+        _ => None,
+    };
     Ok(Json(TicketList {
-        tickets: page
-            .items
-            .into_iter()
-            .map(|t| redact(t, user.role()))
-            .collect(),
-        next_cursor: page.next_after.as_deref().map(pagination::encode),
+        tickets: render_tickets(&state, user.role(), page.items).await?,
+        next_cursor,
     }))
 }
 
@@ -187,11 +342,11 @@ pub async fn list_tickets(
 pub async fn get_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TicketResponse>> {
     let ticket = visible_ticket(&state, &user, &id).await?;
     Ok(Json(TicketResponse {
-        ticket: redact(ticket, user.role()),
+        ticket: render_ticket(&state, user.role(), ticket).await?,
     }))
 }
 
@@ -202,7 +357,7 @@ pub async fn get_ticket(
 pub async fn update_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTicketBody>,
 ) -> ApiResult<Json<TicketResponse>> {
     if body.status.is_none() && body.priority.is_none() && body.assignee_id.is_none() {
@@ -243,7 +398,7 @@ pub async fn update_ticket(
         let ticket = visible_ticket(&state, &user, &id).await?;
         let Some((change, events)) = decide_update(&ticket, &user, &body, &new_assignee)? else {
             return Ok(Json(TicketResponse {
-                ticket: redact(ticket, user.role()),
+                ticket: render_ticket(&state, user.role(), ticket).await?,
             }));
         };
         match state
@@ -254,7 +409,7 @@ pub async fn update_ticket(
             Ok(ticket) => {
                 state.notify_outbox();
                 return Ok(Json(TicketResponse {
-                    ticket: redact(ticket, user.role()),
+                    ticket: render_ticket(&state, user.role(), ticket).await?,
                 }));
             }
             Err(StoreError::Stale) => continue,
@@ -271,7 +426,7 @@ pub async fn update_ticket(
 pub async fn put_ticket(
     state: State<AppState>,
     user: CurrentUser,
-    id: Path<String>,
+    id: ApiPath<String>,
     body: ApiJson<UpdateTicketBody>,
 ) -> ApiResult<Json<TicketResponse>> {
     update_ticket(state, user, id, body).await
@@ -289,7 +444,10 @@ fn decide_update(
         is_creator: ticket.created_by == user.id(),
         is_assignee: ticket.assigned_to.as_deref() == Some(user.id()),
     };
-    let mut change = TicketChange::default();
+    let mut change = TicketChange {
+        actor: Some(user.id().to_owned()),
+        ..TicketChange::default()
+    };
     let mut changes = Map::new();
     if let Some(to) = body.status.filter(|s| *s != ticket.status) {
         change.status = Some(ticket.status.transition(to, actor)?);
@@ -342,7 +500,7 @@ fn decide_update(
 pub async fn retriage_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
     user.require(Role::Admin)?;
     for _ in 0..5 {
@@ -360,6 +518,7 @@ pub async fn retriage_ticket(
         {
             Ok(ticket) => {
                 state.notify_outbox();
+                let ticket = render_ticket(&state, user.role(), ticket).await?;
                 return Ok((StatusCode::ACCEPTED, Json(TicketResponse { ticket })));
             }
             Err(StoreError::Stale) => continue,

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, CurrentUser, path_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
 use crate::domain::user::{Role, parse_name, parse_skills};
 use crate::store::{User, UserPatch, UserQuery};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -73,7 +73,7 @@ pub async fn list_users(
 pub async fn update_user(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateUserBody>,
 ) -> ApiResult<Json<UserResponse>> {
     user.require(Role::Admin)?;
@@ -87,7 +87,7 @@ pub async fn update_user(
     if body.capacity.flatten().is_some_and(|c| c > 10_000) {
         return Err(AppError::field("capacity", "must be at most 10000"));
     }
-    let patch = UserPatch {
+    let mut patch = UserPatch {
         role: body.role,
         skills: body.skills.as_deref().map(parse_skills).transpose()?,
         name: body
@@ -97,6 +97,17 @@ pub async fn update_user(
             .transpose()?,
         capacity: body.capacity,
     };
+    let target = state.store.get_user(&id).await?.ok_or(AppError::NotFound)?;
+    if patch.role == Some(Role::User) && target.role.is_staff() {
+        // The person can no longer see the tickets they work on: those still open go back to
+        // routing, whoever assigned them, in the same transaction as the role change.
+        let (_, released) = state.store.revoke_staff(&id, user.id()).await?;
+        if !released.is_empty() {
+            state.notify_outbox();
+        }
+        tracing::info!(target_user = %id, released = released.len(), "staff role revoked; their open tickets go back to routing");
+        patch.role = None;
+    }
     let updated = state.store.update_user(&id, patch).await?;
     tracing::info!(target_user = %updated.id, role = %updated.role, "user updated by admin");
     Ok(Json(UserResponse { user: updated }))

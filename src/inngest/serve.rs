@@ -2,15 +2,15 @@
 //!
 //! The body is read as raw bytes and the signature is verified before anything parses it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use axum::http::header::{CONTENT_TYPE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::any;
@@ -30,6 +30,11 @@ use super::{FRAMEWORK, SDK_IDENT, SDK_LANGUAGE, SDK_VERSION};
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default keep-alive interval of streamed responses (JS uses 3 s).
 const STREAM_HEARTBEAT: Duration = Duration::from_secs(3);
+/// Out-of-band syncs per minute in cloud mode: anyone may ask for one (as in every SDK), and
+/// each one is a call to Inngest with the signing key.
+pub const CLOUD_SYNCS_PER_MINUTE: u32 = 5;
+/// In dev mode the dev server itself asks every 5 seconds (its default `--poll-interval`).
+pub const DEV_SYNCS_PER_MINUTE: u32 = 30;
 
 /// Why an out-of-band sync failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,10 +61,50 @@ struct Inner {
     functions: Vec<Function>,
     handlers: HashMap<String, HandlerFn>,
     route_path: String,
+    /// Where Inngest reaches the app, reported by out-of-band syncs. Never taken from a request:
+    /// an unsigned `PUT` with `Host: attacker.example` would register the app there.
+    serve_url: Option<url::Url>,
+    /// The functions run on an executor in this process: a `PUT` has nothing to register.
+    local_executor: bool,
+    sync_limit: Arc<SyncLimit>,
     clock: Clock,
     heartbeat: Duration,
     events: EventClient,
     api: ApiClient,
+}
+
+/// At most `per_minute` out-of-band syncs in any minute.
+#[derive(Debug)]
+struct SyncLimit {
+    per_minute: u32,
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+impl SyncLimit {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Takes a slot, or says how long until one frees up.
+    fn admit(&self, now: Instant) -> Result<(), Duration> {
+        const WINDOW: Duration = Duration::from_secs(60);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        while recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() < self.per_minute as usize {
+            recent.push_back(now);
+            return Ok(());
+        }
+        let oldest = recent.front().copied().unwrap_or(now);
+        Err(WINDOW.saturating_sub(now.saturating_duration_since(oldest)))
+    }
 }
 
 /// Serves a set of functions over the Inngest protocol.
@@ -133,17 +178,6 @@ impl Request {
             .map(|(_, v)| v.into_owned())
             .filter(|v| !v.is_empty())
     }
-
-    /// The URL Inngest reached, rebuilt from `Host` (JS does the same from the request).
-    fn url(&self) -> Option<url::Url> {
-        let host = self.header(HOST.as_str())?;
-        let scheme = match self.header("x-forwarded-proto") {
-            Some(p) if p.eq_ignore_ascii_case("https") => "https",
-            _ => "http",
-        };
-        let path = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        url::Url::parse(&format!("{scheme}://{host}{path}")).ok()
-    }
 }
 
 /// Signature check of one request: `Ok(None)` when not required (dev mode).
@@ -166,6 +200,11 @@ impl ServeHandler {
             handlers.insert(id, f.handler_fn().clone());
         }
         let http = LazyHttp::default();
+        let serve_url = configured_serve_url(&settings);
+        let syncs_per_minute = match settings.mode() {
+            Mode::Cloud => CLOUD_SYNCS_PER_MINUTE,
+            Mode::Dev => DEV_SYNCS_PER_MINUTE,
+        };
         Self {
             inner: Arc::new(Inner {
                 // One client for both, built when first needed.
@@ -176,6 +215,9 @@ impl ServeHandler {
                 functions,
                 handlers,
                 route_path: DEFAULT_SERVE_PATH.to_owned(),
+                serve_url,
+                local_executor: false,
+                sync_limit: Arc::new(SyncLimit::new(syncs_per_minute)),
                 clock: Clock::system(),
                 heartbeat: STREAM_HEARTBEAT,
             }),
@@ -194,6 +236,24 @@ impl ServeHandler {
     pub fn with_route_path(self, path: impl Into<String>) -> Self {
         let path = path.into();
         self.update(|i| i.route_path = path)
+    }
+
+    /// The URL out-of-band syncs register (e.g. `APP_URL` + `/api/inngest`). Without it, and
+    /// without `INNGEST_SERVE_ORIGIN`, an out-of-band `PUT` cannot sync: unlike the official
+    /// SDKs, the URL is never rebuilt from the request's `Host`, which anyone can forge.
+    pub fn with_serve_url(self, url: url::Url) -> Self {
+        self.update(|i| i.serve_url = Some(url))
+    }
+
+    /// Out-of-band syncs allowed per minute; beyond that a `PUT` answers 429.
+    pub fn with_sync_limit(self, per_minute: u32) -> Self {
+        self.update(|i| i.sync_limit = Arc::new(SyncLimit::new(per_minute)))
+    }
+
+    /// The functions run on an executor in this process, which registered them directly: a
+    /// `PUT` answers at once and calls nobody.
+    pub fn with_local_executor(self) -> Self {
+        self.update(|i| i.local_executor = true)
     }
 
     /// The clock used for signature windows and response signatures.
@@ -490,6 +550,15 @@ impl ServeHandler {
     }
 
     async fn put(&self, req: &Request, validation: &Validation) -> Reply {
+        if self.inner.local_executor {
+            return Reply::json(
+                StatusCode::OK,
+                &json!({
+                    "message": "Nothing to sync: the functions run on the executor in this process",
+                    "modified": false,
+                }),
+            );
+        }
         let settings = &self.inner.settings;
         let deploy_id = req.query("deployId").filter(|d| d != "undefined");
         let in_band = settings.allow_in_band_sync()
@@ -497,17 +566,42 @@ impl ServeHandler {
         if in_band {
             return self.in_band_sync(req, validation);
         }
-        let Some(reached) = req.url() else {
+        let reply = self.out_of_band_sync(req, deploy_id.as_deref()).await;
+        reply.header(headers::SYNC_KIND, headers::SYNC_KIND_OUT_OF_BAND)
+    }
+
+    /// Registers the configured URL with Inngest, at most a few times a minute. Failures name
+    /// no upstream URL: the caller may be anyone, the details go to the log.
+    async fn out_of_band_sync(&self, req: &Request, deploy_id: Option<&str>) -> Reply {
+        let Some(serve_url) = self.inner.serve_url.clone() else {
+            tracing::error!(
+                "out-of-band sync asked for, but no serve URL is configured (INNGEST_SERVE_ORIGIN)"
+            );
             return Reply::json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({ "message": "Failed to register; no Host header", "modified": false }),
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "message": "Cannot sync: this app does not know its public URL; set INNGEST_SERVE_ORIGIN",
+                    "modified": false,
+                }),
             );
         };
+        if let Err(wait) = self.inner.sync_limit.admit(Instant::now()) {
+            let secs = wait.as_secs().max(1);
+            tracing::warn!(
+                retry_in_secs = secs,
+                "out-of-band sync refused: too many this minute"
+            );
+            return Reply::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({
+                    "message": format!("Too many sync requests; retry in {secs} s"),
+                    "modified": false,
+                }),
+            )
+            .header(headers::RETRY_AFTER, secs.to_string());
+        }
         let server_kind = req.header(headers::SERVER_KIND);
-        let reply = match self
-            .register(&reached, deploy_id.as_deref(), server_kind)
-            .await
-        {
+        match self.register(&serve_url, deploy_id, server_kind).await {
             Ok(report) => Reply::json(
                 StatusCode::OK,
                 &json!({ "message": "Successfully registered", "modified": report.modified }),
@@ -515,16 +609,19 @@ impl ServeHandler {
             Err(e) => {
                 tracing::error!(error = %e, "out-of-band sync failed");
                 let message = match e {
-                    SyncError::Rejected { message, .. } => message,
-                    other => format!("Failed to register; {other}"),
+                    SyncError::Rejected { status, message } => {
+                        format!("Inngest refused the sync ({status}): {message}")
+                    }
+                    SyncError::Transport(_) | SyncError::InvalidUrl(_) => {
+                        "Could not reach Inngest to sync; the reason is in the app's log".to_owned()
+                    }
                 };
                 Reply::json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::BAD_GATEWAY,
                     &json!({ "message": message, "modified": false }),
                 )
             }
-        };
-        reply.header(headers::SYNC_KIND, headers::SYNC_KIND_OUT_OF_BAND)
+        }
     }
 
     fn in_band_sync(&self, req: &Request, validation: &Validation) -> Reply {
@@ -805,6 +902,18 @@ impl RetainSafe for HeaderMap {
             self.remove(name);
         }
     }
+}
+
+/// `INNGEST_SERVE_ORIGIN` + (`INNGEST_SERVE_PATH` or the default path), when the origin is set.
+fn configured_serve_url(settings: &InngestSettings) -> Option<url::Url> {
+    let origin = settings.serve_origin()?;
+    let base = if origin.contains("://") {
+        origin.to_owned()
+    } else {
+        format!("http://{origin}")
+    };
+    let path = settings.serve_path().unwrap_or(DEFAULT_SERVE_PATH);
+    url::Url::parse(&base).ok()?.join(path).ok()
 }
 
 fn capabilities() -> Value {

@@ -48,11 +48,12 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Mai
     let io = |what: &str, path: &Path, e: std::io::Error| {
         MailError::Io(format!("{what} {}: {e}", path.display()))
     };
-    std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+    crate::private_fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+        let mut file =
+            crate::private_fs::create_file(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
         file.write_all(bytes)
             .map_err(|e| io("cannot write", &tmp, e))?;
         file.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;

@@ -1,9 +1,11 @@
 //! Notification templates. Each message is described once (heading, paragraphs, facts, a
 //! button) and rendered to both plain text and HTML; every value is escaped in the HTML part.
-//! Links point at `{APP_URL}/tickets/{id}`.
+//! Links point at `{APP_URL}/tickets/{id}`, and account links at `{APP_URL}/reset?token=…` and
+//! `{APP_URL}/verify?token=…`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::domain::triage::{Category, Priority, clamp_chars, clean_line};
 
@@ -66,6 +68,112 @@ impl Templates {
 
     pub fn tickets_url(&self) -> String {
         format!("{}/tickets", self.app_url)
+    }
+
+    /// The page where a mailed reset token sets a new password.
+    pub fn reset_url(&self, token: &str) -> String {
+        format!(
+            "{}/reset?token={}",
+            self.app_url,
+            encode_path_segment(token)
+        )
+    }
+
+    /// The page where a mailed verification token confirms the address.
+    pub fn verify_url(&self, token: &str) -> String {
+        format!(
+            "{}/verify?token={}",
+            self.app_url,
+            encode_path_segment(token)
+        )
+    }
+
+    /// To someone who asked for a password reset. `url` carries the one-time token.
+    pub fn password_reset(
+        &self,
+        name: Option<&str>,
+        url: &str,
+        valid_for: Duration,
+    ) -> MailContent {
+        Doc {
+            subject: format!("Reset your {} password", self.product),
+            heading: greeting(name, "Hello"),
+            paragraphs: vec![
+                format!(
+                    "Someone, hopefully you, asked to reset the password of your {} account. \
+                     Follow the link below to choose a new one. It works once, within {}, and \
+                     signs you out on every device.",
+                    self.product,
+                    human_duration(valid_for)
+                ),
+                "If you did not ask for this, ignore this e-mail: your password stays as it is."
+                    .to_string(),
+            ],
+            facts: vec![],
+            quote: None,
+            files: vec![],
+            action: ("Choose a new password".to_string(), url.to_string()),
+        }
+        .render(&self.product)
+    }
+
+    /// To a new account whose address must be confirmed before it can open tickets.
+    pub fn verify_email(&self, name: Option<&str>, url: &str, valid_for: Duration) -> MailContent {
+        Doc {
+            subject: format!("Confirm your e-mail address for {}", self.product),
+            heading: greeting(name, "Welcome"),
+            paragraphs: vec![
+                format!(
+                    "Your {} account is almost ready: confirm that this address is yours, and \
+                     you can open tickets right away. The link works within {}.",
+                    self.product,
+                    human_duration(valid_for)
+                ),
+                "If you did not sign up, ignore this e-mail: without the confirmation the \
+                 account stays unusable."
+                    .to_string(),
+            ],
+            facts: vec![],
+            quote: None,
+            files: vec![],
+            action: ("Confirm my address".to_string(), url.to_string()),
+        }
+        .render(&self.product)
+    }
+
+    /// To the owner of an address someone tried to sign up with. `reset_url` carries a
+    /// one-time token, for the owner who forgot they had an account and its password.
+    pub fn signup_attempted(
+        &self,
+        name: Option<&str>,
+        reset_url: &str,
+        valid_for: Duration,
+    ) -> MailContent {
+        Doc {
+            subject: format!(
+                "Someone tried to sign up to {} with your address",
+                self.product
+            ),
+            heading: greeting(name, "Hello"),
+            paragraphs: vec![
+                format!(
+                    "Someone tried to create a {} account with this e-mail address, which \
+                     already has one. No new account was made.",
+                    self.product
+                ),
+                format!(
+                    "If it was you, sign in with your password. Forgot it? The link below sets \
+                     a new one; it works once, within {}.",
+                    human_duration(valid_for)
+                ),
+                "If it was not you, ignore this e-mail: nothing changed.".to_string(),
+            ],
+            facts: vec![],
+            quote: None,
+            files: vec![],
+            action: ("Choose a new password".to_string(), reset_url.to_string()),
+        }
+        .render(&self.product)
     }
 
     /// To a new user.
@@ -269,6 +377,24 @@ fn file_names(files: &[&str]) -> Vec<String> {
         .map(|f| clamp_chars(&clean_line(f), FILE_NAME_CHARS))
         .filter(|f| !f.is_empty())
         .collect()
+}
+
+/// "Hello, Ann!" or "Hello!".
+fn greeting(name: Option<&str>, word: &str) -> String {
+    match name.map(clean_line).filter(|n| !n.is_empty()) {
+        Some(n) => format!("{word}, {n}!"),
+        None => format!("{word}!"),
+    }
+}
+
+/// "1 hour", "30 minutes", "2 days": the largest unit that divides it evenly.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size && secs.is_multiple_of(*size))
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn subject_title(title: &str) -> String {
@@ -495,6 +621,63 @@ mod tests {
         assert!(w.text.contains("https://help.example.com/tickets"));
         assert_eq!(w.subject, "Welcome to Acme Support");
         assert!(w.text.starts_with("Welcome!"));
+    }
+
+    #[test]
+    fn account_links_carry_the_token_and_say_how_long_they_work() {
+        let t = templates();
+        let token = "AbC-_123";
+        let reset = t.password_reset(Some("Ann"), &t.reset_url(token), Duration::from_secs(3600));
+        assert_eq!(reset.subject, "Reset your Acme Support password");
+        assert!(reset.text.starts_with("Hello, Ann!"), "{}", reset.text);
+        assert!(
+            reset
+                .text
+                .contains("https://help.example.com/reset?token=AbC-_123")
+        );
+        assert!(
+            reset
+                .html
+                .contains("href=\"https://help.example.com/reset?token=AbC-_123\"")
+        );
+        assert!(reset.text.contains("within 1 hour"), "{}", reset.text);
+
+        let verify = t.verify_email(None, &t.verify_url(token), Duration::from_secs(86_400));
+        assert_eq!(
+            verify.subject,
+            "Confirm your e-mail address for Acme Support"
+        );
+        assert!(verify.text.starts_with("Welcome!"));
+        assert!(
+            verify
+                .text
+                .contains("https://help.example.com/verify?token=AbC-_123")
+        );
+        assert!(verify.text.contains("within 1 day"));
+
+        let attempt = t.signup_attempted(Some(EVIL), &t.reset_url(token), Duration::from_secs(90));
+        assert!(attempt.text.contains("already has one"));
+        assert!(
+            attempt
+                .text
+                .contains("https://help.example.com/reset?token=AbC-_123")
+        );
+        assert!(attempt.text.contains("within 90 seconds"));
+        assert!(!attempt.html.contains("<script>"));
+        assert_eq!(
+            t.reset_url("a&b=c"),
+            "https://help.example.com/reset?token=a%26b%3Dc"
+        );
+    }
+
+    #[test]
+    fn durations_read_in_the_largest_even_unit() {
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(human_duration(Duration::from_secs(2)), "2 seconds");
+        assert_eq!(human_duration(Duration::from_secs(1800)), "30 minutes");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "90 minutes");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
+        assert_eq!(human_duration(Duration::from_secs(172_800)), "2 days");
     }
 
     #[test]

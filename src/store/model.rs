@@ -1,5 +1,6 @@
 //! Records as the stores read and write them, plus queries and pages.
 
+use crate::domain::account_token::{TokenHash, TokenPurpose};
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::domain::user::Role;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,12 @@ pub struct User {
     pub skills: Vec<String>,
     /// Most open tickets this person should hold at once; `None` means no limit.
     pub capacity: Option<u32>,
+    /// Whether the address is confirmed, or needs no confirming: accounts made while
+    /// `REQUIRE_EMAIL_VERIFICATION` was off, and those made by an operator, count as verified.
+    pub email_verified: bool,
+    /// Access tokens carry the generation they were issued under; raising it ends them all.
+    #[serde(skip)]
+    pub token_generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -33,6 +40,17 @@ pub struct NewUser {
     pub password_hash: String,
     pub role: Role,
     pub skills: Vec<String>,
+    /// `false` only for self-service sign-ups while verification is required.
+    pub email_verified: bool,
+}
+
+/// A one-time account link as the stores keep it: its hash, never the token.
+#[derive(Clone, Debug)]
+pub struct NewAccountToken {
+    pub hash: TokenHash,
+    pub user_id: String,
+    pub purpose: TokenPurpose,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -80,6 +98,35 @@ pub struct Ticket {
     pub sla_due_at: Option<DateTime<Utc>>,
     /// Set when the SLA passed unresolved and the ticket was escalated.
     pub escalated_at: Option<DateTime<Utc>>,
+    /// The creator's satisfaction rating, given once after resolution.
+    pub rating: Option<TicketRating>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TicketRating {
+    /// 1 (poor) to 5 (excellent).
+    pub score: u8,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A rating on its way into the store; the values are parsed already.
+#[derive(Clone, Debug)]
+pub struct NewRating {
+    pub ticket_id: String,
+    /// The creator, who gives it (recorded as the actor of the activity entry).
+    pub by: String,
+    pub score: u8,
+    pub comment: Option<String>,
+}
+
+/// How a rating went: one atomic decision in the store, so two at once cannot both land.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RateOutcome {
+    Rated(Box<Ticket>),
+    AlreadyRated,
+    /// The ticket is neither resolved nor closed.
+    NotResolved,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -114,6 +161,8 @@ pub struct TicketChange {
     /// Replaces the routing reason; set when a person decides the assignment, which automatic
     /// routing then leaves alone.
     pub routing_reason: Option<String>,
+    /// Who decides the change, for the ticket's activity log.
+    pub actor: Option<String>,
 }
 
 /// Which tickets a caller may list; computed from the role, never from the request.
@@ -134,8 +183,21 @@ pub struct TicketQuery {
     pub assignee: Option<AssigneeFilter>,
     /// Case-insensitive substring of title or description.
     pub text: Option<String>,
+    pub sort: TicketSort,
     pub limit: usize,
+    /// The id of the last ticket of the previous page.
     pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum TicketSort {
+    /// By id, descending.
+    #[default]
+    Newest,
+    /// Soonest `sla_due_at` first, tickets without a deadline last, ties by id ascending.
+    /// `after_due` is the deadline of the ticket named by `after` (`None`: it had none), so a
+    /// page starts where the previous one ended even if deadlines changed meanwhile.
+    SlaDue { after_due: Option<DateTime<Utc>> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +263,86 @@ pub struct Stats {
     pub sla_breaches: u64,
     /// Open work per staff member, with their capacity.
     pub moderator_load: Vec<Load>,
+    pub satisfaction: Satisfaction,
+    /// The last 30 days (UTC), oldest first, days without tickets included.
+    pub per_day: Vec<DayCount>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Satisfaction {
+    /// Rated tickets.
+    pub count: u64,
+    /// Mean score; `null` when nothing was rated.
+    pub average: Option<f64>,
+    /// Every score from "1" to "5", each with its count.
+    pub by_score: Vec<Count>,
+}
+
+impl Satisfaction {
+    /// From the stored (score, count) pairs; scores that never occurred count 0.
+    pub(crate) fn from_scores(scores: &[(u8, u64)]) -> Self {
+        let by_score: Vec<Count> = (1..=5_u8)
+            .map(|score| Count {
+                key: score.to_string(),
+                count: scores
+                    .iter()
+                    .filter(|(s, _)| *s == score)
+                    .map(|(_, n)| n)
+                    .sum(),
+            })
+            .collect();
+        let count: u64 = by_score.iter().map(|c| c.count).sum();
+        let total: u64 = scores.iter().map(|(s, n)| u64::from(*s) * n).sum();
+        Self {
+            count,
+            average: (count > 0).then(|| total as f64 / count as f64),
+            by_score,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// Tickets opened that day.
+    pub created: u64,
+    /// Tickets resolved that day (and not reopened since).
+    pub resolved: u64,
+}
+
+/// How many days `per_day` covers, today included.
+pub const PER_DAY_DAYS: u32 = 30;
+
+/// The first moment `per_day` covers: midnight UTC, `PER_DAY_DAYS - 1` days before `now`.
+pub(crate) fn per_day_since(now: DateTime<Utc>) -> DateTime<Utc> {
+    let first = now.date_naive() - chrono::Days::new(u64::from(PER_DAY_DAYS - 1));
+    first.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// Every day of the window ending today, oldest first, with the counts found for it (keyed by
+/// `YYYY-MM-DD`); days without any count 0.
+pub(crate) fn per_day(
+    now: DateTime<Utc>,
+    created: &[(String, u64)],
+    resolved: &[(String, u64)],
+) -> Vec<DayCount> {
+    let first = per_day_since(now).date_naive();
+    let count = |rows: &[(String, u64)], day: &str| {
+        rows.iter().filter(|(d, _)| d == day).map(|(_, n)| n).sum()
+    };
+    first
+        .iter_days()
+        .take(PER_DAY_DAYS as usize)
+        .map(|day| {
+            let date = day.format("%Y-%m-%d").to_string();
+            DayCount {
+                created: count(created, &date),
+                resolved: count(resolved, &date),
+                date,
+            }
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -255,4 +397,51 @@ pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> Strin
         None
     };
     Page { items, next_after }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn satisfaction_names_every_score() {
+        let s = Satisfaction::from_scores(&[(5, 2), (2, 1)]);
+        assert_eq!(s.count, 3);
+        assert_eq!(s.average, Some(4.0));
+        let keys: Vec<_> = s
+            .by_score
+            .iter()
+            .map(|c| (c.key.as_str(), c.count))
+            .collect();
+        assert_eq!(keys, [("1", 0), ("2", 1), ("3", 0), ("4", 0), ("5", 2)]);
+        let none = Satisfaction::from_scores(&[]);
+        assert_eq!(
+            (none.count, none.average, none.by_score.len()),
+            (0, None, 5)
+        );
+    }
+
+    #[test]
+    fn per_day_covers_thirty_days_ending_today() {
+        let now = DateTime::parse_from_rfc3339("2024-03-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            per_day_since(now),
+            DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z").unwrap()
+        );
+        let days = per_day(
+            now,
+            &[("2024-02-01".into(), 2), ("2024-03-01".into(), 1)],
+            &[("2024-02-29".into(), 4)],
+        );
+        assert_eq!(days.len(), 30);
+        assert_eq!(days[0].date, "2024-02-01");
+        assert_eq!((days[0].created, days[0].resolved), (2, 0));
+        assert_eq!(days[28].date, "2024-02-29");
+        assert_eq!(days[28].resolved, 4);
+        assert_eq!(days[29].date, "2024-03-01");
+        assert_eq!((days[29].created, days[29].resolved), (1, 0));
+        assert_eq!(days[10].created + days[10].resolved, 0);
+    }
 }

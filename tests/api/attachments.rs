@@ -12,7 +12,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use ticketing::domain::user::Role;
 
 const BOUNDARY: &str = "ticketing-test-boundary-7f3a";
@@ -744,11 +743,8 @@ async fn mails_name_the_files_with_a_link_never_attach_them() {
     let peer = SmtpPeer::start();
     let gemini = FakeGemini::start().await;
     // Triage waits for the test: the customer's files are in before the confirmation is written.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    gemini.enqueue([GeminiReply::Gated(
-        gate.clone(),
-        Box::new(GeminiReply::Auto),
-    )]);
+    let (open, held) = crate::support::fake_gemini::gate();
+    gemini.enqueue([GeminiReply::Held(held, Box::new(GeminiReply::Auto))]);
     let smtp_url = peer.smtp_url();
     let app = spawn_app_with(&[
         ("SMTP_URL", smtp_url.as_str()),
@@ -765,7 +761,7 @@ async fn mails_name_the_files_with_a_link_never_attach_them() {
         .to_owned();
     let secret = b"%PDF-1.7 the whole secret report";
     attach(&app, &customer, &ticket, "export-error.png", &png(4000)).await;
-    gate.add_permits(1);
+    open.send_replace(true);
     let link = format!("{APP_URL}/tickets/{ticket}");
 
     let mails = mail_with_subject(&peer, "We received your ticket: Broken export").await;

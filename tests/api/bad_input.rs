@@ -155,6 +155,12 @@ async fn openapi_and_docs_are_served() {
     for path in [
         "/api/auth/register",
         "/api/auth/signup",
+        "/api/auth/password/forgot",
+        "/api/auth/password/reset",
+        "/api/auth/password/change",
+        "/api/auth/sign-out-everywhere",
+        "/api/auth/verify",
+        "/api/auth/verify/resend",
         "/api/tickets",
         "/api/tickets/{id}",
         "/api/tickets/{id}/comments",

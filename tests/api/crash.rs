@@ -158,6 +158,7 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         "ticket/created" => Some("on-ticket-created"),
         "ticket/updated" | "ticket/commented" => Some("on-ticket-updated"),
         "ticket/retriage.requested" => Some("retriage-ticket"),
+        "ticket/reroute.requested" => Some("reroute-ticket"),
         _ => None,
     };
     let (events, runs) = until("every run to complete", &server, async || {

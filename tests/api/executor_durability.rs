@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use ticketing::inngest::executor::store::{
     Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunSummary,
-    StoreResult,
+    StoreResult, Swept,
 };
 use ticketing::inngest::executor::{
     ExecutorOptions, ManualClock, RunState, RunStatus, RunStore, SqliteRunStore, StoreError,
@@ -150,6 +150,10 @@ impl RunStore for DyingStore {
     }
     async fn enqueue(&self, items: Vec<QueueItem>) -> StoreResult<()> {
         self.inner.enqueue(items).await
+    }
+
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
+        self.inner.sweep(cutoff, limit).await
     }
 }
 

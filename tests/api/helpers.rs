@@ -50,6 +50,25 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Like `spawn_app`, but serving until `stop` completes; the handle says how serving ended.
+pub async fn spawn_app_until(
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = base_env(dir.path());
+    let config = ticketing::Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
+    let app = ticketing::App::build(config).await.expect("app builds");
+    let test_app = TestApp {
+        base: format!("http://127.0.0.1:{}", app.port()),
+        client: reqwest::Client::new(),
+        store: app.state().store.clone(),
+        executor: app.state().executor.clone(),
+        _dir: Some(dir),
+    };
+    (test_app, tokio::spawn(app.run_until(stop)))
+}
+
 pub async fn spawn_with_env(env: HashMap<String, String>) -> TestApp {
     init_logs();
     let config = ticketing::Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
@@ -225,6 +244,7 @@ impl TestApp {
                     category: None,
                     assignee: None,
                     text: None,
+                    sort: ticketing::store::TicketSort::Newest,
                     limit: 1000,
                     after: None,
                 })

@@ -616,3 +616,46 @@ async fn in_band_sync() {
         (400, Some("invalid_request"))
     );
 }
+
+/// Deliberate departures from the JS SDK on out-of-band sync: a `PUT` without the in-band
+/// header, which anyone may send, unsigned, and which makes the SDK call Inngest's register API
+/// with the real signing key.
+///
+/// - The URL registered is the configured one (`APP_URL`, or `INNGEST_SERVE_ORIGIN` +
+///   `INNGEST_SERVE_PATH`), never one rebuilt from the request. The JS SDK builds it from the
+///   `Host` header, so a single request with `Host: attacker.example` points Inngest at the
+///   attacker's server, which then receives every run of every function, event payloads
+///   included. Checked here: JS registers the forged host, this SDK its own address.
+/// - A few syncs a minute, then 429 (the JS SDK has no limit): each one is a call to Inngest.
+/// - A sync Inngest refuses, or cannot be reached for, answers 502 with a message naming no
+///   upstream URL (JS: 500, and the upstream URL in the transport error).
+///
+/// The last two are covered in `inngest_serve` and `hardening`, where each handler has a
+/// budget of its own.
+#[tokio::test]
+async fn out_of_band_sync_registers_the_configured_url_whatever_the_host() {
+    let p = pair(Mode::Cloud);
+    let deploy = "forged-host";
+    let headers = [("host", "attacker.example".to_owned())];
+    let (r, j) = both(p, "PUT", &format!("?deployId={deploy}"), &headers, "").await;
+    assert_eq!((r.status, j.status), (200, 200), "{} / {}", r.body, j.body);
+    let registered = |rust: bool| -> Vec<Value> {
+        p.captured()
+            .into_iter()
+            .filter(|c| c.uri == format!("/fn/register?deployId={deploy}"))
+            .filter(|c| {
+                c.header("x-inngest-sdk")
+                    .is_some_and(|s| s.starts_with("rust:") == rust)
+            })
+            .map(|c| c.json()["url"].clone())
+            .collect()
+    };
+    let theirs = registered(false);
+    assert!(
+        theirs
+            .iter()
+            .all(|u| u.as_str().is_some_and(|u| u.contains("attacker.example"))),
+        "the JS SDK registers the forged host: {theirs:?}"
+    );
+    assert_eq!(registered(true), vec![Value::from(p.rust.as_str())]);
+}

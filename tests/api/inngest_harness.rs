@@ -180,12 +180,16 @@ fn start_pair(mode: Mode) -> Pair {
             let api = format!("http://{api_addr}/");
             let env: HashMap<&str, String> = env_for(mode, &api).into_iter().collect();
             let settings = InngestSettings::from_lookup(|k| env.get(k).cloned());
-            let handler =
-                ServeHandler::new(inngest_app::APP_ID, settings, inngest_app::functions());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
+            // The JS SDK syncs the URL the request reached; this SDK only a configured one
+            // (see `out_of_band_sync_registers_the_configured_url_whatever_the_host`).
+            let serve_url = format!("http://{addr}/api/inngest").parse().expect("url");
+            let handler =
+                ServeHandler::new(inngest_app::APP_ID, settings, inngest_app::functions())
+                    .with_serve_url(serve_url);
             tokio::spawn(async move { axum::serve(listener, handler.router()).await });
             tx.send((api_addr, addr)).expect("report addresses");
             std::future::pending::<()>().await;

@@ -23,12 +23,14 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 7] = [
     "ticketing-on-ticket-created",
     "ticketing-on-ticket-created-failure",
     "ticketing-on-user-signup",
+    "ticketing-on-account-request",
     "ticketing-on-ticket-updated",
     "ticketing-retriage-ticket",
+    "ticketing-reroute-ticket",
 ];
 
 fn check_register_body(body: &Value, url: &str) {
@@ -120,14 +122,15 @@ async fn dev_mode_syncs_with_the_dev_server_and_relays_events() {
         assert_eq!(reg.authorization, None, "no key in dev mode");
         assert_eq!(reg.sync_kind.as_deref(), Some("out_of_band"));
     }
-    // The app's own registration names APP_URL; the ping's names the URL it was reached at.
+    // Both the app's own registration and the ping's name APP_URL: never the URL the request
+    // reached, which its `Host` header decides.
     check_register_body(&attempts[0].body, "http://127.0.0.1:4321/api/inngest");
     let ping = fake
         .registrations()
         .into_iter()
         .find(|r| r.accepted)
         .expect("accepted");
-    check_register_body(&ping.body, &format!("{}/api/inngest", app.base));
+    check_register_body(&ping.body, "http://127.0.0.1:4321/api/inngest");
 
     // Events go to the dev server's event API, each once, with its outbox id.
     let (_, admin) = app.staff("dev-admin@example.com", Role::Admin, &[]).await;

@@ -290,12 +290,13 @@ async fn unauthed_sync_can_be_disabled_and_in_band_can_be_refused() {
     assert_eq!(out.status, 401);
 
     // With in-band disabled, an in-band PUT is treated as out-of-band (and fails to reach the
-    // unreachable API, reported as a 500 with the out-of-band sync kind).
+    // unreachable API, reported as a 502 naming no upstream URL, with the out-of-band sync kind).
     let no_in_band = handler(
         cloud_settings()
             .with_allow_in_band_sync(false)
             .with_base_url("http://127.0.0.1:9/"),
-    );
+    )
+    .with_serve_url("https://app.example.com/api/inngest".parse().expect("url"));
     let body = r#"{"url":"http://127.0.0.1:3939/api/inngest"}"#;
     let sig = sign(body, KEY, Utc::now().timestamp());
     let out = request(
@@ -309,9 +310,10 @@ async fn unauthed_sync_can_be_disabled_and_in_band_can_be_refused() {
         body,
     )
     .await;
-    assert_eq!(out.status, 500);
+    assert_eq!(out.status, 502);
     assert_eq!(out.header("x-inngest-sync-kind"), Some("out_of_band"));
     assert_eq!(out.json()["modified"], false);
+    assert!(!out.body.contains("127.0.0.1:9"), "{}", out.body);
 }
 
 #[tokio::test]

@@ -106,6 +106,8 @@ async fn sigterm_lets_the_running_step_finish_and_loses_nothing() {
         ("GEMINI_API_KEY", FAKE_GEMINI_KEY.to_owned()),
         ("GEMINI_MODEL", FAKE_GEMINI_MODEL.to_owned()),
         ("GEMINI_BASE_URL", gemini.base_url().to_owned()),
+        ("BOOTSTRAP_ADMIN_EMAIL", "admin@example.com".to_owned()),
+        ("BOOTSTRAP_ADMIN_PASSWORD", "change-me-now".to_owned()),
     ];
     let bin = env!("CARGO_BIN_EXE_ticketing");
     let mut server = Proc(
@@ -162,8 +164,16 @@ async fn sigterm_lets_the_running_step_finish_and_loses_nothing() {
     );
     let _ = &mut server;
     wait_ready(&base).await;
+    let (_, login) = json_post(
+        &base,
+        "/api/auth/login",
+        None,
+        json!({"email": "admin@example.com", "password": "change-me-now"}),
+    )
+    .await;
+    let admin = login["token"].as_str().unwrap().to_owned();
     let ticket = poll("the ticket to be routed", async || {
-        let t = json_get(&base, &format!("/api/tickets/{id}"), &token).await;
+        let t = json_get(&base, &format!("/api/tickets/{id}"), &admin).await;
         (!t["ticket"]["routing_reason"].is_null() || !t["ticket"]["assigned_to"].is_null())
             .then_some(t)
     })

@@ -125,11 +125,32 @@ async fn a_new_user_sees_the_ticket_triaged_assigned_and_mailed_within_seconds()
     })
     .await;
     assert_eq!(t["triage_status"], "done", "{t}");
-    assert_eq!(t["triage"]["source"], "rules");
     assert_eq!(t["category"], "account", "{t}");
-    assert!(t["routing_reason"].is_string());
-    // The creator does not see the notes meant for staff.
-    assert!(t["triage"].get("helpful_notes").is_none());
+    // The creator sees who works on it, and none of what triage and routing found.
+    assert_eq!(t["view"], "customer", "{t}");
+    assert_eq!(t["assignee_name"], "admin", "{t}");
+    assert!(
+        t.get("triage").is_none() && t.get("routing_reason").is_none(),
+        "{t}"
+    );
+    let (status, admin_login) = post(
+        "/api/auth/login",
+        None,
+        json!({"email": "admin@example.com", "password": "change-me-now"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{admin_login}");
+    let staff: Value = client
+        .get(format!("{base}/api/tickets/{id}"))
+        .bearer_auth(admin_login["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(staff["ticket"]["triage"]["source"], "rules", "{staff}");
+    assert!(staff["ticket"]["routing_reason"].is_string());
 
     // And the mail, as files: welcomes, the receipt for Ann, the assignment for the admin.
     let link = format!("{base}/tickets/{id}");

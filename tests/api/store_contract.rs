@@ -7,6 +7,7 @@ use serde_json::json;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use ticketing::domain::account_token::{RawToken, TokenHash, TokenPurpose};
 use ticketing::domain::events::NewEvent;
 use ticketing::domain::new_id;
 use ticketing::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
@@ -14,9 +15,10 @@ use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
 use ticketing::store::{
-    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, NewUser, OutboxEvent, StaffLoad,
-    Stats, Store, StoreError, Ticket, TicketChange, TicketQuery, TicketTriage, TriageUpdate, User,
-    UserPatch, UserQuery, Visibility,
+    Activity, AssigneeFilter, Comment, Count, Load, NewAccountToken, NewComment, NewRating,
+    NewTicket, NewUser, OutboxEvent, RateOutcome, StaffLoad, Stats, Store, StoreError, Ticket,
+    TicketChange, TicketQuery, TicketSort, TicketTriage, TriageUpdate, User, UserPatch, UserQuery,
+    Visibility,
 };
 
 /// Declares each test once per backend: `store_contract::sqlite::<name>` and
@@ -47,6 +49,10 @@ contract!(
     taken_emails_and_ids_conflict_and_write_nothing,
     users_list_in_id_order_by_cursor_and_role,
     user_patches_apply_and_unknown_users_are_not_found,
+    password_changes_end_sessions_and_drop_reset_links,
+    reset_links_work_once_and_only_until_they_expire,
+    verification_links_confirm_the_address_once,
+    user_events_are_queued_only_for_matching_accounts,
     tickets_start_open_with_a_created_event,
     ticket_ids_are_unique,
     an_event_id_conflict_rolls_back_its_record,
@@ -67,10 +73,17 @@ contract!(
     failed_triage_marks_only_pending_tickets,
     staff_loads_count_open_and_in_progress_work_only,
     conditional_assignment_refuses_assigned_tickets,
+    assignment_needs_a_current_staff_member,
+    revoking_staff_hands_their_open_tickets_back_to_routing,
     routing_reason_and_sla_due_leave_the_version,
     escalation_raises_priority_once_and_spares_finished_tickets,
     sent_mail_is_recorded_once,
     the_store_answers_pings,
+    tickets_list_by_sla_deadline_across_pages,
+    every_change_is_logged_with_its_actor_in_order,
+    failed_and_repeated_writes_log_nothing,
+    ratings_need_resolution_and_land_once,
+    stats_cover_satisfaction_and_tickets_per_day,
 );
 
 pub(crate) async fn with_sqlite<F, Fut>(test: F)
@@ -148,6 +161,7 @@ pub(crate) async fn add_user(store: &Arc<dyn Store>, role: Role) -> User {
                 password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$hash".into(),
                 role,
                 skills: vec!["sql".into()],
+                email_verified: true,
             },
             Some(NewEvent::user_signup(&id)),
         )
@@ -223,6 +237,7 @@ fn everything() -> TicketQuery {
         category: None,
         assignee: None,
         text: None,
+        sort: TicketSort::Newest,
         limit: 100,
         after: None,
     }
@@ -335,6 +350,7 @@ async fn users_are_created_with_their_event(store: Arc<dyn Store>) {
                 password_hash: "h".into(),
                 role: Role::User,
                 skills: Vec::new(),
+                email_verified: true,
             },
             None,
         )
@@ -365,6 +381,7 @@ async fn taken_emails_and_ids_conflict_and_write_nothing(store: Arc<dyn Store>) 
                 password_hash: "h".into(),
                 role: Role::User,
                 skills: Vec::new(),
+                email_verified: true,
             },
             Some(NewEvent::user_signup(&second_id)),
         )
@@ -385,6 +402,7 @@ async fn taken_emails_and_ids_conflict_and_write_nothing(store: Arc<dyn Store>) 
                 password_hash: "h".into(),
                 role: Role::User,
                 skills: Vec::new(),
+                email_verified: true,
             },
             Some(NewEvent::user_signup(&first.id)),
         )
@@ -533,6 +551,300 @@ async fn user_patches_apply_and_unknown_users_are_not_found(store: Arc<dyn Store
 }
 
 // ---------------------------------------------------------------------------------------------
+// Accounts: password changes, one-time links, ended sessions
+
+async fn add_unverified_user(store: &Arc<dyn Store>) -> User {
+    let id = new_id();
+    store
+        .create_user(
+            NewUser {
+                id: id.clone(),
+                email: format!("{id}@example.com"),
+                name: String::new(),
+                password_hash: "$argon2id$old".into(),
+                role: Role::User,
+                skills: Vec::new(),
+                email_verified: false,
+            },
+            Some(NewEvent::user_signup(&id)),
+        )
+        .await
+        .expect("create user")
+}
+
+/// A live link for `user`, valid for `secs` from now (negative: already expired).
+async fn add_link(
+    store: &Arc<dyn Store>,
+    user: &User,
+    purpose: TokenPurpose,
+    secs: i64,
+) -> TokenHash {
+    let (_, hash) = RawToken::generate();
+    store
+        .create_account_token(NewAccountToken {
+            hash: hash.clone(),
+            user_id: user.id.clone(),
+            purpose,
+            expires_at: chrono::Utc::now() + chrono::Duration::seconds(secs),
+        })
+        .await
+        .expect("create link");
+    hash
+}
+
+async fn password_hash_of(store: &Arc<dyn Store>, user: &User) -> String {
+    store
+        .find_credentials(&user.email)
+        .await
+        .unwrap()
+        .expect("credentials")
+        .password_hash
+}
+
+async fn password_changes_end_sessions_and_drop_reset_links(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    assert_eq!(user.token_generation, 0);
+    let other = add_user(&store, Role::User).await;
+    let link = add_link(&store, &user, TokenPurpose::PasswordReset, 3600).await;
+    let verify = add_link(&store, &user, TokenPurpose::EmailVerification, 3600).await;
+    let others_link = add_link(&store, &other, TokenPurpose::PasswordReset, 3600).await;
+    let now = chrono::Utc::now();
+
+    let changed = store.set_password(&user.id, "$argon2id$new").await.unwrap();
+    assert_eq!(changed.token_generation, 1);
+    assert_eq!(changed.email, user.email);
+    assert_eq!(password_hash_of(&store, &user).await, "$argon2id$new");
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(changed));
+    // The old password's reset links are gone; other links and other accounts are untouched.
+    let find = |hash: TokenHash, purpose| {
+        let store = store.clone();
+        async move { store.find_account_token(&hash, purpose, now).await.unwrap() }
+    };
+    assert_eq!(find(link, TokenPurpose::PasswordReset).await, None);
+    assert_eq!(
+        find(verify, TokenPurpose::EmailVerification).await,
+        Some(user.id.clone())
+    );
+    assert_eq!(
+        find(others_link, TokenPurpose::PasswordReset).await,
+        Some(other.id.clone())
+    );
+
+    let ended = store.end_sessions(&user.id).await.unwrap();
+    assert_eq!(ended.token_generation, 2);
+    assert_eq!(password_hash_of(&store, &user).await, "$argon2id$new");
+    let other_now = store.get_user(&other.id).await.unwrap().unwrap();
+    assert_eq!(other_now.token_generation, 0);
+
+    let nobody = new_id();
+    assert!(matches!(
+        store.set_password(&nobody, "h").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.end_sessions(&nobody).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn reset_links_work_once_and_only_until_they_expire(store: Arc<dyn Store>) {
+    let user = add_unverified_user(&store).await;
+    assert!(!user.email_verified);
+    let first = add_link(&store, &user, TokenPurpose::PasswordReset, 3600).await;
+    let second = add_link(&store, &user, TokenPurpose::PasswordReset, 3600).await;
+    let expired = add_link(&store, &user, TokenPurpose::PasswordReset, -1).await;
+    let now = chrono::Utc::now();
+
+    assert_eq!(
+        store
+            .find_account_token(&first, TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        Some(user.id.clone())
+    );
+    // A link works for its own purpose only, and not past its time.
+    assert_eq!(
+        store
+            .find_account_token(&first, TokenPurpose::EmailVerification, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.verify_email(&first, now).await.unwrap(), None);
+    let later = now + chrono::Duration::hours(2);
+    assert_eq!(
+        store
+            .find_account_token(&first, TokenPurpose::PasswordReset, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .reset_password(&first, "$argon2id$x", later)
+            .await
+            .unwrap(),
+        None
+    );
+    for dead in [&expired, &TokenHash::of(&"x".repeat(43)).unwrap()] {
+        assert_eq!(
+            store
+                .find_account_token(dead, TokenPurpose::PasswordReset, now)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .reset_password(dead, "$argon2id$x", now)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(password_hash_of(&store, &user).await, "$argon2id$old");
+
+    let reset = store
+        .reset_password(&first, "$argon2id$new", now)
+        .await
+        .unwrap()
+        .expect("a live link resets");
+    assert_eq!(reset.id, user.id);
+    assert_eq!(reset.token_generation, user.token_generation + 1);
+    assert!(reset.email_verified, "the link reached the address");
+    assert_eq!(password_hash_of(&store, &user).await, "$argon2id$new");
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(reset));
+
+    // Used once; and every other reset link of the account went with it.
+    for used in [&first, &second] {
+        assert_eq!(
+            store
+                .reset_password(used, "$argon2id$again", now)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(password_hash_of(&store, &user).await, "$argon2id$new");
+}
+
+async fn verification_links_confirm_the_address_once(store: Arc<dyn Store>) {
+    let user = add_unverified_user(&store).await;
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(user.clone()));
+    assert!(!user.email_verified);
+    let reset = add_link(&store, &user, TokenPurpose::PasswordReset, 3600).await;
+    let first = add_link(&store, &user, TokenPurpose::EmailVerification, 3600).await;
+    let second = add_link(&store, &user, TokenPurpose::EmailVerification, 3600).await;
+    let now = chrono::Utc::now();
+
+    assert_eq!(store.verify_email(&reset, now).await.unwrap(), None);
+    assert!(
+        !store
+            .get_user(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    let verified = store
+        .verify_email(&second, now)
+        .await
+        .unwrap()
+        .expect("a live link verifies");
+    assert!(verified.email_verified);
+    assert_eq!(
+        verified.token_generation, user.token_generation,
+        "sessions go on"
+    );
+    assert_eq!(store.get_user(&user.id).await.unwrap(), Some(verified));
+    assert_eq!(store.verify_email(&second, now).await.unwrap(), None);
+    assert_eq!(store.verify_email(&first, now).await.unwrap(), None);
+    // The reset link is another purpose: it still works.
+    assert_eq!(
+        store
+            .find_account_token(&reset, TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        Some(user.id.clone())
+    );
+}
+
+async fn user_events_are_queued_only_for_matching_accounts(store: Arc<dyn Store>) {
+    let verified = add_user(&store, Role::User).await;
+    let unverified = add_unverified_user(&store).await;
+    let before = all_events(&store).await.len();
+
+    let queued = |email: String, unverified_only: bool, event: fn(&str) -> NewEvent| {
+        let store = store.clone();
+        async move {
+            store
+                .queue_user_event(&email, unverified_only, event)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        !queued(
+            "nobody@example.com".into(),
+            false,
+            NewEvent::password_reset_requested
+        )
+        .await
+    );
+    assert!(
+        !queued(
+            verified.email.clone(),
+            true,
+            NewEvent::verification_requested
+        )
+        .await
+    );
+    assert_eq!(all_events(&store).await.len(), before, "nothing written");
+
+    assert!(
+        queued(
+            verified.email.clone(),
+            false,
+            NewEvent::password_reset_requested
+        )
+        .await
+    );
+    assert!(
+        queued(
+            unverified.email.clone(),
+            true,
+            NewEvent::verification_requested
+        )
+        .await
+    );
+    assert!(queued(unverified.email.clone(), false, NewEvent::signup_attempted).await);
+    let events = all_events(&store).await;
+    let new: Vec<(&str, &serde_json::Value)> = events[before..]
+        .iter()
+        .map(|e| (e.name.as_str(), &e.data))
+        .collect();
+    assert_eq!(
+        new,
+        [
+            (
+                "user/password-reset-requested",
+                &json!({ "user_id": verified.id })
+            ),
+            (
+                "user/verification-requested",
+                &json!({ "user_id": unverified.id })
+            ),
+            (
+                "user/signup-attempted",
+                &json!({ "user_id": unverified.id })
+            ),
+        ]
+    );
+    let pending = store.pending_events(100).await.unwrap();
+    assert_eq!(pending.len(), events.len(), "new events wait for delivery");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tickets
 
 async fn tickets_start_open_with_a_created_event(store: Arc<dyn Store>) {
@@ -657,6 +969,7 @@ async fn an_event_id_conflict_rolls_back_its_record(store: Arc<dyn Store>) {
                 password_hash: "h".into(),
                 role: Role::User,
                 skills: Vec::new(),
+                email_verified: true,
             },
             Some(signup),
         )
@@ -952,6 +1265,7 @@ async fn ticket_filters_and_visibility_narrow_the_list(store: Arc<dyn Store>) {
             lock_priority: true,
             assigned_to: Some(Some(mod_b.id.clone())),
             routing_reason: Some("Assigned by an admin.".into()),
+            actor: None,
         },
     )
     .await;
@@ -1357,7 +1671,18 @@ async fn concurrent_writes_get_distinct_ordered_events(store: Arc<dyn Store>) {
 // Stats and health
 
 async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Store>) {
-    assert_eq!(store.stats().await.unwrap(), Stats::default());
+    let empty = store.stats().await.unwrap();
+    assert_eq!(
+        Stats {
+            satisfaction: Default::default(),
+            per_day: Vec::new(),
+            ..empty.clone()
+        },
+        Stats::default()
+    );
+    assert_eq!(empty.satisfaction.count, 0);
+    assert_eq!(empty.per_day.len(), 30);
+    assert!(empty.per_day.iter().all(|d| d.created + d.resolved == 0));
 
     let user = add_user(&store, Role::User).await;
     let moderator = add_user(&store, Role::Moderator).await;
@@ -1417,8 +1742,16 @@ async fn stats_count_by_status_priority_category_and_assignee(store: Arc<dyn Sto
                 open_tickets: 1,
                 capacity: None,
             }],
+            satisfaction: stats.satisfaction.clone(),
+            per_day: stats.per_day.clone(),
         }
     );
+    let today = stats.per_day.last().expect("today");
+    assert_eq!(
+        today.date,
+        resolved.created_at.format("%Y-%m-%d").to_string()
+    );
+    assert_eq!((today.created, today.resolved), (5, 1));
 }
 
 async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Store>) {
@@ -1909,6 +2242,124 @@ async fn conditional_assignment_refuses_assigned_tickets(store: Arc<dyn Store>) 
     assert_eq!(all_events(&store).await.len(), events_before + 1);
 }
 
+async fn assignment_needs_a_current_staff_member(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let former = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Route me", "please").await;
+    store
+        .update_user(
+            &former.id,
+            UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Chosen while still staff, demoted before the write: nobody is assigned.
+    for not_staff in [&former, &user] {
+        let refused = store
+            .assign_if_unassigned(&ticket.id, &not_staff.id, "skills: sql")
+            .await
+            .unwrap();
+        assert_eq!(refused, None);
+    }
+    assert_eq!(reread(&store, &ticket).await, ticket);
+}
+
+async fn revoking_staff_hands_their_open_tickets_back_to_routing(store: Arc<dyn Store>) {
+    let admin = add_user(&store, Role::Admin).await;
+    let leaving = add_user(&store, Role::Moderator).await;
+    let customer = add_user(&store, Role::User).await;
+    let open = assigned_ticket(&store, &customer, &leaving, None).await;
+    let working =
+        assigned_ticket(&store, &customer, &leaving, Some(TicketStatus::InProgress)).await;
+    let resolved = assigned_ticket(&store, &customer, &leaving, Some(TicketStatus::Resolved)).await;
+    let others = assigned_ticket(&store, &customer, &admin, None).await;
+    let events_before = all_events(&store).await.len();
+
+    let (user, mut released) = store.revoke_staff(&leaving.id, &admin.id).await.unwrap();
+    assert_eq!(user.role, Role::User);
+    assert_eq!(user.id, leaving.id);
+    released.sort();
+    let mut expected = vec![open.id.clone(), working.id.clone()];
+    expected.sort();
+    assert_eq!(released, expected);
+    for before in [&open, &working] {
+        let after = reread(&store, before).await;
+        assert_eq!(after.assigned_to, None);
+        assert_eq!(after.assigned_at, None);
+        assert_eq!(
+            after.routing_reason.as_deref(),
+            Some(ticketing::store::RELEASED_REASON)
+        );
+        assert_eq!(after.status, before.status);
+        assert_eq!(after.version, before.version + 1);
+        // The log says who let the ticket go, and why.
+        let log = store.list_activity(&before.id).await.unwrap();
+        let last = log.last().expect("an entry for the release");
+        assert_eq!(last.actor_id.as_deref(), Some(admin.id.as_str()));
+        assert_eq!(
+            last.activity,
+            ticketing::domain::activity::Activity::Assigned {
+                assignee_id: None,
+                reason: Some(ticketing::store::RELEASED_REASON.to_owned()),
+            }
+        );
+    }
+    // Finished work keeps its history; other people's tickets are untouched.
+    assert_eq!(reread(&store, &resolved).await, resolved);
+    assert_eq!(reread(&store, &others).await, others);
+    assert!(
+        store
+            .staff_loads()
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.id != leaving.id)
+    );
+
+    let events = all_events(&store).await;
+    let new = &events[events_before..];
+    assert_eq!(new.len(), 4, "{new:?}");
+    for id in &expected {
+        let mine: Vec<OutboxEvent> = new
+            .iter()
+            .filter(|e| e.data["ticket_id"] == *id)
+            .cloned()
+            .collect();
+        assert_eq!(names(&mine), ["ticket/updated", "ticket/reroute.requested"]);
+        assert_eq!(mine[0].data["actor_id"], admin.id.as_str());
+        assert_eq!(
+            mine[0].data["changes"]["assigned_to"],
+            json!({"from": leaving.id, "to": null})
+        );
+        assert_eq!(mine[1].data["actor_id"], admin.id.as_str());
+    }
+
+    // Unknown people are not found, and nothing is written.
+    assert!(matches!(
+        store.revoke_staff(&new_id(), &admin.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(all_events(&store).await.len(), events.len());
+}
+
+/// A ticket `by` opened, assigned to `to`, then moved to `status`.
+async fn assigned_ticket(
+    store: &Arc<dyn Store>,
+    by: &User,
+    to: &User,
+    status: Option<TicketStatus>,
+) -> Ticket {
+    let t = add_ticket(store, by, "Assigned", "to someone").await;
+    let t = change(store, &t, assign_to(to)).await;
+    match status {
+        Some(s) => change(store, &t, set_status(s)).await,
+        None => t,
+    }
+}
+
 async fn routing_reason_and_sla_due_leave_the_version(store: Arc<dyn Store>) {
     use chrono::SubsecRound;
     let user = add_user(&store, Role::User).await;
@@ -2019,4 +2470,488 @@ async fn sent_mail_is_recorded_once(store: Arc<dyn Store>) {
 async fn the_store_answers_pings(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     assert!(["sqlite", "mongodb"].contains(&store.backend()));
+}
+
+async fn set_due(store: &Arc<dyn Store>, ticket: &Ticket, due: chrono::DateTime<chrono::Utc>) {
+    store.set_sla_due(&ticket.id, due).await.expect("set SLA");
+}
+
+async fn tickets_list_by_sla_deadline_across_pages(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let mut tickets = Vec::new();
+    for i in 0..7 {
+        tickets.push(add_ticket(&store, &user, &format!("Ticket {i}"), "d").await);
+    }
+    // Whole milliseconds: the finest time both stores keep.
+    let base = chrono::Utc::now().trunc_subsecs(3);
+    let hours = |h| base + chrono::Duration::hours(h);
+    set_due(&store, &tickets[0], hours(5)).await;
+    set_due(&store, &tickets[1], hours(1)).await;
+    set_due(&store, &tickets[2], hours(3)).await;
+    // Same deadline: by id.
+    set_due(&store, &tickets[3], hours(3)).await;
+    // 4, 5 and 6 have none: last, by id.
+    set_due(&store, &tickets[6], hours(-2)).await;
+    let expected = ids_of(&[
+        &tickets[6],
+        &tickets[1],
+        &tickets[2],
+        &tickets[3],
+        &tickets[0],
+        &tickets[4],
+        &tickets[5],
+    ]);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<(Option<chrono::DateTime<chrono::Utc>>, String)> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_tickets(&TicketQuery {
+                sort: TicketSort::SlaDue {
+                    after_due: cursor.as_ref().and_then(|c| c.0),
+                },
+                after: cursor.as_ref().map(|c| c.1.clone()),
+                limit: 2,
+                ..everything()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|t| t.id.clone()));
+        let Some(next) = page.next_after else { break };
+        let last = page.items.last().unwrap();
+        assert_eq!(next, last.id);
+        cursor = Some((last.sla_due_at, last.id.clone()));
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 4);
+
+    // One page with everything, and filters still apply.
+    let all = ids(
+        &store,
+        TicketQuery {
+            sort: TicketSort::SlaDue { after_due: None },
+            ..everything()
+        },
+    )
+    .await;
+    assert_eq!(all, expected);
+    let other = add_user(&store, Role::User).await;
+    add_ticket(&store, &other, "Not theirs", "d").await;
+    let theirs = ids(
+        &store,
+        TicketQuery {
+            sort: TicketSort::SlaDue { after_due: None },
+            visibility: Visibility::CreatedBy(user.id.clone()),
+            ..everything()
+        },
+    )
+    .await;
+    assert_eq!(theirs, expected);
+}
+
+/// (kind, actor, activity) of each logged entry, oldest first.
+async fn log_of(store: &Arc<dyn Store>, ticket: &Ticket) -> Vec<(Option<String>, Activity)> {
+    let entries = store.list_activity(&ticket.id).await.expect("activity");
+    assert!(entries.iter().all(|e| e.ticket_id == ticket.id));
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].at <= w[1].at)
+    );
+    entries
+        .into_iter()
+        .map(|e| (e.actor_id, e.activity))
+        .collect()
+}
+
+async fn every_change_is_logged_with_its_actor_in_order(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let admin = add_user(&store, Role::Admin).await;
+    let ticket = add_ticket(&store, &user, "Printer", "on fire").await;
+    store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::Low, "gemini"),
+        )
+        .await
+        .unwrap();
+    store
+        .assign_if_unassigned(&ticket.id, &moderator.id, "skills: printers")
+        .await
+        .unwrap()
+        .expect("assigned");
+    let due = (chrono::Utc::now() + chrono::Duration::hours(8)).trunc_subsecs(3);
+    set_due(&store, &ticket, due).await;
+    let note = comment(&store, &ticket, &moderator, true).await;
+    let reply = comment(&store, &ticket, &user, false).await;
+    let current = reread(&store, &ticket).await;
+    change(
+        &store,
+        &current,
+        TicketChange {
+            status: Some(TicketStatus::InProgress),
+            priority: Some(Priority::High),
+            lock_priority: true,
+            assigned_to: Some(Some(admin.id.clone())),
+            routing_reason: Some("Assigned by an admin.".into()),
+            actor: Some(admin.id.clone()),
+        },
+    )
+    .await;
+    let escalated = store
+        .escalate(&ticket.id)
+        .await
+        .unwrap()
+        .expect("escalated");
+    let current = reread(&store, &ticket).await;
+    change(
+        &store,
+        &current,
+        TicketChange {
+            status: Some(TicketStatus::Resolved),
+            actor: Some(admin.id.clone()),
+            ..TicketChange::default()
+        },
+    )
+    .await;
+    let rated = store
+        .rate_ticket(NewRating {
+            ticket_id: ticket.id.clone(),
+            by: user.id.clone(),
+            score: 5,
+            comment: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(rated, RateOutcome::Rated(_)));
+
+    let by = |u: &User| Some(u.id.clone());
+    assert_eq!(
+        log_of(&store, &ticket).await,
+        vec![
+            (by(&user), Activity::Created {}),
+            (
+                None,
+                Activity::Triaged {
+                    source: Some("gemini".into()),
+                    status: TriageStatus::Done,
+                    category: Some(Category::Bug),
+                    priority: Some(Priority::Low),
+                }
+            ),
+            (
+                None,
+                Activity::Assigned {
+                    assignee_id: by(&moderator),
+                    reason: Some("skills: printers".into()),
+                }
+            ),
+            (None, Activity::SlaSet { due_at: due }),
+            (
+                by(&moderator),
+                Activity::Commented {
+                    comment_id: note.id.clone(),
+                    internal: true,
+                }
+            ),
+            (
+                by(&user),
+                Activity::Commented {
+                    comment_id: reply.id.clone(),
+                    internal: false,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::StatusChanged {
+                    from: TicketStatus::Open,
+                    to: TicketStatus::InProgress,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::PriorityChanged {
+                    from: Priority::Low,
+                    to: Priority::High,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::Assigned {
+                    assignee_id: by(&admin),
+                    reason: Some("Assigned by an admin.".into()),
+                }
+            ),
+            (
+                None,
+                Activity::Escalated {
+                    priority: escalated.priority,
+                }
+            ),
+            (
+                by(&admin),
+                Activity::StatusChanged {
+                    from: TicketStatus::InProgress,
+                    to: TicketStatus::Resolved,
+                }
+            ),
+            (by(&user), Activity::Rated { score: 5 }),
+        ]
+    );
+
+    // Routing that finds nobody leaves the ticket in the queue, with its reason.
+    let queued = add_ticket(&store, &user, "Queued", "nobody free").await;
+    store
+        .set_routing_reason(&queued.id, "No moderator has capacity.")
+        .await
+        .unwrap();
+    store
+        .mark_triage_failed(&queued.id, "triage failed")
+        .await
+        .unwrap();
+    assert_eq!(
+        log_of(&store, &queued).await,
+        vec![
+            (by(&user), Activity::Created {}),
+            (
+                None,
+                Activity::Assigned {
+                    assignee_id: None,
+                    reason: Some("No moderator has capacity.".into()),
+                }
+            ),
+            (
+                None,
+                Activity::Triaged {
+                    source: None,
+                    status: TriageStatus::Failed,
+                    category: None,
+                    priority: None,
+                }
+            ),
+        ]
+    );
+    // Another ticket's log is its own.
+    assert_eq!(
+        log_of(&store, &add_ticket(&store, &user, "New", "d").await)
+            .await
+            .len(),
+        1
+    );
+    assert!(store.list_activity(&new_id()).await.unwrap().is_empty());
+}
+
+async fn failed_and_repeated_writes_log_nothing(store: Arc<dyn Store>) {
+    use chrono::SubsecRound;
+    let user = add_user(&store, Role::User).await;
+    let moderator = add_user(&store, Role::Moderator).await;
+    let ticket = add_ticket(&store, &user, "Quiet", "d").await;
+    let before = log_of(&store, &ticket).await;
+
+    // A stale version changes nothing, so it logs nothing.
+    let stale = store
+        .update_ticket(
+            &ticket.id,
+            ticket.version + 7,
+            set_status(TicketStatus::Closed),
+            vec![],
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    // A change to what it already is logs nothing either.
+    change(&store, &ticket, set_status(TicketStatus::Open)).await;
+    assert_eq!(log_of(&store, &ticket).await, before);
+
+    // Replayed bookkeeping (the same deadline, the same reason) is logged once.
+    let due = (chrono::Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(3);
+    set_due(&store, &ticket, due).await;
+    set_due(&store, &ticket, due).await;
+    store
+        .set_routing_reason(&ticket.id, "queued")
+        .await
+        .unwrap();
+    store
+        .set_routing_reason(&ticket.id, "queued")
+        .await
+        .unwrap();
+    // Assigned already: the conditional assignment does nothing.
+    let ticket = change(
+        &store,
+        &reread(&store, &ticket).await,
+        assign_to(&moderator),
+    )
+    .await;
+    assert!(
+        store
+            .assign_if_unassigned(&ticket.id, &moderator.id, "again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Triage completed: a late failure does not count.
+    store
+        .save_triage(
+            &ticket.id,
+            triage(TriageStatus::Done, Priority::Low, "rules"),
+        )
+        .await
+        .unwrap();
+    store.mark_triage_failed(&ticket.id, "late").await.unwrap();
+    let kinds: Vec<&str> = log_of(&store, &ticket)
+        .await
+        .iter()
+        .map(|(_, a)| match a {
+            Activity::Created {} => "created",
+            Activity::SlaSet { .. } => "sla_set",
+            Activity::Assigned { .. } => "assigned",
+            Activity::Triaged { .. } => "triaged",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "sla_set", "assigned", "assigned", "triaged"]
+    );
+}
+
+fn rating(ticket: &Ticket, by: &User, score: u8, comment: Option<&str>) -> NewRating {
+    NewRating {
+        ticket_id: ticket.id.clone(),
+        by: by.id.clone(),
+        score,
+        comment: comment.map(str::to_owned),
+    }
+}
+
+async fn ratings_need_resolution_and_land_once(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    let ticket = add_ticket(&store, &user, "Rate me", "d").await;
+    assert_eq!(ticket.rating, None);
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 4, None))
+            .await
+            .unwrap(),
+        RateOutcome::NotResolved
+    );
+    let in_progress = change(&store, &ticket, set_status(TicketStatus::InProgress)).await;
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 4, None))
+            .await
+            .unwrap(),
+        RateOutcome::NotResolved
+    );
+    let resolved = change(&store, &in_progress, set_status(TicketStatus::Resolved)).await;
+    let RateOutcome::Rated(rated) = store
+        .rate_ticket(rating(&ticket, &user, 4, Some("Quick and kind")))
+        .await
+        .unwrap()
+    else {
+        panic!("a resolved ticket is rated");
+    };
+    let given = rated.rating.clone().expect("rating");
+    assert_eq!(given.score, 4);
+    assert_eq!(given.comment.as_deref(), Some("Quick and kind"));
+    // A rating is feedback, not a change to the work: the version stays.
+    assert_eq!(rated.version, resolved.version);
+    assert_eq!(reread(&store, &ticket).await.rating, Some(given.clone()));
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 1, None))
+            .await
+            .unwrap(),
+        RateOutcome::AlreadyRated
+    );
+    // Reopened and closed again: still rated once, with the first rating.
+    let reopened = change(&store, &rated, set_status(TicketStatus::Open)).await;
+    let closed = change(&store, &reopened, set_status(TicketStatus::Closed)).await;
+    assert_eq!(closed.rating, Some(given));
+    assert_eq!(
+        store
+            .rate_ticket(rating(&ticket, &user, 2, None))
+            .await
+            .unwrap(),
+        RateOutcome::AlreadyRated
+    );
+
+    // Closed without resolving counts as finished.
+    let other = add_ticket(&store, &user, "Closed early", "d").await;
+    let other = change(&store, &other, set_status(TicketStatus::Closed)).await;
+    let outcome = store
+        .rate_ticket(rating(&other, &user, 2, None))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RateOutcome::Rated(_)), "{outcome:?}");
+
+    // Two at once: one lands.
+    let raced = add_ticket(&store, &user, "Raced", "d").await;
+    let raced = change(&store, &raced, set_status(TicketStatus::Closed)).await;
+    let (a, b) = tokio::join!(
+        store.rate_ticket(rating(&raced, &user, 5, None)),
+        store.rate_ticket(rating(&raced, &user, 1, None))
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, RateOutcome::Rated(_)))
+            .count(),
+        1
+    );
+    assert!(outcomes.contains(&RateOutcome::AlreadyRated));
+    let rated_logs = log_of(&store, &raced)
+        .await
+        .into_iter()
+        .filter(|(_, a)| matches!(a, Activity::Rated { .. }))
+        .count();
+    assert_eq!(rated_logs, 1);
+
+    let missing = store
+        .rate_ticket(NewRating {
+            ticket_id: new_id(),
+            ..rating(&ticket, &user, 3, None)
+        })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn stats_cover_satisfaction_and_tickets_per_day(store: Arc<dyn Store>) {
+    let user = add_user(&store, Role::User).await;
+    for (i, score) in [5_u8, 5, 2].into_iter().enumerate() {
+        let t = add_ticket(&store, &user, &format!("Rated {i}"), "d").await;
+        let t = change(&store, &t, set_status(TicketStatus::Resolved)).await;
+        store
+            .rate_ticket(rating(&t, &user, score, None))
+            .await
+            .unwrap();
+    }
+    let open = add_ticket(&store, &user, "Open", "d").await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.satisfaction.count, 3);
+    assert_close(stats.satisfaction.average, 4.0);
+    assert_eq!(
+        stats.satisfaction.by_score,
+        ["1", "2", "3", "4", "5"]
+            .into_iter()
+            .zip([0, 1, 0, 0, 2])
+            .map(|(key, count)| Count {
+                key: key.into(),
+                count
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(stats.per_day.len(), 30);
+    let today = open.created_at.format("%Y-%m-%d").to_string();
+    let (last, earlier) = stats.per_day.split_last().unwrap();
+    assert_eq!(last.date, today);
+    assert_eq!((last.created, last.resolved), (4, 3));
+    assert!(earlier.iter().all(|d| d.created == 0 && d.resolved == 0));
+    assert!(stats.per_day.windows(2).all(|w| w[0].date < w[1].date));
 }

@@ -92,5 +92,5 @@ pub use service::{
 pub use sqlite_store::SqliteRunStore;
 pub use state::{HistoryEntry, Outcome, RunState, RunStatus};
 pub use stats::ExecutorStats;
-pub use store::{MemoryStore, QueueDepth, RunFilter, RunStore, RunSummary, StoreError};
+pub use store::{MemoryStore, QueueDepth, RunFilter, RunStore, RunSummary, StoreError, Swept};
 pub use transport::{HttpTransport, RouterTransport, SigningKey, Transport, TransportError};

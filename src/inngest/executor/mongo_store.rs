@@ -43,7 +43,7 @@ use self::transaction::{TxResult, transact};
 use super::state::RunState;
 use super::store::{
     Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
-    RunStore, RunSummary, StoreError, StoreResult, pick_claimable,
+    RunStore, RunSummary, StoreError, StoreResult, Swept, pick_claimable,
 };
 
 /// How long to look for a usable server (and to open a connection) before giving up, when
@@ -179,7 +179,8 @@ impl MongoRunStore {
         let setup = inner.clone();
         detached(async move {
             setup.check_deployment().await?;
-            setup.create_collections().await
+            setup.create_collections().await?;
+            setup.backfill_ended_at().await
         })
         .await?;
         tracing::debug!(database = inner.database.name(), "executor run store ready");
@@ -254,6 +255,43 @@ impl Inner {
                 .map_err(|e| StoreError::Unavailable(format!("creating indexes on {name}: {e}")))?;
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Runs are swept by the time they finished; finished runs stored before that was recorded
+    /// count as finished now, so they are kept one more retention period.
+    async fn backfill_ended_at(&self) -> StoreResult<()> {
+        self.collections
+            .runs
+            .update_many(
+                docs::runs_without_end(),
+                doc! { "$set": { "ended_at": docs::date(Utc::now()) } },
+            )
+            .await
+            .map_err(driver)?;
+        Ok(())
+    }
+
+    /// Up to `limit` ids matching `filter` in `collection`.
+    async fn ids(
+        collection: &Collection<Document>,
+        filter: Document,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let found: Vec<Document> = collection
+            .find(filter)
+            .projection(doc! { "_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(driver)?
+            .try_collect()
+            .await
+            .map_err(driver)?;
+        Ok(found
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect())
     }
 }
 
@@ -705,6 +743,39 @@ impl RunStore for MongoRunStore {
             .map(docs::item_upsert)
             .collect::<StoreResult<Vec<_>>>()?;
         self.transact(EnqueuePlan(upserts)).await
+    }
+
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
+        if limit == 0 {
+            return Ok(Swept::default());
+        }
+        self.run(move |inner| async move {
+            let c = &inner.collections;
+            // Finished runs have no work left but events to publish; anything else they left
+            // goes first, so an interrupted sweep leaves a run to sweep again, never orphans.
+            let runs = Inner::ids(&c.runs, docs::sweepable_runs(cutoff), limit).await?;
+            if !runs.is_empty() {
+                let (queue, pauses) = docs::run_work(&runs);
+                c.queue.delete_many(queue).await.map_err(driver)?;
+                c.pauses.delete_many(pauses).await.map_err(driver)?;
+                c.runs
+                    .delete_many(docs::ids_in(&runs))
+                    .await
+                    .map_err(driver)?;
+            }
+            let events = Inner::ids(&c.events, docs::sweepable_events(cutoff), limit).await?;
+            if !events.is_empty() {
+                c.events
+                    .delete_many(docs::ids_in(&events))
+                    .await
+                    .map_err(driver)?;
+            }
+            Ok(Swept {
+                runs: runs.len() as u64,
+                events: events.len() as u64,
+            })
+        })
+        .await
     }
 }
 

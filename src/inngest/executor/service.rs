@@ -16,7 +16,7 @@ use super::state::{self, Ctx, EVENT_SCHEDULED, Input, ParentRef, RunState};
 use super::stats::{Counters, ExecutorStats};
 use super::store::{
     Commit, Ingest, IngestOutcome, ItemKind, Pause, PauseKind, QueueItem, RunFilter, RunStore,
-    RunSummary, Slot, StoreError,
+    RunSummary, Slot, StoreError, Swept,
 };
 use super::transport::{SigningKey, Transport};
 
@@ -80,6 +80,10 @@ pub struct ExecutorOptions {
     /// Longest idle sleep of the background loop, a safety net for work written by others.
     pub idle_poll: std::time::Duration,
     pub clock: Arc<dyn Clock>,
+    /// How long finished runs and the event ids kept for de-duplication are kept; `None`
+    /// keeps them for ever. The background loop sweeps every [`ExecutorOptions::sweep_every`].
+    pub retention: Option<std::time::Duration>,
+    pub sweep_every: std::time::Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -94,6 +98,8 @@ impl Default for ExecutorOptions {
             max_retry_jitter: Duration::seconds(30),
             idle_poll: std::time::Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            retention: None,
+            sweep_every: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -107,6 +113,7 @@ impl std::fmt::Debug for ExecutorOptions {
             .field("call_timeout", &self.call_timeout)
             .field("lease", &self.lease)
             .field("max_retry_jitter", &self.max_retry_jitter)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -557,11 +564,66 @@ impl Executor {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "cannot release old leases"),
             }
-            if let Err(e) = me.drive(Some(rx)).await {
-                tracing::error!(error = %e, "executor loop stopped");
+            let sweeper = me.sweep_loop(rx.clone());
+            tokio::select! {
+                res = me.drive(Some(rx)) => {
+                    if let Err(e) = res {
+                        tracing::error!(error = %e, "executor loop stopped");
+                    }
+                }
+                () = sweeper => {}
             }
         });
         ExecutorHandle { stop, task }
+    }
+
+    /// Deletes what finished before `cutoff` (runs, and event ids kept for de-duplication), a
+    /// small batch per write so that no write holds the store for long. Returns the totals.
+    pub async fn sweep(&self, cutoff: DateTime<Utc>) -> Result<Swept, ExecutorError> {
+        const BATCH: usize = 200;
+        let mut total = Swept::default();
+        loop {
+            let swept = self.inner.store.sweep(cutoff, BATCH).await?;
+            total.runs += swept.runs;
+            total.events += swept.events;
+            if swept.runs < BATCH as u64 && swept.events < BATCH as u64 {
+                return Ok(total);
+            }
+            // Other writers get their turn between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// With a retention set, sweeps every `sweep_every` until `stop`; never ends otherwise.
+    async fn sweep_loop(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(retention) = self.inner.options.retention else {
+            return std::future::pending().await;
+        };
+        let Ok(retention) = Duration::from_std(retention) else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(self.inner.options.sweep_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return std::future::pending().await,
+            }
+            let Some(cutoff) = self.now().checked_sub_signed(retention) else {
+                continue;
+            };
+            match self.sweep(cutoff).await {
+                Ok(s) if s.runs + s.events > 0 => tracing::info!(
+                    runs = s.runs,
+                    events = s.events,
+                    "swept finished runs and event ids past their retention"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping old runs failed; trying again later")
+                }
+            }
+        }
     }
 
     /// Drops every lease; see [`Executor::spawn`]. Call before `run_until_idle` after a crash.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::state::{RunState, RunStatus};
 use super::store::{
     Claimed, Commit, Ingest, IngestOutcome, ItemKind, Lease, Pause, QueueDepth, QueueItem,
-    RunFilter, RunStore, RunSummary, Slot, StoreError, StoreResult, pick_claimable,
+    RunFilter, RunStore, RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
 };
 
 const SCHEMA: &str = "
@@ -25,13 +25,15 @@ CREATE TABLE IF NOT EXISTS inngest_events (
     received_at INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS inngest_events_by_time ON inngest_events(received_at);
 CREATE TABLE IF NOT EXISTS inngest_runs (
     id TEXT PRIMARY KEY,
     function_id TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     rev INTEGER NOT NULL,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    ended_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS inngest_runs_by_function ON inngest_runs(function_id, status, id);
 CREATE INDEX IF NOT EXISTS inngest_runs_by_status ON inngest_runs(status, id);
@@ -60,6 +62,28 @@ CREATE TABLE IF NOT EXISTS inngest_pauses (
 CREATE INDEX IF NOT EXISTS inngest_pauses_by_event ON inngest_pauses(event_name, expires_at);
 CREATE INDEX IF NOT EXISTS inngest_pauses_by_run ON inngest_pauses(run_id);
 ";
+
+/// Runs are swept by the time they finished. Files from before this column get it here; their
+/// finished runs count as finished now, so they are kept one more retention period.
+fn add_ended_at(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('inngest_runs') WHERE name = 'ended_at'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE inngest_runs ADD COLUMN ended_at INTEGER")?;
+        conn.execute(
+            "UPDATE inngest_runs SET ended_at = ?1
+             WHERE status IN ('completed', 'failed', 'cancelled')",
+            [Utc::now().timestamp_millis()],
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS inngest_runs_by_end ON inngest_runs(ended_at)
+         WHERE ended_at IS NOT NULL",
+    )
+}
 
 /// Reader connections: with WAL they read beside the writer, so loading runs and finding the
 /// next due item never queue behind commits.
@@ -117,6 +141,8 @@ impl SqliteRunStore {
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(
             move || -> StoreResult<(Connection, Vec<_>, Connection)> {
+                // The database file decides the permissions of its `-wal` and `-shm`.
+                crate::private_fs::ensure_file(&p).map_err(backend)?;
                 let open = || -> StoreResult<Connection> {
                     let mut conn = Connection::open(&p).map_err(backend)?;
                     conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))
@@ -134,6 +160,7 @@ impl SqliteRunStore {
                 };
                 let conn = open()?;
                 conn.execute_batch(SCHEMA).map_err(backend)?;
+                add_ended_at(&conn).map_err(backend)?;
                 conn.pragma_update(None, "wal_autocheckpoint", 0)
                     .map_err(backend)?;
                 let readers = (0..READERS)
@@ -244,8 +271,8 @@ fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<()> {
 fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {
     exec(
         tx,
-        "INSERT INTO inngest_runs (id, function_id, status, created_at, rev, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        "INSERT INTO inngest_runs (id, function_id, status, created_at, rev, state, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         params![
             run.id,
             run.function_id,
@@ -253,6 +280,7 @@ fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {
             ms(run.created_at),
             run.rev as i64,
             serde_json::to_string(run).map_err(corrupt)?,
+            run.ended_at.map(ms),
         ],
     )?;
     Ok(())
@@ -485,13 +513,14 @@ impl RunStore for SqliteRunStore {
             if let Some(run) = &c.run {
                 let mut next = run.clone();
                 next.rev = run.rev + 1;
-                let n = exec(tx, "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3 WHERE id = ?4 AND rev = ?5",
+                let n = exec(tx, "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3, ended_at = ?6 WHERE id = ?4 AND rev = ?5",
                         params![
                             next.status.as_str(),
                             next.rev as i64,
                             serde_json::to_string(&next).map_err(corrupt)?,
                             next.id,
-                            run.rev as i64
+                            run.rev as i64,
+                            next.ended_at.map(ms),
                         ],)?;
                 if n != 1 {
                     // Returning the error drops the transaction, which rolls back the delete above.
@@ -593,6 +622,50 @@ impl RunStore for SqliteRunStore {
         })
         .await
     }
+
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
+        self.with_tx(move |tx| {
+            let (cutoff, limit) = (ms(cutoff), limit as i64);
+            let runs: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "DELETE FROM inngest_runs WHERE id IN (
+                            SELECT id FROM inngest_runs
+                            WHERE ended_at < ?1 AND status IN ('completed', 'failed', 'cancelled')
+                            LIMIT ?2)
+                         RETURNING id",
+                    )
+                    .map_err(backend)?;
+                stmt.query_map(params![cutoff, limit], |r| r.get(0))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(backend)?
+            };
+            for id in &runs {
+                exec(
+                    tx,
+                    "DELETE FROM inngest_queue WHERE run_id = ?1 AND kind != 'publish'",
+                    params![id],
+                )?;
+                exec(
+                    tx,
+                    "DELETE FROM inngest_pauses WHERE run_id = ?1",
+                    params![id],
+                )?;
+            }
+            let events = exec(
+                tx,
+                "DELETE FROM inngest_events WHERE id IN (
+                    SELECT id FROM inngest_events WHERE received_at < ?1 LIMIT ?2)",
+                params![cutoff, limit],
+            )?;
+            Ok(Swept {
+                runs: runs.len() as u64,
+                events: events as u64,
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -649,5 +722,53 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))
             .expect("query");
         assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn runs_finished_before_their_end_was_stored_count_as_finished_when_the_store_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.db");
+        {
+            // The table as an older version created it, with a finished run.
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch(
+                "CREATE TABLE inngest_runs (id TEXT PRIMARY KEY, function_id TEXT NOT NULL,
+                    status TEXT NOT NULL, created_at INTEGER NOT NULL, rev INTEGER NOT NULL,
+                    state TEXT NOT NULL);",
+            )
+            .expect("old schema");
+            let mut run = RunState::new(
+                "legacy".into(),
+                "app",
+                "f",
+                1,
+                serde_json::json!({"id": "e1", "name": "x"}),
+                Utc::now() - Duration::days(90),
+            );
+            run.status = RunStatus::Completed;
+            run.ended_at = Some(Utc::now() - Duration::days(90));
+            old.execute(
+                "INSERT INTO inngest_runs VALUES ('legacy', 'f', 'completed', 0, 0, ?1)",
+                [serde_json::to_string(&run).expect("json")],
+            )
+            .expect("legacy run");
+        }
+        let store = SqliteRunStore::open(&path).await.expect("open");
+        let now = Utc::now();
+        let swept = store
+            .sweep(now - Duration::minutes(1), 10)
+            .await
+            .expect("sweep");
+        assert_eq!(
+            swept.runs, 0,
+            "kept one more retention period from the upgrade"
+        );
+        assert!(store.load_run("legacy").await.expect("load").is_some());
+        let swept = store
+            .sweep(now + Duration::minutes(1), 10)
+            .await
+            .expect("sweep");
+        assert_eq!(swept.runs, 1);
+        assert_eq!(store.load_run("legacy").await.expect("load"), None);
     }
 }

@@ -6,7 +6,7 @@
 //! Each state change is one [`Commit`], applied atomically; a run is written with an
 //! optimistic revision check so two workers never overwrite each other.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -207,6 +207,15 @@ pub struct QueueDepth {
     pub leased: u64,
 }
 
+/// What one [`RunStore::sweep`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    /// Finished runs (completed, failed, cancelled).
+    pub runs: u64,
+    /// Event ids kept for de-duplication.
+    pub events: u64,
+}
+
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Records an event unless its id was seen, with the runs it starts and pauses it consumes.
@@ -230,6 +239,10 @@ pub trait RunStore: Send + Sync {
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth>;
     /// Inserts items whose key is not live yet.
     async fn enqueue(&self, items: Vec<QueueItem>) -> StoreResult<()>;
+    /// Deletes up to `limit` runs that finished before `cutoff` (with any work they left but
+    /// events still to publish) and up to `limit` event ids received before it. Runs still
+    /// queued, running or waiting are never touched, however old.
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept>;
 }
 
 /// Picks claimable items: due, not leased, and with room in every concurrency slot.
@@ -269,7 +282,8 @@ struct MemItem {
 
 #[derive(Default)]
 struct Mem {
-    events: HashSet<String>,
+    /// Seen event ids, with when they arrived.
+    events: HashMap<String, DateTime<Utc>>,
     runs: BTreeMap<String, RunState>,
     items: HashMap<String, MemItem>,
     keys: HashMap<String, String>,
@@ -315,9 +329,10 @@ impl MemoryStore {
 impl RunStore for MemoryStore {
     async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestOutcome> {
         let mut m = self.lock()?;
-        if !m.events.insert(ingest.event_id.clone()) {
+        if m.events.contains_key(&ingest.event_id) {
             return Ok(IngestOutcome::Duplicate);
         }
+        m.events.insert(ingest.event_id.clone(), Utc::now());
         for run in ingest.runs {
             m.runs.insert(run.id.clone(), run);
         }
@@ -471,7 +486,7 @@ impl RunStore for MemoryStore {
         }
         for ev in &c.events {
             if let Some(id) = ev.get("id").and_then(Value::as_str) {
-                m.events.insert(id.to_string());
+                m.events.entry(id.to_string()).or_insert_with(Utc::now);
             }
         }
         for item in c.enqueue {
@@ -522,6 +537,45 @@ impl RunStore for MemoryStore {
             m.insert_item(item);
         }
         Ok(())
+    }
+
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
+        let mut m = self.lock()?;
+        let runs: Vec<String> = m
+            .runs
+            .values()
+            .filter(|r| r.status.is_terminal() && r.ended_at.is_some_and(|t| t < cutoff))
+            .take(limit)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in &runs {
+            m.runs.remove(id);
+            let work: Vec<String> = m
+                .items
+                .values()
+                .filter(|mi| mi.item.run_id.as_deref() == Some(id.as_str()))
+                .filter(|mi| !matches!(mi.item.kind, ItemKind::Publish { .. }))
+                .map(|mi| mi.item.id.clone())
+                .collect();
+            for item in work {
+                m.remove_item(&item);
+            }
+            m.pauses.retain(|_, p| p.run_id != *id);
+        }
+        let events: Vec<String> = m
+            .events
+            .iter()
+            .filter(|(_, received)| **received < cutoff)
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &events {
+            m.events.remove(id);
+        }
+        Ok(Swept {
+            runs: runs.len() as u64,
+            events: events.len() as u64,
+        })
     }
 }
 

@@ -1,8 +1,7 @@
 //! What the durable functions write: triage results, routing, SLA and the record of sent mail.
 //!
-//! Single-document changes are single atomic updates; a change that needs a value only the
-//! stored document knows (the priority to raise) or that touches two documents (a ticket and
-//! its new assignee) runs in a transaction.
+//! Every change runs in a transaction with its activity entry; one that needs a value only the
+//! stored document knows (the priority to raise) reads it in the same snapshot.
 
 use super::tickets::{TicketDoc, triage_document};
 use super::transaction::TxResult;
@@ -12,9 +11,12 @@ use super::{
 };
 use crate::domain::ticket::{TicketStatus, TriageStatus};
 use crate::domain::user::Role;
-use crate::store::{AutomationStore, StaffLoad, StoreError, StoreResult, Ticket, TriageUpdate};
+use crate::store::{
+    Activity, AutomationStore, NewActivity, StaffLoad, StoreError, StoreResult, Ticket,
+    TriageUpdate,
+};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::ClientSession;
 use mongodb::bson::{self, Bson, Document, doc};
@@ -170,23 +172,41 @@ impl AutomationStore for MongoStore {
     async fn save_triage(&self, ticket_id: &str, triage: TriageUpdate) -> StoreResult<Ticket> {
         let id = ticket_id.to_owned();
         self.run(move |inner| async move {
-            let (unlocked, locked) = triage_updates(&triage, to_bson_date(now()));
-            let found = inner
-                .tickets
-                .find_one_and_update(doc! { "_id": &id, "priority_locked": false }, unlocked)
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(driver)?;
-            let found = match found {
-                Some(found) => Some(found),
-                None => inner
-                    .tickets
-                    .find_one_and_update(doc! { "_id": &id }, locked)
-                    .return_document(ReturnDocument::After)
-                    .await
-                    .map_err(driver)?,
-            };
-            ticket_from(found)
+            let now = now();
+            let (unlocked, locked) = triage_updates(&triage, to_bson_date(now));
+            let saved = inner
+                .transact(|db, s| {
+                    let (id, triage) = (id.clone(), triage.clone());
+                    let (unlocked, locked) = (unlocked.clone(), locked.clone());
+                    async move {
+                        let found = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id, "priority_locked": false },
+                                unlocked,
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        let found = match found {
+                            Some(found) => Some(found),
+                            None => {
+                                db.tickets
+                                    .find_one_and_update(doc! { "_id": &id }, locked)
+                                    .return_document(ReturnDocument::After)
+                                    .session(&mut *s)
+                                    .await?
+                            }
+                        };
+                        let saved = ticket_from(found)?;
+                        let entry = [crate::store::triage_activity(&triage, &saved)];
+                        db.append_activity(s, &id, &entry, now).await?;
+                        Ok(saved)
+                    }
+                    .boxed()
+                })
+                .await?;
+            Ok(saved)
         })
         .await
     }
@@ -194,10 +214,11 @@ impl AutomationStore for MongoStore {
     async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
         self.run(move |inner| async move {
+            let now = now();
             let pending = doc! { "_id": &id, "triage_status": TriageStatus::Pending.as_str() };
             let set = doc! {
                 "triage_status": TriageStatus::Failed.as_str(),
-                "updated_at": to_bson_date(now()),
+                "updated_at": to_bson_date(now),
             };
             let inc = doc! { "version": 1_i64 };
             // A reason already given (routing may have written one) is kept.
@@ -205,22 +226,37 @@ impl AutomationStore for MongoStore {
             without_reason.insert("routing_reason", Bson::Null);
             let mut with_reason = set.clone();
             with_reason.insert("routing_reason", &reason);
-            let first = inner
-                .tickets
-                .update_one(
-                    without_reason,
-                    doc! { "$set": with_reason, "$inc": inc.clone() },
-                )
+            let first = doc! { "$set": with_reason, "$inc": inc.clone() };
+            let second = doc! { "$set": set, "$inc": inc };
+            let entry = [crate::store::triage_failed_activity()];
+            inner
+                .transact(|db, s| {
+                    let (id, entry) = (id.clone(), entry.clone());
+                    let (without_reason, first) = (without_reason.clone(), first.clone());
+                    let (pending, second) = (pending.clone(), second.clone());
+                    async move {
+                        let mut matched = db
+                            .tickets
+                            .update_one(without_reason, first)
+                            .session(&mut *s)
+                            .await?
+                            .matched_count;
+                        if matched == 0 {
+                            matched = db
+                                .tickets
+                                .update_one(pending, second)
+                                .session(&mut *s)
+                                .await?
+                                .matched_count;
+                        }
+                        if matched > 0 {
+                            db.append_activity(s, &id, &entry, now).await?;
+                        }
+                        Ok(())
+                    }
+                    .boxed()
+                })
                 .await
-                .map_err(driver)?;
-            if first.matched_count == 0 {
-                inner
-                    .tickets
-                    .update_one(pending, doc! { "$set": set, "$inc": inc })
-                    .await
-                    .map_err(driver)?;
-            }
-            Ok(())
         })
         .await
     }
@@ -242,11 +278,34 @@ impl AutomationStore for MongoStore {
             reason.to_owned(),
         );
         self.run(move |inner| async move {
-            let at = to_bson_date(now());
+            let now = now();
+            let at = to_bson_date(now);
+            let entry = [NewActivity::new(
+                None,
+                Activity::Assigned {
+                    assignee_id: Some(assignee.clone()),
+                    reason: Some(reason.clone()),
+                },
+            )];
             let assigned = inner
                 .transact(|db, s| {
                     let (id, assignee, reason) = (id.clone(), assignee.clone(), reason.clone());
+                    let entry = entry.clone();
                     async move {
+                        // Read in the transaction's snapshot; `note_assignee` below writes the
+                        // same document, so a role change meanwhile is a conflict and a rerun.
+                        let mut still_staff = staff_filter();
+                        still_staff.insert("_id", &assignee);
+                        let is_staff = db
+                            .users
+                            .find_one(still_staff)
+                            .projection(doc! { "_id": 1 })
+                            .session(&mut *s)
+                            .await?
+                            .is_some();
+                        if !is_staff {
+                            return Ok(None);
+                        }
                         let updated = db
                             .tickets
                             .find_one_and_update(
@@ -268,6 +327,7 @@ impl AutomationStore for MongoStore {
                             return Ok(None);
                         };
                         db.note_assignee(s, &assignee, at).await?;
+                        db.append_activity(s, &id, &entry, now).await?;
                         Ok(Some(updated))
                     }
                     .boxed()
@@ -279,19 +339,32 @@ impl AutomationStore for MongoStore {
     }
 
     async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
-        let update = doc! { "$set": { "routing_reason": reason } };
-        self.set_field(ticket_id, update).await
+        let activity = |ticket: &Ticket| Activity::Assigned {
+            assignee_id: ticket.assigned_to.clone(),
+            reason: ticket.routing_reason.clone(),
+        };
+        self.set_field(ticket_id, "routing_reason", Bson::from(reason), activity)
+            .await
     }
 
     async fn set_sla_due(&self, ticket_id: &str, due: DateTime<Utc>) -> StoreResult<()> {
-        let update = doc! { "$set": { "sla_due_at": to_bson_date(due) } };
-        self.set_field(ticket_id, update).await
+        // As precise as the stored deadline, so the two read the same.
+        let due_at = due.trunc_subsecs(3);
+        let activity = move |_: &Ticket| Activity::SlaSet { due_at };
+        self.set_field(
+            ticket_id,
+            "sla_due_at",
+            Bson::from(to_bson_date(due)),
+            activity,
+        )
+        .await
     }
 
     async fn escalate(&self, ticket_id: &str) -> StoreResult<Option<Ticket>> {
         let id = ticket_id.to_owned();
         self.run(move |inner| async move {
-            let at = to_bson_date(now());
+            let now = now();
+            let at = to_bson_date(now);
             let escalated = inner
                 .transact(|db, s| {
                     let id = id.clone();
@@ -315,13 +388,14 @@ impl AutomationStore for MongoStore {
                         }
                         // The snapshot read above makes a concurrent change a write conflict,
                         // which reruns the transaction: the priority raised is the current one.
+                        let raised = current.priority.raised();
                         let updated = db
                             .tickets
                             .find_one_and_update(
                                 doc! { "_id": &id },
                                 doc! {
                                     "$set": {
-                                        "priority": current.priority.raised().as_str(),
+                                        "priority": raised.as_str(),
                                         "escalated_at": at,
                                         "updated_at": at,
                                     },
@@ -331,6 +405,13 @@ impl AutomationStore for MongoStore {
                             .return_document(ReturnDocument::After)
                             .session(&mut *s)
                             .await?;
+                        if updated.is_some() {
+                            let entry = [NewActivity::new(
+                                None,
+                                Activity::Escalated { priority: raised },
+                            )];
+                            db.append_activity(s, &id, &entry, now).await?;
+                        }
                         Ok(updated)
                     }
                     .boxed()
@@ -375,17 +456,45 @@ impl AutomationStore for MongoStore {
 }
 
 impl MongoStore {
-    /// A plain update of one ticket that leaves `version` and `updated_at`, as the routing and
-    /// SLA bookkeeping does on SQLite; a missing ticket is not an error there either.
-    async fn set_field(&self, ticket_id: &str, update: Document) -> StoreResult<()> {
+    /// Sets one field of a ticket, leaving `version` and `updated_at` as the routing and SLA
+    /// bookkeeping does on SQLite, and records `activity` of the updated ticket when the value
+    /// is new (a replayed step writes the same one again). A missing ticket is not an error.
+    async fn set_field(
+        &self,
+        ticket_id: &str,
+        field: &'static str,
+        value: Bson,
+        activity: impl Fn(&Ticket) -> Activity + Send + Sync + 'static,
+    ) -> StoreResult<()> {
         let id = ticket_id.to_owned();
+        let activity = std::sync::Arc::new(activity);
         self.run(move |inner| async move {
+            let now = now();
             inner
-                .tickets
-                .update_one(doc! { "_id": id }, update)
+                .transact(|db, s| {
+                    let (id, value, activity) = (id.clone(), value.clone(), activity.clone());
+                    async move {
+                        let updated = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id, field: { "$ne": value.clone() } },
+                                doc! { "$set": { field: value } },
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        if let Some(updated) = updated {
+                            let entry = [NewActivity::new(
+                                None,
+                                activity(&TicketDoc::decode(updated)?),
+                            )];
+                            db.append_activity(s, &id, &entry, now).await?;
+                        }
+                        Ok(())
+                    }
+                    .boxed()
+                })
                 .await
-                .map_err(driver)?;
-            Ok(())
         })
         .await
     }

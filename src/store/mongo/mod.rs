@@ -14,9 +14,12 @@
 //! connection or a session in a bad state (the driver's RUST-937 warning), and axum drops a
 //! handler's future when its client goes away; a spawned task finishes regardless.
 
+mod accounts;
+mod activity;
 mod attachments;
 mod automation;
 mod outbox;
+mod staff;
 mod tickets;
 mod transaction;
 mod users;
@@ -42,10 +45,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USERS: &str = "users";
 const TICKETS: &str = "tickets";
 const COMMENTS: &str = "comments";
+const ACTIVITY: &str = "ticket_activity";
 const OUTBOX: &str = "outbox";
 const COUNTERS: &str = "counters";
 /// Keyed by the idempotency key as `_id`: one record per mail, whatever the replays.
 const SENT_MAIL: &str = "sent_mail";
+/// One-time account links, keyed by their hash.
+const ACCOUNT_TOKENS: &str = "account_tokens";
 
 #[derive(Clone)]
 pub struct MongoStore {
@@ -58,9 +64,11 @@ struct Inner {
     users: Collection<Document>,
     tickets: Collection<Document>,
     comments: Collection<Document>,
+    activity: Collection<Document>,
     outbox: Collection<Document>,
     counters: Collection<Document>,
     sent_mail: Collection<Document>,
+    account_tokens: Collection<Document>,
 }
 
 impl MongoStore {
@@ -74,9 +82,11 @@ impl MongoStore {
             users: db.collection(USERS),
             tickets: db.collection(TICKETS),
             comments: db.collection(COMMENTS),
+            activity: db.collection(ACTIVITY),
             outbox: db.collection(OUTBOX),
             counters: db.collection(COUNTERS),
             sent_mail: db.collection(SENT_MAIL),
+            account_tokens: db.collection(ACCOUNT_TOKENS),
             client,
             db,
         });
@@ -157,7 +167,7 @@ impl Inner {
     }
 
     async fn create_indexes(&self) -> StoreResult<()> {
-        let plan: [(&Collection<Document>, Vec<IndexModel>); 4] = [
+        let plan: [(&Collection<Document>, Vec<IndexModel>); 6] = [
             (
                 &self.users,
                 vec![
@@ -195,6 +205,11 @@ impl Inner {
                         doc! { "category": 1, "_id": 1 },
                         false,
                     ),
+                    index(
+                        "tickets_by_sla_due",
+                        doc! { "sla_due_at": 1, "_id": 1 },
+                        false,
+                    ),
                 ],
             ),
             (
@@ -206,11 +221,31 @@ impl Inner {
                 )],
             ),
             (
+                &self.activity,
+                vec![index(
+                    "activity_by_ticket",
+                    doc! { "ticket_id": 1, "_id": 1 },
+                    false,
+                )],
+            ),
+            (
                 // `_id` is the event id, unique by construction.
                 &self.outbox,
                 vec![
                     index("outbox_seq_unique", doc! { "seq": 1 }, true),
                     index("outbox_pending", doc! { "sent_at": 1, "seq": 1 }, false),
+                ],
+            ),
+            (
+                &self.account_tokens,
+                vec![
+                    index(
+                        "account_tokens_by_user",
+                        doc! { "user_id": 1, "purpose": 1 },
+                        false,
+                    ),
+                    // The server deletes links once `expires_at` has passed.
+                    expiring_index("account_tokens_expiry", doc! { "expires_at": 1 }),
                 ],
             ),
         ];
@@ -251,6 +286,15 @@ fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     if unique {
         options.unique = Some(true);
     }
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// A TTL index: documents go once the date in `keys` has passed.
+fn expiring_index(name: &str, keys: Document) -> IndexModel {
+    let options = IndexOptions::builder()
+        .name(name.to_owned())
+        .expire_after(Duration::ZERO)
+        .build();
     IndexModel::builder().keys(keys).options(options).build()
 }
 

@@ -6,11 +6,13 @@ use super::{
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::store::{
-    AssigneeFilter, Comment, Count, Load, NewComment, NewTicket, Page, Stats, StoreError,
-    StoreResult, Ticket, TicketChange, TicketQuery, TicketStore, TicketTriage, TriageUpdate,
+    Activity, ActivityEntry, AssigneeFilter, Comment, Count, Load, NewActivity, NewComment,
+    NewRating, NewTicket, Page, RateOutcome, Satisfaction, Stats, StoreError, StoreResult, Ticket,
+    TicketChange, TicketQuery, TicketRating, TicketSort, TicketStore, TicketTriage, TriageUpdate,
     Visibility,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{self, Bson, Document, Regex, doc};
 use mongodb::options::ReturnDocument;
@@ -79,6 +81,14 @@ pub(super) struct TicketDoc {
     assigned_at: Option<bson::DateTime>,
     sla_due_at: Option<bson::DateTime>,
     escalated_at: Option<bson::DateTime>,
+    rating: Option<RatingDoc>,
+}
+
+#[derive(Deserialize)]
+struct RatingDoc {
+    score: u8,
+    comment: Option<String>,
+    created_at: bson::DateTime,
 }
 
 impl TicketDoc {
@@ -105,6 +115,16 @@ impl TicketDoc {
             assigned_at: from_opt_bson_date(d.assigned_at)?,
             sla_due_at: from_opt_bson_date(d.sla_due_at)?,
             escalated_at: from_opt_bson_date(d.escalated_at)?,
+            rating: d
+                .rating
+                .map(|r| -> StoreResult<TicketRating> {
+                    Ok(TicketRating {
+                        score: r.score,
+                        comment: r.comment,
+                        created_at: from_bson_date(r.created_at)?,
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -159,6 +179,7 @@ fn ticket_document(ticket: &NewTicket, now: bson::DateTime) -> Document {
         "assigned_at": Bson::Null,
         "sla_due_at": Bson::Null,
         "escalated_at": Bson::Null,
+        "rating": Bson::Null,
     }
 }
 
@@ -204,10 +225,55 @@ fn ticket_update(change: &TicketChange, now: bson::DateTime) -> Document {
     doc! { "$set": set, "$inc": { "version": 1_i64 } }
 }
 
-/// The filter for a ticket list. Every value from the caller goes in as a plain BSON string
-/// (never parsed as a document), and the text search is an escaped literal, so no input can
-/// become a query operator or a pattern.
+/// The filter for a ticket list, newest first. Every value from the caller goes in as a plain
+/// BSON string (never parsed as a document), and the text search is an escaped literal, so no
+/// input can become a query operator or a pattern.
 fn ticket_filter(query: &TicketQuery) -> Document {
+    let mut clauses = query_clauses(query);
+    if let Some(after) = &query.after {
+        clauses.push(doc! { "_id": { "$lt": after } });
+    }
+    all_of(clauses)
+}
+
+/// The two filters of a list by SLA deadline: tickets with a deadline (soonest first), then
+/// those without (by id). MongoDB sorts a missing deadline first, so the two are read in turn;
+/// `None` when the cursor is past every ticket with a deadline.
+fn sla_due_filters(
+    query: &TicketQuery,
+    after_due: Option<DateTime<Utc>>,
+) -> (Option<Document>, Document) {
+    let mut due = query_clauses(query);
+    due.push(doc! { "sla_due_at": { "$ne": Bson::Null } });
+    let mut undue = query_clauses(query);
+    undue.push(doc! { "sla_due_at": Bson::Null });
+    match (&query.after, after_due) {
+        (None, _) => (Some(all_of(due)), all_of(undue)),
+        (Some(after), Some(at)) => {
+            let at = to_bson_date(at);
+            due.push(doc! { "$or": [
+                { "sla_due_at": { "$gt": at } },
+                { "sla_due_at": at, "_id": { "$gt": after } },
+            ] });
+            (Some(all_of(due)), all_of(undue))
+        }
+        (Some(after), None) => {
+            undue.push(doc! { "_id": { "$gt": after } });
+            (None, all_of(undue))
+        }
+    }
+}
+
+fn all_of(mut clauses: Vec<Document>) -> Document {
+    match clauses.len() {
+        0 => Document::new(),
+        1 => clauses.swap_remove(0),
+        _ => doc! { "$and": clauses },
+    }
+}
+
+/// The clauses every order shares: visibility and the caller's filters.
+fn query_clauses(query: &TicketQuery) -> Vec<Document> {
     let mut clauses: Vec<Document> = Vec::new();
     match &query.visibility {
         Visibility::All => {}
@@ -233,14 +299,7 @@ fn ticket_filter(query: &TicketQuery) -> Document {
     if let Some(text) = &query.text {
         clauses.push(text_clause(text));
     }
-    if let Some(after) = &query.after {
-        clauses.push(doc! { "_id": { "$lt": after } });
-    }
-    match clauses.len() {
-        0 => Document::new(),
-        1 => clauses.swap_remove(0),
-        _ => doc! { "$and": clauses },
-    }
+    clauses
 }
 
 fn text_clause(text: &str) -> Document {
@@ -255,7 +314,7 @@ fn text_clause(text: &str) -> Document {
     doc! { "$or": [ { "title": pattern.clone() }, { "description": pattern } ] }
 }
 
-fn stats_pipeline() -> Vec<Document> {
+fn stats_pipeline(since: bson::DateTime) -> Vec<Document> {
     let count_by = |field: &str| {
         vec![
             doc! { "$group": { "_id": format!("${field}"), "count": { "$sum": 1 } } },
@@ -269,6 +328,16 @@ fn stats_pipeline() -> Vec<Document> {
             doc! { "$group": {
                 "_id": Bson::Null,
                 "ms": { "$avg": { "$subtract": [format!("${field}"), "$created_at"] } },
+            } },
+        ]
+    };
+    // Tickets per UTC day of `field`, over the `per_day` window.
+    let per_day = |field: &str| {
+        vec![
+            doc! { "$match": { field: { "$gte": since } } },
+            doc! { "$group": {
+                "_id": { "$dateToString": { "format": "%Y-%m-%d", "date": format!("${field}") } },
+                "count": { "$sum": 1 },
             } },
         ]
     };
@@ -286,12 +355,22 @@ fn stats_pipeline() -> Vec<Document> {
             { "$match": { "escalated_at": { "$ne": Bson::Null } } },
             { "$count": "count" },
         ],
+        "satisfaction": [
+            { "$match": { "rating.score": { "$ne": Bson::Null } } },
+            { "$group": { "_id": "$rating.score", "count": { "$sum": 1 } } },
+        ],
+        "created_per_day": per_day("created_at"),
+        "resolved_per_day": per_day("resolved_at"),
     } }]
 }
 
 /// Reads the `$facet` result. Groups sort with null first, as SQLite's `ORDER BY` does, and a
 /// null key is named like SQLite names it. Staff loads come from the users, read separately.
-fn stats_from(result: &Document, moderator_load: Vec<Load>) -> StoreResult<Stats> {
+fn stats_from(
+    result: &Document,
+    moderator_load: Vec<Load>,
+    now: DateTime<Utc>,
+) -> StoreResult<Stats> {
     let groups = |facet: &str| -> StoreResult<Vec<&Document>> {
         result
             .get_array(facet)
@@ -311,6 +390,10 @@ fn stats_from(result: &Document, moderator_load: Vec<Load>) -> StoreResult<Stats
                 let key = match group.get("_id") {
                     Some(Bson::String(key)) => key.clone(),
                     None | Some(Bson::Null) => null_key.to_owned(),
+                    // Scores group by number.
+                    Some(other @ (Bson::Int32(_) | Bson::Int64(_))) => {
+                        bson_i64(other).unwrap_or_default().to_string()
+                    }
                     Some(other) => return Err(bad_document("stats key", other)),
                 };
                 let count = group
@@ -352,7 +435,27 @@ fn stats_from(result: &Document, moderator_load: Vec<Load>) -> StoreResult<Stats
         avg_resolution_secs: mean_secs("resolution_ms")?,
         sla_breaches: single("sla_breaches")?,
         moderator_load,
+        satisfaction: Satisfaction::from_scores(
+            &counts("satisfaction", "none")?
+                .into_iter()
+                .map(|c| {
+                    c.key
+                        .parse::<u8>()
+                        .map(|score| (score, c.count))
+                        .map_err(|e| bad_document("rating score", e))
+                })
+                .collect::<StoreResult<Vec<_>>>()?,
+        ),
+        per_day: crate::store::model::per_day(
+            now,
+            &day_counts(counts("created_per_day", "none")?),
+            &day_counts(counts("resolved_per_day", "none")?),
+        ),
     })
+}
+
+fn day_counts(counts: Vec<Count>) -> Vec<(String, u64)> {
+    counts.into_iter().map(|c| (c.key, c.count)).collect()
 }
 
 fn ticket_conflict(e: mongodb::error::Error) -> TxError {
@@ -369,17 +472,23 @@ impl TicketStore for MongoStore {
             let now = now();
             let document = ticket_document(&ticket, to_bson_date(now));
             let events = [event];
+            let created = [NewActivity::new(
+                Some(&ticket.created_by),
+                Activity::Created {},
+            )];
             inner
                 .transact(|db, s| {
                     let document = document.clone();
                     let events = events.clone();
+                    let (id, created) = (ticket.id.clone(), created.clone());
                     async move {
                         db.tickets
                             .insert_one(document)
                             .session(&mut *s)
                             .await
                             .map_err(ticket_conflict)?;
-                        db.append_events(s, &events, now).await
+                        db.append_events(s, &events, now).await?;
+                        db.append_activity(s, &id, &created, now).await
                     }
                     .boxed()
                 })
@@ -406,16 +515,29 @@ impl TicketStore for MongoStore {
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
         let query = query.clone();
         self.run(move |inner| async move {
-            let documents: Vec<Document> = inner
-                .tickets
-                .find(ticket_filter(&query))
-                .sort(doc! { "_id": -1 })
-                .limit(fetch_limit(query.limit))
-                .await
-                .map_err(driver)?
-                .try_collect()
-                .await
-                .map_err(driver)?;
+            let documents = match query.sort {
+                TicketSort::Newest => {
+                    inner
+                        .find_tickets(ticket_filter(&query), doc! { "_id": -1 }, query.limit)
+                        .await?
+                }
+                TicketSort::SlaDue { after_due } => {
+                    let (due, undue) = sla_due_filters(&query, after_due);
+                    let mut documents = match due {
+                        Some(due) => {
+                            let sort = doc! { "sla_due_at": 1, "_id": 1 };
+                            inner.find_tickets(due, sort, query.limit).await?
+                        }
+                        None => Vec::new(),
+                    };
+                    // `limit + 1` rows say whether another page follows.
+                    if documents.len() <= query.limit {
+                        let rest = query.limit - documents.len();
+                        documents.extend(inner.find_tickets(undue, doc! { "_id": 1 }, rest).await?);
+                    }
+                    documents
+                }
+            };
             let items = documents
                 .into_iter()
                 .map(TicketDoc::decode)
@@ -442,31 +564,32 @@ impl TicketStore for MongoStore {
             let assignee = change.assigned_to.clone().flatten();
             let updated = inner
                 .transact(|db, s| {
-                    let id = id.clone();
-                    let update = update.clone();
+                    let (id, change) = (id.clone(), change.clone());
+                    let mut update = update.clone();
                     let events = events.clone();
                     let assignee = assignee.clone();
                     async move {
-                        // Written before the versioned update, whose filter this one shares, so
-                        // it still sees the previous assignee; a stale version aborts both.
-                        let newly_assigned = match &assignee {
-                            Some(assignee) => {
-                                db.tickets
-                                    .update_one(
-                                        doc! {
-                                            "_id": &id,
-                                            "version": expected_version,
-                                            "assigned_to": { "$ne": assignee },
-                                        },
-                                        doc! { "$set": { "assigned_at": at } },
-                                    )
-                                    .session(&mut *s)
-                                    .await?
-                                    .matched_count
-                                    > 0
-                            }
-                            None => false,
+                        // The snapshot read that the activity entries are computed from; a
+                        // concurrent write after it makes the update below a write conflict.
+                        let Some(before) = db
+                            .tickets
+                            .find_one(doc! { "_id": &id })
+                            .session(&mut *s)
+                            .await?
+                        else {
+                            return Err(StoreError::NotFound.into());
                         };
+                        let before = TicketDoc::decode(before)?;
+                        if before.version != expected_version {
+                            return Err(StoreError::Stale.into());
+                        }
+                        let newly_assigned =
+                            assignee.filter(|a| before.assigned_to.as_ref() != Some(a));
+                        if newly_assigned.is_some()
+                            && let Ok(set) = update.get_document_mut("$set")
+                        {
+                            set.insert("assigned_at", at);
+                        }
                         let updated = db
                             .tickets
                             .find_one_and_update(
@@ -475,26 +598,14 @@ impl TicketStore for MongoStore {
                             )
                             .return_document(ReturnDocument::After)
                             .session(&mut *s)
-                            .await?;
-                        let Some(updated) = updated else {
-                            let exists = db
-                                .tickets
-                                .find_one(doc! { "_id": &id })
-                                .projection(doc! { "_id": 1 })
-                                .session(&mut *s)
-                                .await?
-                                .is_some();
-                            return Err(if exists {
-                                StoreError::Stale
-                            } else {
-                                StoreError::NotFound
-                            }
-                            .into());
-                        };
-                        if let (true, Some(assignee)) = (newly_assigned, &assignee) {
+                            .await?
+                            .ok_or(StoreError::Stale)?;
+                        if let Some(assignee) = &newly_assigned {
                             db.note_assignee(s, assignee, at).await?;
                         }
                         db.append_events(s, &events, now).await?;
+                        let entries = crate::store::activity_of_change(&before, &change);
+                        db.append_activity(s, &id, &entries, now).await?;
                         Ok(updated)
                     }
                     .boxed()
@@ -513,11 +624,19 @@ impl TicketStore for MongoStore {
             let first_response = comment.by_staff && !comment.internal;
             let ticket_id = comment.ticket_id.clone();
             let events = [event];
+            let entries = [NewActivity::new(
+                Some(&comment.author_id),
+                Activity::Commented {
+                    comment_id: comment.id.clone(),
+                    internal: comment.internal,
+                },
+            )];
             inner
                 .transact(|db, s| {
                     let document = document.clone();
                     let ticket_id = ticket_id.clone();
                     let events = events.clone();
+                    let entries = entries.clone();
                     async move {
                         // No foreign keys here: the ticket must exist, checked in the same
                         // snapshot the comment is written in.
@@ -544,7 +663,8 @@ impl TicketStore for MongoStore {
                                 .session(&mut *s)
                                 .await?;
                         }
-                        db.append_events(s, &events, now).await
+                        db.append_events(s, &events, now).await?;
+                        db.append_activity(s, &ticket_id, &entries, now).await
                     }
                     .boxed()
                 })
@@ -580,9 +700,11 @@ impl TicketStore for MongoStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         self.run(|inner| async move {
+            let now = Utc::now();
+            let since = to_bson_date(crate::store::model::per_day_since(now));
             let mut cursor = inner
                 .tickets
-                .aggregate(stats_pipeline())
+                .aggregate(stats_pipeline(since))
                 .await
                 .map_err(driver)?;
             let facets = cursor.try_next().await.map_err(driver)?;
@@ -599,14 +721,102 @@ impl TicketStore for MongoStore {
                 })
                 .collect();
             match facets {
-                Some(result) => stats_from(&result, moderator_load),
+                Some(result) => stats_from(&result, moderator_load, now),
                 None => Ok(Stats {
                     moderator_load,
+                    satisfaction: Satisfaction::from_scores(&[]),
+                    per_day: crate::store::model::per_day(now, &[], &[]),
                     ..Stats::default()
                 }),
             }
         })
         .await
+    }
+
+    async fn rate_ticket(&self, rating: NewRating) -> StoreResult<RateOutcome> {
+        self.run(move |inner| async move {
+            let now = now();
+            let entries = [NewActivity::new(
+                Some(&rating.by),
+                Activity::Rated {
+                    score: rating.score,
+                },
+            )];
+            let stored = doc! {
+                "score": i32::from(rating.score),
+                "comment": rating.comment.clone(),
+                "created_at": to_bson_date(now),
+            };
+            let outcome = inner
+                .transact(|db, s| {
+                    let (id, stored, entries) =
+                        (rating.ticket_id.clone(), stored.clone(), entries.clone());
+                    async move {
+                        let Some(current) = db
+                            .tickets
+                            .find_one(doc! { "_id": &id })
+                            .session(&mut *s)
+                            .await?
+                        else {
+                            return Err(StoreError::NotFound.into());
+                        };
+                        let current = TicketDoc::decode(current)?;
+                        if current.rating.is_some() {
+                            return Ok(None);
+                        }
+                        if !matches!(
+                            current.status,
+                            TicketStatus::Resolved | TicketStatus::Closed
+                        ) {
+                            return Ok(Some(RateOutcome::NotResolved));
+                        }
+                        // The snapshot read above makes a concurrent rating a write conflict,
+                        // which reruns the transaction and then finds it rated.
+                        let updated = db
+                            .tickets
+                            .find_one_and_update(
+                                doc! { "_id": &id, "rating": Bson::Null },
+                                doc! { "$set": { "rating": stored } },
+                            )
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?;
+                        let Some(updated) = updated else {
+                            return Ok(None);
+                        };
+                        db.append_activity(s, &id, &entries, now).await?;
+                        let rated = TicketDoc::decode(updated)?;
+                        Ok(Some(RateOutcome::Rated(Box::new(rated))))
+                    }
+                    .boxed()
+                })
+                .await?;
+            Ok(outcome.unwrap_or(RateOutcome::AlreadyRated))
+        })
+        .await
+    }
+
+    async fn list_activity(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>> {
+        self.activity_of(ticket_id).await
+    }
+}
+
+impl super::Inner {
+    async fn find_tickets(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> StoreResult<Vec<Document>> {
+        self.tickets
+            .find(filter)
+            .sort(sort)
+            .limit(fetch_limit(limit))
+            .await
+            .map_err(driver)?
+            .try_collect()
+            .await
+            .map_err(driver)
     }
 }
 
@@ -642,6 +852,7 @@ mod tests {
             category: None,
             assignee: None,
             text: None,
+            sort: TicketSort::Newest,
             limit: 20,
             after: None,
         }
@@ -680,6 +891,7 @@ mod tests {
                 assigned_at: None,
                 sla_due_at: None,
                 escalated_at: None,
+                rating: None,
             }
         );
     }
@@ -851,6 +1063,7 @@ mod tests {
             category: Some(Category::Bug),
             assignee: Some(AssigneeFilter::Unassigned),
             text: None,
+            sort: TicketSort::Newest,
             limit: 5,
             after: Some("t9".into()),
         };
@@ -916,6 +1129,54 @@ mod tests {
     }
 
     #[test]
+    fn the_sla_order_reads_tickets_with_a_deadline_then_the_rest() {
+        let mut q = TicketQuery {
+            visibility: Visibility::CreatedBy("u1".into()),
+            sort: TicketSort::SlaDue { after_due: None },
+            ..query()
+        };
+        let undue = doc! { "$and": [ { "created_by": "u1" }, { "sla_due_at": Bson::Null } ] };
+        assert_eq!(
+            sla_due_filters(&q, None),
+            (
+                Some(
+                    doc! { "$and": [ { "created_by": "u1" }, { "sla_due_at": { "$ne": Bson::Null } } ] }
+                ),
+                undue.clone()
+            )
+        );
+        q.after = Some("t5".into());
+        let at = DateTime::from_timestamp_millis(7_000).unwrap();
+        let date = to_bson_date(at);
+        assert_eq!(
+            sla_due_filters(&q, Some(at)),
+            (
+                Some(doc! { "$and": [
+                    { "created_by": "u1" },
+                    { "sla_due_at": { "$ne": Bson::Null } },
+                    { "$or": [
+                        { "sla_due_at": { "$gt": date } },
+                        { "sla_due_at": date, "_id": { "$gt": "t5" } },
+                    ] },
+                ] }),
+                undue
+            )
+        );
+        // Past every deadline: only the tickets without one, after the cursor.
+        assert_eq!(
+            sla_due_filters(&q, None),
+            (
+                None,
+                doc! { "$and": [
+                    { "created_by": "u1" },
+                    { "sla_due_at": Bson::Null },
+                    { "_id": { "$gt": "t5" } },
+                ] }
+            )
+        );
+    }
+
+    #[test]
     fn text_with_nul_matches_nothing() {
         let q = TicketQuery {
             text: Some("a\0b".into()),
@@ -926,7 +1187,8 @@ mod tests {
 
     #[test]
     fn stats_read_the_facets() {
-        let pipeline = stats_pipeline();
+        let since = bson::DateTime::from_millis(1_000);
+        let pipeline = stats_pipeline(since);
         assert_eq!(pipeline.len(), 1);
         let facet = pipeline[0].get_document("$facet").unwrap();
         // Every ticket counts for its assignee, whatever its status.
@@ -945,6 +1207,21 @@ mod tests {
                 "ms": { "$avg": { "$subtract": ["$resolved_at", "$created_at"] } },
             } })
         );
+        assert_eq!(
+            facet.get_array("resolved_per_day").unwrap()[0],
+            Bson::Document(doc! { "$match": { "resolved_at": { "$gte": since } } })
+        );
+        assert_eq!(
+            facet.get_array("created_per_day").unwrap()[1],
+            Bson::Document(doc! { "$group": {
+                "_id": { "$dateToString": { "format": "%Y-%m-%d", "date": "$created_at" } },
+                "count": { "$sum": 1 },
+            } })
+        );
+        assert_eq!(
+            facet.get_array("satisfaction").unwrap()[1],
+            Bson::Document(doc! { "$group": { "_id": "$rating.score", "count": { "$sum": 1 } } })
+        );
         let result = doc! {
             "total": [ { "count": 3 } ],
             "by_status": [ { "_id": "open", "count": 2 }, { "_id": "resolved", "count": 1_i64 } ],
@@ -956,7 +1233,13 @@ mod tests {
             "first_response_ms": [ { "_id": Bson::Null, "ms": 1500.0 } ],
             "resolution_ms": [ { "_id": Bson::Null, "ms": 60_000_i64 } ],
             "sla_breaches": [ { "count": 1 } ],
+            "satisfaction": [ { "_id": 5, "count": 2 }, { "_id": 2_i64, "count": 1 } ],
+            "created_per_day": [ { "_id": "2024-03-01", "count": 3 } ],
+            "resolved_per_day": [ { "_id": "2024-02-29", "count": 1 } ],
         };
+        let now = DateTime::parse_from_rfc3339("2024-03-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let count = |key: &str, count| Count {
             key: key.into(),
             count,
@@ -968,8 +1251,21 @@ mod tests {
             open_tickets: 2,
             capacity: None,
         };
+        let read = stats_from(&result, vec![load.clone()], now).unwrap();
         assert_eq!(
-            stats_from(&result, vec![load.clone()]).unwrap(),
+            read.satisfaction,
+            Satisfaction::from_scores(&[(5, 2), (2, 1)])
+        );
+        assert_eq!(
+            read.per_day,
+            crate::store::model::per_day(
+                now,
+                &[("2024-03-01".into(), 3)],
+                &[("2024-02-29".into(), 1)]
+            )
+        );
+        assert_eq!(
+            read,
             Stats {
                 total: 3,
                 by_status: vec![count("open", 2), count("resolved", 1)],
@@ -982,19 +1278,29 @@ mod tests {
                 avg_resolution_secs: Some(60.0),
                 sla_breaches: 1,
                 moderator_load: vec![load],
+                satisfaction: read.satisfaction.clone(),
+                per_day: read.per_day.clone(),
             }
         );
         let empty = doc! {
             "total": [], "by_status": [], "by_priority": [], "by_category": [], "by_assignee": [],
             "by_triage_status": [], "by_triage_source": [], "first_response_ms": [],
-            "resolution_ms": [], "sla_breaches": [],
+            "resolution_ms": [], "sla_breaches": [], "satisfaction": [], "created_per_day": [],
+            "resolved_per_day": [],
         };
-        assert_eq!(stats_from(&empty, Vec::new()).unwrap(), Stats::default());
+        assert_eq!(
+            stats_from(&empty, Vec::new(), now).unwrap(),
+            Stats {
+                satisfaction: Satisfaction::from_scores(&[]),
+                per_day: crate::store::model::per_day(now, &[], &[]),
+                ..Stats::default()
+            }
+        );
         let mut odd = empty;
         odd.insert(
             "resolution_ms",
             vec![doc! { "_id": Bson::Null, "ms": "soon" }],
         );
-        assert!(stats_from(&odd, Vec::new()).is_err());
+        assert!(stats_from(&odd, Vec::new(), now).is_err());
     }
 }

@@ -14,12 +14,12 @@ use mongodb::bson::{self, Bson, Document, doc};
 use serde::Deserialize;
 
 /// Every read but login leaves the password hash on the server.
-fn without_hash() -> Document {
+pub(super) fn without_hash() -> Document {
     doc! { "password_hash": 0 }
 }
 
 #[derive(Deserialize)]
-struct UserDoc {
+pub(super) struct UserDoc {
     #[serde(rename = "_id")]
     id: String,
     email: String,
@@ -27,12 +27,21 @@ struct UserDoc {
     role: Role,
     skills: Vec<String>,
     capacity: Option<i64>,
+    /// Absent on accounts written before verification existed: those count as verified.
+    #[serde(default = "verified_by_default")]
+    email_verified: bool,
+    #[serde(default)]
+    token_generation: i64,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
 }
 
+fn verified_by_default() -> bool {
+    true
+}
+
 impl UserDoc {
-    fn decode(document: Document) -> StoreResult<User> {
+    pub(super) fn decode(document: Document) -> StoreResult<User> {
         let d: UserDoc = bson::from_document(document).map_err(|e| bad_document("user", e))?;
         Ok(User {
             capacity: d
@@ -45,13 +54,15 @@ impl UserDoc {
             name: d.name,
             role: d.role,
             skills: d.skills,
+            email_verified: d.email_verified,
+            token_generation: d.token_generation,
             created_at: from_bson_date(d.created_at)?,
             updated_at: from_bson_date(d.updated_at)?,
         })
     }
 }
 
-fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
+pub(super) fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
     doc! {
         "_id": &user.id,
         "email": &user.email,
@@ -61,6 +72,8 @@ fn user_document(user: &NewUser, now: bson::DateTime) -> Document {
         "skills": &user.skills,
         "capacity": Bson::Null,
         "last_assigned_at": Bson::Null,
+        "email_verified": user.email_verified,
+        "token_generation": 0_i64,
         "created_at": now,
         "updated_at": now,
     }
@@ -239,6 +252,7 @@ mod tests {
             password_hash: "$argon2id$secret".into(),
             role: Role::Moderator,
             skills: vec!["sql".into(), "react".into()],
+            email_verified: true,
         }
     }
 
@@ -258,10 +272,26 @@ mod tests {
                 role: Role::Moderator,
                 skills: user.skills,
                 capacity: None,
+                email_verified: true,
+                token_generation: 0,
                 created_at: now,
                 updated_at: now,
             }
         );
+    }
+
+    #[test]
+    fn accounts_from_before_verification_count_as_verified() {
+        let mut document = user_document(&new_user(), to_bson_date(super::super::now()));
+        document.remove("email_verified");
+        document.remove("token_generation");
+        let read = UserDoc::decode(document).unwrap();
+        assert!(read.email_verified);
+        assert_eq!(read.token_generation, 0);
+        let mut unverified = new_user();
+        unverified.email_verified = false;
+        let read = UserDoc::decode(user_document(&unverified, bson::DateTime::from_millis(0)));
+        assert!(!read.unwrap().email_verified);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::domain::ticket::TicketStatus;
 use crate::domain::ticket::{Category, Priority, TriageStatus};
 use crate::domain::user::Role;
 use crate::store::{
-    AutomationStore, NewTicket, NewUser, OutboxStore, StoreError, TicketChange, TicketQuery,
-    TicketStore, TriageUpdate, UserStore, Visibility,
+    AutomationStore, NewTicket, NewUser, OutboxStore, StaffStore, StoreError, TicketChange,
+    TicketQuery, TicketStore, TriageUpdate, UserStore, Visibility,
 };
 use mongodb::bson::{Bson, Document, doc};
 use std::net::SocketAddr;
@@ -201,6 +201,7 @@ fn default_reply(command: &Received, addr: SocketAddr, kind: Kind) -> Document {
             doc! { "n": i32::try_from(n).unwrap(), "ok": 1.0 }
         }
         "update" => doc! { "n": 1, "nModified": 1, "ok": 1.0 },
+        "delete" => doc! { "n": 1, "ok": 1.0 },
         "findAndModify" => doc! {
             "lastErrorObject": { "n": 1, "updatedExisting": true },
             "value": Bson::Null, "ok": 1.0,
@@ -255,6 +256,7 @@ fn new_user(email: &str) -> NewUser {
         password_hash: "hash".into(),
         role: Role::User,
         skills: vec![],
+        email_verified: true,
     }
 }
 
@@ -359,8 +361,20 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 false
             ),
             spec(
+                "tickets",
+                "tickets_by_sla_due",
+                doc! { "sla_due_at": 1, "_id": 1 },
+                false
+            ),
+            spec(
                 "comments",
                 "comments_by_ticket",
+                doc! { "ticket_id": 1, "_id": 1 },
+                false
+            ),
+            spec(
+                "ticket_activity",
+                "activity_by_ticket",
                 doc! { "ticket_id": 1, "_id": 1 },
                 false
             ),
@@ -369,6 +383,18 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 "outbox",
                 "outbox_pending",
                 doc! { "sent_at": 1, "seq": 1 },
+                false
+            ),
+            spec(
+                "account_tokens",
+                "account_tokens_by_user",
+                doc! { "user_id": 1, "purpose": 1 },
+                false
+            ),
+            spec(
+                "account_tokens",
+                "account_tokens_expiry",
+                doc! { "expires_at": 1 },
                 false
             ),
             spec(
@@ -384,6 +410,23 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
                 false
             ),
         ]
+    );
+    // Expired account links are removed by the server itself.
+    let ttl: Vec<(String, Bson)> = server
+        .named("createIndexes")
+        .iter()
+        .flat_map(|c| c.body.get_array("indexes").unwrap().clone())
+        .filter_map(|i| {
+            let i = i.as_document()?.clone();
+            let ttl = i.get("expireAfterSeconds")?.clone();
+            Some((i.get_str("name").ok()?.to_owned(), ttl))
+        })
+        .collect();
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    assert_eq!(ttl[0].0, "account_tokens_expiry");
+    assert!(
+        matches!(ttl[0].1, Bson::Int32(0) | Bson::Int64(0)),
+        "{ttl:?}"
     );
 
     let seed = server.named("update");
@@ -404,7 +447,7 @@ async fn connect_creates_every_index_and_seeds_the_counter() {
 }
 
 #[tokio::test]
-async fn a_ticket_and_its_event_commit_in_one_transaction() {
+async fn a_ticket_its_event_and_its_activity_commit_in_one_transaction() {
     let server = FakeMongod::start(Kind::ReplicaSet, counter_script(7)).await;
     let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
     server.clear();
@@ -419,7 +462,13 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
     let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["insert", "findAndModify", "insert", "commitTransaction"]
+        [
+            "insert",
+            "findAndModify",
+            "insert",
+            "insert",
+            "commitTransaction"
+        ]
     );
     let (first, rest) = commands.split_first().unwrap();
     // The first command opens the transaction; all share its session and number.
@@ -437,7 +486,7 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
         rest.iter()
             .all(|c| !c.body.contains_key("startTransaction"))
     );
-    let commit = &commands[3];
+    let commit = &commands[4];
     assert_eq!(
         commit
             .body
@@ -477,11 +526,27 @@ async fn a_ticket_and_its_event_commit_in_one_transaction() {
         &doc! { "ticket_id": &ticket.id, "created_by": "u1" }
     );
     assert_eq!(row.get("sent_at"), Some(&Bson::Null));
+
+    let activity = &commands[3];
+    assert_eq!(activity.body.get_str("insert"), Ok("ticket_activity"));
+    let entry = activity.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(entry.get_str("ticket_id"), Ok(ticket.id.as_str()));
+    assert_eq!(entry.get_str("kind"), Ok("created"));
+    assert_eq!(entry.get_str("actor_id"), Ok("u1"));
+    assert_eq!(entry.get_document("data").unwrap(), &doc! {});
 }
 
 #[tokio::test]
 async fn events_of_one_write_take_consecutive_seqs() {
     let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+            return Some(cursor(
+                "t.tickets",
+                vec![super::tickets::tests_support::stored_ticket("t1", 1)],
+            ));
+        }
         if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
             return Some(doc! {
                 "lastErrorObject": { "n": 1, "updatedExisting": true },
@@ -511,7 +576,7 @@ async fn events_of_one_write_take_consecutive_seqs() {
         .unwrap();
     assert_eq!(updated.version, 2);
     let commands = server.commands();
-    let update = &commands[0];
+    let update = &commands[1];
     assert_eq!(
         update.body.get_document("query").unwrap(),
         &doc! { "_id": "t1", "version": 1_i64 }
@@ -523,9 +588,10 @@ async fn events_of_one_write_take_consecutive_seqs() {
             .unwrap(),
         &doc! { "$inc": { "value": 2_i64 } }
     );
-    let seqs: Vec<i64> = server
-        .named("insert")
+    let inserts = server.named("insert");
+    let seqs: Vec<i64> = inserts
         .iter()
+        .filter(|c| c.body.get_str("insert") == Ok("outbox"))
         .map(|c| {
             c.body.get_array("documents").unwrap()[0]
                 .as_document()
@@ -536,6 +602,17 @@ async fn events_of_one_write_take_consecutive_seqs() {
         .collect();
     // The counter answered 12 after adding 2: the events are 11 and 12, in the order given.
     assert_eq!(seqs, [11, 12]);
+    // The stored ticket was open: the change is in its activity, from the snapshot read.
+    let activity = inserts.last().unwrap();
+    assert_eq!(activity.body.get_str("insert"), Ok("ticket_activity"));
+    let entry = activity.body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(entry.get_str("kind"), Ok("status_changed"));
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "from": "open", "to": "resolved" }
+    );
 }
 
 #[tokio::test]
@@ -571,6 +648,7 @@ async fn transient_errors_rerun_the_whole_transaction() {
             "insert",
             "findAndModify",
             "insert",
+            "insert",
             "commitTransaction"
         ]
     );
@@ -605,7 +683,7 @@ async fn unknown_commit_results_retry_only_the_commit() {
     let commits = server.named("commitTransaction");
     assert_eq!(commits.len(), 2);
     assert_eq!(txn_number(&commits[0]), txn_number(&commits[1]));
-    assert_eq!(server.named("insert").len(), 2, "the writes ran once");
+    assert_eq!(server.named("insert").len(), 3, "the writes ran once");
 }
 
 #[tokio::test]
@@ -655,7 +733,10 @@ async fn a_version_miss_is_stale_when_the_ticket_exists_and_not_found_otherwise(
     for (exists, expected) in [(true, "stale"), (false, "not found")] {
         let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
             (c.name == "find" && exists && c.body.get_str("find") == Ok("tickets")).then(|| {
-                doc! { "cursor": { "firstBatch": [ { "_id": "t1" } ], "id": 0_i64, "ns": "t.tickets" }, "ok": 1.0 }
+                cursor(
+                    "t.tickets",
+                    vec![super::tickets::tests_support::stored_ticket("t1", 2)],
+                )
             })
         })
         .await;
@@ -677,7 +758,11 @@ async fn a_version_miss_is_stale_when_the_ticket_exists_and_not_found_otherwise(
         };
         assert_eq!(got, expected);
         let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
-        assert_eq!(names, ["findAndModify", "find", "abortTransaction"]);
+        assert_eq!(
+            names,
+            ["find", "abortTransaction"],
+            "decided on the snapshot read"
+        );
     }
 }
 
@@ -694,6 +779,7 @@ async fn lists_send_the_built_filter_sort_and_limit() {
             category: None,
             assignee: None,
             text: Some("a.b".into()),
+            sort: crate::store::TicketSort::Newest,
             limit: 20,
             after: Some("t9".into()),
         })
@@ -755,6 +841,9 @@ async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
                 "first_response_ms": [ { "_id": Bson::Null, "ms": 2500.0 } ],
                 "resolution_ms": [],
                 "sla_breaches": [ { "count": 1 } ],
+                "satisfaction": [ { "_id": 4, "count": 1 } ],
+                "created_per_day": [],
+                "resolved_per_day": [],
             }],
         )),
         "aggregate" => Some(cursor("t.tickets", vec![doc! { "_id": "m1", "count": 1 }])),
@@ -778,6 +867,9 @@ async fn stats_come_from_one_aggregation_plus_the_staff_loads() {
     assert_eq!(stats.avg_first_response_secs, Some(2.5));
     assert_eq!(stats.avg_resolution_secs, None);
     assert_eq!(stats.sla_breaches, 1);
+    assert_eq!(stats.satisfaction.count, 1);
+    assert_eq!(stats.satisfaction.average, Some(4.0));
+    assert_eq!(stats.per_day.len(), 30);
     assert_eq!(stats.moderator_load.len(), 1);
     assert_eq!(stats.moderator_load[0].user_id, "m1");
     assert_eq!(stats.moderator_load[0].open_tickets, 1);
@@ -821,6 +913,13 @@ async fn no_staff_means_no_load_query() {
 /// Answers `findAndModify` on tickets with a stored ticket, or with nothing when `found` is off.
 fn ticket_script(found: bool) -> impl Fn(&Received) -> Option<Document> + Send + Sync + 'static {
     move |c: &Received| {
+        // Assignment first checks, in the transaction, that the assignee is still staff.
+        if c.name == "find" && c.body.get_str("find") == Ok("users") {
+            return Some(doc! {
+                "cursor": { "firstBatch": [ { "_id": "m1" } ], "id": 0_i64, "ns": "t.users" },
+                "ok": 1.0,
+            });
+        }
         if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
             let value = if found {
                 Bson::Document(super::tickets::tests_support::stored_ticket("t1", 2))
@@ -851,9 +950,12 @@ fn update_of(c: &Received) -> (String, Document, Document) {
 async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
     for newly in [true, false] {
         let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
-            if c.name == "update" && c.body.get_str("update") == Ok("tickets") && !newly {
-                // Already assigned to them: the guarded write matches nothing.
-                return Some(doc! { "n": 0, "nModified": 0, "ok": 1.0 });
+            if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                if !newly {
+                    stored.insert("assigned_to", "m1");
+                }
+                return Some(cursor("t.tickets", vec![stored]));
             }
             ticket_script(true)(c)
         })
@@ -866,6 +968,7 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
                 1,
                 TicketChange {
                     assigned_to: Some(Some("m1".into())),
+                    actor: Some("a1".into()),
                     ..TicketChange::default()
                 },
                 vec![NewEvent::ticket_updated("t1", "a", serde_json::json!({}))],
@@ -876,16 +979,18 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         let expected: &[&str] = if newly {
             &[
-                "update",
+                "find",
                 "findAndModify",
                 "update",
                 "findAndModify",
                 "insert",
+                "insert",
                 "commitTransaction",
             ]
         } else {
+            // Already theirs: no assignment to note, and nothing for the activity log.
             &[
-                "update",
+                "find",
                 "findAndModify",
                 "findAndModify",
                 "insert",
@@ -897,58 +1002,105 @@ async fn assigning_in_an_update_notes_the_assignee_in_the_same_transaction() {
             assert!(is_in_transaction(c), "{c:?}");
             assert_eq!(txn_number(c), txn_number(&commands[0]));
         }
-        let (collection, filter, update) = update_of(&commands[0]);
-        assert_eq!(collection, "tickets");
         assert_eq!(
-            filter,
-            doc! { "_id": "t1", "version": 1_i64, "assigned_to": { "$ne": "m1" } }
+            commands[1].body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "version": 1_i64 }
         );
-        let at = update
-            .get_document("$set")
-            .unwrap()
-            .get_datetime("assigned_at")
-            .unwrap();
         let set = commands[1]
             .body
             .get_document("update")
             .unwrap()
             .get_document("$set")
             .unwrap();
-        assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
         if newly {
+            let at = set.get_datetime("assigned_at").unwrap();
+            assert_eq!(set.get_datetime("updated_at"), Ok(at), "one time for both");
             let (collection, filter, update) = update_of(&commands[2]);
             assert_eq!(collection, "users");
             assert_eq!(filter, doc! { "_id": "m1" });
             assert_eq!(update, doc! { "$set": { "last_assigned_at": *at } });
+            let entry = commands[5].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("assigned"));
+            assert_eq!(entry.get_str("actor_id"), Ok("a1"));
+            assert_eq!(
+                entry.get_document("data").unwrap(),
+                &doc! { "assignee_id": "m1", "reason": Bson::Null }
+            );
+        } else {
+            assert!(!set.contains_key("assigned_at"));
         }
     }
 }
 
 #[tokio::test]
-async fn conditional_assignment_runs_only_on_unassigned_tickets() {
-    for found in [true, false] {
-        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+async fn conditional_assignment_runs_only_on_unassigned_tickets_and_current_staff() {
+    for (staff, found) in [(true, true), (true, false), (false, true)] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c: &Received| {
+            if c.name == "find" && c.body.get_str("find") == Ok("users") {
+                let batch: Vec<Document> = if staff {
+                    vec![doc! { "_id": "m1" }]
+                } else {
+                    Vec::new()
+                };
+                return Some(doc! {
+                    "cursor": { "firstBatch": batch, "id": 0_i64, "ns": "t.users" }, "ok": 1.0,
+                });
+            }
+            ticket_script(found)(c)
+        })
+        .await;
         let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
         server.clear();
         let assigned = store
             .assign_if_unassigned("t1", "m1", "skills: sql")
             .await
             .unwrap();
-        assert_eq!(assigned.is_some(), found);
+        assert_eq!(assigned.is_some(), staff && found);
         let commands = server.commands();
         let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        assert!(commands.iter().all(is_in_transaction));
+        // Read in the transaction first: the assignee is still staff.
+        assert_eq!(
+            commands[0].body.get_document("filter").unwrap(),
+            &doc! { "role": { "$in": ["moderator", "admin"] }, "_id": "m1" }
+        );
+        if !staff {
+            assert_eq!(names, ["find", "commitTransaction"]);
+            continue;
+        }
         if found {
-            assert_eq!(names, ["findAndModify", "update", "commitTransaction"]);
-            let (collection, filter, _) = update_of(&commands[1]);
+            assert_eq!(
+                names,
+                [
+                    "find",
+                    "findAndModify",
+                    "update",
+                    "insert",
+                    "commitTransaction"
+                ]
+            );
+            let (collection, filter, _) = update_of(&commands[2]);
             assert_eq!(
                 (collection.as_str(), filter),
                 ("users", doc! { "_id": "m1" })
             );
+            let entry = commands[3].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("assigned"));
+            assert_eq!(entry.get("actor_id"), Some(&Bson::Null));
+            assert_eq!(
+                entry.get_document("data").unwrap(),
+                &doc! { "assignee_id": "m1", "reason": "skills: sql" }
+            );
         } else {
-            assert_eq!(names, ["findAndModify", "commitTransaction"]);
+            assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
         }
-        assert!(commands.iter().all(is_in_transaction));
-        let claim = &commands[0];
+        let claim = &commands[1];
         assert_eq!(
             claim.body.get_document("query").unwrap(),
             &doc! { "_id": "t1", "assigned_to": Bson::Null }
@@ -1012,7 +1164,242 @@ async fn triage_falls_back_to_keeping_a_locked_priority() {
     };
     assert_eq!(set(0).get_str("priority"), Ok("high"));
     assert!(!set(1).contains_key("priority"));
-    assert!(tries.iter().all(|c| !is_in_transaction(c)));
+    let names: Vec<String> = server.commands().into_iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["findAndModify", "findAndModify", "abortTransaction"]
+    );
+    assert!(server.commands().iter().all(is_in_transaction));
+}
+
+#[tokio::test]
+async fn saved_triage_is_logged_in_its_transaction() {
+    let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(true)).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let saved = store
+        .save_triage(
+            "t1",
+            TriageUpdate {
+                status: TriageStatus::Fallback,
+                summary: "s".into(),
+                category: Category::Bug,
+                priority: Priority::High,
+                sentiment: "calm".into(),
+                required_skills: vec![],
+                helpful_notes: "n".into(),
+                confidence: 1.0,
+                source: "rules".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["findAndModify", "insert", "commitTransaction"]);
+    assert!(commands.iter().all(is_in_transaction));
+    let entry = commands[1].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(entry.get_str("kind"), Ok("triaged"));
+    // The priority the ticket has after saving (the scripted one), not the one triage asked for.
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "source": "rules", "status": "fallback", "category": "bug", "priority": saved.priority.as_str() }
+    );
+}
+
+#[tokio::test]
+async fn deadlines_and_routing_reasons_are_logged_only_when_new() {
+    for found in [true, false] {
+        let server = FakeMongod::start(Kind::ReplicaSet, ticket_script(found)).await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let due = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        store.set_sla_due("t1", due).await.unwrap();
+        store.set_routing_reason("t1", "nobody free").await.unwrap();
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        if found {
+            assert_eq!(
+                names,
+                [
+                    "findAndModify",
+                    "insert",
+                    "commitTransaction",
+                    "findAndModify",
+                    "insert",
+                    "commitTransaction"
+                ]
+            );
+            let kinds: Vec<&str> = [&commands[1], &commands[4]]
+                .iter()
+                .map(|c| {
+                    c.body.get_array("documents").unwrap()[0]
+                        .as_document()
+                        .unwrap()
+                        .get_str("kind")
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(kinds, ["sla_set", "assigned"]);
+        } else {
+            // The value was there already (or the ticket is gone): nothing to log.
+            assert_eq!(
+                names,
+                [
+                    "findAndModify",
+                    "commitTransaction",
+                    "findAndModify",
+                    "commitTransaction"
+                ]
+            );
+        }
+        let date = mongodb::bson::DateTime::from_millis(due.timestamp_millis());
+        assert_eq!(
+            commands[0].body.get_document("query").unwrap(),
+            &doc! { "_id": "t1", "sla_due_at": { "$ne": date } }
+        );
+        assert_eq!(
+            commands[0].body.get_document("update").unwrap(),
+            &doc! { "$set": { "sla_due_at": date } }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rating_is_decided_on_a_snapshot_read_and_logged_with_it() {
+    for (status, rated, expected) in [
+        ("resolved", false, "rated"),
+        ("closed", false, "rated"),
+        ("open", false, "not resolved"),
+        ("resolved", true, "already rated"),
+    ] {
+        let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+            if c.name == "find" && c.body.get_str("find") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                stored.insert("status", status);
+                if rated {
+                    stored.insert(
+                        "rating",
+                        doc! { "score": 2, "comment": Bson::Null, "created_at": mongodb::bson::DateTime::now() },
+                    );
+                }
+                return Some(cursor("t.tickets", vec![stored]));
+            }
+            if c.name == "findAndModify" && c.body.get_str("findAndModify") == Ok("tickets") {
+                let mut stored = super::tickets::tests_support::stored_ticket("t1", 1);
+                stored.insert("status", status);
+                let rating = c
+                    .body
+                    .get_document("update")
+                    .unwrap()
+                    .get_document("$set")
+                    .unwrap()
+                    .get_document("rating")
+                    .unwrap()
+                    .clone();
+                stored.insert("rating", rating);
+                return Some(doc! {
+                    "lastErrorObject": { "n": 1, "updatedExisting": true },
+                    "value": stored, "ok": 1.0,
+                });
+            }
+            None
+        })
+        .await;
+        let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+        server.clear();
+        let outcome = store
+            .rate_ticket(crate::store::NewRating {
+                ticket_id: "t1".into(),
+                by: "u1".into(),
+                score: 4,
+                comment: Some("quick".into()),
+            })
+            .await
+            .unwrap();
+        let got = match &outcome {
+            crate::store::RateOutcome::Rated(t) => {
+                let rating = t.rating.as_ref().unwrap();
+                assert_eq!(
+                    (rating.score, rating.comment.as_deref()),
+                    (4, Some("quick"))
+                );
+                "rated"
+            }
+            crate::store::RateOutcome::NotResolved => "not resolved",
+            crate::store::RateOutcome::AlreadyRated => "already rated",
+        };
+        assert_eq!(got, expected, "{status} rated={rated}");
+        let commands = server.commands();
+        let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        assert!(commands.iter().all(is_in_transaction));
+        if expected == "rated" {
+            assert_eq!(
+                names,
+                ["find", "findAndModify", "insert", "commitTransaction"]
+            );
+            assert_eq!(
+                commands[1].body.get_document("query").unwrap(),
+                &doc! { "_id": "t1", "rating": Bson::Null }
+            );
+            let entry = commands[2].body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(entry.get_str("kind"), Ok("rated"));
+            assert_eq!(entry.get_str("actor_id"), Ok("u1"));
+        } else {
+            assert_eq!(names, ["find", "commitTransaction"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sla_order_reads_deadlines_first_then_the_rest() {
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    store
+        .list_tickets(&TicketQuery {
+            visibility: Visibility::All,
+            status: None,
+            priority: None,
+            category: None,
+            assignee: None,
+            text: None,
+            sort: crate::store::TicketSort::SlaDue { after_due: None },
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let finds = server.named("find");
+    assert_eq!(
+        finds.len(),
+        2,
+        "nothing with a deadline: the rest is read too"
+    );
+    assert_eq!(
+        finds[0].body.get_document("filter").unwrap(),
+        &doc! { "sla_due_at": { "$ne": Bson::Null } }
+    );
+    assert_eq!(
+        finds[0].body.get_document("sort").unwrap(),
+        &doc! { "sla_due_at": 1, "_id": 1 }
+    );
+    assert_eq!(finds[0].body.get_i64("limit"), Ok(11));
+    assert_eq!(
+        finds[1].body.get_document("filter").unwrap(),
+        &doc! { "sla_due_at": Bson::Null }
+    );
+    assert_eq!(
+        finds[1].body.get_document("sort").unwrap(),
+        &doc! { "_id": 1 }
+    );
+    assert_eq!(finds[1].body.get_i64("limit"), Ok(11));
 }
 
 #[tokio::test]
@@ -1032,8 +1419,20 @@ async fn escalation_reads_and_raises_in_one_transaction() {
     assert!(store.escalate("t1").await.unwrap().is_some());
     let commands = server.commands();
     let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["find", "findAndModify", "commitTransaction"]);
+    assert_eq!(
+        names,
+        ["find", "findAndModify", "insert", "commitTransaction"]
+    );
     assert!(commands.iter().all(is_in_transaction));
+    let entry = commands[2].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(entry.get_str("kind"), Ok("escalated"));
+    assert_eq!(
+        entry.get_document("data").unwrap(),
+        &doc! { "priority": "high" }
+    );
     let set = commands[1]
         .body
         .get_document("update")
@@ -1090,5 +1489,282 @@ async fn reads_leave_the_password_hash_on_the_server() {
             .get_document("projection")
             .unwrap(),
         &doc! { "password_hash": 0 }
+    );
+}
+
+/// A stored user as the server returns it (without the hash, as every read but login asks).
+fn stored_user(id: &str, email_verified: bool, token_generation: i64) -> Document {
+    let mut user = new_user("ann@example.com");
+    user.id = id.into();
+    user.email_verified = email_verified;
+    let mut d = super::users::user_document(&user, mongodb::bson::DateTime::from_millis(1_000));
+    d.remove("password_hash");
+    d.insert("token_generation", token_generation);
+    d
+}
+
+fn found(value: Document) -> Document {
+    doc! { "lastErrorObject": { "n": 1, "updatedExisting": true }, "value": value, "ok": 1.0 }
+}
+
+/// A server holding one live reset link of user `u1`.
+fn link_script(c: &Received) -> Option<Document> {
+    match (c.name.as_str(), c.body.get_str(&c.name)) {
+        ("findAndModify", Ok("account_tokens")) => Some(found(doc! {
+            "_id": "h", "user_id": "u1", "purpose": "password_reset",
+        })),
+        ("findAndModify", Ok("users")) => Some(found(stored_user("u1", true, 4))),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_reset_link_is_used_and_the_password_set_in_one_transaction() {
+    use crate::domain::account_token::TokenHash;
+    use crate::store::AccountStore;
+    let server = FakeMongod::start(Kind::ReplicaSet, link_script).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let hash = TokenHash::of(&"a".repeat(43)).unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(5_000).unwrap();
+    let user = store
+        .reset_password(&hash, "$argon2id$new", at)
+        .await
+        .unwrap()
+        .expect("the link was live");
+    assert_eq!((user.id.as_str(), user.token_generation), ("u1", 4));
+
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "findAndModify",
+            "findAndModify",
+            "delete",
+            "commitTransaction"
+        ]
+    );
+    assert!(commands.iter().all(is_in_transaction));
+    assert!(
+        commands
+            .iter()
+            .all(|c| txn_number(c) == txn_number(&commands[0]))
+    );
+
+    let take = &commands[0].body;
+    assert_eq!(take.get_str("findAndModify"), Ok("account_tokens"));
+    assert_eq!(take.get_bool("remove"), Ok(true));
+    let when = mongodb::bson::DateTime::from_millis(5_000);
+    assert_eq!(
+        take.get_document("query").unwrap(),
+        &doc! { "_id": hash.as_str(), "purpose": "password_reset", "expires_at": { "$gt": when } }
+    );
+
+    let set = &commands[1].body;
+    assert_eq!(set.get_str("findAndModify"), Ok("users"));
+    assert_eq!(set.get_document("query").unwrap(), &doc! { "_id": "u1" });
+    assert_eq!(
+        set.get_document("update").unwrap(),
+        &doc! {
+            "$set": { "password_hash": "$argon2id$new", "email_verified": true, "updated_at": when },
+            "$inc": { "token_generation": 1_i64 },
+        }
+    );
+    assert_eq!(
+        set.get_document("fields").unwrap(),
+        &doc! { "password_hash": 0 }
+    );
+
+    let deletes = commands[2].body.get_array("deletes").unwrap();
+    assert_eq!(commands[2].body.get_str("delete"), Ok("account_tokens"));
+    assert_eq!(
+        deletes[0].as_document().unwrap().get_document("q").unwrap(),
+        &doc! { "user_id": "u1", "purpose": "password_reset" }
+    );
+}
+
+#[tokio::test]
+async fn a_dead_link_changes_no_account() {
+    use crate::domain::account_token::TokenHash;
+    use crate::store::AccountStore;
+    // The default reply finds nothing.
+    let server = FakeMongod::start(Kind::ReplicaSet, |_| None).await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let hash = TokenHash::of(&"b".repeat(43)).unwrap();
+    let now = chrono::Utc::now();
+    assert_eq!(store.verify_email(&hash, now).await.unwrap(), None);
+    assert_eq!(store.reset_password(&hash, "h", now).await.unwrap(), None);
+    let touched: Vec<String> = server
+        .commands()
+        .iter()
+        .filter(|c| c.name != "commitTransaction")
+        .map(|c| format!("{} {}", c.name, c.body.get_str(&c.name).unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        touched,
+        [
+            "findAndModify account_tokens",
+            "findAndModify account_tokens"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn user_events_are_written_with_the_lookup_and_only_when_it_matches() {
+    use crate::store::AccountStore;
+    let user = stored_user("u1", false, 0);
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c| {
+        let filter = c.body.get_document("filter").ok();
+        if c.name == "find" && filter == Some(&doc! { "email": "ann@example.com" }) {
+            return Some(cursor("t.users", vec![user.clone()]));
+        }
+        counter_script(7)(c)
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+
+    assert!(
+        !store
+            .queue_user_event(
+                "nobody@example.com",
+                false,
+                NewEvent::password_reset_requested
+            )
+            .await
+            .unwrap()
+    );
+    assert!(server.named("insert").is_empty(), "nothing written");
+    assert!(
+        store
+            .queue_user_event("ann@example.com", true, NewEvent::verification_requested)
+            .await
+            .unwrap()
+    );
+    let commands = server.commands();
+    assert!(commands.iter().all(is_in_transaction));
+    let inserts = server.named("insert");
+    assert_eq!(inserts.len(), 1);
+    let event = inserts[0].body.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(event.get_str("name"), Ok("user/verification-requested"));
+    assert_eq!(
+        event.get_document("data").unwrap(),
+        &doc! { "user_id": "u1" }
+    );
+    assert_eq!(event.get_i64("seq"), Ok(7));
+    // The lookup and the write are one transaction.
+    let find = commands.iter().rposition(|c| c.name == "find").unwrap();
+    assert_eq!(txn_number(&commands[find]), txn_number(&inserts[0]));
+}
+
+#[tokio::test]
+async fn revoking_staff_releases_open_tickets_with_their_events_in_one_transaction() {
+    let now = mongodb::bson::DateTime::now();
+    let server = FakeMongod::start(Kind::ReplicaSet, move |c: &Received| {
+        match (c.name.as_str(), c.body.get_str(&c.name)) {
+            ("findAndModify", Ok("users")) => Some(doc! {
+                "lastErrorObject": { "n": 1, "updatedExisting": true },
+                "value": {
+                    "_id": "m1", "email": "m1@example.com", "name": "", "role": "user",
+                    "skills": ["sql"], "capacity": Bson::Null,
+                    "created_at": now, "updated_at": now,
+                },
+                "ok": 1.0,
+            }),
+            ("find", Ok("tickets")) => Some(doc! {
+                "cursor": { "firstBatch": [ { "_id": "t1" }, { "_id": "t2" } ], "id": 0_i64,
+                            "ns": "t.tickets" },
+                "ok": 1.0,
+            }),
+            _ => counter_script(4)(c),
+        }
+    })
+    .await;
+    let store = MongoStore::connect(&server.uri(), "t").await.unwrap();
+    server.clear();
+    let (user, released) = store.revoke_staff("m1", "a1").await.unwrap();
+    assert_eq!(user.role, Role::User);
+    assert_eq!(released, ["t1", "t2"]);
+
+    let commands = server.commands();
+    let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "findAndModify",
+            "find",
+            "update",
+            "insert",
+            "update",
+            "insert",
+            "findAndModify",
+            "insert",
+            "insert",
+            "insert",
+            "insert",
+            "commitTransaction"
+        ]
+    );
+    assert!(commands.iter().all(is_in_transaction));
+    let role_change = commands[0].body.get_document("update").unwrap();
+    assert_eq!(
+        role_change.get_document("$set").unwrap().get_str("role"),
+        Ok("user")
+    );
+    assert_eq!(
+        commands[1].body.get_document("filter").unwrap(),
+        &doc! { "assigned_to": "m1", "status": { "$in": ["open", "in_progress"] } }
+    );
+    for (i, ticket) in [(2, "t1"), (4, "t2")] {
+        let (collection, filter, update) = update_of(&commands[i]);
+        assert_eq!(
+            (collection.as_str(), filter),
+            ("tickets", doc! { "_id": ticket })
+        );
+        let set = update.get_document("$set").unwrap();
+        assert_eq!(set.get("assigned_to"), Some(&Bson::Null));
+        assert_eq!(
+            set.get_str("routing_reason"),
+            Ok(crate::store::RELEASED_REASON)
+        );
+        assert_eq!(
+            update.get_document("$inc").unwrap(),
+            &doc! { "version": 1_i64 }
+        );
+    }
+    for i in [3, 5] {
+        let insert = &commands[i].body;
+        assert_eq!(insert.get_str("insert"), Ok("ticket_activity"));
+        let entry = insert.get_array("documents").unwrap()[0]
+            .as_document()
+            .unwrap();
+        assert_eq!(entry.get_str("kind"), Ok("assigned"));
+        assert_eq!(entry.get_str("actor_id"), Ok("a1"));
+        assert_eq!(
+            entry.get_document("data").unwrap(),
+            &doc! { "assignee_id": Bson::Null, "reason": crate::store::RELEASED_REASON }
+        );
+    }
+    let events: Vec<String> = commands[7..11]
+        .iter()
+        .map(|c| {
+            let d = c.body.get_array("documents").unwrap()[0]
+                .as_document()
+                .unwrap();
+            d.get_str("name").unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ticket/updated",
+            "ticket/reroute.requested",
+            "ticket/updated",
+            "ticket/reroute.requested"
+        ]
     );
 }

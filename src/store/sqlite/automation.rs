@@ -2,9 +2,12 @@ use super::tickets::{StoredTriage, get_ticket};
 use super::{SqliteStore, bad_value, exec, parse_opt_ts, query_one, sql, ts};
 use crate::domain::ticket::{TicketStatus, TriageStatus};
 use crate::domain::user::Role;
-use crate::store::{AutomationStore, StaffLoad, StoreError, StoreResult, Ticket, TriageUpdate};
+use crate::store::{
+    Activity, AutomationStore, NewActivity, StaffLoad, StoreError, StoreResult, Ticket,
+    TriageUpdate,
+};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub(super) fn staff_loads(conn: &Connection) -> StoreResult<Vec<StaffLoad>> {
@@ -63,10 +66,10 @@ impl AutomationStore for SqliteStore {
         self.write(move |tx| {
             let now = Utc::now();
             let stored = StoredTriage {
-                summary: triage.summary,
-                sentiment: triage.sentiment,
-                required_skills: triage.required_skills,
-                helpful_notes: triage.helpful_notes,
+                summary: triage.summary.clone(),
+                sentiment: triage.sentiment.clone(),
+                required_skills: triage.required_skills.clone(),
+                helpful_notes: triage.helpful_notes.clone(),
                 confidence: triage.confidence,
                 source: triage.source.clone(),
                 triaged_at: now,
@@ -92,7 +95,10 @@ impl AutomationStore for SqliteStore {
             if changed == 0 {
                 return Err(StoreError::NotFound);
             }
-            get_ticket(tx, &id)?.ok_or(StoreError::NotFound)
+            let saved = get_ticket(tx, &id)?.ok_or(StoreError::NotFound)?;
+            let entry = crate::store::triage_activity(&triage, &saved);
+            super::activity::append(tx, &id, [entry], now)?;
+            Ok(saved)
         })
         .await
     }
@@ -100,20 +106,25 @@ impl AutomationStore for SqliteStore {
     async fn mark_triage_failed(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
         self.write(move |tx| {
-            exec(
+            let now = Utc::now();
+            let changed = exec(
                 tx,
                 "UPDATE tickets SET triage_status = ?1, updated_at = ?2, version = version + 1,
                         routing_reason = COALESCE(routing_reason, ?3)
                  WHERE id = ?4 AND triage_status = ?5",
                 params![
                     TriageStatus::Failed.as_str(),
-                    ts(Utc::now()),
+                    ts(now),
                     reason,
                     id,
                     TriageStatus::Pending.as_str()
                 ],
             )
             .map_err(sql)?;
+            if changed > 0 {
+                let entry = crate::store::triage_failed_activity();
+                super::activity::append(tx, &id, [entry], now)?;
+            }
             Ok(())
         })
         .await
@@ -139,7 +150,8 @@ impl AutomationStore for SqliteStore {
             let changed = exec(
                 tx,
                 "UPDATE tickets SET assigned_to = ?1, routing_reason = ?2, updated_at = ?3, version = version + 1
-                 WHERE id = ?4 AND assigned_to IS NULL",
+                 WHERE id = ?4 AND assigned_to IS NULL
+                   AND EXISTS (SELECT 1 FROM users WHERE id = ?1 AND role IN ('moderator', 'admin'))",
                 params![assignee, reason, ts(now), id],
             )
             .map_err(sql)?;
@@ -147,6 +159,14 @@ impl AutomationStore for SqliteStore {
                 return Ok(None);
             }
             note_assignment(tx, &id, &assignee, now)?;
+            let entry = NewActivity::new(
+                None,
+                Activity::Assigned {
+                    assignee_id: Some(assignee.clone()),
+                    reason: Some(reason.clone()),
+                },
+            );
+            super::activity::append(tx, &id, [entry], now)?;
             get_ticket(tx, &id)
         })
         .await
@@ -155,12 +175,30 @@ impl AutomationStore for SqliteStore {
     async fn set_routing_reason(&self, ticket_id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (ticket_id.to_owned(), reason.to_owned());
         self.write(move |tx| {
-            exec(
+            // Only a new reason is news: a replayed step writes the same one again.
+            let changed = exec(
                 tx,
-                "UPDATE tickets SET routing_reason = ?1 WHERE id = ?2",
+                "UPDATE tickets SET routing_reason = ?1 WHERE id = ?2 AND routing_reason IS NOT ?1",
                 params![reason, id],
             )
             .map_err(sql)?;
+            if changed > 0 {
+                let assignee_id: Option<String> = query_one(
+                    tx,
+                    "SELECT assigned_to FROM tickets WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+                let entry = NewActivity::new(
+                    None,
+                    Activity::Assigned {
+                        assignee_id,
+                        reason: Some(reason),
+                    },
+                );
+                super::activity::append(tx, &id, [entry], Utc::now())?;
+            }
             Ok(())
         })
         .await
@@ -169,12 +207,18 @@ impl AutomationStore for SqliteStore {
     async fn set_sla_due(&self, ticket_id: &str, due: DateTime<Utc>) -> StoreResult<()> {
         let id = ticket_id.to_owned();
         self.write(move |tx| {
-            exec(
+            let changed = exec(
                 tx,
-                "UPDATE tickets SET sla_due_at = ?1 WHERE id = ?2",
+                "UPDATE tickets SET sla_due_at = ?1 WHERE id = ?2 AND sla_due_at IS NOT ?1",
                 params![ts(due), id],
             )
             .map_err(sql)?;
+            if changed > 0 {
+                // As precise as the stored deadline, so the two read the same.
+                let due_at = due.trunc_subsecs(6);
+                let entry = NewActivity::new(None, Activity::SlaSet { due_at });
+                super::activity::append(tx, &id, [entry], Utc::now())?;
+            }
             Ok(())
         })
         .await
@@ -189,13 +233,16 @@ impl AutomationStore for SqliteStore {
             if ticket.escalated_at.is_some() || matches!(ticket.status, TicketStatus::Resolved | TicketStatus::Closed) {
                 return Ok(None);
             }
-            let now = ts(Utc::now());
+            let now = Utc::now();
+            let raised = ticket.priority.raised();
             exec(
                 tx,
                 "UPDATE tickets SET priority = ?1, escalated_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?3",
-                params![ticket.priority.raised().as_str(), now, id],
+                params![raised.as_str(), ts(now), id],
             )
             .map_err(sql)?;
+            let entry = NewActivity::new(None, Activity::Escalated { priority: raised });
+            super::activity::append(tx, &id, [entry], now)?;
             get_ticket(tx, &id)
         })
         .await

@@ -3,10 +3,13 @@
 //! queuing here avoids `SQLITE_BUSY` churn) and a few reader connections that WAL lets run
 //! beside it.
 
+mod accounts;
+mod activity;
 mod attachments;
 mod automation;
 mod migrations;
 mod outbox;
+mod staff;
 mod tickets;
 mod users;
 
@@ -76,10 +79,13 @@ impl SqliteStore {
         let path = path.into();
         tokio::task::spawn_blocking(move || -> StoreResult<(Self, Connection)> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                crate::private_fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
+            crate::private_fs::ensure_file(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+            })?;
             let mut writer = open(&path).map_err(unavailable)?;
             migrations::run(&mut writer).map_err(unavailable)?;
             writer

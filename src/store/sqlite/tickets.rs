@@ -2,11 +2,13 @@ use super::{
     SqliteStore, bad_value, exec, insert_event, like_pattern, parse_opt_ts, parse_ts, query_one,
     sql, ts,
 };
+use crate::domain::activity::ActivityEntry;
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
 use crate::store::{
-    AssigneeFilter, Comment, Count, NewComment, NewTicket, Page, Stats, StoreError, StoreResult,
-    Ticket, TicketChange, TicketQuery, TicketStore, Visibility,
+    Activity, AssigneeFilter, Comment, Count, NewActivity, NewComment, NewRating, NewTicket, Page,
+    RateOutcome, Satisfaction, Stats, StoreError, StoreResult, Ticket, TicketChange, TicketQuery,
+    TicketRating, TicketSort, TicketStore, Visibility,
 };
 use async_trait::async_trait;
 use chrono::Utc;
@@ -42,7 +44,7 @@ impl StoredTriage {
 
 const COLUMNS: &str = "id, title, description, status, priority, category, created_by, assigned_to, \
      triage_status, priority_locked, version, created_at, updated_at, first_response_at, resolved_at, \
-     triage, routing_reason, assigned_at, sla_due_at, escalated_at";
+     triage, routing_reason, assigned_at, sla_due_at, escalated_at, rating_score, rating_comment, rated_at";
 
 fn parse_enum<T>(what: &str, raw: &str, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(raw).ok_or_else(|| bad_value(what, raw))
@@ -84,6 +86,14 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
         assigned_at: parse_opt_ts(row.get(17)?)?,
         sla_due_at: parse_opt_ts(row.get(18)?)?,
         escalated_at: parse_opt_ts(row.get(19)?)?,
+        rating: match (row.get::<_, Option<u8>>(20)?, parse_opt_ts(row.get(22)?)?) {
+            (Some(score), Some(created_at)) => Some(TicketRating {
+                score,
+                comment: row.get(21)?,
+                created_at,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -147,6 +157,8 @@ impl TicketStore for SqliteStore {
             )
             .map_err(sql)?;
             insert_event(tx, &event, now)?;
+            let created = NewActivity::new(Some(&ticket.created_by), Activity::Created {});
+            super::activity::append(tx, &ticket.id, [created], now)?;
             get_ticket(tx, &ticket.id)?.ok_or(StoreError::NotFound)
         })
         .await
@@ -200,11 +212,34 @@ impl TicketStore for SqliteStore {
                 args.push(pattern.clone().into());
                 args.push(pattern.into());
             }
-            if let Some(after) = &query.after {
-                text.push_str(" AND id < ?");
-                args.push(after.clone().into());
+            match (&query.sort, &query.after) {
+                (TicketSort::Newest, after) => {
+                    if let Some(after) = after {
+                        text.push_str(" AND id < ?");
+                        args.push(after.clone().into());
+                    }
+                    text.push_str(" ORDER BY id DESC");
+                }
+                (TicketSort::SlaDue { after_due }, after) => {
+                    match (after, after_due) {
+                        (None, _) => {}
+                        (Some(after), Some(due)) => {
+                            text.push_str(
+                                " AND (sla_due_at > ? OR (sla_due_at = ? AND id > ?) OR sla_due_at IS NULL)",
+                            );
+                            args.push(ts(*due).into());
+                            args.push(ts(*due).into());
+                            args.push(after.clone().into());
+                        }
+                        (Some(after), None) => {
+                            text.push_str(" AND sla_due_at IS NULL AND id > ?");
+                            args.push(after.clone().into());
+                        }
+                    }
+                    text.push_str(" ORDER BY sla_due_at IS NULL, sla_due_at, id");
+                }
             }
-            text.push_str(" ORDER BY id DESC LIMIT ?");
+            text.push_str(" LIMIT ?");
             args.push(((query.limit + 1) as i64).into());
             let mut stmt = c.prepare_cached(&text).map_err(sql)?;
             let items = stmt
@@ -265,6 +300,8 @@ impl TicketStore for SqliteStore {
             {
                 super::automation::note_assignment(tx, &id, assignee, now)?;
             }
+            let entries = crate::store::activity_of_change(&current, &change);
+            super::activity::append(tx, &id, entries, now)?;
             for event in &events {
                 insert_event(tx, event, now)?;
             }
@@ -292,6 +329,14 @@ impl TicketStore for SqliteStore {
                 .map_err(sql)?;
             }
             insert_event(tx, &event, now)?;
+            let entry = NewActivity::new(
+                Some(&comment.author_id),
+                Activity::Commented {
+                    comment_id: comment.id.clone(),
+                    internal: comment.internal,
+                },
+            );
+            super::activity::append(tx, &comment.ticket_id, [entry], now)?;
             query_one(
                 tx,
                 "SELECT id, ticket_id, author_id, body, internal, created_at FROM comments WHERE id = ?1",
@@ -326,6 +371,8 @@ impl TicketStore for SqliteStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         self.read(|c| {
+            let now = Utc::now();
+            let since = ts(crate::store::model::per_day_since(now));
             let total: i64 =
                 query_one(c, "SELECT COUNT(*) FROM tickets", [], |r| r.get(0)).map_err(sql)?;
             Ok(Stats {
@@ -388,8 +435,82 @@ impl TicketStore for SqliteStore {
                         capacity: s.capacity,
                     })
                     .collect(),
+                satisfaction: Satisfaction::from_scores(&pairs(
+                    c,
+                    "SELECT rating_score, COUNT(*) FROM tickets WHERE rating_score IS NOT NULL
+                     GROUP BY rating_score",
+                    [],
+                )?),
+                per_day: crate::store::model::per_day(
+                    now,
+                    &pairs(
+                        c,
+                        "SELECT substr(created_at, 1, 10), COUNT(*) FROM tickets
+                         WHERE created_at >= ?1 GROUP BY 1",
+                        [&since],
+                    )?,
+                    &pairs(
+                        c,
+                        "SELECT substr(resolved_at, 1, 10), COUNT(*) FROM tickets
+                         WHERE resolved_at >= ?1 GROUP BY 1",
+                        [&since],
+                    )?,
+                ),
             })
         })
         .await
     }
+
+    async fn rate_ticket(&self, rating: NewRating) -> StoreResult<RateOutcome> {
+        self.write(move |tx| {
+            let current = get_ticket(tx, &rating.ticket_id)?.ok_or(StoreError::NotFound)?;
+            if current.rating.is_some() {
+                return Ok(RateOutcome::AlreadyRated);
+            }
+            if !matches!(
+                current.status,
+                TicketStatus::Resolved | TicketStatus::Closed
+            ) {
+                return Ok(RateOutcome::NotResolved);
+            }
+            let now = Utc::now();
+            exec(
+                tx,
+                "UPDATE tickets SET rating_score = ?1, rating_comment = ?2, rated_at = ?3
+                 WHERE id = ?4",
+                params![rating.score, rating.comment, ts(now), rating.ticket_id],
+            )
+            .map_err(sql)?;
+            let entry = NewActivity::new(
+                Some(&rating.by),
+                Activity::Rated {
+                    score: rating.score,
+                },
+            );
+            super::activity::append(tx, &rating.ticket_id, [entry], now)?;
+            get_ticket(tx, &rating.ticket_id)?
+                .map(|t| RateOutcome::Rated(Box::new(t)))
+                .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn list_activity(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>> {
+        let ticket_id = ticket_id.to_owned();
+        self.read(move |c| super::activity::list(c, &ticket_id))
+            .await
+    }
+}
+
+/// (key, count) rows of a grouping query.
+fn pairs<K: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql_text: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<(K, u64)>> {
+    let mut stmt = conn.prepare_cached(sql_text).map_err(sql)?;
+    stmt.query_map(params, |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)
 }

@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const COLUMNS: &str = "id, email, name, role, skills, capacity, created_at, updated_at";
+const COLUMNS: &str = "id, email, name, role, skills, capacity, created_at, updated_at, \
+                       email_verified, token_generation";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(3)?;
     let skills: String = row.get(4)?;
     Ok(User {
@@ -22,6 +23,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         capacity: row.get(5)?,
         created_at: parse_ts(&row.get::<_, String>(6)?)?,
         updated_at: parse_ts(&row.get::<_, String>(7)?)?,
+        email_verified: row.get(8)?,
+        token_generation: row.get(9)?,
     })
 }
 
@@ -44,8 +47,9 @@ impl UserStore for SqliteStore {
             let id = user.id.clone();
             exec(
                 tx,
-                "INSERT INTO users (id, email, name, password_hash, role, skills, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                "INSERT INTO users (id, email, name, password_hash, role, skills, created_at,
+                                    updated_at, email_verified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
                 params![
                     id,
                     user.email,
@@ -53,7 +57,8 @@ impl UserStore for SqliteStore {
                     user.password_hash,
                     user.role.as_str(),
                     serde_json::to_string(&user.skills).map_err(|e| StoreError::Other(e.into()))?,
-                    ts(now)
+                    ts(now),
+                    user.email_verified
                 ],
             )
             .map_err(sql)?;

@@ -108,6 +108,34 @@ impl Binary {
         }
     }
 
+    /// Starts `ticketing serve` through `sh` under `umask`, with its log in `log` and the data
+    /// directory left for the server to create (or find as it is).
+    pub fn spawn_with_umask(env: &BTreeMap<String, String>, umask: &str, log: &Path) -> Binary {
+        let out = std::fs::File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new("sh");
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .args(["-c", &format!("umask {umask} && exec \"$0\" serve")])
+            .arg(env!("CARGO_BIN_EXE_ticketing"));
+        if !env.contains_key("RUST_LOG") {
+            cmd.env("RUST_LOG", "info,ticketing=debug");
+        }
+        let child = cmd
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("binary starts");
+        ticketing::tls::install_crypto_provider();
+        Binary {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{}", env["PORT"]),
+            client: reqwest::Client::new(),
+            log: log.to_path_buf(),
+        }
+    }
+
     /// Starts the server and waits until `/readyz` answers 200.
     pub async fn start(env: &BTreeMap<String, String>) -> Binary {
         let b = Binary::spawn(env);

@@ -70,9 +70,17 @@ pub enum GeminiReply {
     Internal,
     /// Answer the inner reply after a delay (for timeouts).
     Delayed(Duration, Box<GeminiReply>),
-    /// Answer the inner reply once the test adds a permit to the semaphore: holds triage (and
-    /// everything after it) at a point the test chooses.
-    Gated(Arc<tokio::sync::Semaphore>, Box<GeminiReply>),
+    /// Answer the inner reply once the gate opens ([`gate`]), so a test decides when triage
+    /// finishes.
+    Held(tokio::sync::watch::Receiver<bool>, Box<GeminiReply>),
+}
+
+/// A closed gate for [`GeminiReply::Held`]: send `true` to open it.
+pub fn gate() -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::sync::watch::channel(false)
 }
 
 /// A request as received.
@@ -567,10 +575,9 @@ fn render(
                 tokio::time::sleep(d).await;
                 render(*inner, request).await
             }
-            GeminiReply::Gated(gate, inner) => {
-                if let Ok(permit) = gate.acquire().await {
-                    permit.forget();
-                }
+            GeminiReply::Held(mut open, inner) => {
+                // A dropped sender opens the gate too: the test is over.
+                let _ = open.wait_for(|open| *open).await;
                 render(*inner, request).await
             }
         }

@@ -9,6 +9,7 @@ pub mod fake_inngest;
 pub mod fake_openai;
 pub mod mime;
 pub mod smtp_peer;
+pub mod webdriver;
 
 /// A realistic ticket for triage tests.
 pub fn sample_ticket() -> ticketing::ai::TicketText {

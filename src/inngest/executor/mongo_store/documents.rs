@@ -4,7 +4,7 @@
 //! Collections, all prefixed `inngest_` so they can share the application's database:
 //!
 //! - `inngest_events`: `{_id: event id, name, received_at, body}`: seen event ids.
-//! - `inngest_runs`: `{_id, function_id, status, created_at, rev, summary, state}`.
+//! - `inngest_runs`: `{_id, function_id, status, created_at, ended_at, rev, summary, state}`.
 //! - `inngest_queue`: `{_id, key (unique), run_id, kind, due_at, wake_at, lease_until,
 //!   lease_token, concurrency: [{key, limit}], body}`. `wake_at` is `max(due_at, lease_until)`,
 //!   kept up to date by every write so the next wake-up is one indexed read.
@@ -25,7 +25,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use serde_json::Value;
 
-use crate::inngest::executor::state::RunState;
+use crate::inngest::executor::state::{RunState, RunStatus};
 use crate::inngest::executor::store::{
     ItemKind, Pause, QueueItem, RunFilter, RunSummary, Slot, StoreError, StoreResult,
 };
@@ -118,6 +118,7 @@ fn run_fields(run: &RunState) -> StoreResult<Document> {
         "function_id": &run.function_id,
         "status": run.status.as_str(),
         "created_at": date(run.created_at),
+        "ended_at": run.ended_at.map_or(Bson::Null, |t| Bson::DateTime(date(t))),
         "rev": rev(run.rev)?,
         "summary": json("run summary", &RunSummary::of(run))?,
         "state": json("run state", run)?,
@@ -277,6 +278,34 @@ pub(super) fn run_work(run_ids: &[String]) -> (Document, Document) {
     )
 }
 
+fn finished() -> Bson {
+    Bson::Array(
+        [
+            RunStatus::Completed,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ]
+        .iter()
+        .map(|s| Bson::from(s.as_str()))
+        .collect(),
+    )
+}
+
+/// Runs that finished before `cutoff`.
+pub(super) fn sweepable_runs(cutoff: DateTime<Utc>) -> Document {
+    doc! { "status": { "$in": finished() }, "ended_at": { "$lt": date(cutoff) } }
+}
+
+/// Finished runs written before `ended_at` was: they count as finished at `now`.
+pub(super) fn runs_without_end() -> Document {
+    doc! { "status": { "$in": finished() }, "ended_at": { "$exists": false } }
+}
+
+/// Event ids received before `cutoff`.
+pub(super) fn sweepable_events(cutoff: DateTime<Utc>) -> Document {
+    doc! { "received_at": { "$lt": date(cutoff) } }
+}
+
 pub(super) fn keys_in(keys: &[String]) -> Document {
     doc! { "key": { "$in": keys } }
 }
@@ -320,7 +349,7 @@ fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
 }
 
-/// Secondary indexes per collection; `inngest_events` and `inngest_slots` are read by `_id`.
+/// Secondary indexes per collection; `inngest_slots` is read by `_id` only.
 pub(super) fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
     vec![
         (
@@ -336,7 +365,16 @@ pub(super) fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
                     doc! { "status": 1, "_id": 1 },
                     false,
                 ),
+                index("inngest_runs_by_end", doc! { "ended_at": 1 }, false),
             ],
+        ),
+        (
+            EVENTS,
+            vec![index(
+                "inngest_events_by_time",
+                doc! { "received_at": 1 },
+                false,
+            )],
         ),
         (
             QUEUE,

@@ -196,6 +196,18 @@ async fn opening_creates_the_collections_and_their_indexes() {
                 false
             ),
             spec(
+                docs::RUNS,
+                "inngest_runs_by_end",
+                doc! { "ended_at": 1 },
+                false
+            ),
+            spec(
+                docs::EVENTS,
+                "inngest_events_by_time",
+                doc! { "received_at": 1 },
+                false
+            ),
+            spec(
                 docs::QUEUE,
                 "inngest_queue_key_unique",
                 doc! { "key": 1 },
@@ -250,7 +262,7 @@ async fn existing_collections_are_not_an_error() {
     })
     .await;
     store_on(&server).await;
-    assert_eq!(server.named("createIndexes").len(), 3);
+    assert_eq!(server.named("createIndexes").len(), 4);
 }
 
 #[tokio::test]
@@ -552,9 +564,10 @@ async fn unknown_commit_results_retry_only_the_commit() {
 
 #[tokio::test]
 async fn other_errors_are_unavailable_and_not_retried() {
+    let in_a_transaction = |c: &Received| on("update", docs::RUNS)(c) && is_in_transaction(c);
     let server = server(fail_first(
         1,
-        on("update", docs::RUNS),
+        in_a_transaction,
         doc! { "ok": 0.0, "code": 2, "codeName": "BadValue", "errmsg": "no" },
     ))
     .await;
@@ -692,4 +705,44 @@ async fn secondary_reads_in_the_uri_do_not_reach_the_run_store() {
         1
     );
     assert!(store.load_run("r1").await.expect("load").is_some());
+}
+
+#[tokio::test]
+async fn runs_finished_before_their_end_was_stored_count_as_finished_when_the_store_opens() {
+    let server = server(|_| None).await;
+    store_on(&server).await;
+    // A finished run as an older version stored it: no `ended_at` beside the state.
+    let mut legacy = run("legacy");
+    legacy.status = crate::inngest::executor::state::RunStatus::Completed;
+    legacy.ended_at = Some(Utc::now() - Duration::days(90));
+    let mut old = docs::run_upsert(&legacy).expect("document");
+    if let Ok(fields) = old.update.get_document_mut("$setOnInsert") {
+        fields.remove("ended_at");
+    }
+    let client = mongodb::Client::with_uri_str(server.uri())
+        .await
+        .expect("client");
+    client
+        .database("t")
+        .collection::<Document>(docs::RUNS)
+        .update_one(old.filter, old.update)
+        .upsert(true)
+        .await
+        .expect("legacy run");
+
+    // Reopened after the upgrade: kept for one more retention period from now.
+    let store = store_on(&server).await;
+    let now = Utc::now();
+    let swept = store
+        .sweep(now - Duration::minutes(1), 10)
+        .await
+        .expect("sweep");
+    assert_eq!(swept.runs, 0);
+    assert!(store.load_run("legacy").await.expect("load").is_some());
+    let swept = store
+        .sweep(now + Duration::minutes(1), 10)
+        .await
+        .expect("sweep");
+    assert_eq!(swept.runs, 1);
+    assert_eq!(store.load_run("legacy").await.expect("load"), None);
 }

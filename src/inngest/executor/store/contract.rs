@@ -78,6 +78,7 @@ where
     runs_are_listed_newest_first_with_filters(make().await).await;
     queue_depth_and_next_wake(make().await).await;
     released_leases_are_claimable_again(make().await).await;
+    old_finished_runs_and_event_ids_are_swept_and_live_runs_never(make().await).await;
 }
 
 async fn events_are_deduplicated(store: Arc<dyn RunStore>) {
@@ -571,4 +572,98 @@ async fn released_leases_are_claimable_again(store: Arc<dyn RunStore>) {
             .len(),
         1
     );
+}
+
+async fn old_finished_runs_and_event_ids_are_swept_and_live_runs_never(store: Arc<dyn RunStore>) {
+    // Event ids are stamped with the wall clock when they arrive; run ends with the run's.
+    let now = Utc::now();
+    let cutoff = now - Duration::days(30);
+    let finished = |id: &str, status: RunStatus, ended: DateTime<Utc>| {
+        let mut r = run(id, "f");
+        r.status = status;
+        r.ended_at = Some(ended);
+        r
+    };
+    let long_ago = now - Duration::days(40);
+    let mut waiting = run("r-waiting", "f");
+    waiting.status = RunStatus::Running;
+    let publish = QueueItem::new(
+        "publish:r-done:a".into(),
+        Some("r-done".into()),
+        ItemKind::Publish {
+            events: vec![json!({"id": "x", "name": "y"})],
+        },
+        now + Duration::days(1),
+    );
+    store
+        .ingest(ingest_of(
+            "e-seen",
+            vec![
+                finished("r-done", RunStatus::Completed, long_ago),
+                finished("r-failed", RunStatus::Failed, long_ago),
+                finished("r-cancelled", RunStatus::Cancelled, long_ago),
+                finished("r-recent", RunStatus::Completed, now - Duration::hours(1)),
+                waiting,
+                run("r-queued", "f"),
+            ],
+            vec![
+                // A 72-hour SLA wait, begun long ago: its timeout and its pause.
+                call_item("r-waiting", "wait", now + Duration::hours(72)),
+                publish,
+            ],
+        ))
+        .await
+        .expect("ingest");
+    store
+        .commit(Commit {
+            pauses: vec![pause(
+                "p-sla",
+                "r-waiting",
+                "ticket/resolved",
+                now + Duration::hours(72),
+            )],
+            ..Commit::default()
+        })
+        .await
+        .expect("commit");
+
+    // Small batches: two of the three old finished runs, then the last.
+    let first = store.sweep(cutoff, 2).await.expect("sweep");
+    assert_eq!(first, Swept { runs: 2, events: 0 });
+    let second = store.sweep(cutoff, 2).await.expect("sweep");
+    assert_eq!(second, Swept { runs: 1, events: 0 });
+    assert_eq!(
+        store.sweep(cutoff, 2).await.expect("sweep"),
+        Swept::default()
+    );
+    for gone in ["r-done", "r-failed", "r-cancelled"] {
+        assert_eq!(store.load_run(gone).await.expect("load"), None, "{gone}");
+    }
+    for kept in ["r-recent", "r-waiting", "r-queued"] {
+        assert!(
+            store.load_run(kept).await.expect("load").is_some(),
+            "{kept}"
+        );
+    }
+    let pauses = store
+        .pauses_for("ticket/resolved", now)
+        .await
+        .expect("pauses");
+    assert_eq!(pauses.len(), 1);
+    // The timer and the events a swept run still had to publish stay queued.
+    assert_eq!(store.queue_depth(now).await.expect("depth").scheduled, 2);
+
+    // Past their retention, event ids go too: the same id is then a new event.
+    let later = store
+        .sweep(now + Duration::minutes(1), 100)
+        .await
+        .expect("sweep");
+    assert_eq!(later, Swept { runs: 1, events: 1 });
+    assert!(store.load_run("r-waiting").await.expect("load").is_some());
+    assert!(store.load_run("r-queued").await.expect("load").is_some());
+    let again = store
+        .ingest(ingest_of("e-seen", Vec::new(), Vec::new()))
+        .await
+        .expect("ingest");
+    assert_eq!(again, IngestOutcome::Accepted { resumed: 0 });
 }
