@@ -20,6 +20,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("md.js", JS, include_bytes!("../web/md.js")),
     ("live.js", JS, include_bytes!("../web/live.js")),
     ("charts.js", JS, include_bytes!("../web/charts.js")),
+    ("files.js", JS, include_bytes!("../web/files.js")),
     ("pages/auth.js", JS, include_bytes!("../web/pages/auth.js")),
     ("pages/list.js", JS, include_bytes!("../web/pages/list.js")),
     (

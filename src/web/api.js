@@ -85,6 +85,7 @@ export async function api(method, path, body, options = {}) {
 export const get = (path, options) => api('GET', path, undefined, options);
 export const post = (path, body, options) => api('POST', path, body === undefined ? {} : body, options);
 export const patch = (path, body, options) => api('PATCH', path, body, options);
+export const del = (path, options) => api('DELETE', path, undefined, options);
 
 /** A query string from an object, leaving out empty values. */
 export function query(params) {

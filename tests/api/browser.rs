@@ -1192,3 +1192,200 @@ async fn browser_sign_up_with_address_confirmation() {
     b.assert_clean_console("confirmation pages").await;
     b.quit().await;
 }
+
+/// Like `check_page`, on a page that shows pictures on purpose (attachments): controls named,
+/// console clean, no sideways scroll at phone width, screenshots at both widths.
+async fn check_page_with_images(b: &mut Browser, name: &str) {
+    b.assert_named_controls(name).await;
+    b.assert_clean_console(name).await;
+    b.screenshot(&format!("{name}-desktop")).await;
+    b.resize(PHONE.0, PHONE.1).await;
+    b.wait_for(
+        &format!("return window.innerWidth <= {}", PHONE.0),
+        "the phone width",
+    )
+    .await;
+    b.assert_no_sideways_scroll(name).await;
+    b.screenshot(&format!("{name}-phone")).await;
+    b.resize(DESKTOP.0, DESKTOP.1).await;
+    b.wait_for(
+        &format!("return window.innerWidth > {}", PHONE.0),
+        "the desktop width",
+    )
+    .await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_files_upload_with_a_ticket_and_a_reply_and_show_by_kind() {
+    let app = spawn_app().await;
+    let (_, ada) = staff(&app, "ada@example.com", "Ada Admin", Role::Admin, &[]).await;
+    let (_, ann) = app.register("ann@example.com").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A real screenshot, a text file and an SVG carrying a script.
+    let screenshot = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/screenshots/ticket-moderator.png");
+    let png = std::fs::read(&screenshot).expect("a screenshot in docs/");
+    let notes = dir.path().join("steps to reproduce.txt");
+    std::fs::write(&notes, "1. open the export\n2. see the error\n").unwrap();
+    let svg = dir.path().join("diagram.svg");
+    std::fs::write(
+        &svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg"><script>window.__x=1</script></svg>"#,
+    )
+    .unwrap();
+
+    let driver = Driver::start().await;
+    let mut creator = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
+    sign_in_with_token(&creator, &ann).await;
+    creator.goto("/tickets/new").await;
+    creator
+        .fill("#ticket-title", "Export fails with an error")
+        .await;
+    creator
+        .fill(
+            "#ticket-description",
+            "The export page shows an error; screenshot attached.",
+        )
+        .await;
+    creator
+        .choose_files(
+            "#new-ticket-form input[type=file]",
+            &[&screenshot, &notes, &svg],
+        )
+        .await;
+    creator
+        .wait_for(
+            "return document.querySelectorAll('#new-ticket-form .file-row').length === 3",
+            "three files listed before sending",
+        )
+        .await;
+    creator
+        .wait_text("#new-ticket-form .file-list", "steps to reproduce.txt")
+        .await;
+    check_page_with_images(&mut creator, "new-ticket-with-files").await;
+    creator.click("#new-ticket-form button[type=submit]").await;
+    creator
+        .wait_for(
+            "return /^\\/tickets\\/[0-9a-f-]+$/.test(location.pathname)",
+            "the ticket page after the upload",
+        )
+        .await;
+    let id = creator
+        .path()
+        .await
+        .trim_start_matches("/tickets/")
+        .to_owned();
+
+    // The screenshot shows as a picture (decoded from the bytes the API returns); the text and
+    // the SVG as downloads, never drawn.
+    creator
+        .wait_for(
+            "const i = document.querySelector('#attachment-list img.thumb-img'); \
+             return i && i.complete && i.naturalWidth > 0",
+            "the screenshot's thumbnail",
+        )
+        .await;
+    let shown = creator
+        .js_value(
+            "return [document.querySelectorAll('#attachment-list img').length, \
+             Array.from(document.querySelectorAll('#attachment-list .file-download')).map((b) => b.textContent), \
+             document.querySelector('#attachment-list a.thumb').href.startsWith('blob:'), \
+             typeof window.__x]",
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([
+            1,
+            [
+                "⇩ Download steps to reproduce.txt",
+                "⇩ Download diagram.svg"
+            ],
+            true,
+            "undefined"
+        ])
+    );
+    creator.wait_text("#attachments-h", "Files (3)").await;
+    let r = app
+        .get(&format!("/api/tickets/{id}/attachments"), &ann)
+        .await;
+    let files = r.body["attachments"].as_array().expect("a list").clone();
+    assert_eq!(files.len(), 3, "{:?}", r.body);
+    assert_eq!(files[0]["filename"], "ticket-moderator.png");
+    assert_eq!(files[0]["content_type"], "image/png");
+    assert_eq!(files[0]["sha256"], sha256_hex(&png), "byte for byte");
+    assert_eq!(files[2]["content_type"], "application/octet-stream");
+
+    // Staff add an internal file with an internal note; the creator's open page never shows it.
+    let mut admin = driver.browser(&app.base, DESKTOP.0, DESKTOP.1).await;
+    sign_in_with_token(&admin, &ada).await;
+    admin.goto(&format!("/tickets/{id}")).await;
+    admin.wait_text("#attachments-h", "Files (3)").await;
+    admin.click("#reply-internal").await;
+    let analysis = dir.path().join("internal analysis.txt");
+    std::fs::write(&analysis, "the export job runs out of memory").unwrap();
+    admin
+        .choose_files("#reply-form input[type=file]", &[&analysis])
+        .await;
+    admin
+        .wait_for(
+            "const c = document.querySelector('#reply-form .file-row input[type=checkbox]'); \
+             return c && c.checked",
+            "the file to start out internal, like the note",
+        )
+        .await;
+    admin
+        .fill(
+            "#reply-body",
+            "Memory limit of the export job; see the file.",
+        )
+        .await;
+    admin.click("#reply-send").await;
+    admin.wait_text("#attachments-h", "Files (4)").await;
+    admin
+        .wait_text("#attachment-list li.internal", "Internal: staff only")
+        .await;
+    admin
+        .wait_text("#conversation", "Memory limit of the export job")
+        .await;
+    let r = app
+        .get(&format!("/api/tickets/{id}/attachments"), &ada)
+        .await;
+    assert_eq!(r.body["attachments"][3]["internal"], true, "{:?}", r.body);
+    admin
+        .js_value("document.getElementById('attachments').scrollIntoView(); return true")
+        .await;
+    check_page_with_images(&mut admin, "ticket-files-staff").await;
+
+    // The creator deletes one of their files; the staff page follows live.
+    creator
+        .js_value("window.confirm = () => true; return true")
+        .await;
+    creator
+        .click("#attachment-list button[aria-label='Delete steps to reproduce.txt']")
+        .await;
+    creator.wait_text("#attachments-h", "Files (2)").await;
+    admin.wait_text("#attachments-h", "Files (3)").await;
+    let r = app
+        .get(&format!("/api/tickets/{id}/attachments"), &ann)
+        .await;
+    let names: Vec<&str> = r.body["attachments"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|a| a["filename"].as_str())
+        .collect();
+    assert_eq!(names, ["ticket-moderator.png", "diagram.svg"]);
+    assert!(
+        !creator.body_text().await.contains("internal analysis"),
+        "the creator never sees the internal file"
+    );
+    check_page_with_images(&mut creator, "ticket-files-creator").await;
+    creator.quit().await;
+    admin.quit().await;
+}

@@ -2,7 +2,7 @@
 // allows, the staff's triage panel and internal notes, the timeline, and the rating. Changes
 // anyone makes (people or the durable functions) appear live.
 
-import { get, post, patch, ApiError } from '../api.js';
+import { get, post, patch, del, ApiError } from '../api.js';
 import {
   h, val, replace, clear, field, input, select, link, time, statusBadge, priorityBadge, categoryText,
   busy, pageHeader, errorBox, announce, say, clearErrors, showError, shortId, label, exact, capitalise,
@@ -11,13 +11,16 @@ import {
 import { renderMarkdown } from '../md.js';
 import { assigneeName, slaBadge, staffList } from './list.js';
 import * as live from '../live.js';
+import * as files from '../files.js';
 
 export async function newTicket(ctx) {
+  const picker = files.filePicker();
   const f = h('form', { id: 'new-ticket-form', class: 'card form', novalidate: true },
     field('Title', input('title', { id: 'ticket-title', maxlength: 200, required: true, autocomplete: 'off' }),
       'One line: what is wrong or what you need (3 to 200 characters).'),
     field('Description', h('textarea', { name: 'description', id: 'ticket-description', rows: 8, required: true, maxlength: 20000 }),
       'What happened, what you expected, and anything you already tried.'),
+    picker.element,
     h('div', { class: 'form-actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Open ticket'),
       link('/', 'Cancel')));
@@ -25,16 +28,32 @@ export async function newTicket(ctx) {
     e.preventDefault();
     clearErrors(f);
     const button = f.querySelector('button[type=submit]');
+    if (picker.count > files.MAX_FILES) {
+      showError(f, new ApiError(409, 'too_many_attachments', `A ticket holds at most ${files.MAX_FILES} files; remove ${picker.count - files.MAX_FILES}.`, null));
+      return;
+    }
+    let ticket;
     try {
       const result = await busy(button, 'Opening…', () => post('/api/tickets', {
         title: val(f, 'title').trim(),
         description: val(f, 'description').trim(),
       }));
-      say('Ticket opened. Triage is running.');
-      ctx.navigate(`/tickets/${result.ticket.id}`);
+      ticket = result.ticket;
     } catch (err) {
       showError(f, err);
+      return;
     }
+    // The ticket exists now; its files follow, each with its own progress bar.
+    const { failed } = await busy(button, 'Sending files…', () => picker.uploadAll(ticket.id));
+    if (failed.length) {
+      const names = failed.map((x) => x.name).join(', ');
+      replace(f, errorBox(`Your ticket was opened, but ${failed.length === 1 ? 'one file was' : `${failed.length} files were`} not attached (${names}): ${failed[0].error.message}`),
+        h('p', null, link(`/tickets/${ticket.id}`, 'Open the ticket to add them again')));
+      announce('Ticket opened, but some files were not attached.');
+      return;
+    }
+    say('Ticket opened. Triage is running.');
+    ctx.navigate(`/tickets/${ticket.id}`);
   });
   replace(ctx.main, pageHeader('Open a ticket'),
     h('p', { class: 'intro' }, 'Your ticket is triaged as soon as you send it and goes to a moderator with the right skills.'),
@@ -66,7 +85,8 @@ export async function ticketPage(ctx) {
   const me = ctx.user;
   const staff = me.role !== 'user';
   const isAdmin = me.role === 'admin';
-  const state = { ticket: null, comments: [], activity: null, staff: [], gone: false };
+  const state = { ticket: null, comments: [], activity: null, attachments: [], staff: [], gone: false };
+  const blobUrls = new Map();
 
   let loaded;
   try {
@@ -75,6 +95,7 @@ export async function ticketPage(ctx) {
       get(`/api/tickets/${id}/comments`),
       loadActivity(id),
       isAdmin ? staffList().catch(() => []) : Promise.resolve([]),
+      loadAttachments(id),
     ]);
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) {
@@ -86,11 +107,12 @@ export async function ticketPage(ctx) {
     throw e;
   }
   if (!ctx.isCurrent()) return;
-  [state.ticket, state.comments, state.activity, state.staff] = [loaded[0].ticket, loaded[1].comments, loaded[2], loaded[3]];
+  [state.ticket, state.comments, state.activity, state.staff, state.attachments] = [loaded[0].ticket, loaded[1].comments, loaded[2], loaded[3], loaded[4]];
 
   const head = h('section', { class: 'ticket-head', id: 'ticket-head', 'aria-label': 'Ticket' });
   const banner = h('div', { id: 'ticket-banner' });
   const description = h('div', { class: 'card description-card' });
+  const attachmentsCard = h('section', { class: 'card attachments-card', id: 'attachments', 'aria-labelledby': 'attachments-h' });
   const actions = h('section', { class: 'card actions', id: 'ticket-actions', 'aria-labelledby': 'actions-h' });
   const conversation = h('ol', { class: 'conversation', id: 'conversation' });
   const rating = h('section', { id: 'rating', 'aria-live': 'polite' });
@@ -153,6 +175,38 @@ export async function ticketPage(ctx) {
       h('div', { class: 'comment-head' },
         h('strong', { class: 'person' }, nameOf(t.created_by)), ' ', time(t.created_at)),
       h('div', { class: 'body', id: 'ticket-description-text' }, t.description));
+  }
+
+  function renderAttachments() {
+    const list = files.attachmentList(state.attachments, {
+      urls: blobUrls,
+      nameOf,
+      canDelete: (a) => a.uploaded_by === me.id || isAdmin,
+      onDelete: deleteAttachment,
+    });
+    attachmentsCard.hidden = !list;
+    replace(attachmentsCard, h('h2', { id: 'attachments-h' }, `Files (${state.attachments.length})`), list);
+  }
+
+  async function deleteAttachment(a, button) {
+    if (!window.confirm(`Delete ${a.filename}? Nobody will be able to open it again.`)) return;
+    try {
+      await busy(button, 'Deleting…', () => del(`/api/attachments/${a.id}`));
+      state.attachments = state.attachments.filter((x) => x.id !== a.id);
+      renderAttachments();
+      say(`${a.filename} deleted.`);
+    } catch (e) {
+      announce(`Could not delete ${a.filename}: ${e.message}`);
+      if (e.status === 404) refreshAttachments();
+    }
+  }
+
+  async function refreshAttachments() {
+    const list = await loadAttachments(id);
+    if (!ctx.isCurrent()) return;
+    const before = state.attachments.map((a) => a.id).join();
+    state.attachments = list;
+    if (list.map((a) => a.id).join() !== before) renderAttachments();
   }
 
   function renderActions() {
@@ -243,6 +297,7 @@ export async function ticketPage(ctx) {
     const text = h('textarea', { name: 'body', id: 'reply-body', rows: 4, required: true, maxlength: 20000 });
     const internalBox = staff ? h('input', { type: 'checkbox', name: 'internal', id: 'reply-internal' }) : null;
     const button = h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, 'Send reply');
+    const picker = files.filePicker({ staff, internalDefault: () => Boolean(internalBox && internalBox.checked) });
     if (internalBox) {
       internalBox.addEventListener('change', () => {
         button.textContent = internalBox.checked ? 'Add internal note' : 'Send reply';
@@ -253,14 +308,34 @@ export async function ticketPage(ctx) {
       h('h2', { id: 'reply-h' }, 'Reply'),
       field(staff ? 'Your reply or note' : 'Your reply', text),
       internalBox ? h('div', { class: 'check' }, internalBox, h('label', { for: 'reply-internal' }, 'Internal note (only staff see it)')) : null,
+      picker.element,
       h('div', { class: 'form-actions' }, button));
     f.addEventListener('submit', async (e) => {
       e.preventDefault();
       clearErrors(f);
       const body = text.value.trim();
-      if (!body) {
-        showError(f, new ApiError(422, 'validation_failed', 'Write something first.', { field: 'body', reason: 'write something first' }));
+      if (!body && !picker.count) {
+        showError(f, new ApiError(422, 'validation_failed', 'Write something or attach a file first.', { field: 'body', reason: 'write something or attach a file first' }));
         return;
+      }
+      if (state.attachments.length + picker.count > files.MAX_FILES) {
+        showError(f, new ApiError(409, 'too_many_attachments', `A ticket holds at most ${files.MAX_FILES} files; it has ${state.attachments.length}.`, null));
+        return;
+      }
+      // Files first, then the words: the reply's mail names the files that came with it.
+      if (picker.count) {
+        const { sent, failed } = await busy(button, 'Sending files…', () => picker.uploadAll(id));
+        for (const a of sent) if (!state.attachments.some((x) => x.id === a.id)) state.attachments.push(a);
+        if (sent.length) renderAttachments();
+        if (failed.length) {
+          showError(f, new ApiError(0, 'upload_failed', `${failed.length === 1 ? `${failed[0].name} was` : `${failed.length} files were`} not attached: ${failed[0].error.message}${body ? ' Your reply was not sent yet.' : ''}`, null));
+          return;
+        }
+        if (!body) {
+          say(`${sent.length === 1 ? 'File' : 'Files'} attached.`);
+          refreshActivity();
+          return;
+        }
       }
       try {
         const internal = Boolean(internalBox && internalBox.checked);
@@ -470,7 +545,7 @@ export async function ticketPage(ctx) {
   function refreshActivity() {
     clearTimeout(activityTimer);
     activityTimer = setTimeout(async () => {
-      const activity = await loadActivity(id);
+      const [activity] = await Promise.all([loadActivity(id), refreshAttachments()]);
       if (!ctx.isCurrent()) return;
       state.activity = activity;
       // The log names people the ticket alone may not (the assignee, for its creator).
@@ -495,7 +570,7 @@ export async function ticketPage(ctx) {
     if (!ctx.isCurrent() || state.gone) return;
     const before = state.ticket;
     try {
-      const [t, c, a] = await Promise.all([get(`/api/tickets/${id}`), get(`/api/tickets/${id}/comments`), loadActivity(id)]);
+      const [t, c, a] = await Promise.all([get(`/api/tickets/${id}`), get(`/api/tickets/${id}/comments`), loadActivity(id), refreshAttachments()]);
       if (!ctx.isCurrent()) return;
       state.comments = c.comments;
       state.activity = a;
@@ -526,6 +601,7 @@ export async function ticketPage(ctx) {
   ctx.setCleanup(() => {
     unsubscribe();
     clearTimeout(activityTimer);
+    files.forget(blobUrls);
   });
 
   replace(ctx.main,
@@ -533,13 +609,25 @@ export async function ticketPage(ctx) {
     banner, head,
     h('div', { class: 'ticket-grid' },
       h('div', { class: 'ticket-main' },
-        description, actions,
+        description, attachmentsCard, actions,
         h('section', { 'aria-labelledby': 'conv-h', class: 'conversation-wrap' },
           h('h2', { id: 'conv-h' }, 'Conversation'), conversation),
         reply, rating),
       h('aside', { class: 'ticket-side', 'aria-label': 'Details' }, triage, timeline)));
   renderAll();
   renderConversation();
+  renderAttachments();
+}
+
+/** The ticket's files, or none when this server keeps none (an older one). */
+async function loadAttachments(id) {
+  try {
+    const result = await get(`/api/tickets/${id}/attachments`);
+    return Array.isArray(result.attachments) ? result.attachments : [];
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 404 || e.status === 405)) return [];
+    throw e;
+  }
 }
 
 /** The timeline from the API, or null when this server has none (the page derives one). */

@@ -420,6 +420,18 @@ impl Browser {
         .await;
     }
 
+    /// Puts local files into a file input, as a person choosing them in the file dialog would.
+    pub async fn choose_files(&self, css: &str, paths: &[&std::path::Path]) {
+        let id = self.find(css).await;
+        let text: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text.join("\n")})),
+        )
+        .await;
+    }
+
     /// Types into whatever has focus (special keys as WebDriver code points, e.g. "\u{E004}" Tab).
     pub async fn keys(&self, text: &str) {
         let actions: Vec<Value> = text
