@@ -10,6 +10,7 @@ mod errors;
 pub mod gemini;
 pub mod openai;
 pub mod prompt;
+mod provider;
 pub mod retry;
 pub mod rules;
 pub mod schema;
