@@ -49,8 +49,10 @@ pub(crate) async fn triage<W: WireFormat>(
 ) -> Result<TriageOutcome, AiError> {
     let url = wire.url()?;
     let started = Instant::now();
-    let (result, attempts) =
-        retry::run(wire.policy(), W::NAME, |ctx| attempt(wire, &url, input, ctx)).await;
+    let (result, attempts) = retry::run(wire.policy(), W::NAME, |ctx| {
+        attempt(wire, &url, input, ctx)
+    })
+    .await;
     let (triage, usage, model) = result?;
     Ok(TriageOutcome {
         triage,

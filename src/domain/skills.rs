@@ -322,7 +322,12 @@ mod tests {
         assert!(!defs.is_empty());
         let mut names_and_aliases = HashSet::new();
         for def in &defs {
-            assert_eq!(clean_skill(def.name).as_deref(), Some(def.name), "{}", def.name);
+            assert_eq!(
+                clean_skill(def.name).as_deref(),
+                Some(def.name),
+                "{}",
+                def.name
+            );
             assert!(!def.text_cues.is_empty(), "{} has no text cues", def.name);
             for (kind, terms) in [("alias", def.aliases), ("cue", def.text_cues)] {
                 let mut seen = HashSet::new();
@@ -342,7 +347,9 @@ mod tests {
                     "{term:?} names more than one skill"
                 );
             }
-            assert!(term_regex(std::iter::once(def.name).chain(def.aliases.iter().copied())).is_some());
+            assert!(
+                term_regex(std::iter::once(def.name).chain(def.aliases.iter().copied())).is_some()
+            );
             assert!(term_regex(def.text_cues.iter().copied()).is_some());
         }
     }

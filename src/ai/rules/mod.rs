@@ -254,7 +254,6 @@ impl RulesEngine {
         found.truncate(MAX_RULE_SKILLS);
         found
     }
-
 }
 
 #[async_trait::async_trait]

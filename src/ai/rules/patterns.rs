@@ -172,16 +172,12 @@ mod tests {
         }
         assert_eq!(kinds.len(), 7, "every kind of high priority has a pattern");
 
-        let groups = p
-            .categories
-            .iter()
-            .map(|(c, s)| (c.as_str(), s))
-            .chain([
-                ("low", &p.low),
-                ("frustrated", &p.frustrated),
-                ("negative", &p.negative),
-                ("positive", &p.positive),
-            ]);
+        let groups = p.categories.iter().map(|(c, s)| (c.as_str(), s)).chain([
+            ("low", &p.low),
+            ("frustrated", &p.frustrated),
+            ("negative", &p.negative),
+            ("positive", &p.positive),
+        ]);
         for (group, signals) in groups {
             assert!(!signals.is_empty(), "{group} has no signals");
             let mut labels = HashSet::new();
