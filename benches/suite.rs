@@ -36,6 +36,8 @@ mod settings;
 mod uploads;
 #[path = "suite/web.rs"]
 mod web;
+#[path = "../tests/api/support/wait.rs"]
+mod wait;
 #[path = "../tests/api/support/webdriver.rs"]
 #[allow(dead_code)]
 mod webdriver;
