@@ -34,10 +34,10 @@ mod server;
 mod settings;
 #[path = "suite/uploads.rs"]
 mod uploads;
-#[path = "suite/web.rs"]
-mod web;
 #[path = "../tests/api/support/wait.rs"]
 mod wait;
+#[path = "suite/web.rs"]
+mod web;
 #[path = "../tests/api/support/webdriver.rs"]
 #[allow(dead_code)]
 mod webdriver;
