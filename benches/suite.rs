@@ -34,6 +34,8 @@ mod server;
 mod settings;
 #[path = "suite/uploads.rs"]
 mod uploads;
+#[path = "../tests/api/support/wait.rs"]
+mod wait;
 #[path = "suite/web.rs"]
 mod web;
 #[path = "../tests/api/support/webdriver.rs"]

@@ -1,6 +1,8 @@
 //! Environment -> typed `Config`, read once at start. A bad value stops the process with one
 //! line naming the variable. Nothing else in the crate reads the environment.
 
+mod read;
+
 use crate::domain::user::{Email, Password};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -207,297 +209,63 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Builds the config from any variable source; tests pass a map.
+    /// Builds the config from any variable source; tests pass a map. Areas are read in a fixed
+    /// order, so with several bad values the same one is always reported.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-
-        let host: IpAddr = match get("HOST") {
-            None => IpAddr::from([127, 0, 0, 1]),
-            Some(h) if h == "localhost" => IpAddr::from([127, 0, 0, 1]),
-            Some(h) => h
-                .parse()
-                .map_err(|_| err("HOST", format!("{h:?} is not an IP address")))?,
-        };
-        let port: u16 = match get("PORT") {
-            None => 3000,
-            Some(p) => p
-                .parse()
-                .map_err(|_| err("PORT", format!("{p:?} is not a port number (0-65535)")))?,
-        };
-        // Vercel's file system is read-only outside /tmp.
-        let default_data_dir = if get("VERCEL").is_some() {
-            "/tmp/ticketing"
-        } else {
-            "./data"
-        };
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| default_data_dir.into()));
-
-        let mongo_db = get("MONGODB_DB").unwrap_or_else(|| "ticketing".into());
-        let (url_var, url) = [
-            ("DATABASE_URL", get("DATABASE_URL")),
-            ("MONGO_URI", get("MONGO_URI")),
-            ("MONGODB_URI", get("MONGODB_URI")),
-        ]
-        .into_iter()
-        .find_map(|(name, value)| value.map(|v| (name, v)))
-        .unwrap_or(("DATABASE_URL", String::new()));
-        let store = if url.is_empty() {
-            StoreUrl::Sqlite(data_dir.join("ticketing.db"))
-        } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
-            StoreUrl::Mongo {
-                uri: Secret::new(url),
-                database: mongo_db,
-            }
-        } else if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                return Err(err(url_var, "sqlite URL has no file path"));
-            }
-            StoreUrl::Sqlite(PathBuf::from(path))
-        } else {
-            return Err(err(
-                url_var,
-                "expected sqlite://PATH, mongodb://… or mongodb+srv://…",
-            ));
-        };
-
-        let jwt_secret = match get("JWT_SECRET") {
+        let env = read::Env { lookup: &lookup };
+        let host = read::host(&env)?;
+        let port: u16 = env.number("PORT", 3000, |_| true, "is not a port number (0-65535)")?;
+        let data_dir = read::data_dir(&env);
+        let store = read::store(&env, &data_dir)?;
+        let jwt_secret = match env.get("JWT_SECRET") {
             Some(s) if s.len() < 32 => return Err(err("JWT_SECRET", "must be at least 32 bytes")),
             other => other.map(Secret::new),
         };
-        let jwt_ttl = match get("JWT_TTL") {
-            None => Duration::from_secs(24 * 3600),
-            Some(raw) => parse_duration(&raw)
-                .filter(|d| {
-                    *d >= Duration::from_secs(60) && *d <= Duration::from_secs(90 * 24 * 3600)
-                })
-                .ok_or_else(|| {
-                    err(
-                        "JWT_TTL",
-                        format!("{raw:?} is not a duration between 1m and 90d (e.g. 24h, 30m)"),
-                    )
-                })?,
-        };
-
-        let gemini_api_key = get("GEMINI_API_KEY").map(Secret::new);
-        let provider = match get("AI_PROVIDER").as_deref() {
-            None if gemini_api_key.is_some() => AiProviderKind::Gemini,
-            None => AiProviderKind::Rules,
-            Some("gemini") => AiProviderKind::Gemini,
-            Some("openai") => AiProviderKind::OpenAi,
-            Some("rules") => AiProviderKind::Rules,
-            Some(other) => {
-                return Err(err(
-                    "AI_PROVIDER",
-                    format!("{other:?} is not one of gemini, openai, rules"),
-                ));
-            }
-        };
-        let ai = AiConfig {
-            provider,
-            gemini_model: get("GEMINI_MODEL").unwrap_or_else(|| DEFAULT_GEMINI_MODEL.into()),
-            gemini_base_url: http_url("GEMINI_BASE_URL", get("GEMINI_BASE_URL"))?
-                .unwrap_or_else(|| DEFAULT_GEMINI_BASE_URL.into()),
-            gemini_api_key,
-            openai_base_url: http_url("AI_BASE_URL", get("AI_BASE_URL"))?,
-            openai_api_key: get("AI_API_KEY").map(Secret::new),
-            openai_model: get("AI_MODEL"),
-        };
-        match ai.provider {
-            AiProviderKind::Gemini if ai.gemini_api_key.is_none() => {
-                return Err(err("GEMINI_API_KEY", "required when AI_PROVIDER=gemini"));
-            }
-            AiProviderKind::OpenAi if ai.openai_base_url.is_none() => {
-                return Err(err("AI_BASE_URL", "required when AI_PROVIDER=openai"));
-            }
-            AiProviderKind::OpenAi if ai.openai_model.is_none() => {
-                return Err(err("AI_MODEL", "required when AI_PROVIDER=openai"));
-            }
-            _ => {}
-        }
-
-        let raw_mail = crate::mail::RawMailEnv::from_lookup(get);
-        let mail = crate::mail::MailSettings::parse(&raw_mail, &data_dir).map_err(|e| {
-            use crate::mail::MailConfigError as M;
-            let variable = match &e {
-                M::InvalidPort(_) => "MAILTRAP_SMTP_PORT",
-                M::InvalidFrom { .. } => "MAIL_FROM",
-                M::IncompleteCredentials(name) => name,
-                _ if raw_mail.smtp_url.is_some() => "SMTP_URL",
-                _ => "MAILTRAP_SMTP_HOST",
-            };
-            let message = e.to_string();
-            let message = message
-                .strip_prefix(variable)
-                .map(str::trim_start)
-                .unwrap_or(&message)
-                .to_owned();
-            err(variable, message)
-        })?;
-
-        let app_url = http_url("APP_URL", get("APP_URL"))?
+        let jwt_ttl = env.duration(
+            "JWT_TTL",
+            Duration::from_secs(24 * 3600),
+            |d| d >= Duration::from_secs(60) && d <= Duration::from_secs(90 * 24 * 3600),
+            "is not a duration between 1m and 90d (e.g. 24h, 30m)",
+        )?;
+        let ai = read::ai(&env)?;
+        let mail = read::mail(&env, &data_dir)?;
+        let app_url = read::http_url("APP_URL", env.get("APP_URL"))?
             .unwrap_or_else(|| format!("http://{host}:{port}"))
             .trim_end_matches('/')
             .to_owned();
-
-        let inngest_env: BTreeMap<String, String> = INNGEST_VARS
-            .iter()
-            .filter_map(|name| get(name).map(|v| ((*name).to_owned(), v)))
-            .collect();
-
-        if !inngest_env.is_empty() {
-            inngest_settings_check(&inngest_env)?;
-        }
-
-        let cors_origins = match get("CORS_ORIGINS") {
-            None => Vec::new(),
-            Some(raw) => raw
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(|o| {
-                    if o == "*" || url::Url::parse(o).is_ok_and(|u| u.has_host()) {
-                        Ok(o.trim_end_matches('/').to_owned())
-                    } else {
-                        Err(err(
-                            "CORS_ORIGINS",
-                            format!("{o:?} is not an origin like https://app.example.com"),
-                        ))
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("text") | Some("pretty") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(err(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not one of text, json"),
-                ));
-            }
-        };
-
-        let bootstrap_admin = match (
-            get("BOOTSTRAP_ADMIN_EMAIL"),
-            lookup("BOOTSTRAP_ADMIN_PASSWORD"),
-        ) {
-            (None, None) => None,
-            (Some(email), Some(password)) => Some((
-                Email::parse(&email).map_err(|e| err("BOOTSTRAP_ADMIN_EMAIL", e.to_string()))?,
-                Password::parse(&password)
-                    .map_err(|e| err("BOOTSTRAP_ADMIN_PASSWORD", e.to_string()))?,
-            )),
-            (Some(_), None) => {
-                return Err(err(
-                    "BOOTSTRAP_ADMIN_PASSWORD",
-                    "required with BOOTSTRAP_ADMIN_EMAIL",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(err(
-                    "BOOTSTRAP_ADMIN_EMAIL",
-                    "required with BOOTSTRAP_ADMIN_PASSWORD",
-                ));
-            }
-        };
-
-        let auth_rate_limit_per_min = match get("AUTH_RATE_LIMIT_PER_MIN") {
-            None => 30,
-            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                err(
-                    "AUTH_RATE_LIMIT_PER_MIN",
-                    format!("{raw:?} is not a positive integer"),
-                )
-            })?,
-        };
-
-        let sla_var = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(Duration::from_secs(default)),
-                Some(raw) => parse_duration(&raw)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        err(
-                            name,
-                            format!("{raw:?} is not a duration like 4h, 30m or 90s"),
-                        )
-                    }),
-            }
-        };
-        let sla = SlaConfig {
-            low: sla_var("SLA_LOW", 72 * 3600)?,
-            medium: sla_var("SLA_MEDIUM", 24 * 3600)?,
-            high: sla_var("SLA_HIGH", 4 * 3600)?,
-        };
-        let ai_concurrency = match get("AI_CONCURRENCY") {
-            None => 4,
-            Some(raw) => raw
-                .parse()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "AI_CONCURRENCY",
-                        format!("{raw:?} is not an integer from 1 to 1000"),
-                    )
-                })?,
-        };
-
-        // Down to seconds, so a test can watch a link expire.
-        let link_ttl = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(Duration::from_secs(default)),
-                Some(raw) => parse_duration(&raw)
-                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(30 * 86_400))
-                    .ok_or_else(|| {
-                        err(
-                            name,
-                            format!("{raw:?} is not a duration between 1s and 30d (e.g. 1h, 30m)"),
-                        )
-                    }),
-            }
-        };
-        let accounts = AccountConfig {
-            require_email_verification: flag(
-                "REQUIRE_EMAIL_VERIFICATION",
-                get("REQUIRE_EMAIL_VERIFICATION"),
-            )?,
-            password_reset_ttl: link_ttl("PASSWORD_RESET_TTL", 3600)?,
-            email_verification_ttl: link_ttl("EMAIL_VERIFICATION_TTL", 24 * 3600)?,
-        };
-
-        let runs_retention = match get("RUNS_RETENTION") {
-            None => Duration::from_secs(30 * 86_400),
-            Some(raw) => parse_duration(&raw)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    err(
-                        "RUNS_RETENTION",
-                        format!("{raw:?} is not a duration like 30d, 12h or 90s"),
-                    )
-                })?,
-        };
-
-        let attachment_max_bytes = match get("ATTACHMENT_MAX_BYTES") {
-            None => DEFAULT_ATTACHMENT_MAX_BYTES,
-            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                err(
-                    "ATTACHMENT_MAX_BYTES",
-                    format!("{raw:?} is not a positive number of bytes"),
-                )
-            })?,
-        };
-        let attachments_s3 = match get("ATTACHMENTS_URL") {
+        let inngest_env = read::inngest_env(&env)?;
+        let cors_origins = read::cors_origins(&env)?;
+        let log_format = read::log_format(&env)?;
+        let bootstrap_admin = read::bootstrap_admin(&env)?;
+        let auth_rate_limit_per_min = env.number(
+            "AUTH_RATE_LIMIT_PER_MIN",
+            30,
+            |n| n > 0,
+            "is not a positive integer",
+        )?;
+        let sla = read::sla(&env)?;
+        let ai_concurrency = env.number(
+            "AI_CONCURRENCY",
+            4,
+            |n| (1..=1000).contains(&n),
+            "is not an integer from 1 to 1000",
+        )?;
+        let accounts = read::accounts(&env)?;
+        let runs_retention = env.duration(
+            "RUNS_RETENTION",
+            Duration::from_secs(30 * 86_400),
+            |d| !d.is_zero(),
+            "is not a duration like 30d, 12h or 90s",
+        )?;
+        let attachment_max_bytes = env.number(
+            "ATTACHMENT_MAX_BYTES",
+            DEFAULT_ATTACHMENT_MAX_BYTES,
+            |n| n > 0,
+            "is not a positive number of bytes",
+        )?;
+        let attachments_s3 = match env.get("ATTACHMENTS_URL") {
             None => None,
-            Some(url) => Some(s3_settings(&url, &get)?),
+            Some(url) => Some(read::s3_settings(&url, &env)?),
         };
 
         Ok(Config {
@@ -505,7 +273,7 @@ impl Config {
             attachments_s3,
             accounts,
             runs_retention,
-            metrics_token: get("METRICS_TOKEN").map(Secret::new),
+            metrics_token: env.get("METRICS_TOKEN").map(Secret::new),
             sla,
             ai_concurrency,
             host,
@@ -522,89 +290,9 @@ impl Config {
             log_format,
             bootstrap_admin,
             auth_rate_limit_per_min,
-            trust_proxy: flag("TRUST_PROXY", get("TRUST_PROXY"))?,
-            on_vercel: get("VERCEL").is_some(),
+            trust_proxy: read::flag("TRUST_PROXY", env.get("TRUST_PROXY"))?,
+            on_vercel: env.get("VERCEL").is_some(),
         })
-    }
-}
-
-fn s3_settings(
-    url: &str,
-    get: &impl Fn(&str) -> Option<String>,
-) -> Result<S3Settings, ConfigError> {
-    let bad = || {
-        err(
-            "ATTACHMENTS_URL",
-            format!("{url:?} is not an S3 URL like s3://bucket or s3://bucket/prefix"),
-        )
-    };
-    let rest = url.strip_prefix("s3://").ok_or_else(bad)?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_bucket = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if !valid_bucket {
-        return Err(bad());
-    }
-    let prefix = prefix.trim_matches('/').to_owned();
-    if !prefix.is_empty()
-        && prefix
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..")
-    {
-        return Err(bad());
-    }
-    let access_key_id = get("AWS_ACCESS_KEY_ID");
-    let secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(Secret::new);
-    match (&access_key_id, &secret_access_key) {
-        (Some(_), None) => {
-            return Err(err(
-                "AWS_SECRET_ACCESS_KEY",
-                "required with AWS_ACCESS_KEY_ID",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(err(
-                "AWS_ACCESS_KEY_ID",
-                "required with AWS_SECRET_ACCESS_KEY",
-            ));
-        }
-        _ => {}
-    }
-    Ok(S3Settings {
-        bucket: bucket.to_owned(),
-        prefix,
-        region: get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".to_owned()),
-        endpoint: http_url("AWS_ENDPOINT_URL", get("AWS_ENDPOINT_URL"))?,
-        access_key_id,
-        secret_access_key,
-        session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
-    })
-}
-
-fn flag(name: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
-    match raw.as_deref() {
-        None | Some("0" | "false" | "no" | "off") => Ok(false),
-        Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some(other) => Err(err(
-            name,
-            format!("{other:?} is not a boolean (true/false)"),
-        )),
-    }
-}
-
-fn http_url(name: &'static str, raw: Option<String>) -> Result<Option<String>, ConfigError> {
-    match raw {
-        None => Ok(None),
-        Some(u) => match url::Url::parse(&u) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
-                Ok(Some(u.trim_end_matches('/').to_owned()))
-            }
-            _ => Err(err(name, format!("{u:?} is not an http(s) URL"))),
-        },
     }
 }
 
@@ -621,35 +309,6 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs(secs))
-}
-
-/// Any `INNGEST_*` variable selects Inngest (dev server or cloud) over the embedded executor; a
-/// setup that cannot work there stops the start, naming the variable to set.
-fn inngest_settings_check(env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-    use crate::inngest::{InngestSettings, SettingsError};
-    let settings = InngestSettings::from_lookup(|name| env.get(name).cloned());
-    let set = || env.keys().cloned().collect::<Vec<_>>().join(", ");
-    match settings.validate() {
-        Ok(()) => Ok(()),
-        Err(SettingsError::MissingSigningKey) => Err(err(
-            "INNGEST_SIGNING_KEY",
-            format!(
-                "required for Inngest Cloud, selected because {} is set; set INNGEST_DEV=1 for a local dev server, or unset every INNGEST_* variable for the embedded executor",
-                set()
-            ),
-        )),
-        Err(SettingsError::MissingEventKey) => Err(err(
-            "INNGEST_EVENT_KEY",
-            "required with INNGEST_SIGNING_KEY: Inngest Cloud accepts events only with an event key",
-        )),
-        Err(SettingsError::FallbackWithoutPrimary) => Err(err(
-            "INNGEST_SIGNING_KEY",
-            "required with INNGEST_SIGNING_KEY_FALLBACK",
-        )),
-        Err(SettingsError::InvalidUrl { var, value }) => {
-            Err(err(var, format!("{value:?} is not a valid URL")))
-        }
-    }
 }
 
 #[cfg(test)]

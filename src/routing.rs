@@ -1,5 +1,6 @@
-//! Choosing who works a ticket. Pure: the caller loads the candidates (staff with their skills
-//! and current load) and stores the decision.
+//! Choosing who works a ticket. No I/O: the caller loads the candidates (staff with their skills
+//! and current load) and stores the decision. The decision depends only on the arguments; the
+//! one piece of shared state is a cache of compiled skill patterns, which never changes a result.
 //!
 //! Rules, in order:
 //! 1. Moderators whose skills match at least one required skill and who have capacity left

@@ -369,11 +369,18 @@ pub fn render_run(run: &RunView) -> String {
         field("error", error_line(error));
     }
     out.push_str("\nsteps\n");
-    if run.steps.is_empty() {
+    render_steps(&mut out, &run.steps);
+    out.push_str("\nhistory\n");
+    render_history(&mut out, &run.history);
+    out
+}
+
+/// The steps table of [`render_run`].
+fn render_steps(out: &mut String, steps: &[StepView]) {
+    if steps.is_empty() {
         out.push_str("  (none yet)\n");
     } else {
-        let name_width = run
-            .steps
+        let name_width = steps
             .iter()
             .map(|st| st.name.as_deref().unwrap_or(&st.id).chars().count())
             .max()
@@ -384,7 +391,7 @@ pub fn render_run(run: &RunView) -> String {
             "  {:<name_width$}  {:<12}  {:<9}  {:>8}  {:>8}  DETAIL",
             "NAME", "OP", "STATUS", "ATTEMPTS", "TIME"
         );
-        for st in &run.steps {
+        for st in steps {
             let detail = match (&st.error, st.until) {
                 (Some(e), Some(until)) => format!("{} (next {})", error_line(e), time(until)),
                 (Some(e), None) => error_line(e),
@@ -407,8 +414,11 @@ pub fn render_run(run: &RunView) -> String {
             out.push('\n');
         }
     }
-    out.push_str("\nhistory\n");
-    for e in &run.history {
+}
+
+/// The attempt history of [`render_run`].
+fn render_history(out: &mut String, history: &[HistoryView]) {
+    for e in history {
         let what = e.name.as_deref().unwrap_or(if e.step_id == DISCOVERY {
             "(function)"
         } else {
@@ -433,7 +443,6 @@ pub fn render_run(run: &RunView) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]

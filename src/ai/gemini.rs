@@ -2,16 +2,15 @@
 //! schema-constrained JSON output. The API key travels only in the `x-goog-api-key` header.
 
 use std::fmt;
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::errors::{classify_status, classify_transport};
-use super::retry::{self, AttemptCtx, RetryPolicy};
-use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider, parse_model_text};
+use super::provider::{self, Reply, WireFormat};
+use super::retry::RetryPolicy;
+use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider};
 use super::{prompt, schema};
-use crate::domain::triage::{Triage, TriageSource};
+use crate::domain::triage::TriageSource;
 
 /// Output budget of the first attempt. Thinking tokens count against it, so it is generous.
 pub const MAX_OUTPUT_TOKENS: u32 = 2048;
@@ -114,62 +113,56 @@ impl GeminiProvider {
             "safetySettings": safety,
         })
     }
+}
 
-    async fn attempt(
-        &self,
-        url: &str,
-        input: &TicketText,
-        ctx: AttemptCtx,
-    ) -> Result<(Triage, Option<TokenUsage>, Option<String>), AiError> {
-        tracing::debug!(attempt = ctx.attempt, model = %self.model, "gemini triage request");
-        let response = self
-            .http
-            .post(url)
-            .header("x-goog-api-key", &self.api_key)
-            .timeout(ctx.timeout)
-            .json(&self.request_body(input, ctx.after_bad_output))
-            .send()
-            .await
-            .map_err(|e| classify_transport("gemini", &e, ctx.timeout))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| classify_transport("gemini", &e, ctx.timeout))?;
-        if !status.is_success() {
-            return Err(classify_status("gemini", status, &headers, &body));
-        }
-        let parsed: GenerateContentResponse = serde_json::from_str(&body).map_err(|e| {
+impl WireFormat for GeminiProvider {
+    const NAME: &'static str = "gemini";
+    const SOURCE: TriageSource = TriageSource::Gemini;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn configured_model(&self) -> &str {
+        &self.model
+    }
+
+    fn url(&self) -> Result<String, AiError> {
+        self.endpoint()
+    }
+
+    fn body(&self, input: &TicketText, after_bad_output: bool) -> Value {
+        self.request_body(input, after_bad_output)
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.header("x-goog-api-key", &self.api_key)
+    }
+
+    fn parse_reply(&self, body: &str) -> Result<Reply, AiError> {
+        let parsed: GenerateContentResponse = serde_json::from_str(body).map_err(|e| {
             AiError::BadOutput(format!("Gemini response is not the expected JSON: {e}"))
         })?;
-        let usage = parsed.usage_metadata.as_ref().map(UsageMetadata::to_usage);
-        let model = parsed.model_version.clone();
-        let text = extract_text(&parsed)?;
-        Ok((parse_model_text(&text)?, usage, model))
+        Ok(Reply {
+            text: extract_text(&parsed)?,
+            usage: parsed.usage_metadata.as_ref().map(UsageMetadata::to_usage),
+            model: parsed.model_version,
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl TriageProvider for GeminiProvider {
     fn name(&self) -> &'static str {
-        "gemini"
+        Self::NAME
     }
 
     async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
-        let url = self.endpoint()?;
-        let started = Instant::now();
-        let (result, attempts) =
-            retry::run(&self.policy, "gemini", |ctx| self.attempt(&url, input, ctx)).await;
-        let (triage, usage, model) = result?;
-        Ok(TriageOutcome {
-            triage,
-            source: TriageSource::Gemini,
-            model: model.unwrap_or_else(|| self.model.clone()),
-            usage,
-            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            attempts,
-        })
+        provider::triage(self, input).await
     }
 }
 

@@ -10,6 +10,7 @@ mod errors;
 pub mod gemini;
 pub mod openai;
 pub mod prompt;
+mod provider;
 pub mod retry;
 pub mod rules;
 pub mod schema;
@@ -147,20 +148,6 @@ pub enum TriageDecision {
         retry_after: Option<Duration>,
         cause: AiError,
     },
-}
-
-impl TriageDecision {
-    /// The triage, unless the decision is to retry later.
-    pub fn outcome(&self) -> Option<&TriageOutcome> {
-        match self {
-            TriageDecision::Done(o) | TriageDecision::Fallback { outcome: o, .. } => Some(o),
-            TriageDecision::RetryLater { .. } => None,
-        }
-    }
-
-    pub fn is_fallback(&self) -> bool {
-        matches!(self, TriageDecision::Fallback { .. })
-    }
 }
 
 /// Triages with `primary`; on failure uses the rules engine, except that a rate limit is
@@ -379,7 +366,7 @@ mod tests {
         let p = scripted(Ok(ok.clone()));
         let d = triage_with_fallback(&p, &rules, &input(), OnRateLimit::Defer).await;
         assert_eq!(d, TriageDecision::Done(ok));
-        assert!(!d.is_fallback());
+        assert!(!matches!(d, TriageDecision::Fallback { .. }));
         assert_eq!(p.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -400,7 +387,6 @@ mod tests {
             assert_eq!(cause, &err);
             assert_eq!(outcome.source, TriageSource::Rules);
             assert_eq!(outcome.triage.category, Category::Billing);
-            assert!(d.is_fallback());
         }
     }
 
@@ -420,10 +406,11 @@ mod tests {
                 cause: err.clone()
             }
         );
-        assert!(d.outcome().is_none());
         let d = triage_with_fallback(&p, &rules, &input(), OnRateLimit::Fallback).await;
-        assert!(d.is_fallback());
-        assert_eq!(d.outcome().unwrap().source, TriageSource::Rules);
+        let TriageDecision::Fallback { outcome, .. } = &d else {
+            panic!("expected fallback, got {d:?}");
+        };
+        assert_eq!(outcome.source, TriageSource::Rules);
     }
 
     #[test]

@@ -2,16 +2,15 @@
 //! Ollama, vLLM, llama.cpp, LM Studio) with strict JSON-schema output.
 
 use std::fmt;
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::errors::{classify_status, classify_transport};
-use super::retry::{self, AttemptCtx, RetryPolicy};
-use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider, parse_model_text};
+use super::provider::{self, Reply, WireFormat};
+use super::retry::RetryPolicy;
+use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider};
 use super::{prompt, schema};
-use crate::domain::triage::{Triage, TriageSource};
+use crate::domain::triage::TriageSource;
 
 /// Output budget of the first attempt (reasoning models spend part of it thinking).
 pub const MAX_TOKENS: u32 = 2048;
@@ -98,66 +97,59 @@ impl OpenAiProvider {
             "max_tokens": if after_bad_output { MAX_TOKENS_RETRY } else { MAX_TOKENS },
         })
     }
+}
 
-    async fn attempt(
-        &self,
-        url: &str,
-        input: &TicketText,
-        ctx: AttemptCtx,
-    ) -> Result<(Triage, Option<TokenUsage>, Option<String>), AiError> {
-        tracing::debug!(attempt = ctx.attempt, model = %self.model, "openai triage request");
-        let mut request = self
-            .http
-            .post(url)
-            .timeout(ctx.timeout)
-            .json(&self.request_body(input, ctx.after_bad_output));
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+impl WireFormat for OpenAiProvider {
+    const NAME: &'static str = "openai";
+    const SOURCE: TriageSource = TriageSource::OpenAi;
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn configured_model(&self) -> &str {
+        &self.model
+    }
+
+    fn url(&self) -> Result<String, AiError> {
+        self.endpoint()
+    }
+
+    fn body(&self, input: &TicketText, after_bad_output: bool) -> Value {
+        self.request_body(input, after_bad_output)
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| classify_transport("openai", &e, ctx.timeout))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| classify_transport("openai", &e, ctx.timeout))?;
-        if !status.is_success() {
-            return Err(classify_status("openai", status, &headers, &body));
-        }
-        let parsed: ChatResponse = serde_json::from_str(&body).map_err(|e| {
+    }
+
+    fn parse_reply(&self, body: &str) -> Result<Reply, AiError> {
+        let parsed: ChatResponse = serde_json::from_str(body).map_err(|e| {
             AiError::BadOutput(format!("chat completion is not the expected JSON: {e}"))
         })?;
-        let usage = parsed.usage.as_ref().map(Usage::to_usage);
-        let text = extract_text(&parsed)?;
-        Ok((parse_model_text(&text)?, usage, parsed.model))
+        Ok(Reply {
+            text: extract_text(&parsed)?,
+            usage: parsed.usage.as_ref().map(Usage::to_usage),
+            model: parsed.model,
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl TriageProvider for OpenAiProvider {
     fn name(&self) -> &'static str {
-        "openai"
+        Self::NAME
     }
 
     async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
-        let url = self.endpoint()?;
-        let started = Instant::now();
-        let (result, attempts) =
-            retry::run(&self.policy, "openai", |ctx| self.attempt(&url, input, ctx)).await;
-        let (triage, usage, model) = result?;
-        Ok(TriageOutcome {
-            triage,
-            source: TriageSource::OpenAi,
-            model: model
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| self.model.clone()),
-            usage,
-            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            attempts,
-        })
+        provider::triage(self, input).await
     }
 }
 

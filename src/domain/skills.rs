@@ -29,569 +29,57 @@ pub struct SkillDef {
     pub text_cues: &'static [&'static str],
 }
 
-/// The vocabulary, in the order skills are listed to the model.
-pub static VOCABULARY: &[SkillDef] = &[
-    SkillDef {
-        name: "Database",
-        aliases: &[
-            "databases",
-            "db",
-            "dba",
-            "sql",
-            "nosql",
-            "postgres",
-            "postgresql",
-            "psql",
-            "mysql",
-            "mariadb",
-            "mongodb",
-            "mongo",
-            "sqlite",
-            "sql server",
-            "mssql",
-            "oracle database",
-            "dynamodb",
-            "redis",
-            "data modeling",
-        ],
-        text_cues: &[
-            "database",
-            "databases",
-            "db",
-            "sql",
-            "postgres",
-            "postgresql",
-            "mysql",
-            "mariadb",
-            "mongodb",
-            "sqlite",
-            "redis",
-            "sql query",
-            "slow query",
-            "queries",
-            "deadlock",
-            "connection pool",
-            "migrations",
-            "schema migration",
-        ],
-    },
-    SkillDef {
-        name: "JavaScript",
-        aliases: &[
-            "js",
-            "ecmascript",
-            "typescript",
-            "node",
-            "node.js",
-            "nodejs",
-            "npm",
-            "yarn",
-            "express",
-            "express.js",
-            "deno",
-        ],
-        text_cues: &[
-            "javascript",
-            "typescript",
-            "node.js",
-            "nodejs",
-            "npm",
-            "yarn",
-            "uncaught typeerror",
-            "undefined is not a function",
-            "cannot read properties of undefined",
-        ],
-    },
-    SkillDef {
-        name: "Frontend",
-        aliases: &[
-            "front-end",
-            "front end",
-            "react",
-            "react.js",
-            "reactjs",
-            "vue",
-            "vue.js",
-            "angular",
-            "svelte",
-            "next.js",
-            "html",
-            "css",
-            "ui",
-            "ux",
-            "ui/ux",
-            "web design",
-        ],
-        text_cues: &[
-            "frontend",
-            "front-end",
-            "react",
-            "vue",
-            "angular",
-            "svelte",
-            "css",
-            "html",
-            "button",
-            "layout",
-            "browser",
-            "chrome",
-            "firefox",
-            "safari",
-            "dark mode",
-            "responsive",
-            "ui",
-            "blank page",
-            "blank screen",
-            "white screen",
-            "dropdown",
-            "modal",
-        ],
-    },
-    SkillDef {
-        name: "Backend",
-        aliases: &[
-            "back-end",
-            "back end",
-            "api",
-            "apis",
-            "rest",
-            "rest api",
-            "graphql",
-            "microservices",
-            "server-side",
-            "webhooks",
-        ],
-        text_cues: &[
-            "backend",
-            "back-end",
-            "api",
-            "endpoint",
-            "webhook",
-            "webhooks",
-            "graphql",
-            "internal server error",
-            "status code",
-            "rate limit",
-        ],
-    },
-    SkillDef {
-        name: "Python",
-        aliases: &["django", "flask", "fastapi", "pandas"],
-        text_cues: &[
-            "python",
-            "django",
-            "flask",
-            "fastapi",
-            "pandas",
-            "traceback",
-            "pip install",
-        ],
-    },
-    SkillDef {
-        name: "Java",
-        aliases: &["spring", "spring boot", "jvm", "maven", "gradle", "kotlin"],
-        text_cues: &[
-            "java",
-            "spring boot",
-            "jvm",
-            "nullpointerexception",
-            "maven",
-            "gradle",
-            "kotlin",
-        ],
-    },
-    SkillDef {
-        name: ".NET",
-        aliases: &["dotnet", "c#", "csharp", "asp.net", "f#"],
-        text_cues: &[".net", "dotnet", "c#", "asp.net"],
-    },
-    SkillDef {
-        name: "C++",
-        aliases: &["cpp", "c/c++"],
-        text_cues: &["c++", "cpp", "segfault", "segmentation fault"],
-    },
-    SkillDef {
-        name: "Go",
-        aliases: &["golang"],
-        text_cues: &["golang"],
-    },
-    SkillDef {
-        name: "Rust",
-        aliases: &["cargo", "rustc"],
-        text_cues: &["rust", "cargo", "rustc"],
-    },
-    SkillDef {
-        name: "PHP",
-        aliases: &["laravel", "symfony", "wordpress"],
-        text_cues: &["php", "laravel", "symfony", "wordpress"],
-    },
-    SkillDef {
-        name: "Ruby",
-        aliases: &["rails", "ruby on rails"],
-        text_cues: &["ruby", "rails"],
-    },
-    SkillDef {
-        name: "Mobile",
-        aliases: &[
-            "ios",
-            "android",
-            "iphone",
-            "ipad",
-            "swift",
-            "react native",
-            "flutter",
-            "mobile app",
-            "mobile apps",
-        ],
-        text_cues: &[
-            "mobile",
-            "mobile app",
-            "ios",
-            "android",
-            "iphone",
-            "ipad",
-            "app store",
-            "play store",
-            "flutter",
-            "react native",
-            "tablet",
-        ],
-    },
-    SkillDef {
-        name: "DevOps",
-        aliases: &[
-            "docker",
-            "kubernetes",
-            "k8s",
-            "ci/cd",
-            "deployment",
-            "deployments",
-            "terraform",
-            "ansible",
-            "linux",
-            "nginx",
-            "aws",
-            "azure",
-            "gcp",
-            "cloud",
-            "infrastructure",
-            "sre",
-            "helm",
-            "jenkins",
-            "github actions",
-        ],
-        text_cues: &[
-            "devops",
-            "docker",
-            "kubernetes",
-            "k8s",
-            "container",
-            "pod",
-            "deploy",
-            "deployment",
-            "ci/cd",
-            "pipeline",
-            "nginx",
-            "terraform",
-            "aws",
-            "azure",
-            "gcp",
-            "google cloud",
-            "disk space",
-            "out of memory",
-            "infrastructure",
-            "outage",
-        ],
-    },
-    SkillDef {
-        name: "Networking",
-        aliases: &[
-            "network",
-            "dns",
-            "ssl",
-            "tls",
-            "https",
-            "certificates",
-            "ssl certificates",
-            "cdn",
-            "firewall",
-            "proxy",
-            "vpn",
-            "load balancer",
-            "tcp/ip",
-        ],
-        text_cues: &[
-            "network",
-            "dns",
-            "ssl",
-            "tls",
-            "certificate",
-            "connection refused",
-            "connection reset",
-            "firewall",
-            "proxy",
-            "vpn",
-            "cdn",
-            "custom domain",
-            "ip address",
-        ],
-    },
-    SkillDef {
-        name: "Security",
-        aliases: &[
-            "infosec",
-            "appsec",
-            "penetration testing",
-            "pentest",
-            "encryption",
-            "cryptography",
-            "compliance",
-            "gdpr",
-            "vulnerability management",
-        ],
-        text_cues: &[
-            "security",
-            "vulnerability",
-            "vulnerabilities",
-            "cve",
-            "xss",
-            "sql injection",
-            "csrf",
-            "breach",
-            "hacked",
-            "phishing",
-            "malware",
-            "unauthorized access",
-            "unauthorised access",
-            "data leak",
-            "leaked",
-            "exploit",
-            "gdpr",
-            "encryption",
-            "suspicious login",
-            "suspicious activity",
-        ],
-    },
-    SkillDef {
-        name: "Authentication",
-        aliases: &[
-            "auth",
-            "login",
-            "sign-in",
-            "sso",
-            "single sign-on",
-            "oauth",
-            "oauth2",
-            "openid",
-            "oidc",
-            "saml",
-            "ldap",
-            "2fa",
-            "mfa",
-            "two-factor",
-            "identity",
-            "iam",
-            "jwt",
-            "password reset",
-        ],
-        text_cues: &[
-            "log in",
-            "login",
-            "logging in",
-            "sign in",
-            "signin",
-            "sign-in",
-            "password",
-            "2fa",
-            "mfa",
-            "two-factor",
-            "two factor",
-            "sso",
-            "oauth",
-            "saml",
-            "locked out",
-            "verification code",
-            "reset link",
-            "session expired",
-            "logged out",
-        ],
-    },
-    SkillDef {
-        name: "Billing",
-        aliases: &[
-            "payments",
-            "payment processing",
-            "invoicing",
-            "invoices",
-            "subscriptions",
-            "stripe",
-            "paypal",
-            "accounting",
-            "finance",
-            "refunds",
-        ],
-        text_cues: &[
-            "billing",
-            "invoice",
-            "invoices",
-            "charged",
-            "charges",
-            "double charge",
-            "refund",
-            "payment",
-            "payments",
-            "credit card",
-            "debit card",
-            "card declined",
-            "subscription",
-            "receipt",
-            "pricing",
-            "price",
-            "my plan",
-            "paid plan",
-            "vat",
-            "tax",
-            "stripe",
-            "paypal",
-            "overcharged",
-        ],
-    },
-    SkillDef {
-        name: "Account Management",
-        aliases: &[
-            "accounts",
-            "user accounts",
-            "customer accounts",
-            "user management",
-            "profiles",
-        ],
-        text_cues: &[
-            "account",
-            "accounts",
-            "profile",
-            "username",
-            "email address",
-            "delete my account",
-            "close my account",
-            "change my email",
-            "merge accounts",
-            "team members",
-            "invite",
-            "permissions",
-            "roles",
-        ],
-    },
-    SkillDef {
-        name: "Performance",
-        aliases: &[
-            "optimization",
-            "optimisation",
-            "scalability",
-            "load testing",
-            "caching",
-            "profiling",
-        ],
-        text_cues: &[
-            "slow",
-            "slowly",
-            "sluggish",
-            "latency",
-            "lag",
-            "laggy",
-            "takes forever",
-            "performance",
-            "timeout",
-            "timeouts",
-            "timed out",
-            "high cpu",
-            "memory leak",
-            "freeze",
-            "freezes",
-            "hangs",
-        ],
-    },
-    SkillDef {
-        name: "Email",
-        aliases: &[
-            "e-mail",
-            "smtp",
-            "email delivery",
-            "deliverability",
-            "mail server",
-            "imap",
-            "postfix",
-            "sendgrid",
-            "mailgun",
-        ],
-        text_cues: &[
-            "smtp",
-            "deliverability",
-            "bounce",
-            "bounced",
-            "spam folder",
-            "newsletter",
-            "email notifications",
-            "notification emails",
-            "verification email",
-            "confirmation email",
-            "not receiving emails",
-            "emails are not",
-            "never received the email",
-        ],
-    },
-    SkillDef {
-        name: "Reporting",
-        aliases: &[
-            "analytics",
-            "reports",
-            "dashboards",
-            "data analysis",
-            "business intelligence",
-            "bi",
-            "excel",
-            "csv",
-            "data export",
-            "etl",
-        ],
-        text_cues: &[
-            "reports",
-            "report builder",
-            "dashboard",
-            "analytics",
-            "export",
-            "csv",
-            "excel",
-            "chart",
-            "charts",
-            "statistics",
-        ],
-    },
-    SkillDef {
-        name: "Integrations",
-        aliases: &[
-            "integration",
-            "zapier",
-            "slack",
-            "salesforce",
-            "hubspot",
-            "jira",
-            "sync",
-        ],
-        text_cues: &[
-            "integration",
-            "integrations",
-            "zapier",
-            "slack",
-            "salesforce",
-            "hubspot",
-            "jira",
-            "third-party",
-            "third party",
-            "sync",
-            "syncing",
-        ],
-    },
-];
+/// The vocabulary, in the order skills are listed to the model. The skills themselves are data,
+/// `skills.json` next to this file, compiled into the binary and read on first use.
+pub const VOCABULARY: Vocabulary = Vocabulary;
+
+/// Handle on the vocabulary: iterate it, or [`Vocabulary::iter`].
+#[derive(Clone, Copy, Debug)]
+pub struct Vocabulary;
+
+impl Vocabulary {
+    pub fn iter(self) -> std::slice::Iter<'static, SkillDef> {
+        DEFS.iter()
+    }
+}
+
+impl IntoIterator for Vocabulary {
+    type Item = &'static SkillDef;
+    type IntoIter = std::slice::Iter<'static, SkillDef>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// One entry of `skills.json`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkillEntry {
+    name: &'static str,
+    #[serde(borrow)]
+    aliases: Vec<&'static str>,
+    #[serde(borrow)]
+    text_cues: Vec<&'static str>,
+}
+
+fn parse_vocabulary(json: &'static str) -> serde_json::Result<Vec<SkillDef>> {
+    let entries: Vec<SkillEntry> = serde_json::from_str(json)?;
+    // Read once per process; the slices live as long as the program, like the text they borrow.
+    Ok(entries
+        .into_iter()
+        .map(|e| SkillDef {
+            name: e.name,
+            aliases: e.aliases.leak(),
+            text_cues: e.text_cues.leak(),
+        })
+        .collect())
+}
+
+static DEFS: LazyLock<Vec<SkillDef>> = LazyLock::new(|| {
+    parse_vocabulary(include_str!("skills.json"))
+        .expect("BUG: skills.json is checked by vocabulary_data_is_valid")
+});
 
 /// Characters that glue onto a term: when one of these sits right before a term, the term is
 /// part of a longer word ("JavaScript" must not count as "Java", "C++" not as "C").
@@ -825,6 +313,44 @@ mod tests {
                 "duplicate {}",
                 def.name
             );
+        }
+    }
+
+    #[test]
+    fn vocabulary_data_is_valid() {
+        let defs = parse_vocabulary(include_str!("skills.json")).expect("skills.json parses");
+        assert!(!defs.is_empty());
+        let mut names_and_aliases = HashSet::new();
+        for def in &defs {
+            assert_eq!(
+                clean_skill(def.name).as_deref(),
+                Some(def.name),
+                "{}",
+                def.name
+            );
+            assert!(!def.text_cues.is_empty(), "{} has no text cues", def.name);
+            for (kind, terms) in [("alias", def.aliases), ("cue", def.text_cues)] {
+                let mut seen = HashSet::new();
+                for term in terms {
+                    assert!(
+                        !term.is_empty() && term.trim() == *term && term.to_lowercase() == *term,
+                        "{} {kind} {term:?} must be trimmed lower case",
+                        def.name
+                    );
+                    assert!(seen.insert(*term), "{} repeats {kind} {term:?}", def.name);
+                }
+            }
+            // An alias naming two skills would make skill lists ambiguous.
+            for term in std::iter::once(def.name).chain(def.aliases.iter().copied()) {
+                assert!(
+                    names_and_aliases.insert(term.to_lowercase()),
+                    "{term:?} names more than one skill"
+                );
+            }
+            assert!(
+                term_regex(std::iter::once(def.name).chain(def.aliases.iter().copied())).is_some()
+            );
+            assert!(term_regex(def.text_cues.iter().copied()).is_some());
         }
     }
 

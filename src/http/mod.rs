@@ -183,10 +183,6 @@ fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi
     (router, streaming, openapi)
 }
 
-pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    api(state).2
-}
-
 /// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
 /// its own body limits.
 pub fn router(state: AppState, extra: Router) -> Router {

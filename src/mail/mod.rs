@@ -11,8 +11,6 @@ pub mod settings;
 pub mod smtp;
 pub mod templates;
 
-use std::sync::Mutex;
-
 use serde::{Deserialize, Serialize};
 
 pub use outbox::OutboxMailer;
@@ -88,62 +86,16 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, msg: &Email) -> Result<(), MailError>;
 }
 
-/// Keeps messages in memory; for tests and for running without any delivery.
-#[derive(Debug, Default)]
-pub struct MemoryMailer {
-    sent: Mutex<Vec<Email>>,
-}
-
-impl MemoryMailer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Everything sent so far, oldest first.
-    pub fn sent(&self) -> Vec<Email> {
-        self.sent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-#[async_trait::async_trait]
-impl Mailer for MemoryMailer {
-    async fn send(&self, msg: &Email) -> Result<(), MailError> {
-        // Same validation as the real transports, so tests catch bad addresses.
-        message::parse_recipients(&msg.to)?;
-        self.sent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(msg.clone());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn memory_mailer_records_and_validates() {
-        let m = MemoryMailer::new();
-        let content = MailContent {
-            subject: "s".into(),
-            text: "t".into(),
-            html: "<p>t</p>".into(),
-        };
-        m.send(&Email::new("a@example.com", content.clone()))
-            .await
-            .unwrap();
-        let err = m
-            .send(&Email::new("not an address", content))
-            .await
-            .unwrap_err();
+    #[test]
+    fn bad_recipients_are_permanent_errors() {
+        let err = message::parse_recipients(&["not an address".to_string()]).unwrap_err();
         assert!(matches!(err, MailError::InvalidAddress { .. }));
         assert!(err.is_permanent());
-        assert_eq!(m.sent().len(), 1);
-        assert_eq!(m.sent()[0].to, vec!["a@example.com"]);
+        assert!(message::parse_recipients(&["a@example.com".to_string()]).is_ok());
         assert!(!MailError::Transient("x".into()).is_permanent());
     }
 }

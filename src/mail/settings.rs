@@ -56,18 +56,6 @@ impl fmt::Debug for RawMailEnv {
 }
 
 impl RawMailEnv {
-    /// The variable names this module understands.
-    pub const VARS: [&'static str; 8] = [
-        "SMTP_URL",
-        "MAILTRAP_SMTP_HOST",
-        "MAILTRAP_SMTP_PORT",
-        "MAILTRAP_SMTP_USER",
-        "MAILTRAP_SMTP_PASS",
-        "MAILTRAP_USER",
-        "MAILTRAP_PASS",
-        "MAIL_FROM",
-    ];
-
     /// Collects the values through `lookup` (e.g. a closure over the environment or a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         RawMailEnv {

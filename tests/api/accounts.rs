@@ -4,7 +4,7 @@
 //! `REQUIRE_EMAIL_VERIFICATION` answering the same for new and taken addresses.
 
 use crate::helpers::*;
-use crate::pipeline_common::{APP_URL, DEADLINE, eventually, mails_to, runs, summary};
+use crate::pipeline_common::{APP_URL, DEADLINE, mails_to, runs, summary, wait_until};
 use crate::support::smtp_peer::{ReceivedMail, SmtpPeer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -49,7 +49,7 @@ async fn login_status(app: &TestApp, email: &str, password: &str) -> StatusCode 
 
 /// Waits for the one mail to `to` with `subject` and returns it.
 async fn mail(peer: &SmtpPeer, to: &str, subject: &str) -> ReceivedMail {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let mails = peer.messages();
         let found: Vec<&ReceivedMail> = mails_to(&mails, to)
             .into_iter()
@@ -135,7 +135,7 @@ async fn a_forgotten_password_is_reset_once_through_the_mailed_link() {
         .map(|e| e.data)
         .collect();
     assert_eq!(requested.len(), 2, "{requested:?}");
-    let reset_mails = eventually(DEADLINE, || async {
+    let reset_mails = wait_until(DEADLINE, || async {
         let mails = peer.messages();
         let resets: Vec<ReceivedMail> = mails_to(&mails, "ann@example.com")
             .into_iter()
@@ -264,7 +264,7 @@ async fn a_reset_link_stops_working_when_it_expires() {
         .await
         .unwrap();
     assert_eq!(owner, Some(ann));
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let live = app
             .store
             .find_account_token(&hash, TokenPurpose::PasswordReset, chrono::Utc::now())
@@ -459,7 +459,7 @@ async fn with_verification_required_sign_up_waits_for_the_mailed_link() {
     let token = link_token(&verify, "/verify");
     let attempt = mail(&peer, "ann@example.com", ATTEMPT_SUBJECT).await;
     link_token(&attempt, "/reset");
-    let attempts = eventually(DEADLINE, || async {
+    let attempts = wait_until(DEADLINE, || async {
         let mails = peer.messages();
         let n = mails_to(&mails, "admin@example.com")
             .iter()
@@ -496,7 +496,7 @@ async fn with_verification_required_sign_up_waits_for_the_mailed_link() {
         assert_eq!(r.status, StatusCode::ACCEPTED);
         assert_eq!(r.body, resent.body);
     }
-    let second_link = eventually(DEADLINE, || async {
+    let second_link = wait_until(DEADLINE, || async {
         let mails = peer.messages();
         let links: Vec<&ReceivedMail> = mails_to(&mails, "ann@example.com")
             .into_iter()

@@ -1,7 +1,7 @@
 //! `GET /api/tickets/{id}/activity`: the timeline, with the visibility of the ticket itself.
 
 use crate::helpers::*;
-use crate::pipeline_common::{DEADLINE, eventually, open_db_ticket};
+use crate::pipeline_common::{DEADLINE, open_db_ticket, wait_until};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use ticketing::domain::user::Role;
@@ -51,7 +51,7 @@ async fn world() -> World {
         ticket,
     };
     // The SLA clock starts after triage, routing and the first mails.
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let kinds = kinds(&activity(&w, &w.admin).await);
         if kinds.contains(&"sla_set".to_owned()) {
             Ok(())

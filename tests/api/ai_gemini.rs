@@ -320,7 +320,7 @@ async fn fallback_decisions_per_failure() {
         retry_delay: "40s".into(),
     }]);
     let d = triage_with_fallback(&provider, &rules, &ticket, OnRateLimit::Fallback).await;
-    assert!(d.is_fallback());
+    assert!(matches!(d, TriageDecision::Fallback { .. }), "{d:?}");
 
     let misconfigured = fake.provider_with("wrong-key", FAKE_GEMINI_MODEL);
     let d = triage_with_fallback(&misconfigured, &rules, &ticket, OnRateLimit::Defer).await;

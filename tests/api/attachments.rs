@@ -4,7 +4,7 @@
 //! and S3 (moto's server).
 
 use crate::helpers::{Resp, TestApp, spawn_app_with};
-use crate::pipeline_common::{APP_URL, DEADLINE, eventually, the_mail};
+use crate::pipeline_common::{APP_URL, DEADLINE, the_mail, wait_until};
 use crate::support::fake_gemini::{FAKE_GEMINI_KEY, FakeGemini, GeminiReply};
 use crate::support::smtp_peer::SmtpPeer;
 use reqwest::header::HeaderMap;
@@ -698,7 +698,7 @@ async fn leftovers_of_a_crash_are_swept_at_start() {
 
     let data_dir = dir.path().display().to_string();
     let app = spawn_app_with(&[("DATA_DIR", data_dir.as_str())]).await;
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let left = stored(dir.path()).len() + spooled(dir.path());
         if left == 0 {
             Ok(())
@@ -728,7 +728,7 @@ async fn mail_with_subject(
     peer: &SmtpPeer,
     subject: &str,
 ) -> Vec<crate::support::smtp_peer::ReceivedMail> {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let mails = peer.messages();
         if mails.iter().any(|m| m.subject() == subject) {
             Ok(mails)
@@ -862,7 +862,7 @@ async fn on_mongodb_the_bytes_live_in_gridfs() {
     ])
     .await;
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
-        eventually(DEADLINE, || async {
+        wait_until(DEADLINE, || async {
             let n = chunks
                 .count_documents(::mongodb::bson::doc! { "files_id": dead_upload })
                 .await
@@ -870,7 +870,7 @@ async fn on_mongodb_the_bytes_live_in_gridfs() {
             if n == 0 {
                 Ok(())
             } else {
-                Err("the dead upload's chunks remain".into())
+                Err("the dead upload's chunks remain")
             }
         })
         .await;

@@ -8,6 +8,7 @@ use crate::helpers::{TestApp, base_env, spawn_app, spawn_app_with, spawn_with_en
 use crate::support::fake_gemini::{
     FAKE_GEMINI_KEY, FAKE_GEMINI_MODEL, FakeGemini, GeminiReply, auto_triage, gate,
 };
+use crate::support::wait_until;
 use crate::support::webdriver::{Browser, Driver, js_str};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -1091,18 +1092,11 @@ async fn browser_password_reset_from_the_mail_link_and_change() {
     b.wait_text("main", "a mail with a link").await;
 
     let outbox = dir.path().join("outbox");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let link = loop {
-        if let Some(link) = mailed_link(&outbox, "reset") {
-            break link;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reset mail in {}",
-            outbox.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let link = wait_until(std::time::Duration::from_secs(30), async || {
+        mailed_link(&outbox, "reset")
+            .ok_or_else(|| format!("no reset mail in {}", outbox.display()))
+    })
+    .await;
     b.goto(&link).await;
     b.fill("#reset-password", "a brand new secret").await;
     b.fill("#reset-confirm", "a different one").await;
@@ -1164,18 +1158,11 @@ async fn browser_sign_up_with_address_confirmation() {
     check_page(&mut b, "new-ticket-unconfirmed").await;
 
     let outbox = dir.path().join("outbox");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let link = loop {
-        if let Some(link) = mailed_link(&outbox, "verify") {
-            break link;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no confirmation mail in {}",
-            outbox.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let link = wait_until(std::time::Duration::from_secs(30), async || {
+        mailed_link(&outbox, "verify")
+            .ok_or_else(|| format!("no confirmation mail in {}", outbox.display()))
+    })
+    .await;
     b.goto(&link).await;
     b.wait_text("main", "Your address is confirmed").await;
     assert!(!b.exists("#account-banner .banner").await);

@@ -9,28 +9,13 @@ use crate::support::fake_gemini::{FAKE_GEMINI_KEY, FakeGemini, GeminiReply};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use ticketing::store::OutboxStore;
 
 const ADMIN: &str = "crash-admin@example.com";
 const PASSWORD: &str = "password123";
 const TITLE_A: &str = "Database replica lagging behind";
 const TITLE_B: &str = "Login page times out";
-
-async fn until<T>(what: &str, server: &Binary, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["steps"]
@@ -55,12 +40,17 @@ async fn ticket_run(server: &Binary, admin: &str, ticket_id: &str) -> Option<Val
 }
 
 async fn waiting_for_resolution(server: &Binary, admin: &str, ticket_id: &str) -> Value {
-    until("the run to wait for the resolution", server, async || {
-        ticket_run(server, admin, ticket_id)
-            .await
-            .filter(|r| step(r, "wait-for-resolution")["status"] == "waiting")
-    })
-    .await
+    server
+        .until(
+            "the run to wait for the resolution",
+            Duration::from_secs(60),
+            async || {
+                ticket_run(server, admin, ticket_id)
+                    .await
+                    .filter(|r| step(r, "wait-for-resolution")["status"] == "waiting")
+            },
+        )
+        .await
 }
 
 /// `(Message-ID, Subject)` of every mail written to the outbox folder.
@@ -112,14 +102,19 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         Box::new(GeminiReply::Auto),
     ));
     let b = server.create_ticket(&user, TITLE_B).await;
-    until("B's triage to reach the AI", &server, async || {
-        gemini
-            .requests()
-            .iter()
-            .any(|r| r.user_text().contains(TITLE_B))
-            .then_some(())
-    })
-    .await;
+    server
+        .until(
+            "B's triage to reach the AI",
+            Duration::from_secs(60),
+            async || {
+                gemini
+                    .requests()
+                    .iter()
+                    .any(|r| r.user_text().contains(TITLE_B))
+                    .then_some(())
+            },
+        )
+        .await;
     let (_, ticket_a) = server.get(&format!("/api/tickets/{a}"), &admin).await;
     let due: chrono::DateTime<chrono::Utc> = ticket_a["ticket"]["sla_due_at"]
         .as_str()
@@ -161,30 +156,36 @@ async fn killed_mid_step_and_mid_wait_every_run_completes_exactly_once() {
         "ticket/reroute.requested" => Some("reroute-ticket"),
         _ => None,
     };
-    let (events, runs) = until("every run to complete", &server, async || {
-        let events = store.list_events(0, 10_000).await.ok()?;
-        if store.outbox_backlog().await.ok()? != 0 {
-            return None;
-        }
-        let mut runs = Vec::new();
-        for summary in server.runs(&admin).await {
-            if summary["status"] != "completed" {
-                return None;
-            }
-            runs.push(server.run(&admin, summary["id"].as_str()?).await);
-        }
-        let has_run = |e: &ticketing::store::OutboxEvent| {
-            trigger(&e.name).is_none_or(|f| {
-                runs.iter()
-                    .any(|r| r["function"] == f && r["event"]["id"] == e.id.as_str())
-            })
-        };
-        let a_done = runs.iter().any(|r| {
-            r["event"]["data"]["ticket_id"] == a.as_str() && r["function"] == "on-ticket-created"
-        });
-        (a_done && events.iter().all(has_run)).then_some((events, runs))
-    })
-    .await;
+    let (events, runs) = server
+        .until(
+            "every run to complete",
+            Duration::from_secs(60),
+            async || {
+                let events = store.list_events(0, 10_000).await.ok()?;
+                if store.outbox_backlog().await.ok()? != 0 {
+                    return None;
+                }
+                let mut runs = Vec::new();
+                for summary in server.runs(&admin).await {
+                    if summary["status"] != "completed" {
+                        return None;
+                    }
+                    runs.push(server.run(&admin, summary["id"].as_str()?).await);
+                }
+                let has_run = |e: &ticketing::store::OutboxEvent| {
+                    trigger(&e.name).is_none_or(|f| {
+                        runs.iter()
+                            .any(|r| r["function"] == f && r["event"]["id"] == e.id.as_str())
+                    })
+                };
+                let a_done = runs.iter().any(|r| {
+                    r["event"]["data"]["ticket_id"] == a.as_str()
+                        && r["function"] == "on-ticket-created"
+                });
+                (a_done && events.iter().all(has_run)).then_some((events, runs))
+            },
+        )
+        .await;
 
     // Exactly one run per event and function; every event that triggers something has its run.
     let mut per_event: HashMap<(String, String), usize> = HashMap::new();

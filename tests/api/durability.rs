@@ -1,29 +1,16 @@
 //! Data survives restarts of the real binary; concurrent clients lose nothing.
 
 use crate::helpers::*;
+use crate::support::binary::KillOnDrop;
+use crate::support::{free_port, wait_until};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 struct Server {
-    child: Child,
+    _child: KillOnDrop,
     base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_binary(data_dir: &std::path::Path, port: u16) -> Server {
@@ -39,20 +26,18 @@ async fn start_binary(data_dir: &std::path::Path, port: u16) -> Server {
         .spawn()
         .expect("binary starts");
     let server = Server {
-        child,
+        _child: KillOnDrop(child),
         base: format!("http://127.0.0.1:{port}"),
     };
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await
-            && r.status() == StatusCode::OK
-        {
-            return server;
+    wait_until(Duration::from_secs(30), async || {
+        match client.get(format!("{}/readyz", server.base)).send().await {
+            Ok(r) if r.status() == StatusCode::OK => Ok(()),
+            _ => Err("server did not become ready"),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not become ready");
+    })
+    .await;
+    server
 }
 
 #[tokio::test]

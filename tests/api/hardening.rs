@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use ticketing::domain::user::Role;
 use ticketing::inngest::executor::RunStatus;
 
 use crate::helpers::*;
-use crate::pipeline_common::{DEADLINE, eventually, runs, wait_processed};
+use crate::pipeline_common::{DEADLINE, runs, wait_processed, wait_until};
 use crate::support::binary::{self, Binary};
 use crate::support::fake_inngest::FakeInngest;
 use crate::support::smtp_peer::{ReceivedMail, SmtpPeer};
@@ -49,7 +49,7 @@ async fn a_sync_registers_the_configured_url_whatever_the_host_a_few_times_a_min
     let fake = FakeInngest::start().await;
     let app = cloud_app(&fake.base_url).await;
     // The app's own registration at start.
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let n = fake.registrations().len();
         if n >= 1 {
             Ok(())
@@ -165,7 +165,7 @@ async fn comment(app: &TestApp, token: &str, ticket: &str, body: &str, internal:
 /// Waits until the `on-ticket-updated` run for each of these comments has finished: every mail
 /// they call for has been sent or withheld by then.
 async fn notified(app: &TestApp, comments: &[&str]) {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let all = runs(app, "on-ticket-updated").await;
         let done = comments
             .iter()
@@ -228,7 +228,7 @@ async fn demotion_hands_open_tickets_back_to_routing_and_ends_the_mail() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["user"]["role"], "user");
     // The admin's assignment is overridden: routing chooses again among current staff.
-    let t = eventually(DEADLINE, || async {
+    let t = wait_until(DEADLINE, || async {
         let t = app.get(&format!("/api/tickets/{id}"), &admin).await.body["ticket"].clone();
         if t["assigned_to"] == staying.as_str() {
             Ok(t)
@@ -243,7 +243,7 @@ async fn demotion_hands_open_tickets_back_to_routing_and_ends_the_mail() {
         "{t}"
     );
     // The new assignee is told.
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let n = assigned_mails(&peer.messages());
         if n > assigned_before {
             Ok(())
@@ -459,23 +459,15 @@ async fn what_the_service_writes_is_private_whatever_the_umask() {
         .await;
     server.register("ann@example.com").await;
     let outbox = data.join("outbox");
-    let deadline = Instant::now() + DEADLINE;
-    let eml = loop {
+    let eml = wait_until(DEADLINE, async || {
         let found = std::fs::read_dir(&outbox).ok().and_then(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "eml"))
         });
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no mail in the outbox\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        found.ok_or_else(|| format!("no mail in the outbox\n{}", server.log()))
+    })
+    .await;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&tmp.path().join("srv")), 0o700);
     assert_eq!(mode(&outbox), 0o700);
@@ -626,7 +618,7 @@ async fn the_creator_sees_a_customer_view_and_staff_see_everything() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let reply = eventually(DEADLINE, || async {
+    let reply = wait_until(DEADLINE, || async {
         peer.messages()
             .into_iter()
             .find(|m| {

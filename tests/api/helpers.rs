@@ -226,8 +226,7 @@ impl TestApp {
 
     /// Waits until the outbox is delivered and every ticket went through triage and routing.
     pub async fn wait_until_processed(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+        crate::support::wait_until(std::time::Duration::from_secs(30), async || {
             let backlog = self.store.outbox_backlog().await.expect("backlog");
             let stats = self.store.stats().await.expect("stats");
             let pending = stats
@@ -256,14 +255,14 @@ impl TestApp {
                 .filter(|t| t.routing_reason.is_none() && t.assigned_to.is_none())
                 .count();
             if backlog == 0 && pending == 0 && unrouted == 0 {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "background processing did not finish: backlog {backlog}, pending {pending}, unrouted {unrouted}"
+                ))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "background processing did not finish: backlog {backlog}, pending {pending}, unrouted {unrouted}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     pub async fn events(&self) -> Vec<ticketing::store::OutboxEvent> {

@@ -215,12 +215,7 @@ async fn recipient_rejections_are_classified() {
 
 #[tokio::test]
 async fn unreachable_server_is_transient() {
-    // Bind then drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mailer = SmtpMailer::new(
         &SmtpSettings::new("127.0.0.1", port, SmtpTls::None),
         "a@acme.test".parse().unwrap(),

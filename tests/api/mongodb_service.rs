@@ -10,7 +10,7 @@ use crate::support::smtp_peer::{ReceivedMail, SmtpPeer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN: &str = "mongo-admin@example.com";
 const DBA: &str = "mongo-dba@example.com";
@@ -28,21 +28,6 @@ fn cli(env: &BTreeMap<String, String>, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn until<T>(what: &str, server: &Binary, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn ticket(server: &Binary, token: &str, id: &str) -> Value {
@@ -141,21 +126,27 @@ async fn a_ticket_is_triaged_routed_mailed_and_kept_across_a_restart_on_mongodb(
     let id = body["ticket"]["id"].as_str().expect("ticket id").to_owned();
 
     // Triaged by the rules engine and routed to the moderator whose skills match.
-    let triaged = until("triage and routing", &server, async || {
-        let t = ticket(&server, &admin, &id).await;
-        (t["triage_status"] != "pending" && t["routing_reason"].is_string()).then_some(t)
-    })
-    .await;
+    let triaged = server
+        .until("triage and routing", Duration::from_secs(60), async || {
+            let t = ticket(&server, &admin, &id).await;
+            (t["triage_status"] != "pending" && t["routing_reason"].is_string()).then_some(t)
+        })
+        .await;
     assert_eq!(triaged["triage_status"], "done", "{triaged}");
     assert_eq!(triaged["triage"]["source"], "rules", "{triaged}");
     assert_eq!(triaged["triage"]["required_skills"], json!(["Database"]));
     assert_eq!(triaged["assigned_to"], dba_id.as_str(), "{triaged}");
-    let run = until("the run to wait for the resolution", &server, async || {
-        ticket_run(&server, &admin, &id)
-            .await
-            .filter(waits_for_resolution)
-    })
-    .await;
+    let run = server
+        .until(
+            "the run to wait for the resolution",
+            Duration::from_secs(60),
+            async || {
+                ticket_run(&server, &admin, &id)
+                    .await
+                    .filter(waits_for_resolution)
+            },
+        )
+        .await;
     let run_id = run["id"].as_str().expect("run id").to_owned();
 
     // Three welcomes, the receipt to the customer, the assignment to the moderator.
@@ -226,11 +217,16 @@ async fn a_ticket_is_triaged_routed_mailed_and_kept_across_a_restart_on_mongodb(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let finished = until("the ticket's run to complete", &server, async || {
-        let run = server.run(&admin, &run_id).await;
-        (run["status"] == "completed").then_some(run)
-    })
-    .await;
+    let finished = server
+        .until(
+            "the ticket's run to complete",
+            Duration::from_secs(60),
+            async || {
+                let run = server.run(&admin, &run_id).await;
+                (run["status"] == "completed").then_some(run)
+            },
+        )
+        .await;
     assert!(finished["ended_at"].is_string(), "{finished}");
 
     assert!(
@@ -257,11 +253,16 @@ async fn a_ticket_is_triaged_routed_mailed_and_kept_across_a_restart_on_mongodb(
         .nth(2)
         .expect("started run <id>")
         .to_owned();
-    let rerun = until("the re-run to complete", &server, async || {
-        let run = server.run(&admin, &rerun_id).await;
-        (run["status"] == "completed").then_some(run)
-    })
-    .await;
+    let rerun = server
+        .until(
+            "the re-run to complete",
+            Duration::from_secs(60),
+            async || {
+                let run = server.run(&admin, &rerun_id).await;
+                (run["status"] == "completed").then_some(run)
+            },
+        )
+        .await;
     assert_eq!(rerun["rerun_of"], welcome_run.as_str());
     assert_eq!(smtp.messages().len(), 6, "no mail twice");
 

@@ -1,30 +1,14 @@
 //! Operating the service: graceful stop, metrics, JSON logs, and the Vercel entry.
 
 use crate::helpers::*;
+use crate::support::binary::KillOnDrop;
 use crate::support::fake_gemini::{FAKE_GEMINI_KEY, FAKE_GEMINI_MODEL, FakeGemini, GeminiReply};
+use crate::support::{free_port, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn command(bin: &str, data_dir: &std::path::Path, envs: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(bin);
@@ -41,16 +25,13 @@ fn command(bin: &str, data_dir: &std::path::Path, envs: &[(&str, String)]) -> Co
 
 async fn wait_ready(base: &str) {
     let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            return;
+    wait_until(Duration::from_secs(30), async || {
+        match client.get(format!("{base}/healthz")).send().await {
+            Ok(r) if r.status() == StatusCode::OK => Ok(()),
+            _ => Err(format!("server at {base} did not start")),
         }
-        assert!(Instant::now() < deadline, "server at {base} did not start");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 async fn json_post(
@@ -80,15 +61,12 @@ async fn json_get(base: &str, path: &str, token: &str) -> Value {
         .unwrap()
 }
 
+/// Waits up to 30 s for `f` to yield a value.
 async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until(Duration::from_secs(30), async || {
+        f().await.ok_or_else(|| format!("waiting for {what}"))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -110,7 +88,7 @@ async fn sigterm_lets_the_running_step_finish_and_loses_nothing() {
         ("BOOTSTRAP_ADMIN_PASSWORD", "change-me-now".to_owned()),
     ];
     let bin = env!("CARGO_BIN_EXE_ticketing");
-    let mut server = Proc(
+    let mut server = KillOnDrop(
         command(bin, dir.path(), &envs)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -155,7 +133,7 @@ async fn sigterm_lets_the_running_step_finish_and_loses_nothing() {
     );
 
     // Restarted, the run continues from the saved step: the AI is not asked again.
-    let mut server = Proc(
+    let mut server = KillOnDrop(
         command(bin, dir.path(), &envs)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -281,7 +259,7 @@ async fn json_logs_carry_request_ids() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Proc(
+    let mut server = KillOnDrop(
         command(
             env!("CARGO_BIN_EXE_ticketing"),
             dir.path(),
@@ -338,7 +316,7 @@ async fn vercel_entry_serves_the_same_router_under_the_runtime_protocol() {
     let ipc_path = dir.path().join("ipc.sock");
     let ipc = std::os::unix::net::UnixListener::bind(&ipc_path).unwrap();
     let data = dir.path().join("data");
-    let _server = Proc(
+    let _server = KillOnDrop(
         command(
             env!("CARGO_BIN_EXE_vercel"),
             &data,

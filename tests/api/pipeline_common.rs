@@ -1,8 +1,7 @@
 //! Shared pieces of the end-to-end pipeline tests: polling with a deadline, tickets and stats
 //! through the REST API, the embedded executor's runs, and checks on received mail.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,31 +11,13 @@ use ticketing::inngest::executor::{Executor, state::RunState};
 
 use crate::helpers::TestApp;
 use crate::support::smtp_peer::ReceivedMail;
+pub use crate::support::wait_until;
 
 /// Long enough for a loaded CI machine; every wait ends as soon as its condition holds.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The base of every link in mail, distinct from the listen address so a wrong base shows.
 pub const APP_URL: &str = "http://support.test:8080";
-
-/// Polls `probe` until it returns `Ok`; after `timeout` fails with the last `Err` it returned.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "gave up after {timeout:?}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// A ticket that gives the rules engine (and a reader) a clear database problem.
 pub async fn open_db_ticket(app: &TestApp, token: &str, title: &str) -> String {
@@ -72,7 +53,7 @@ pub async fn wait_ticket(
     id: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let t = ticket(app, token, id).await;
         if done(&t) { Ok(t) } else { Err(t.to_string()) }
     })
@@ -144,7 +125,7 @@ pub async fn wait_run(
     ticket_id: &str,
     done: impl Fn(&RunState) -> bool,
 ) -> RunState {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let all = runs(app, function).await;
         let run = all
             .iter()

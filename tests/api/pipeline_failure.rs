@@ -22,7 +22,7 @@ const FAILURE_HANDLER: &str = "on-ticket-created-failure";
 
 /// The failure handler's runs, waiting until `n` of them completed.
 async fn completed_failure_runs(app: &TestApp, n: usize) -> Vec<RunState> {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let all = runs(app, FAILURE_HANDLER).await;
         let done = all
             .iter()
@@ -155,7 +155,7 @@ async fn a_run_that_fails_for_good_marks_the_ticket_and_tells_the_admins() {
     // Delivered again, or the handler rerun: no second alert.
     exec.publish(vec![event]).await.unwrap();
     let rerun = exec.rerun(&handled[1].id).await.unwrap();
-    let rerun = eventually(DEADLINE, || async {
+    let rerun = wait_until(DEADLINE, || async {
         let r = exec.get_run(&rerun).await.unwrap().unwrap();
         if r.status == RunStatus::Completed {
             Ok(r)

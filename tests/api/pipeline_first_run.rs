@@ -2,31 +2,16 @@
 //! (rules engine, mail written to `DATA_DIR/outbox`), following the README's walk-through.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::pipeline_common::eventually;
+use crate::pipeline_common::wait_until;
+use crate::support::binary::KillOnDrop;
+use crate::support::free_port;
 use crate::support::mime::{self, ParsedMail};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The `.eml` files in the outbox, parsed.
 fn outbox(data_dir: &Path) -> Vec<ParsedMail> {
@@ -52,7 +37,7 @@ async fn a_new_user_sees_the_ticket_triaged_assigned_and_mailed_within_seconds()
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // No AI key, no SMTP, no secrets: only where to listen and the README's bootstrap admin.
-    let _server = Server(
+    let _server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_ticketing"))
             .current_dir(dir.path())
             .env_clear()
@@ -68,7 +53,7 @@ async fn a_new_user_sees_the_ticket_triaged_assigned_and_mailed_within_seconds()
     );
     ticketing::tls::install_crypto_provider();
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(30), || async {
+    wait_until(Duration::from_secs(30), || async {
         match client.get(format!("{base}/readyz")).send().await {
             Ok(r) if r.status() == StatusCode::OK => Ok(()),
             other => Err(format!("{other:?}")),
@@ -106,7 +91,7 @@ async fn a_new_user_sees_the_ticket_triaged_assigned_and_mailed_within_seconds()
     let opened = Instant::now();
 
     // Within seconds: triaged by the rules engine and assigned (to the only staff member).
-    let t = eventually(Duration::from_secs(10), || async {
+    let t = wait_until(Duration::from_secs(10), || async {
         let t: Value = client
             .get(format!("{base}/api/tickets/{id}"))
             .bearer_auth(&token)
@@ -154,7 +139,7 @@ async fn a_new_user_sees_the_ticket_triaged_assigned_and_mailed_within_seconds()
 
     // And the mail, as files: welcomes, the receipt for Ann, the assignment for the admin.
     let link = format!("{base}/tickets/{id}");
-    let mails = eventually(Duration::from_secs(10), || async {
+    let mails = wait_until(Duration::from_secs(10), || async {
         let mails = outbox(&data_dir);
         if mails.len() >= 4 {
             Ok(mails)

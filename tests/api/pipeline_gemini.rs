@@ -233,7 +233,7 @@ async fn persistent_rate_limit_falls_back_on_the_last_attempt() {
     });
     let s = setup(&fake, FAKE_GEMINI_MODEL).await;
     let id = open_db_ticket(&s.app, &s.customer, TITLE).await;
-    let t = eventually(Duration::from_secs(60), || async {
+    let t = wait_until(Duration::from_secs(60), || async {
         let t = ticket(&s.app, &s.admin, &id).await;
         if t["routing_reason"].is_string() {
             Ok(t)
@@ -280,7 +280,7 @@ async fn an_admins_assignment_made_during_triage_is_not_undone_by_routing() {
     let s = setup(&fake, FAKE_GEMINI_MODEL).await;
     let id = open_db_ticket(&s.app, &s.customer, TITLE).await;
     // While triage waits on the AI, an admin assigns the ticket and then takes it back.
-    eventually(Duration::from_secs(10), async || {
+    wait_until(Duration::from_secs(10), async || {
         if fake.request_count() >= 1 {
             Ok(())
         } else {

@@ -131,7 +131,7 @@ async fn every_mail_reaches_the_right_people_once() {
     assert_eq!(reruns.len(), 3 + 3 + 1);
     let mut already_sent = 0;
     for (function, rerun_id) in &reruns {
-        let run = eventually(DEADLINE, || async {
+        let run = wait_until(DEADLINE, || async {
             let run = exec.get_run(rerun_id).await.unwrap().unwrap();
             let settled = match *function {
                 "on-ticket-created" => is_waiting_for_event(&run),
@@ -164,7 +164,7 @@ async fn every_mail_reaches_the_right_people_once() {
 
 /// Waits until signup and update runs completed and the ticket's run waits for resolution.
 async fn settle(app: &crate::helpers::TestApp) {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let mut open = Vec::new();
         for function in ["on-user-signup", "on-ticket-updated"] {
             for r in runs(app, function).await {

@@ -109,7 +109,7 @@ async fn an_unresolved_ticket_is_escalated_and_a_resolved_one_is_not() {
 
     // The admin and the assignee are told, about that ticket only.
     let subject = "SLA breached: Export question, forgotten";
-    let mails = eventually(DEADLINE, || async {
+    let mails = wait_until(DEADLINE, || async {
         let mails = peer.messages();
         let n = mails.iter().filter(|m| m.subject() == subject).count();
         if n == 2 {

@@ -7,7 +7,7 @@ use ticketing::inngest::executor::RunFilter;
 
 use crate::helpers::*;
 use crate::pipeline_common::{
-    DEADLINE, eventually, executor, function_id, is_waiting_for_event, wait_run,
+    DEADLINE, executor, function_id, is_waiting_for_event, wait_run, wait_until,
 };
 use crate::support::smtp_peer::SmtpPeer;
 
@@ -26,7 +26,7 @@ async fn run_count(app: &TestApp, function: &str) -> usize {
 
 /// Waits until `n` welcome mails went out and every welcome run is gone again.
 async fn welcomes_sent_then_swept(app: &TestApp, peer: &SmtpPeer, n: usize) {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let sent = peer
             .messages()
             .iter()
@@ -39,7 +39,7 @@ async fn welcomes_sent_then_swept(app: &TestApp, peer: &SmtpPeer, n: usize) {
         }
     })
     .await;
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         match run_count(app, "on-user-signup").await {
             0 => Ok(()),
             left => Err(format!("{left} welcome runs left")),
@@ -93,7 +93,7 @@ async fn finished_runs_go_after_the_retention_and_a_72h_sla_wait_stays() {
         .await
         .expect("publish");
     assert_eq!(ids, vec![signup.id.clone()]);
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         match run_count(&app, "on-user-signup").await {
             0 => Err("no new run".to_owned()),
             _ => Ok(()),

@@ -3,27 +3,24 @@
 
 use crate::helpers::*;
 use crate::support::fake_gemini::{FAKE_GEMINI_KEY, FakeGemini, GeminiReply};
+use crate::support::wait_until;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use ticketing::domain::user::Role;
 
 /// Polls `GET path` until `done(body)`.
 async fn poll(app: &TestApp, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(Duration::from_secs(30), async || {
         let r = app.get(path, token).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
         if done(&r.body) {
-            return r.body;
+            Ok(r.body)
+        } else {
+            Err(format!("{path} never got there: {:#}", r.body))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never got there: {:#}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
@@ -281,8 +278,7 @@ async fn executor_metrics_reach_prometheus_after_real_traffic() {
 
     let (_, user) = app.register("metrics-user@example.com").await;
     app.create_ticket(&user, "Rate limited triage").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
+    let text = wait_until(Duration::from_secs(30), async || {
         let text = metrics().await;
         let retried =
             series(&text, "inngest_executor_retries_total").is_some_and(|n| n > retries_before);
@@ -292,14 +288,12 @@ async fn executor_metrics_reach_prometheus_after_real_traffic() {
         )
         .is_some_and(|n| n >= 1.0);
         if retried && finished {
-            break text;
+            Ok(text)
+        } else {
+            Err(format!("no retry or finished run reported:\n{text}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no retry or finished run reported:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     for name in [
         "inngest_executor_events_total{outcome=\"accepted\"}",
         "inngest_executor_runs_started_total",

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN: &str = "cli-admin@example.com";
 const PASSWORD: &str = "password123";
@@ -32,19 +32,16 @@ fn ok(env: &BTreeMap<String, String>, args: &[&str]) -> String {
 }
 
 async fn poll_run(server: &Binary, admin: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = server.get(&format!("/api/runs/{id}"), admin).await;
-        if status == StatusCode::OK && done(&body["run"]) {
-            return body["run"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id}: {body:#}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .until(&format!("run {id}"), Duration::from_secs(30), async || {
+            let (status, body) = server.get(&format!("/api/runs/{id}"), admin).await;
+            if status == StatusCode::OK && done(&body["run"]) {
+                Ok(body["run"].clone())
+            } else {
+                Err(format!("{body:#}"))
+            }
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,32 +56,36 @@ async fn runs_commands_work_on_the_store_of_a_running_server() {
     let ticket = server.create_ticket(&user, "Export to CSV is empty").await;
 
     // The ticket's run waits for the resolution; both welcome runs are done.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (ticket_run, welcome_run) = loop {
-        let runs = server.runs(&admin).await;
-        let find = |function: &str, status: &str| {
-            runs.iter()
-                .filter(|r| r["function"] == function && r["status"] == status)
-                .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
-                .collect::<Vec<_>>()
-        };
-        let waiting = find("on-ticket-created", "running");
-        let welcomed = find("on-user-signup", "completed");
-        if let Some(t) = waiting.first()
-            && welcomed.len() == 2
-        {
-            let run = server.run(&admin, t).await;
-            let wait = run["steps"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["name"] == "wait-for-resolution"))
-                .cloned();
-            if wait.is_some_and(|w| w["status"] == "waiting") {
-                break (t.clone(), welcomed[0].clone());
-            }
-        }
-        assert!(Instant::now() < deadline, "runs: {runs:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (ticket_run, welcome_run) = server
+        .until(
+            "the ticket's run to wait",
+            Duration::from_secs(30),
+            async || {
+                let runs = server.runs(&admin).await;
+                let find = |function: &str, status: &str| {
+                    runs.iter()
+                        .filter(|r| r["function"] == function && r["status"] == status)
+                        .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                let waiting = find("on-ticket-created", "running");
+                let welcomed = find("on-user-signup", "completed");
+                if let Some(t) = waiting.first()
+                    && welcomed.len() == 2
+                {
+                    let run = server.run(&admin, t).await;
+                    let wait = run["steps"]
+                        .as_array()
+                        .and_then(|s| s.iter().find(|s| s["name"] == "wait-for-resolution"))
+                        .cloned();
+                    if wait.is_some_and(|w| w["status"] == "waiting") {
+                        return Ok((t.clone(), welcomed[0].clone()));
+                    }
+                }
+                Err(format!("runs: {runs:#?}"))
+            },
+        )
+        .await;
 
     // list: a header, one line per run, filters.
     let all = ok(&env, &["runs", "list"]);

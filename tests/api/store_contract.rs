@@ -126,10 +126,7 @@ where
 /// Needs no server: nothing listens on the port, so connecting must fail, quickly and plainly.
 #[tokio::test]
 async fn mongo_connect_refuses_an_unreachable_server_quickly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = crate::support::free_port();
     let started = std::time::Instant::now();
     let result = MongoStore::connect(
         &format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"),

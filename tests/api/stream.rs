@@ -2,7 +2,7 @@
 //! token in the header and a reader over the body).
 
 use crate::helpers::*;
-use crate::pipeline_common::{DEADLINE, eventually, open_db_ticket};
+use crate::pipeline_common::{DEADLINE, open_db_ticket, wait_until};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use ticketing::domain::user::Role;
@@ -117,7 +117,7 @@ impl EventStream {
 /// Waits until the durable functions are done with the ticket (the SLA clock runs), so the
 /// only changes that follow are the test's own.
 async fn wait_settled(app: &TestApp, admin: &str, ticket: &str) {
-    eventually(DEADLINE, || async {
+    wait_until(DEADLINE, || async {
         let r = app
             .get(&format!("/api/tickets/{ticket}/activity"), admin)
             .await;

@@ -9,10 +9,8 @@ use ticketing::domain::user::Role;
 /// An app whose durable functions never run (its Inngest dev server is a closed port), so the
 /// test alone decides every deadline.
 async fn quiet_app() -> TestApp {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    spawn_app_with(&[("INNGEST_DEV", &format!("http://{closed}"))]).await
+    let closed = crate::support::free_port();
+    spawn_app_with(&[("INNGEST_DEV", &format!("http://127.0.0.1:{closed}"))]).await
 }
 
 /// Every page of `path` (which has a `?`), following `next_cursor`; the ids and the page count.

@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::wait::{Reached, poll_until};
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves nothing
+/// running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Binary {
     child: Option<Child>,
     pub base: String,
@@ -22,12 +35,7 @@ impl Drop for Binary {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use super::wait::free_port;
 
 /// The environment every test binary gets: its data directory, a port, no rate limit, and
 /// nothing inherited but `PATH`.
@@ -155,21 +163,38 @@ impl Binary {
         done: impl Fn(StatusCode, &Value) -> bool,
         within: Duration,
     ) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(r) = self.client.get(format!("{}{path}", self.base)).send().await {
+        self.until(
+            &format!("{path} to reach the expected state"),
+            within,
+            async || {
+                let r = self
+                    .client
+                    .get(format!("{}{path}", self.base))
+                    .send()
+                    .await
+                    .ok()?;
                 let status = r.status();
                 let body = r.json::<Value>().await.unwrap_or(Value::Null);
-                if done(status, &body) {
-                    return body;
-                }
+                done(status, &body).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// Polls `probe` until it holds, failing with `what`, the last state it reported and the
+    /// server log after `within`.
+    pub async fn until<T, R: Reached<T>>(
+        &self,
+        what: &str,
+        within: Duration,
+        probe: impl AsyncFnMut() -> R,
+    ) -> T {
+        match poll_until(within, probe).await {
+            Ok(value) => value,
+            Err(last) if last.is_empty() => {
+                panic!("timed out waiting for {what}\n{}", self.log())
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} did not reach the expected state\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(last) => panic!("timed out waiting for {what}: {last}\n{}", self.log()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Test doubles shared by the integration tests (and by end-to-end tests through the REST API):
 //! a fake Gemini API, a fake OpenAI-compatible endpoint, a real SMTP peer, and MIME parsing for
-//! the messages they collect. Not every helper is used by every test module.
+//! the messages they collect; the real binary as a child process; polling for a condition and
+//! free ports. Not every helper is used by every test module.
 #![allow(dead_code)]
 
 pub mod binary;
@@ -9,7 +10,10 @@ pub mod fake_inngest;
 pub mod fake_openai;
 pub mod mime;
 pub mod smtp_peer;
+pub mod wait;
 pub mod webdriver;
+
+pub use wait::{free_port, wait_until};
 
 /// A realistic ticket for triage tests.
 pub fn sample_ticket() -> ticketing::ai::TicketText {

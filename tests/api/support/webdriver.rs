@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{LazyLock, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::wait::{free_port, poll_until, wait_until};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const INSTALL_HINT: &str = "browser tests need Chromium and chromedriver: run `apt-get install -y chromium chromium-driver` (Debian/Ubuntu) and make sure both are on the PATH";
@@ -151,8 +153,7 @@ impl Driver {
             client: reqwest::Client::new(),
             _slot: slot,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until(Duration::from_secs(30), async || {
             if let Ok(r) = driver
                 .client
                 .get(format!("{}/status", driver.url))
@@ -161,14 +162,12 @@ impl Driver {
                 && let Ok(v) = r.json::<Value>().await
                 && v["value"]["ready"] == true
             {
-                break;
+                Ok(())
+            } else {
+                Err("chromedriver did not become ready")
             }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
         driver
     }
 
@@ -329,9 +328,8 @@ impl Browser {
     /// Polls a script until it returns something truthy (up to 30 s: polling pages refresh
     /// every 5 s).
     pub async fn wait_for(&self, script: &str, what: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let last = match self
+        let polled = poll_until(Duration::from_secs(30), async || {
+            match self
                 .call(
                     reqwest::Method::POST,
                     "/execute/sync",
@@ -339,43 +337,45 @@ impl Browser {
                 )
                 .await
             {
-                Ok(v) if truthy(&v) => return v,
-                Ok(v) | Err(v) => v,
-            };
-            if Instant::now() > deadline {
+                Ok(v) if truthy(&v) => Ok(v),
+                Ok(v) | Err(v) => Err(v),
+            }
+        })
+        .await;
+        match polled {
+            Ok(v) => v,
+            Err(last) => {
                 let text = self.body_text().await;
                 panic!(
                     "timed out waiting for {what} (last: {last}); page {} shows:\n{text}",
                     self.path().await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Waits for an element matching `css` and returns its WebDriver id.
     pub async fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(v) = self
-                .call(
-                    reqwest::Method::POST,
-                    "/element",
-                    Some(json!({"using": "css selector", "value": css})),
-                )
-                .await
-                && let Some(id) = v[ELEMENT].as_str()
-            {
-                return id.to_owned();
-            }
-            if Instant::now() > deadline {
+        let polled = poll_until(Duration::from_secs(30), async || {
+            self.call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await
+            .ok()
+            .and_then(|v| v[ELEMENT].as_str().map(str::to_owned))
+        })
+        .await;
+        match polled {
+            Ok(id) => id,
+            Err(_) => {
                 let text = self.body_text().await;
                 panic!(
                     "no element {css} on {}; the page shows:\n{text}",
                     self.path().await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -596,13 +596,6 @@ impl Browser {
     pub async fn quit(self) {
         let _ = self.call(reqwest::Method::DELETE, "", None).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn truthy(v: &Value) -> bool {
