@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use chrono::Duration;
 use serde_json::{Value, json};
-use ticketing::inngest::executor::transport::canonical_json;
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, HttpTransport, ManualClock, MemoryStore, RouterTransport, RunStatus,
-    ServerKind, SigningKey, SyncOutcome, server_api,
+    ServerKind, SyncOutcome, server_api,
 };
+use ticketing::inngest::signature::{SigningKey, canonical_json};
 use tower::ServiceExt;
 
 use crate::executor_support::{
@@ -458,6 +458,39 @@ async fn fn_register_accepts_sdk_syncs_and_checks_the_server_kind() {
             .as_str()
             .is_some_and(|e| e.contains("other-g"))
     );
+}
+
+#[tokio::test]
+async fn fn_register_wants_the_signing_key_raw_or_hashed_when_one_is_set() {
+    let h = harness_with(
+        FakeSdk::new(&[], None),
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(t0())),
+        |o| ExecutorOptions {
+            signing_key: Some(SigningKey::new(KEY)),
+            ..o
+        },
+    )
+    .await;
+    let api = server_api::router(h.executor.clone());
+    let body = json!({"appName": "other", "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}]})
+        .to_string();
+    // The JS SDK's hashed form of KEY (the reference vector).
+    let hashed = "signkey-test-e4bf4a2e7f55c7eb954b6e72f8f69628fbc409fe7da6d0f6958770987dcf0e02";
+    for (auth, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("Bearer signkey-test-00".to_string()), StatusCode::UNAUTHORIZED),
+        (Some(format!("Bearer {hashed}")), StatusCode::OK),
+        (Some(format!("Bearer {KEY}")), StatusCode::OK),
+    ] {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (status, reply) = post_json(&api, "/fn/register", &headers, &body).await;
+        assert_eq!(status, expected, "{auth:?}: {reply}");
+    }
+    assert!(h.executor.function_ids().contains(&"other-f".to_string()));
 }
 
 #[derive(Clone)]

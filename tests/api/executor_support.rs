@@ -18,8 +18,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore,
-    RunSummary, SigningKey, server_api,
+    RunSummary, server_api,
 };
+use ticketing::inngest::SigningKey;
 use tower::ServiceExt;
 
 pub const APP: &str = "test-app";

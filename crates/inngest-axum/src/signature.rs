@@ -512,6 +512,11 @@ mod tests {
         assert_eq!(SigningKey::new("plainhex").material(), "plainhex");
         assert_eq!(SigningKey::new("signkey--x").material(), "signkey--x");
         assert!(!format!("{:?}", SigningKey::new("signkey-prod-secret")).contains("secret"));
+        // The HMAC key is the material's text, not its hex-decoded bytes.
+        assert_eq!(
+            SigningKey::new("signkey-prod-12345678").sign(br#"{"a":1}"#, 1705586504),
+            "t=1705586504&s=bd16d89641dac2e340a40e3800435b96c0e533c00bc7322c1eefae65d6ab6954"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::store::{
     Commit, Ingest, IngestOutcome, ItemKind, Pause, PauseKind, QueueItem, RunFilter, RunStore,
     RunSummary, Slot, StoreError, Swept,
 };
-use super::transport::{SigningKey, Transport};
+use super::transport::Transport;
+use crate::inngest::SigningKey;
 
 #[derive(Debug, Error)]
 pub enum ExecutorError {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::duration;
 use super::expr::{Expression, Scope};
 use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
+use crate::inngest::Opcode;
 
 /// The discovery step id: "run the function from the top".
 pub const DISCOVERY: &str = "step";
@@ -317,7 +318,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
                         ctx,
                         &call,
                         None,
-                        "RunComplete",
+                        Opcode::RunComplete.name(),
                         Outcome::Completed,
                         None,
                         None,
@@ -480,7 +481,7 @@ fn apply_ops(
     ctx: &Ctx,
     actions: &mut Vec<Action>,
 ) {
-    let active = ops.iter().filter(|o| o.kind != OpKind::None).count();
+    let active = ops.iter().filter(|o| !o.kind.is(Opcode::None)).count();
     if active == 0 {
         if run.pending.is_empty() && call.step_id == DISCOVERY {
             // Nothing pending and nothing reported: the run would never move again.
@@ -513,8 +514,8 @@ fn apply_ops(
             run.memoize(&op.id, json!({"error": error}))
         };
         match &op.kind {
-            OpKind::StepRun | OpKind::Step => {
-                let value = if op.kind == OpKind::StepRun {
+            OpKind::Known(Opcode::StepRun | Opcode::Step) => {
+                let value = if op.kind.is(Opcode::StepRun) {
                     json!({"data": op.data})
                 } else {
                     op.data.clone()
@@ -532,7 +533,7 @@ fn apply_ops(
                 run.memoize(&op.id, value);
                 progressed = true;
             }
-            OpKind::StepPlanned => {
+            OpKind::Known(Opcode::StepPlanned) => {
                 if !run.steps.contains_key(&op.id) && !run.pending.contains_key(&op.id) {
                     run.pending.insert(op.id.clone(), Pending::Planned);
                     push(
@@ -540,7 +541,7 @@ fn apply_ops(
                         ctx,
                         call,
                         Some(&op),
-                        "StepPlanned",
+                        Opcode::StepPlanned.name(),
                         Outcome::Planned,
                         None,
                         None,
@@ -552,14 +553,14 @@ fn apply_ops(
                     });
                 }
             }
-            OpKind::StepError | OpKind::StepFailed => {
+            OpKind::Known(Opcode::StepError | Opcode::StepFailed) => {
                 let error = op
                     .error
                     .clone()
                     .unwrap_or_else(|| error_value("Error", "step failed without an error"));
                 let op_no_retry = no_retry
                     || error.get("noRetry").and_then(Value::as_bool) == Some(true)
-                    || op.kind == OpKind::StepFailed;
+                    || op.kind.is(Opcode::StepFailed);
                 if !op_no_retry && call.attempt + 1 < run.max_attempts {
                     let at = retry_time(call.attempt, retry_at, ctx);
                     push(
@@ -567,7 +568,7 @@ fn apply_ops(
                         ctx,
                         call,
                         Some(&op),
-                        "StepError",
+                        Opcode::StepError.name(),
                         Outcome::Retrying,
                         Some(error),
                         Some(at),
@@ -582,7 +583,7 @@ fn apply_ops(
                     progressed = true;
                 }
             }
-            OpKind::Sleep => {
+            OpKind::Known(Opcode::Sleep) => {
                 let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("");
                 match duration::sleep_until(spec, ctx.now) {
                     Some(wake) if !run.steps.contains_key(&op.id) => {
@@ -592,7 +593,7 @@ fn apply_ops(
                                 ctx,
                                 call,
                                 Some(&op),
-                                "Sleep",
+                                Opcode::Sleep.name(),
                                 Outcome::Sleeping,
                                 None,
                                 Some(wake),
@@ -617,7 +618,7 @@ fn apply_ops(
                     }
                 }
             }
-            OpKind::WaitForEvent => {
+            OpKind::Known(Opcode::WaitForEvent) => {
                 if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
                     continue;
                 }
@@ -645,7 +646,7 @@ fn apply_ops(
                             ctx,
                             call,
                             Some(&op),
-                            "WaitForEvent",
+                            Opcode::WaitForEvent.name(),
                             Outcome::Waiting,
                             None,
                             Some(expires_at),
@@ -683,7 +684,7 @@ fn apply_ops(
                     }
                 }
             }
-            OpKind::InvokeFunction => {
+            OpKind::Known(Opcode::InvokeFunction) => {
                 if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
                     continue;
                 }
@@ -704,7 +705,7 @@ fn apply_ops(
                     ctx,
                     call,
                     Some(&op),
-                    "InvokeFunction",
+                    Opcode::InvokeFunction.name(),
                     Outcome::Invoking,
                     None,
                     Some(expires_at),
@@ -716,13 +717,13 @@ fn apply_ops(
                     expires_at,
                 });
             }
-            OpKind::RunComplete => {
+            OpKind::Known(Opcode::RunComplete) => {
                 push(
                     run,
                     ctx,
                     call,
                     Some(&op),
-                    "RunComplete",
+                    Opcode::RunComplete.name(),
                     Outcome::Completed,
                     None,
                     None,
@@ -730,9 +731,10 @@ fn apply_ops(
                 finish_completed(run, op.data.clone(), ctx, actions);
                 return;
             }
-            OpKind::DiscoveryRequest => progressed = true,
-            OpKind::None => {}
-            OpKind::Other(name) => {
+            OpKind::Known(Opcode::DiscoveryRequest) => progressed = true,
+            OpKind::Known(Opcode::None) => {}
+            unsupported => {
+                let name = unsupported.name();
                 let msg = format!("opcode {name} is not supported by the embedded executor");
                 progressed |= step_failed(run, &op, error_value("UnsupportedOpcode", msg));
             }
