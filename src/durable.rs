@@ -15,8 +15,7 @@
 use crate::config::{Config, StoreUrl};
 use crate::functions::{self, APP_ID, Deps};
 use crate::inngest::executor::{
-    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind,
-    SqliteRunStore,
+    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind, SqliteRunStore,
 };
 use crate::inngest::{Event, EventClient, InngestSettings, Mode, ServeHandler};
 use crate::relay::{EventSink, SinkError};

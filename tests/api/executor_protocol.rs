@@ -473,13 +473,17 @@ async fn fn_register_wants_the_signing_key_raw_or_hashed_when_one_is_set() {
     )
     .await;
     let api = server_api::router(h.executor.clone());
-    let body = json!({"appName": "other", "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}]})
-        .to_string();
+    let body =
+        json!({"appName": "other", "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}]})
+            .to_string();
     // The JS SDK's hashed form of KEY (the reference vector).
     let hashed = "signkey-test-e4bf4a2e7f55c7eb954b6e72f8f69628fbc409fe7da6d0f6958770987dcf0e02";
     for (auth, expected) in [
         (None, StatusCode::UNAUTHORIZED),
-        (Some("Bearer signkey-test-00".to_string()), StatusCode::UNAUTHORIZED),
+        (
+            Some("Bearer signkey-test-00".to_string()),
+            StatusCode::UNAUTHORIZED,
+        ),
         (Some(format!("Bearer {hashed}")), StatusCode::OK),
         (Some(format!("Bearer {KEY}")), StatusCode::OK),
     ] {

@@ -16,11 +16,11 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use ticketing::inngest::SigningKey;
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore,
     RunSummary, server_api,
 };
-use ticketing::inngest::SigningKey;
 use tower::ServiceExt;
 
 pub const APP: &str = "test-app";

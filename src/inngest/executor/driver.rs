@@ -468,10 +468,7 @@ impl Executor {
         for entry in new.history.iter().skip(old.history.len()) {
             match (entry.outcome, entry.op.as_str()) {
                 (Outcome::Completed, op)
-                    if matches!(
-                        Opcode::from_name(op),
-                        Some(Opcode::StepRun | Opcode::Step)
-                    ) =>
+                    if matches!(Opcode::from_name(op), Some(Opcode::StepRun | Opcode::Step)) =>
                 {
                     counters.step(false)
                 }

@@ -242,7 +242,10 @@ pub fn call_request(
         .header(headers::STEP_ID, header(step_id)?)
         .header(headers::REQ_VERSION, run.version.to_string());
     if let Some(key) = signing_key {
-        req = req.header(headers::SIGNATURE, header(&key.sign(&body, now.timestamp()))?);
+        req = req.header(
+            headers::SIGNATURE,
+            header(&key.sign(&body, now.timestamp()))?,
+        );
     }
     req.body(Bytes::from(body))
         .map_err(|e| TransportError::InvalidRequest(e.to_string()))
