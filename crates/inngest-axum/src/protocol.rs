@@ -12,6 +12,10 @@ use sha1::{Digest, Sha1};
 pub const DISCOVERY_STEP_ID: &str = "step";
 /// The event that triggers failure handlers.
 pub const FUNCTION_FAILED_EVENT: &str = "inngest/function.failed";
+/// The event sent when a run ends, whatever the outcome.
+pub const FUNCTION_FINISHED_EVENT: &str = "inngest/function.finished";
+/// The event sent when a run is cancelled.
+pub const FUNCTION_CANCELLED_EVENT: &str = "inngest/function.cancelled";
 /// The event a target function receives when invoked by `step.invoke`.
 pub const FUNCTION_INVOKED_EVENT: &str = "inngest/function.invoked";
 /// The event that runs cron-triggered functions.

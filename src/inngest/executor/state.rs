@@ -13,15 +13,9 @@ use super::duration;
 use super::expr::{Expression, Scope};
 use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
 use crate::inngest::Opcode;
-
-/// The discovery step id: "run the function from the top".
-pub const DISCOVERY: &str = "step";
-
-pub const EVENT_FINISHED: &str = "inngest/function.finished";
-pub const EVENT_FAILED: &str = "inngest/function.failed";
-pub const EVENT_CANCELLED: &str = "inngest/function.cancelled";
-pub const EVENT_INVOKED: &str = "inngest/function.invoked";
-pub const EVENT_SCHEDULED: &str = "inngest/scheduled.timer";
+use crate::inngest::protocol::{
+    DISCOVERY_STEP_ID, FUNCTION_CANCELLED_EVENT, FUNCTION_FAILED_EVENT, FUNCTION_FINISHED_EVENT,
+};
 
 /// Delay after failed attempt n (0-based), as the server's `TableBackoff`.
 const BACKOFF: [i64; 10] = [15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200];
@@ -370,7 +364,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
             let error = error_value("FunctionCancelledError", reason);
             run.history.push(HistoryEntry {
                 at: ctx.now,
-                step_id: DISCOVERY.into(),
+                step_id: DISCOVERY_STEP_ID.into(),
                 name: None,
                 op: "Cancel".into(),
                 attempt: 0,
@@ -385,7 +379,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
             run.pending.clear();
             actions.push(Action::SendEvents(vec![lifecycle_event(
                 &run,
-                EVENT_CANCELLED,
+                FUNCTION_CANCELLED_EVENT,
                 format!("{}:cancelled", run.id),
                 json!({"error": error}),
                 ctx,
@@ -483,7 +477,7 @@ fn apply_ops(
 ) {
     let active = ops.iter().filter(|o| !o.kind.is(Opcode::None)).count();
     if active == 0 {
-        if run.pending.is_empty() && call.step_id == DISCOVERY {
+        if run.pending.is_empty() && call.step_id == DISCOVERY_STEP_ID {
             // Nothing pending and nothing reported: the run would never move again.
             let err = CallError {
                 status: Some(206),
@@ -750,7 +744,7 @@ fn discover_if_settled(run: &mut RunState, ctx: &Ctx, actions: &mut Vec<Action>)
     if run.pending.is_empty() && !run.status.is_terminal() {
         run.force_step_plan = false;
         actions.push(Action::Call {
-            step_id: DISCOVERY.into(),
+            step_id: DISCOVERY_STEP_ID.into(),
             attempt: 0,
             at: ctx.now,
         });
@@ -791,7 +785,7 @@ fn finish_completed(run: &mut RunState, output: Value, ctx: &Ctx, actions: &mut 
     run.pending.clear();
     actions.push(Action::SendEvents(vec![lifecycle_event(
         run,
-        EVENT_FINISHED,
+        FUNCTION_FINISHED_EVENT,
         format!("{}:finished", run.id),
         json!({"result": output}),
         ctx,
@@ -809,13 +803,13 @@ fn finish_failed(run: &mut RunState, error: Value, ctx: &Ctx, actions: &mut Vec<
     actions.push(Action::SendEvents(vec![
         lifecycle_event(
             run,
-            EVENT_FINISHED,
+            FUNCTION_FINISHED_EVENT,
             format!("{}:finished", run.id),
             extra.clone(),
             ctx,
         ),
         // Inngest gives the failure event the run id as its id, so it is sent once.
-        lifecycle_event(run, EVENT_FAILED, run.id.clone(), extra, ctx),
+        lifecycle_event(run, FUNCTION_FAILED_EVENT, run.id.clone(), extra, ctx),
     ]));
     resume_parent(run, json!({"error": error}), actions);
     actions.push(Action::Finished(RunStatus::Failed));
