@@ -20,7 +20,7 @@ use ticketing::inngest::signature::{SigningKey, canonical_json};
 use tower::ServiceExt;
 
 use crate::executor_support::{
-    FakeFn, FakeSdk, Step, harness, harness_with, hash, options, run, t0,
+    FakeFn, FakeSdk, Harness, Step, harness, harness_with, hash, options, run, t0,
 };
 
 const KEY: &str = "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
@@ -80,20 +80,25 @@ async fn call_requests_carry_what_inngest_sends() {
     assert_eq!(second.body["steps"], json!({hash("first"): {"data": "A"}}));
 }
 
-#[tokio::test]
-async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
-    let f = FakeFn::new("signed", "app/signed").step(run("s", json!(1)));
-    let sdk = FakeSdk::new(std::slice::from_ref(&f), Some(SigningKey::new(KEY)));
-    let h = harness_with(
+/// An executor that signs its calls and wants `key` on `/fn/register`.
+async fn signed_harness(sdk: Arc<FakeSdk>, key: SigningKey) -> Harness {
+    harness_with(
         sdk,
         Arc::new(MemoryStore::new()),
         Arc::new(ManualClock::new(t0())),
         |o| ExecutorOptions {
-            signing_key: Some(SigningKey::new(KEY)),
+            signing_key: Some(key),
             ..o
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
+    let f = FakeFn::new("signed", "app/signed").step(run("s", json!(1)));
+    let sdk = FakeSdk::new(std::slice::from_ref(&f), Some(SigningKey::new(KEY)));
+    let h = signed_harness(sdk, SigningKey::new(KEY)).await;
     h.publish("app/signed", json!({})).await;
     h.settle().await;
     assert_eq!(h.only_run("signed").await.status, RunStatus::Completed);
@@ -108,16 +113,7 @@ async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
         "signkey-test-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     );
     let sdk = FakeSdk::new(&[f], Some(SigningKey::new(KEY)));
-    let bad = harness_with(
-        sdk,
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(t0())),
-        |o| ExecutorOptions {
-            signing_key: Some(other),
-            ..o
-        },
-    )
-    .await;
+    let bad = signed_harness(sdk, other).await;
     bad.publish("app/signed", json!({})).await;
     bad.settle().await;
     let r = bad.only_run("signed").await;
@@ -462,16 +458,7 @@ async fn fn_register_accepts_sdk_syncs_and_checks_the_server_kind() {
 
 #[tokio::test]
 async fn fn_register_wants_the_signing_key_raw_or_hashed_when_one_is_set() {
-    let h = harness_with(
-        FakeSdk::new(&[], None),
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(t0())),
-        |o| ExecutorOptions {
-            signing_key: Some(SigningKey::new(KEY)),
-            ..o
-        },
-    )
-    .await;
+    let h = signed_harness(FakeSdk::new(&[], None), SigningKey::new(KEY)).await;
     let api = server_api::router(h.executor.clone());
     let body =
         json!({"appName": "other", "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}]})
