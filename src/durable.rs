@@ -15,8 +15,7 @@
 use crate::config::{Config, StoreUrl};
 use crate::functions::{self, APP_ID, Deps};
 use crate::inngest::executor::{
-    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind, SigningKey,
-    SqliteRunStore,
+    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind, SqliteRunStore,
 };
 use crate::inngest::{Event, EventClient, InngestSettings, Mode, ServeHandler};
 use crate::relay::{EventSink, SinkError};
@@ -110,7 +109,7 @@ impl Durable {
     ) -> anyhow::Result<Self> {
         let (mode, settings) = resolve(config)?;
         warn_if_dev_mode_is_exposed(mode, config.host);
-        let signing_key = settings.signing_key().map(|k| k.expose().to_owned());
+        let signing_key = settings.signing_key().cloned();
         let serve_url = serve_url(config, &settings);
         let mut handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
         // Syncs register this URL, never one rebuilt from a request's `Host`.
@@ -131,7 +130,7 @@ impl Durable {
             ExecutionMode::Embedded => {
                 let store = run_store(&config.store, mongo).await?;
                 let options = ExecutorOptions {
-                    signing_key: signing_key.map(SigningKey::new),
+                    signing_key,
                     server_kind: ServerKind::Cloud,
                     // `ticketing runs rerun|cancel` write to the same file from another
                     // process; the loop sees that work within this interval.

@@ -3,8 +3,8 @@
 //! and the plain-text rendering for the terminal.
 
 use crate::functions::APP_ID;
-use crate::inngest::executor::state::DISCOVERY;
 use crate::inngest::executor::{Executor, HistoryEntry, Outcome, RunState, RunStatus, RunSummary};
+use crate::inngest::protocol::DISCOVERY_STEP_ID;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -179,7 +179,11 @@ impl From<&RunState> for RunView {
         let mut steps: Vec<StepView> = Vec::new();
         // Entries of the discovery call without an op are about the function as a whole; the
         // run's `error` and the history carry them.
-        for e in run.history.iter().filter(|e| e.step_id != DISCOVERY) {
+        for e in run
+            .history
+            .iter()
+            .filter(|e| e.step_id != DISCOVERY_STEP_ID)
+        {
             let i = match steps.iter().position(|s| s.id == e.step_id) {
                 Some(i) => i,
                 None => {
@@ -419,7 +423,7 @@ fn render_steps(out: &mut String, steps: &[StepView]) {
 /// The attempt history of [`render_run`].
 fn render_history(out: &mut String, history: &[HistoryView]) {
     for e in history {
-        let what = e.name.as_deref().unwrap_or(if e.step_id == DISCOVERY {
+        let what = e.name.as_deref().unwrap_or(if e.step_id == DISCOVERY_STEP_ID {
             "(function)"
         } else {
             e.step_id.as_str()

@@ -12,15 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use chrono::Duration;
 use serde_json::{Value, json};
-use ticketing::inngest::executor::transport::canonical_json;
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, HttpTransport, ManualClock, MemoryStore, RouterTransport, RunStatus,
-    ServerKind, SigningKey, SyncOutcome, server_api,
+    ServerKind, SyncOutcome, server_api,
 };
+use ticketing::inngest::signature::{SigningKey, canonical_json};
 use tower::ServiceExt;
 
 use crate::executor_support::{
-    FakeFn, FakeSdk, Step, harness, harness_with, hash, options, run, t0,
+    FakeFn, FakeSdk, Harness, Step, harness, harness_with, hash, options, run, t0,
 };
 
 const KEY: &str = "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
@@ -80,20 +80,25 @@ async fn call_requests_carry_what_inngest_sends() {
     assert_eq!(second.body["steps"], json!({hash("first"): {"data": "A"}}));
 }
 
-#[tokio::test]
-async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
-    let f = FakeFn::new("signed", "app/signed").step(run("s", json!(1)));
-    let sdk = FakeSdk::new(std::slice::from_ref(&f), Some(SigningKey::new(KEY)));
-    let h = harness_with(
+/// An executor that signs its calls and wants `key` on `/fn/register`.
+async fn signed_harness(sdk: Arc<FakeSdk>, key: SigningKey) -> Harness {
+    harness_with(
         sdk,
         Arc::new(MemoryStore::new()),
         Arc::new(ManualClock::new(t0())),
         |o| ExecutorOptions {
-            signing_key: Some(SigningKey::new(KEY)),
+            signing_key: Some(key),
             ..o
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
+    let f = FakeFn::new("signed", "app/signed").step(run("s", json!(1)));
+    let sdk = FakeSdk::new(std::slice::from_ref(&f), Some(SigningKey::new(KEY)));
+    let h = signed_harness(sdk, SigningKey::new(KEY)).await;
     h.publish("app/signed", json!({})).await;
     h.settle().await;
     assert_eq!(h.only_run("signed").await.status, RunStatus::Completed);
@@ -108,16 +113,7 @@ async fn signed_calls_verify_and_a_wrong_key_is_retried_not_trusted() {
         "signkey-test-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     );
     let sdk = FakeSdk::new(&[f], Some(SigningKey::new(KEY)));
-    let bad = harness_with(
-        sdk,
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(t0())),
-        |o| ExecutorOptions {
-            signing_key: Some(other),
-            ..o
-        },
-    )
-    .await;
+    let bad = signed_harness(sdk, other).await;
     bad.publish("app/signed", json!({})).await;
     bad.settle().await;
     let r = bad.only_run("signed").await;
@@ -458,6 +454,34 @@ async fn fn_register_accepts_sdk_syncs_and_checks_the_server_kind() {
             .as_str()
             .is_some_and(|e| e.contains("other-g"))
     );
+}
+
+#[tokio::test]
+async fn fn_register_wants_the_signing_key_raw_or_hashed_when_one_is_set() {
+    let h = signed_harness(FakeSdk::new(&[], None), SigningKey::new(KEY)).await;
+    let api = server_api::router(h.executor.clone());
+    let body =
+        json!({"appName": "other", "functions": [{"id": "other-f", "triggers": [{"event": "x"}]}]})
+            .to_string();
+    // The JS SDK's hashed form of KEY (the reference vector).
+    let hashed = "signkey-test-e4bf4a2e7f55c7eb954b6e72f8f69628fbc409fe7da6d0f6958770987dcf0e02";
+    for (auth, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (
+            Some("Bearer signkey-test-00".to_string()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (Some(format!("Bearer {hashed}")), StatusCode::OK),
+        (Some(format!("Bearer {KEY}")), StatusCode::OK),
+    ] {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (status, reply) = post_json(&api, "/fn/register", &headers, &body).await;
+        assert_eq!(status, expected, "{auth:?}: {reply}");
+    }
+    assert!(h.executor.function_ids().contains(&"other-f".to_string()));
 }
 
 #[derive(Clone)]

@@ -16,9 +16,10 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use ticketing::inngest::SigningKey;
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore,
-    RunSummary, SigningKey, server_api,
+    RunSummary, server_api,
 };
 use tower::ServiceExt;
 

@@ -23,7 +23,7 @@ const GOLDEN_T: i64 = 1_795_356_375;
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!(
-        "../../src/inngest/testdata/inngest-test-vectors.json"
+        "../../crates/inngest-axum/src/testdata/inngest-test-vectors.json"
     ))
     .expect("vectors")
 }

@@ -17,6 +17,7 @@ use super::service::{
 use super::state::{self, Action, Ctx, Input, Outcome, ResumeReason, RunState};
 use super::store::{Claimed, Commit, ItemKind, Lease, Pause, PauseKind, QueueItem, StoreError};
 use super::transport::{CallSettings, call_request};
+use crate::inngest::Opcode;
 
 /// Pending forever when there is no stop signal.
 async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
@@ -466,7 +467,11 @@ impl Executor {
         let counters = &self.inner.counters;
         for entry in new.history.iter().skip(old.history.len()) {
             match (entry.outcome, entry.op.as_str()) {
-                (Outcome::Completed, "StepRun" | "Step") => counters.step(false),
+                (Outcome::Completed, op)
+                    if matches!(Opcode::from_name(op), Some(Opcode::StepRun | Opcode::Step)) =>
+                {
+                    counters.step(false)
+                }
                 (Outcome::Failed, op) if op != "FunctionError" => counters.step(true),
                 (Outcome::Retrying, _) => counters.retry(),
                 _ => {}

@@ -3,7 +3,10 @@
 //!
 //! It knows functions only from the register JSON (the `functions` array of a sync body) and
 //! talks to the SDK only through call requests and their responses (reference §2.3, §3, §7),
-//! so it works with any SDK that speaks the wire protocol.
+//! so it works with any SDK that speaks the wire protocol. The protocol's vocabulary is the
+//! SDK's ([`crate::inngest`], the `inngest-axum` crate): its [`SigningKey`](crate::inngest::SigningKey),
+//! canonical JSON, header names and [`Opcode`](crate::inngest::Opcode); the executor defines
+//! none of its own.
 //!
 //! # Using it
 //!
@@ -93,4 +96,4 @@ pub use sqlite_store::SqliteRunStore;
 pub use state::{HistoryEntry, Outcome, RunState, RunStatus};
 pub use stats::ExecutorStats;
 pub use store::{MemoryStore, QueueDepth, RunFilter, RunStore, RunSummary, StoreError, Swept};
-pub use transport::{HttpTransport, RouterTransport, SigningKey, Transport, TransportError};
+pub use transport::{HttpTransport, RouterTransport, Transport, TransportError};

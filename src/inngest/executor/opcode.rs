@@ -3,66 +3,34 @@
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::duration;
+use crate::inngest::Opcode;
+use crate::inngest::headers;
 
-pub const HEADER_SDK: &str = "x-inngest-sdk";
-pub const HEADER_NO_RETRY: &str = "x-inngest-no-retry";
-pub const HEADER_REQ_VERSION: &str = "x-inngest-req-version";
-pub const HEADER_RETRY_AFTER: &str = "retry-after";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An opcode as an SDK named it. Unknown names are kept, not rejected, so that the run fails
+/// with a message naming the opcode instead of the whole answer being unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpKind {
-    StepRun,
-    Step,
-    StepPlanned,
-    StepError,
-    StepFailed,
-    Sleep,
-    WaitForEvent,
-    InvokeFunction,
-    RunComplete,
-    DiscoveryRequest,
-    None,
-    /// Any other opcode name (Gateway, AIGateway, WaitForSignal, …): not supported here.
-    Other(String),
+    Known(Opcode),
+    Unknown(String),
 }
 
 impl OpKind {
-    fn parse(s: &str) -> OpKind {
-        match s {
-            "StepRun" => OpKind::StepRun,
-            "Step" => OpKind::Step,
-            "StepPlanned" => OpKind::StepPlanned,
-            "StepError" => OpKind::StepError,
-            "StepFailed" => OpKind::StepFailed,
-            "Sleep" => OpKind::Sleep,
-            "WaitForEvent" => OpKind::WaitForEvent,
-            "InvokeFunction" => OpKind::InvokeFunction,
-            "RunComplete" => OpKind::RunComplete,
-            "DiscoveryRequest" => OpKind::DiscoveryRequest,
-            "None" => OpKind::None,
-            other => OpKind::Other(other.to_string()),
-        }
+    fn parse(name: &str) -> OpKind {
+        Opcode::from_name(name).map_or_else(|| OpKind::Unknown(name.to_string()), OpKind::Known)
     }
 
     pub fn name(&self) -> &str {
         match self {
-            OpKind::StepRun => "StepRun",
-            OpKind::Step => "Step",
-            OpKind::StepPlanned => "StepPlanned",
-            OpKind::StepError => "StepError",
-            OpKind::StepFailed => "StepFailed",
-            OpKind::Sleep => "Sleep",
-            OpKind::WaitForEvent => "WaitForEvent",
-            OpKind::InvokeFunction => "InvokeFunction",
-            OpKind::RunComplete => "RunComplete",
-            OpKind::DiscoveryRequest => "DiscoveryRequest",
-            OpKind::None => "None",
-            OpKind::Other(s) => s,
+            OpKind::Known(op) => op.name(),
+            OpKind::Unknown(name) => name,
         }
+    }
+
+    pub fn is(&self, op: Opcode) -> bool {
+        *self == OpKind::Known(op)
     }
 }
 
@@ -179,7 +147,7 @@ pub fn parse_response(
     now: DateTime<Utc>,
 ) -> CallOutcome {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let request_version = header(HEADER_REQ_VERSION).and_then(|v| v.trim().parse().ok());
+    let request_version = header(headers::REQ_VERSION).and_then(|v| v.trim().parse().ok());
 
     // A streamed answer (201) wraps the real one.
     if status == 201
@@ -205,8 +173,8 @@ pub fn parse_response(
         return parse_response(inner_status, &inner_headers, &inner_body, now);
     }
 
-    let no_retry = header(HEADER_NO_RETRY).map(|v| v.eq_ignore_ascii_case("true"));
-    let retry_at = header(HEADER_RETRY_AFTER).and_then(|v| duration::retry_after(v, now));
+    let no_retry = header(headers::NO_RETRY).map(|v| v.eq_ignore_ascii_case("true"));
+    let retry_at = header(headers::RETRY_AFTER).and_then(|v| duration::retry_after(v, now));
     let fail = |error: Value, no_retry: bool| CallOutcome {
         response: SdkResponse::Error(CallError {
             status: Some(status),
@@ -218,7 +186,7 @@ pub fn parse_response(
     };
 
     if (200..300).contains(&status) {
-        if header(HEADER_SDK).is_none() {
+        if header(headers::SDK).is_none() {
             return fail(
                 error_value("NotSDK", "The response did not come from an Inngest SDK"),
                 false,
@@ -288,8 +256,8 @@ mod tests {
 
     fn sdk_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(HEADER_SDK, "rust:v0.1.0".parse().expect("BUG"));
-        h.insert(HEADER_REQ_VERSION, "2".parse().expect("BUG"));
+        h.insert(headers::SDK, "rust:v0.1.0".parse().expect("BUG"));
+        h.insert(headers::REQ_VERSION, "2".parse().expect("BUG"));
         for (k, v) in extra {
             h.insert(*k, v.parse().expect("BUG"));
         }
@@ -317,7 +285,7 @@ mod tests {
         else {
             panic!("expected ops");
         };
-        assert_eq!(ops[0].kind, OpKind::StepRun);
+        assert_eq!(ops[0].kind, OpKind::Known(Opcode::StepRun));
         assert_eq!(ops[0].data, json!("A"));
         assert_eq!(ops[0].label().as_deref(), Some("first step"));
         let single = br#"{"id":"x","op":"Sleep","name":"1m"}"#;
@@ -339,7 +307,15 @@ mod tests {
         else {
             panic!("expected ops");
         };
-        assert_eq!(ops[0].kind, OpKind::Other("Gateway".into()));
+        assert_eq!(ops[0].kind, OpKind::Known(Opcode::Gateway));
+        let unknown = br#"[{"id":"x","op":"Teleport"}]"#;
+        let SdkResponse::Ops { ops, .. } =
+            parse_response(206, &sdk_headers(&[]), unknown, now()).response
+        else {
+            panic!("expected ops");
+        };
+        assert_eq!(ops[0].kind, OpKind::Unknown("Teleport".into()));
+        assert_eq!(ops[0].kind.name(), "Teleport");
     }
 
     #[test]
@@ -401,6 +377,6 @@ mod tests {
         else {
             panic!("expected ops");
         };
-        assert_eq!(ops[0].kind, OpKind::StepPlanned);
+        assert_eq!(ops[0].kind, OpKind::Known(Opcode::StepPlanned));
     }
 }

@@ -10,18 +10,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::routing::post;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::events::seeded_id;
 use super::function::RegisterError;
 use super::service::{Executor, PublishError, ServerKind};
-use super::transport::{
-    HEADER_SERVER_KIND, HEADER_SIGNATURE, HEADER_SYNC_KIND, TransportError, canonical_json,
-};
-
-pub const HEADER_EVENT_ID_SEED: &str = "x-inngest-event-id-seed";
-pub const HEADER_EXPECTED_SERVER_KIND: &str = "x-inngest-expected-server-kind";
+use super::transport::TransportError;
+use crate::inngest::headers;
+use crate::inngest::signature::canonical_json;
 
 pub fn router(executor: Executor) -> Router {
     Router::new()
@@ -69,7 +65,7 @@ async fn send_events(
         }
     };
     if let Some(seed) = headers
-        .get(HEADER_EVENT_ID_SEED)
+        .get(headers::EVENT_ID_SEED)
         .and_then(|v| v.to_str().ok())
     {
         for (i, ev) in events.iter_mut().enumerate() {
@@ -100,16 +96,6 @@ async fn send_events(
     }
 }
 
-/// `signkey-<env>-<hex>` → `signkey-<env>-<hex(sha256(bytes))>` (reference §4.5).
-pub fn hashed_signing_key(key: &str) -> Option<String> {
-    let (prefix, rest) = match key.strip_prefix("signkey-").and_then(|r| r.split_once('-')) {
-        Some((env, rest)) => (format!("signkey-{env}-"), rest),
-        None => (String::new(), key),
-    };
-    let bytes = hex::decode(rest).ok()?;
-    Some(format!("{prefix}{}", hex::encode(Sha256::digest(bytes))))
-}
-
 async fn register(
     State(executor): State<Executor>,
     headers: HeaderMap,
@@ -117,7 +103,7 @@ async fn register(
 ) -> (StatusCode, Json<Value>) {
     let ours = executor.inner.options.server_kind.as_str();
     if let Some(expected) = headers
-        .get(HEADER_EXPECTED_SERVER_KIND)
+        .get(headers::EXPECTED_SERVER_KIND)
         .and_then(|v| v.to_str().ok())
         && !expected.is_empty()
         && expected != ours
@@ -133,9 +119,8 @@ async fn register(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let raw = key.expose();
-        let ok = !given.is_empty()
-            && (given == raw || hashed_signing_key(raw).as_deref() == Some(given));
+        // SDKs send the key hashed; an operator's tooling may send it as configured.
+        let ok = !given.is_empty() && (given == key.expose() || given == key.hashed());
         if !ok {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -208,15 +193,15 @@ impl Executor {
         let mut req = Request::builder()
             .method(Method::PUT)
             .uri(url)
-            .header(HEADER_SERVER_KIND, kind.as_str());
+            .header(headers::SERVER_KIND, kind.as_str());
         let body = match &self.inner.options.signing_key {
             Some(key) => {
                 let body = canonical_json(&json!({"url": url}));
                 req = req
-                    .header(HEADER_SYNC_KIND, "in_band")
+                    .header(headers::SYNC_KIND, headers::SYNC_KIND_IN_BAND)
                     .header(header::CONTENT_TYPE, "application/json")
                     .header(
-                        HEADER_SIGNATURE,
+                        headers::SIGNATURE,
                         key.sign(body.as_bytes(), self.now().timestamp()),
                     );
                 Bytes::from(body)
@@ -251,26 +236,5 @@ impl Executor {
             }
             _ => Ok(SyncOutcome::OutOfBand),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_signing_keys_like_the_reference() {
-        assert_eq!(
-            hashed_signing_key("signkey-prod-12345678").as_deref(),
-            Some("signkey-prod-b2ed992186a5cb19f6668aade821f502c1d00970dfd0e35128d51bac4649916c")
-        );
-        assert_eq!(
-            hashed_signing_key(
-                "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff"
-            )
-            .as_deref(),
-            Some("signkey-test-e4bf4a2e7f55c7eb954b6e72f8f69628fbc409fe7da6d0f6958770987dcf0e02")
-        );
-        assert_eq!(hashed_signing_key("signkey-test-nothex"), None);
     }
 }

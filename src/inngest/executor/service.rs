@@ -12,13 +12,15 @@ use super::clock::{Clock, SystemClock};
 use super::events::{self, EventError};
 use super::expr::{Expression, Scope};
 use super::function::{FunctionDef, RegisterError, parse_function};
-use super::state::{self, Ctx, EVENT_SCHEDULED, Input, ParentRef, RunState};
+use super::state::{self, Ctx, Input, ParentRef, RunState};
 use super::stats::{Counters, ExecutorStats};
 use super::store::{
     Commit, Ingest, IngestOutcome, ItemKind, Pause, PauseKind, QueueItem, RunFilter, RunStore,
     RunSummary, Slot, StoreError, Swept,
 };
-use super::transport::{SigningKey, Transport};
+use super::transport::Transport;
+use crate::inngest::SigningKey;
+use crate::inngest::protocol::{DISCOVERY_STEP_ID, FUNCTION_INVOKED_EVENT, SCHEDULED_TIMER_EVENT};
 
 #[derive(Debug, Error)]
 pub enum ExecutorError {
@@ -384,7 +386,7 @@ impl Executor {
             event,
             now,
         );
-        let item = self.call_item(def, &run, state::DISCOVERY, 0, now);
+        let item = self.call_item(def, &run, DISCOVERY_STEP_ID, 0, now);
         let pauses = def
             .cancel
             .iter()
@@ -662,11 +664,11 @@ pub(crate) fn invoke_event(
         "source_fn_id": parent.function_id,
         "source_fn_v": 1,
         "expire": expires_at.timestamp_millis(),
-        "name": state::EVENT_INVOKED,
+        "name": FUNCTION_INVOKED_EVENT,
     });
     json!({
         "id": format!("{}:invoke:{step_id}", parent.id),
-        "name": state::EVENT_INVOKED,
+        "name": FUNCTION_INVOKED_EVENT,
         "data": data,
         "user": payload.get("user").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
         "ts": now.timestamp_millis(),
@@ -682,7 +684,7 @@ pub(crate) fn cron_event(
 ) -> Value {
     json!({
         "id": format!("cron:{function_id}:{}", due.timestamp_millis()),
-        "name": EVENT_SCHEDULED,
+        "name": SCHEDULED_TIMER_EVENT,
         "data": {"cron": schedule},
         "user": {},
         "ts": now.timestamp_millis(),

@@ -12,15 +12,10 @@ use serde_json::{Map, Value, json};
 use super::duration;
 use super::expr::{Expression, Scope};
 use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
-
-/// The discovery step id: "run the function from the top".
-pub const DISCOVERY: &str = "step";
-
-pub const EVENT_FINISHED: &str = "inngest/function.finished";
-pub const EVENT_FAILED: &str = "inngest/function.failed";
-pub const EVENT_CANCELLED: &str = "inngest/function.cancelled";
-pub const EVENT_INVOKED: &str = "inngest/function.invoked";
-pub const EVENT_SCHEDULED: &str = "inngest/scheduled.timer";
+use crate::inngest::Opcode;
+use crate::inngest::protocol::{
+    DISCOVERY_STEP_ID, FUNCTION_CANCELLED_EVENT, FUNCTION_FAILED_EVENT, FUNCTION_FINISHED_EVENT,
+};
 
 /// Delay after failed attempt n (0-based), as the server's `TableBackoff`.
 const BACKOFF: [i64; 10] = [15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200];
@@ -317,7 +312,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
                         ctx,
                         &call,
                         None,
-                        "RunComplete",
+                        Opcode::RunComplete.name(),
                         Outcome::Completed,
                         None,
                         None,
@@ -369,7 +364,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
             let error = error_value("FunctionCancelledError", reason);
             run.history.push(HistoryEntry {
                 at: ctx.now,
-                step_id: DISCOVERY.into(),
+                step_id: DISCOVERY_STEP_ID.into(),
                 name: None,
                 op: "Cancel".into(),
                 attempt: 0,
@@ -384,7 +379,7 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
             run.pending.clear();
             actions.push(Action::SendEvents(vec![lifecycle_event(
                 &run,
-                EVENT_CANCELLED,
+                FUNCTION_CANCELLED_EVENT,
                 format!("{}:cancelled", run.id),
                 json!({"error": error}),
                 ctx,
@@ -480,9 +475,9 @@ fn apply_ops(
     ctx: &Ctx,
     actions: &mut Vec<Action>,
 ) {
-    let active = ops.iter().filter(|o| o.kind != OpKind::None).count();
+    let active = ops.iter().filter(|o| !o.kind.is(Opcode::None)).count();
     if active == 0 {
-        if run.pending.is_empty() && call.step_id == DISCOVERY {
+        if run.pending.is_empty() && call.step_id == DISCOVERY_STEP_ID {
             // Nothing pending and nothing reported: the run would never move again.
             let err = CallError {
                 status: Some(206),
@@ -513,8 +508,8 @@ fn apply_ops(
             run.memoize(&op.id, json!({"error": error}))
         };
         match &op.kind {
-            OpKind::StepRun | OpKind::Step => {
-                let value = if op.kind == OpKind::StepRun {
+            OpKind::Known(Opcode::StepRun | Opcode::Step) => {
+                let value = if op.kind.is(Opcode::StepRun) {
                     json!({"data": op.data})
                 } else {
                     op.data.clone()
@@ -532,7 +527,7 @@ fn apply_ops(
                 run.memoize(&op.id, value);
                 progressed = true;
             }
-            OpKind::StepPlanned => {
+            OpKind::Known(Opcode::StepPlanned) => {
                 if !run.steps.contains_key(&op.id) && !run.pending.contains_key(&op.id) {
                     run.pending.insert(op.id.clone(), Pending::Planned);
                     push(
@@ -540,7 +535,7 @@ fn apply_ops(
                         ctx,
                         call,
                         Some(&op),
-                        "StepPlanned",
+                        Opcode::StepPlanned.name(),
                         Outcome::Planned,
                         None,
                         None,
@@ -552,14 +547,14 @@ fn apply_ops(
                     });
                 }
             }
-            OpKind::StepError | OpKind::StepFailed => {
+            OpKind::Known(Opcode::StepError | Opcode::StepFailed) => {
                 let error = op
                     .error
                     .clone()
                     .unwrap_or_else(|| error_value("Error", "step failed without an error"));
                 let op_no_retry = no_retry
                     || error.get("noRetry").and_then(Value::as_bool) == Some(true)
-                    || op.kind == OpKind::StepFailed;
+                    || op.kind.is(Opcode::StepFailed);
                 if !op_no_retry && call.attempt + 1 < run.max_attempts {
                     let at = retry_time(call.attempt, retry_at, ctx);
                     push(
@@ -567,7 +562,7 @@ fn apply_ops(
                         ctx,
                         call,
                         Some(&op),
-                        "StepError",
+                        Opcode::StepError.name(),
                         Outcome::Retrying,
                         Some(error),
                         Some(at),
@@ -582,7 +577,7 @@ fn apply_ops(
                     progressed = true;
                 }
             }
-            OpKind::Sleep => {
+            OpKind::Known(Opcode::Sleep) => {
                 let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("");
                 match duration::sleep_until(spec, ctx.now) {
                     Some(wake) if !run.steps.contains_key(&op.id) => {
@@ -592,7 +587,7 @@ fn apply_ops(
                                 ctx,
                                 call,
                                 Some(&op),
-                                "Sleep",
+                                Opcode::Sleep.name(),
                                 Outcome::Sleeping,
                                 None,
                                 Some(wake),
@@ -617,7 +612,7 @@ fn apply_ops(
                     }
                 }
             }
-            OpKind::WaitForEvent => {
+            OpKind::Known(Opcode::WaitForEvent) => {
                 if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
                     continue;
                 }
@@ -645,7 +640,7 @@ fn apply_ops(
                             ctx,
                             call,
                             Some(&op),
-                            "WaitForEvent",
+                            Opcode::WaitForEvent.name(),
                             Outcome::Waiting,
                             None,
                             Some(expires_at),
@@ -683,7 +678,7 @@ fn apply_ops(
                     }
                 }
             }
-            OpKind::InvokeFunction => {
+            OpKind::Known(Opcode::InvokeFunction) => {
                 if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
                     continue;
                 }
@@ -704,7 +699,7 @@ fn apply_ops(
                     ctx,
                     call,
                     Some(&op),
-                    "InvokeFunction",
+                    Opcode::InvokeFunction.name(),
                     Outcome::Invoking,
                     None,
                     Some(expires_at),
@@ -716,13 +711,13 @@ fn apply_ops(
                     expires_at,
                 });
             }
-            OpKind::RunComplete => {
+            OpKind::Known(Opcode::RunComplete) => {
                 push(
                     run,
                     ctx,
                     call,
                     Some(&op),
-                    "RunComplete",
+                    Opcode::RunComplete.name(),
                     Outcome::Completed,
                     None,
                     None,
@@ -730,9 +725,10 @@ fn apply_ops(
                 finish_completed(run, op.data.clone(), ctx, actions);
                 return;
             }
-            OpKind::DiscoveryRequest => progressed = true,
-            OpKind::None => {}
-            OpKind::Other(name) => {
+            OpKind::Known(Opcode::DiscoveryRequest) => progressed = true,
+            OpKind::Known(Opcode::None) => {}
+            unsupported => {
+                let name = unsupported.name();
                 let msg = format!("opcode {name} is not supported by the embedded executor");
                 progressed |= step_failed(run, &op, error_value("UnsupportedOpcode", msg));
             }
@@ -748,7 +744,7 @@ fn discover_if_settled(run: &mut RunState, ctx: &Ctx, actions: &mut Vec<Action>)
     if run.pending.is_empty() && !run.status.is_terminal() {
         run.force_step_plan = false;
         actions.push(Action::Call {
-            step_id: DISCOVERY.into(),
+            step_id: DISCOVERY_STEP_ID.into(),
             attempt: 0,
             at: ctx.now,
         });
@@ -789,7 +785,7 @@ fn finish_completed(run: &mut RunState, output: Value, ctx: &Ctx, actions: &mut 
     run.pending.clear();
     actions.push(Action::SendEvents(vec![lifecycle_event(
         run,
-        EVENT_FINISHED,
+        FUNCTION_FINISHED_EVENT,
         format!("{}:finished", run.id),
         json!({"result": output}),
         ctx,
@@ -807,13 +803,13 @@ fn finish_failed(run: &mut RunState, error: Value, ctx: &Ctx, actions: &mut Vec<
     actions.push(Action::SendEvents(vec![
         lifecycle_event(
             run,
-            EVENT_FINISHED,
+            FUNCTION_FINISHED_EVENT,
             format!("{}:finished", run.id),
             extra.clone(),
             ctx,
         ),
         // Inngest gives the failure event the run id as its id, so it is sent once.
-        lifecycle_event(run, EVENT_FAILED, run.id.clone(), extra, ctx),
+        lifecycle_event(run, FUNCTION_FAILED_EVENT, run.id.clone(), extra, ctx),
     ]));
     resume_parent(run, json!({"error": error}), actions);
     actions.push(Action::Finished(RunStatus::Failed));

@@ -5,13 +5,14 @@
 //! sends it over the network with reqwest. [`call_request`] builds the exact request Inngest
 //! sends (reference §2.3): JCS-canonical body, `fnId`/`stepId` query, `X-Run-ID`,
 //! `X-Inngest-Step-ID`, `x-inngest-req-version` and, when a signing key is set,
-//! `X-Inngest-Signature`.
+//! `X-Inngest-Signature`. Canonical JSON, signing and header names are the SDK's
+//! ([`crate::inngest::signature`], [`crate::inngest::headers`]): the executor and the serve
+//! handler it drives cannot disagree on them.
 
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Request, Response, header};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -19,13 +20,8 @@ use tower::ServiceExt;
 
 use super::function::FunctionDef;
 use super::state::RunState;
-
-pub const HEADER_SIGNATURE: &str = "x-inngest-signature";
-pub const HEADER_RUN_ID: &str = "x-run-id";
-pub const HEADER_STEP_ID: &str = "x-inngest-step-id";
-pub const HEADER_REQ_VERSION: &str = "x-inngest-req-version";
-pub const HEADER_SERVER_KIND: &str = "x-inngest-server-kind";
-pub const HEADER_SYNC_KIND: &str = "x-inngest-sync-kind";
+use crate::inngest::headers;
+use crate::inngest::signature::{SigningKey, canonical_json};
 
 /// Largest SDK response read (reference §2.3: 8 MB) plus headroom for streaming wrappers.
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
@@ -95,8 +91,7 @@ impl HttpTransport {
         timeout: std::time::Duration,
         base_url: Option<url::Url>,
     ) -> Result<HttpTransport, TransportError> {
-        // Idempotent; reqwest is built without a default crypto provider.
-        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -147,98 +142,6 @@ impl Transport for HttpTransport {
         builder
             .body(bytes)
             .map_err(|e| TransportError::Failed(e.to_string()))
-    }
-}
-
-/// A signing key, `signkey-<env>-<hex>`; HMACs use the text after the prefix as bytes.
-#[derive(Clone)]
-pub struct SigningKey(String);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(***)")
-    }
-}
-
-impl SigningKey {
-    pub fn new(key: impl Into<String>) -> SigningKey {
-        SigningKey(key.into())
-    }
-
-    /// The key as configured; for comparing with a Bearer token.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    fn material(&self) -> &str {
-        let k = self.0.as_str();
-        if let Some(rest) = k.strip_prefix("signkey-")
-            && let Some(dash) = rest.find('-')
-        {
-            let env = &rest[..dash];
-            if !env.is_empty() && env.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                return &rest[dash + 1..];
-            }
-        }
-        k
-    }
-
-    /// `t=<unix>&s=<hex HMAC-SHA256(key, body || t)>`.
-    pub fn sign(&self, body: &[u8], unix_time: i64) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.material().as_bytes())
-            .expect("BUG: HMAC accepts keys of any length");
-        mac.update(body);
-        mac.update(unix_time.to_string().as_bytes());
-        format!(
-            "t={unix_time}&s={}",
-            hex::encode(mac.finalize().into_bytes())
-        )
-    }
-}
-
-/// JSON with object keys sorted (RFC 8785 for the values Inngest payloads carry).
-pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(v, &mut out);
-    out
-}
-
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(x, out);
-            }
-            out.push(']');
-        }
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (_, Some(u), _) => out.push_str(&u.to_string()),
-            // Integral floats print without a fraction, as ECMAScript does.
-            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => {
-                out.push_str(&format!("{f:.0}"))
-            }
-            _ => out.push_str(&n.to_string()),
-        },
-        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -335,11 +238,14 @@ pub fn call_request(
         .method(axum::http::Method::POST)
         .uri(call_url(def, step_id)?)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(HEADER_RUN_ID, header(&run.id)?)
-        .header(HEADER_STEP_ID, header(step_id)?)
-        .header(HEADER_REQ_VERSION, run.version.to_string());
+        .header(headers::RUN_ID, header(&run.id)?)
+        .header(headers::STEP_ID, header(step_id)?)
+        .header(headers::REQ_VERSION, run.version.to_string());
     if let Some(key) = signing_key {
-        req = req.header(HEADER_SIGNATURE, header(&key.sign(&body, now.timestamp()))?);
+        req = req.header(
+            headers::SIGNATURE,
+            header(&key.sign(&body, now.timestamp()))?,
+        );
     }
     req.body(Bytes::from(body))
         .map_err(|e| TransportError::InvalidRequest(e.to_string()))
@@ -352,37 +258,6 @@ mod tests {
 
     const KEY: &str =
         "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
-
-    #[test]
-    fn signs_like_the_reference_vectors() {
-        let k = SigningKey::new(KEY);
-        assert_eq!(
-            k.sign(br#"{"event":{"name":"app/test"},"steps":{}}"#, 1705586504),
-            "t=1705586504&s=ce9a7a7ca11071a73f9a1e5f21fa454ffde7f59f3f7762c29a32b7023028edd1"
-        );
-        assert_eq!(
-            k.sign(b"", 1700000000),
-            "t=1700000000&s=184c94497772c48c5a48f48d89e62f7a0ab3199f6ba6d29d23b3db67eed57ea3"
-        );
-        assert_eq!(
-            SigningKey::new("signkey-prod-12345678").sign(br#"{"a":1}"#, 1705586504),
-            "t=1705586504&s=bd16d89641dac2e340a40e3800435b96c0e533c00bc7322c1eefae65d6ab6954"
-        );
-        assert_eq!(format!("{k:?}"), "SigningKey(***)");
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_and_normalizes_numbers() {
-        let raw: Value =
-            serde_json::from_str(r#"{"b":"a\u0026b","a":1.0,"c":{"z":null,"y":[3,2,1]}}"#)
-                .expect("json");
-        let canon = canonical_json(&raw);
-        assert_eq!(canon, r#"{"a":1,"b":"a&b","c":{"y":[3,2,1],"z":null}}"#);
-        assert_eq!(
-            SigningKey::new(KEY).sign(canon.as_bytes(), 1705586504),
-            "t=1705586504&s=1e93bb6e9119161098fb34f18a0209b18aba52cbcfa594aeaca5e1d04c68b74d"
-        );
-    }
 
     fn def(url: &str) -> FunctionDef {
         parse_function(
@@ -465,10 +340,10 @@ mod tests {
         let req =
             call_request(&run, &d, "abcd", 2, signed(&SigningKey::new(KEY)), now).expect("request");
         assert_eq!(req.method(), axum::http::Method::POST);
-        assert_eq!(req.headers()[HEADER_RUN_ID], "r1");
-        assert_eq!(req.headers()[HEADER_STEP_ID], "abcd");
-        assert_eq!(req.headers()[HEADER_REQ_VERSION], "-1");
-        let sig = req.headers()[HEADER_SIGNATURE].to_str().expect("ascii");
+        assert_eq!(req.headers()[headers::RUN_ID], "r1");
+        assert_eq!(req.headers()[headers::STEP_ID], "abcd");
+        assert_eq!(req.headers()[headers::REQ_VERSION], "-1");
+        let sig = req.headers()[headers::SIGNATURE].to_str().expect("ascii");
         assert_eq!(sig, SigningKey::new(KEY).sign(req.body(), now.timestamp()));
         let body: Value = serde_json::from_slice(req.body()).expect("json");
         assert_eq!(body["ctx"]["attempt"], 2);
@@ -485,7 +360,7 @@ mod tests {
             omit_fn_id: true,
         };
         let unsigned = call_request(&run, &d, "step", 0, plain, now).expect("request");
-        assert!(unsigned.headers().get(HEADER_SIGNATURE).is_none());
+        assert!(unsigned.headers().get(headers::SIGNATURE).is_none());
         let body: Value = serde_json::from_slice(unsigned.body()).expect("json");
         assert!(body["ctx"].get("fn_id").is_none());
         assert_eq!(body["ctx"]["run_id"], "r1");

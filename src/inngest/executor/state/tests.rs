@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::inngest::executor::opcode::CallError;
+use crate::inngest::protocol::FUNCTION_INVOKED_EVENT;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -54,7 +55,7 @@ fn call(step_id: &str, attempt: u32, response: SdkResponse) -> Input {
 
 fn discovery_at(at: DateTime<Utc>) -> Action {
     Action::Call {
-        step_id: DISCOVERY.into(),
+        step_id: DISCOVERY_STEP_ID.into(),
         attempt: 0,
         at,
     }
@@ -146,7 +147,7 @@ fn sequential_steps_with_a_sleep_follow_the_transcript() {
     let Action::SendEvents(events) = &actions[0] else {
         panic!("expected the finished event first, got {actions:?}");
     };
-    assert_eq!(events[0]["name"], EVENT_FINISHED);
+    assert_eq!(events[0]["name"], FUNCTION_FINISHED_EVENT);
     assert_eq!(events[0]["data"]["result"], json!({"b": "AB"}));
     assert_eq!(events[0]["data"]["function_id"], "my-app-steps");
     assert_eq!(
@@ -180,11 +181,9 @@ fn parallel_steps_are_planned_and_coalesced_into_one_discovery() {
     );
     assert!(run.force_step_plan);
     assert_eq!(actions.len(), 3);
-    assert!(
-        actions
-            .iter()
-            .all(|a| matches!(a, Action::Call { attempt: 0, step_id, .. } if step_id != DISCOVERY))
-    );
+    assert!(actions.iter().all(
+        |a| matches!(a, Action::Call { attempt: 0, step_id, .. } if step_id != DISCOVERY_STEP_ID)
+    ));
 
     let done = |id: &str, n: i64| {
         call(
@@ -342,13 +341,13 @@ fn function_errors_retry_then_fail_and_emit_the_failure_event() {
     };
     let failed = events
         .iter()
-        .find(|e| e["name"] == EVENT_FAILED)
+        .find(|e| e["name"] == FUNCTION_FAILED_EVENT)
         .expect("failed event");
     assert_eq!(failed["id"], "run-1");
     assert_eq!(failed["data"]["function_id"], "my-app-steps");
     assert_eq!(failed["data"]["error"]["message"], "broken func");
     assert_eq!(failed["data"]["event"]["name"], "app/steps");
-    assert!(events.iter().any(|e| e["name"] == EVENT_FINISHED));
+    assert!(events.iter().any(|e| e["name"] == FUNCTION_FINISHED_EVENT));
     assert_eq!(actions.last(), Some(&Action::Finished(RunStatus::Failed)));
 
     // Terminal runs ignore anything that arrives late.
@@ -461,7 +460,7 @@ fn invoke_starts_a_child_and_the_child_resumes_its_parent() {
         "my-app",
         "my-app-hello",
         1,
-        json!({"name": EVENT_INVOKED}),
+        json!({"name": FUNCTION_INVOKED_EVENT}),
         t0(),
     );
     child.parent = Some(ParentRef {
@@ -518,7 +517,9 @@ fn cancel_ends_the_run_and_emits_cancelled() {
     );
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(run.pending.is_empty());
-    assert!(matches!(&actions[0], Action::SendEvents(ev) if ev[0]["name"] == EVENT_CANCELLED));
+    assert!(
+        matches!(&actions[0], Action::SendEvents(ev) if ev[0]["name"] == FUNCTION_CANCELLED_EVENT)
+    );
     assert_eq!(
         actions.last(),
         Some(&Action::Finished(RunStatus::Cancelled))

@@ -2,6 +2,8 @@
 //! bodies, events and the sync/introspection bodies. Both sides (this SDK and an executor) use
 //! them, so every type is `Serialize + Deserialize` and lenient where the server is.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
@@ -10,6 +12,10 @@ use sha1::{Digest, Sha1};
 pub const DISCOVERY_STEP_ID: &str = "step";
 /// The event that triggers failure handlers.
 pub const FUNCTION_FAILED_EVENT: &str = "inngest/function.failed";
+/// The event sent when a run ends, whatever the outcome.
+pub const FUNCTION_FINISHED_EVENT: &str = "inngest/function.finished";
+/// The event sent when a run is cancelled.
+pub const FUNCTION_CANCELLED_EVENT: &str = "inngest/function.cancelled";
 /// The event a target function receives when invoked by `step.invoke`.
 pub const FUNCTION_INVOKED_EVENT: &str = "inngest/function.invoked";
 /// The event that runs cron-triggered functions.
@@ -48,35 +54,129 @@ pub fn time_str(d: std::time::Duration) -> String {
 }
 
 /// Opcodes the server understands (`pkg/enums/opcode.go`). Unknown strings fail to parse, as
-/// they do on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// they do on the server; [`Opcode::from_name`] lets an executor keep them apart instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Opcode {
+    /// Nothing to do (a placeholder some SDKs send).
     None,
+    /// A step that ran, with its result (execution version 0/1).
     Step,
+    /// A `step.run` that ran in this request, with its result.
     StepRun,
+    /// A step that failed this attempt; retried unless final.
     StepError,
+    /// A step found but not run: the executor calls back to run it.
     StepPlanned,
+    /// `step.sleep` / `step.sleep_until`.
     Sleep,
+    /// `step.wait_for_event`.
     WaitForEvent,
+    /// `step.invoke`.
     InvokeFunction,
-    #[serde(rename = "AIGateway")]
+    /// An inference request run by the server (`step.ai.infer`).
     AiGateway,
+    /// An HTTP request run by the server (`step.fetch`).
     Gateway,
+    /// `step.waitForSignal`.
     WaitForSignal,
+    /// The function returned (checkpointing SDKs).
     RunComplete,
+    /// A step that failed for good.
     StepFailed,
+    /// The function returned within a synchronous run.
     SyncRunComplete,
+    /// Asks for a discovery call.
     DiscoveryRequest,
+    /// Adds deferred work.
     DeferAdd,
+    /// Aborts deferred work.
     DeferAbort,
+}
+
+impl Opcode {
+    /// Every opcode, in the server's order.
+    pub const ALL: [Opcode; 17] = [
+        Opcode::None,
+        Opcode::Step,
+        Opcode::StepRun,
+        Opcode::StepError,
+        Opcode::StepPlanned,
+        Opcode::Sleep,
+        Opcode::WaitForEvent,
+        Opcode::InvokeFunction,
+        Opcode::AiGateway,
+        Opcode::Gateway,
+        Opcode::WaitForSignal,
+        Opcode::RunComplete,
+        Opcode::StepFailed,
+        Opcode::SyncRunComplete,
+        Opcode::DiscoveryRequest,
+        Opcode::DeferAdd,
+        Opcode::DeferAbort,
+    ];
+
+    /// The name on the wire (`op` of a generator opcode).
+    pub fn name(self) -> &'static str {
+        match self {
+            Opcode::None => "None",
+            Opcode::Step => "Step",
+            Opcode::StepRun => "StepRun",
+            Opcode::StepError => "StepError",
+            Opcode::StepPlanned => "StepPlanned",
+            Opcode::Sleep => "Sleep",
+            Opcode::WaitForEvent => "WaitForEvent",
+            Opcode::InvokeFunction => "InvokeFunction",
+            Opcode::AiGateway => "AIGateway",
+            Opcode::Gateway => "Gateway",
+            Opcode::WaitForSignal => "WaitForSignal",
+            Opcode::RunComplete => "RunComplete",
+            Opcode::StepFailed => "StepFailed",
+            Opcode::SyncRunComplete => "SyncRunComplete",
+            Opcode::DiscoveryRequest => "DiscoveryRequest",
+            Opcode::DeferAdd => "DeferAdd",
+            Opcode::DeferAbort => "DeferAbort",
+        }
+    }
+
+    /// The opcode with this wire name, if the protocol defines one (case-sensitive).
+    pub fn from_name(name: &str) -> Option<Opcode> {
+        Opcode::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+impl fmt::Display for Opcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Opcode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Opcode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Opcode::from_name(&name).ok_or_else(|| {
+            let names: Vec<&'static str> = Opcode::ALL.iter().map(|op| op.name()).collect();
+            serde::de::Error::custom(format!(
+                "unknown opcode `{name}`, expected one of {}",
+                names.join(", ")
+            ))
+        })
+    }
 }
 
 /// An event as sent to and received from Inngest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     #[serde(default)]
+    /// The event name, e.g. `app/user.created`.
     pub name: String,
     #[serde(default = "empty_object")]
+    /// The payload (an object).
     pub data: Value,
     /// Idempotency key: events with the same id are deduplicated for 24 h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,8 +185,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A schema version of the payload, chosen by the sender.
     pub v: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Data about the user who caused the event (encrypted at rest by Inngest).
     pub user: Option<Value>,
 }
 
@@ -95,6 +197,7 @@ fn empty_object() -> Value {
 }
 
 impl Event {
+    /// An event named `name` carrying `data`.
     pub fn new(name: impl Into<String>, data: Value) -> Self {
         Self {
             name: name.into(),
@@ -106,11 +209,13 @@ impl Event {
         }
     }
 
+    /// Sets the idempotency id.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
     }
 
+    /// Sets the timestamp (milliseconds since the Unix epoch).
     pub fn with_ts(mut self, ts_millis: i64) -> Self {
         self.ts = Some(ts_millis);
         self
@@ -127,8 +232,10 @@ impl Default for Event {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallStack {
     #[serde(default)]
+    /// Hashed ids of the memoized steps, oldest first.
     pub stack: Vec<String>,
     #[serde(default)]
+    /// How many of them the SDK should treat as reported.
     pub current: usize,
 }
 
@@ -136,22 +243,31 @@ pub struct CallStack {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallContext {
     #[serde(default)]
+    /// The run's id.
     pub run_id: String,
     #[serde(default)]
+    /// Zero-based attempt of this call.
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Retries + 1.
     pub max_attempts: Option<u32>,
     #[serde(default)]
+    /// `true` asks the SDK to report steps instead of running one in the same request.
     pub disable_immediate_execution: bool,
     #[serde(default)]
+    /// `true` tells the SDK to load the event and steps through the API (payload too large).
     pub use_api: bool,
     #[serde(default)]
+    /// The order of memoized steps.
     pub stack: CallStack,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The hashed step id the call targets (`step` for discovery).
     pub step_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Inngest's internal function id.
     pub fn_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The Inngest environment.
     pub env: Option<String>,
 }
 
@@ -159,16 +275,22 @@ pub struct CallContext {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRequest {
     #[serde(default)]
+    /// The run's context.
     pub ctx: CallContext,
     #[serde(default)]
+    /// The triggering event.
     pub event: Event,
     #[serde(default)]
+    /// Every event of the batch.
     pub events: Vec<Event>,
     #[serde(default)]
+    /// Memoized step state by hashed step id.
     pub steps: Map<String, Value>,
     #[serde(default = "default_version")]
+    /// The execution version the run uses (`-1` before the SDK chose one).
     pub version: i64,
     #[serde(default)]
+    /// See [`CallContext::use_api`].
     pub use_api: bool,
 }
 
@@ -181,13 +303,16 @@ fn default_version() -> i64 {
 /// (wait-for-event results are raw events, sleeps and timeouts are `null`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Memoized {
+    /// A step's result.
     Data(Value),
+    /// A step's final error.
     Error(ErrorBody),
     /// Input recorded for a step that has not run yet: not memoized.
     Input(Value),
 }
 
 impl Memoized {
+    /// Decodes one entry of `steps`.
     pub fn decode(value: &Value) -> Self {
         if let Value::Object(map) = value {
             let keys: Vec<&str> = map
@@ -213,12 +338,16 @@ impl Memoized {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     #[serde(default = "default_error_name")]
+    /// The error's class, e.g. `Error`.
     pub name: String,
     #[serde(default)]
+    /// What went wrong.
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A stack trace, when the sender has one.
     pub stack: Option<String>,
     #[serde(flatten)]
+    /// Any other fields the sender set.
     pub extra: Map<String, Value>,
 }
 
@@ -227,6 +356,7 @@ fn default_error_name() -> String {
 }
 
 impl ErrorBody {
+    /// An error without a stack.
     pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -250,40 +380,53 @@ impl ErrorBody {
 /// `userland` of an op: the id the user wrote and its repeat index (only when > 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Userland {
+    /// The id as written in code.
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Which repetition of that id (0 is left out).
     pub index: Option<u32>,
 }
 
 /// Start (unix ns) and duration (ns) of a step execution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
+    /// Start, Unix nanoseconds.
     pub a: i64,
+    /// Duration, nanoseconds.
     pub b: i64,
 }
 
 /// One opcode of a `206` response (`GeneratorOpcode`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutgoingOp {
+    /// The hashed step id.
     pub id: String,
+    /// What happened.
     pub op: Opcode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The step's name (for sleeps and waits: the duration or the event).
     pub name: Option<String>,
     #[serde(
         rename = "displayName",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    /// The name shown in the UI.
     pub display_name: Option<String>,
     #[serde(default = "empty_object")]
+    /// Opcode options (`duration`, `event`, `timeout`, `if`, `function_id`, …).
     pub opts: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The id as written in code.
     pub userland: Option<Userland>,
     #[serde(default)]
+    /// The step's result.
     pub data: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The step's error.
     pub error: Option<ErrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the step ran.
     pub timing: Option<Timing>,
 }
 
@@ -317,16 +460,22 @@ pub fn decode_ops(body: &[u8]) -> Result<Vec<OutgoingOp>, serde_json::Error> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterReply {
     #[serde(default)]
+    /// Whether the sync was accepted.
     pub ok: Option<bool>,
     #[serde(default)]
+    /// Whether the app's configuration changed.
     pub modified: bool,
     #[serde(default)]
+    /// Whether Inngest skipped the sync (nothing changed).
     pub skipped: bool,
     #[serde(default)]
+    /// Why the sync failed.
     pub error: Option<String>,
     #[serde(default)]
+    /// The app's internal id.
     pub app_id: Option<String>,
     #[serde(default)]
+    /// The id of this sync.
     pub sync_id: Option<String>,
 }
 
@@ -334,10 +483,13 @@ pub struct RegisterReply {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SendEventReply {
     #[serde(default)]
+    /// Ids of the events, in the order sent.
     pub ids: Vec<String>,
     #[serde(default)]
+    /// The HTTP status, as echoed in the body.
     pub status: Option<u16>,
     #[serde(default)]
+    /// Why the events were refused.
     pub error: Option<String>,
 }
 

@@ -25,18 +25,30 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     #[error("cloud mode needs INNGEST_EVENT_KEY to send events")]
+    /// Cloud mode with no event key: nothing was sent.
     MissingEventKey,
     #[error("event key not found (401)")]
+    /// The event API rejected the event key.
     Unauthorized,
     #[error("cannot process event payload (400): {0}")]
+    /// The event API could not process the payload; its message.
     BadRequest(String),
     #[error("event payload too large (413)")]
+    /// The payload is over the event API's size limit.
     PayloadTooLarge,
     #[error("event API answered {status}: {message}")]
-    Status { status: u16, message: String },
+    /// The event API answered with another unexpected status.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The error the event API gave, or its body.
+        message: String,
+    },
     #[error("event API unreachable: {0}")]
+    /// The event API could not be reached after all attempts; the last error.
     Transport(String),
     #[error("invalid event API URL: {0}")]
+    /// The configured event API base URL does not form a valid URL.
     InvalidUrl(String),
 }
 
@@ -103,6 +115,7 @@ pub struct EventClient {
 }
 
 impl EventClient {
+    /// A client for the event API the settings point to (dev server or Inngest Cloud).
     pub fn new(settings: &InngestSettings) -> Self {
         Self::with_http(settings, LazyHttp::default())
     }

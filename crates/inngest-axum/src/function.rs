@@ -20,6 +20,7 @@ pub struct Ctx {
     pub event: Event,
     /// Every event of the batch (just `event` otherwise).
     pub events: Vec<Event>,
+    /// The run's id.
     pub run_id: String,
     /// Zero-based attempt of the current step or discovery call.
     pub attempt: u32,
@@ -53,17 +54,24 @@ where
 /// What starts a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
+    /// Runs on each event named `event`.
     Event {
+        /// The event name.
         event: String,
+        /// A CEL filter over `event`; only matching events start a run.
         expression: Option<String>,
     },
+    /// Runs on a schedule.
     Cron {
+        /// A cron expression (optionally `TZ=…` first).
         cron: String,
+        /// A time string (`30s`): how late a run may start.
         jitter: Option<String>,
     },
 }
 
 impl Trigger {
+    /// Runs on each event named `name`.
     pub fn event(name: impl Into<String>) -> Self {
         Self::Event {
             event: name.into(),
@@ -79,6 +87,7 @@ impl Trigger {
         }
     }
 
+    /// Runs on a cron schedule, e.g. `0 9 * * MON-FRI` or `TZ=Europe/Paris 0 9 * * *`.
     pub fn cron(expression: impl Into<String>) -> Self {
         Self::Cron {
             cron: expression.into(),
@@ -118,22 +127,29 @@ impl Trigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConcurrencyScope {
+    /// Per function (the default).
     Fn,
+    /// Across the environment: shared by functions using the same key.
     Env,
+    /// Across the account.
     Account,
 }
 
 /// At most `limit` steps of this function run at once (per `key` when set).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Concurrency {
+    /// Steps running at once.
     pub limit: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Where the limit applies.
     pub scope: Option<ConcurrencyScope>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A CEL expression: one limit per value.
     pub key: Option<String>,
 }
 
 impl Concurrency {
+    /// At most `limit` steps at once.
     pub fn new(limit: u32) -> Self {
         Self {
             limit,
@@ -142,11 +158,13 @@ impl Concurrency {
         }
     }
 
+    /// One limit per value of this CEL expression.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Where the limit applies.
     pub fn scope(mut self, scope: ConcurrencyScope) -> Self {
         self.scope = Some(scope);
         self
@@ -156,46 +174,64 @@ impl Concurrency {
 /// Queue runs beyond `limit` per `period`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
+    /// Runs started per `period`.
     pub limit: u32,
+    /// The window.
     pub period: Duration,
+    /// Runs allowed in a burst above the rate.
     pub burst: Option<u32>,
+    /// A CEL expression: one limit per value.
     pub key: Option<String>,
 }
 
 /// Drop runs beyond `limit` per `period`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Runs started per `period`; more are dropped.
     pub limit: u32,
+    /// The window.
     pub period: Duration,
+    /// A CEL expression: one limit per value.
     pub key: Option<String>,
 }
 
 /// Wait for `period` of quiet before running with the last event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Debounce {
+    /// The quiet time required.
     pub period: Duration,
+    /// A CEL expression: one debounce per value.
     pub key: Option<String>,
+    /// Run anyway after this long, however busy.
     pub timeout: Option<Duration>,
 }
 
 /// Run once per batch of up to `max_size` events or after `timeout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
+    /// Most events in one batch.
     pub max_size: u32,
+    /// Longest wait for a batch to fill.
     pub timeout: Duration,
+    /// A CEL expression: one batch per value.
     pub key: Option<String>,
+    /// A CEL expression: only matching events are batched.
     pub if_exp: Option<String>,
 }
 
 /// Cancel running runs when a matching event arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cancel {
+    /// The event that cancels.
     pub event: String,
+    /// A CEL expression over `event` (the trigger) and `async` (the cancelling event).
     pub if_exp: Option<String>,
+    /// Only events within this long of the run's start cancel it.
     pub timeout: Option<Duration>,
 }
 
 impl Cancel {
+    /// Cancels on each event named `event`.
     pub fn on(event: impl Into<String>) -> Self {
         Self {
             event: event.into(),
@@ -204,6 +240,7 @@ impl Cancel {
         }
     }
 
+    /// Sets the `if` expression.
     pub fn if_exp(mut self, expression: impl Into<String>) -> Self {
         self.if_exp = Some(expression.into());
         self
@@ -214,6 +251,7 @@ impl Cancel {
         self.if_exp(format!("event.{field} == async.{field}"))
     }
 
+    /// Only cancels within `timeout` of the run's start.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -223,7 +261,9 @@ impl Cancel {
 /// Limits on the time to start and to finish a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeouts {
+    /// Cancel a run that has not started within this long.
     pub start: Option<Duration>,
+    /// Cancel a run that has not finished within this long of starting.
     pub finish: Option<Duration>,
 }
 
@@ -231,14 +271,18 @@ pub struct Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SingletonMode {
+    /// Drop the new run.
     Skip,
+    /// Cancel the running run and start the new one.
     Cancel,
 }
 
 /// At most one run per key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Singleton {
+    /// What happens to a new run.
     pub mode: SingletonMode,
+    /// A CEL expression: one run per value.
     pub key: Option<String>,
 }
 
@@ -391,14 +435,17 @@ impl Function {
         }
     }
 
+    /// The function's id as declared (without the app prefix).
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// The name shown in the Inngest UI.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// What starts the function.
     pub fn triggers(&self) -> &[Trigger] {
         &self.triggers
     }
@@ -486,6 +533,7 @@ fn step_config(app_url: &url::Url, fn_id: &str, retries: Option<u32>) -> Value {
 }
 
 impl FunctionBuilder {
+    /// Adds a trigger (at least one is required).
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.triggers.push(trigger);
         self
@@ -503,16 +551,19 @@ impl FunctionBuilder {
         self
     }
 
+    /// Throttles run starts.
     pub fn throttle(mut self, throttle: Throttle) -> Self {
         self.flow.throttle = Some(throttle);
         self
     }
 
+    /// Rate-limits run starts.
     pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
         self.flow.rate_limit = Some(rate_limit);
         self
     }
 
+    /// Debounces runs.
     pub fn debounce(mut self, debounce: Debounce) -> Self {
         self.flow.debounce = Some(debounce);
         self
@@ -524,11 +575,13 @@ impl FunctionBuilder {
         self
     }
 
+    /// Cancels runs on an event (repeatable).
     pub fn cancel_on(mut self, cancel: Cancel) -> Self {
         self.flow.cancel.push(cancel);
         self
     }
 
+    /// Batches events into one run.
     pub fn batch_events(mut self, batch: Batch) -> Self {
         self.flow.batch = Some(batch);
         self
@@ -540,11 +593,13 @@ impl FunctionBuilder {
         self
     }
 
+    /// Sets start and finish timeouts.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.flow.timeouts = Some(timeouts);
         self
     }
 
+    /// Makes the function a singleton.
     pub fn singleton(mut self, singleton: Singleton) -> Self {
         self.flow.singleton = Some(singleton);
         self

@@ -43,11 +43,14 @@ pub const VARIABLES: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// A local dev server: no signing, events to the dev server.
     Dev,
+    /// Inngest Cloud (or self-hosted): requests signed and verified.
     Cloud,
 }
 
 impl Mode {
+    /// `dev` or `cloud`, as in the `X-Inngest-Server-Kind` header.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Dev => "dev",
@@ -61,10 +64,12 @@ impl Mode {
 pub struct EventKey(String);
 
 impl EventKey {
+    /// Wraps an event key as configured.
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into())
     }
 
+    /// The key exactly as configured.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -82,13 +87,22 @@ pub enum SettingsError {
     #[error(
         "cloud mode needs INNGEST_SIGNING_KEY (set INNGEST_DEV=1 to use a local dev server instead)"
     )]
+    /// Cloud mode with no signing key.
     MissingSigningKey,
     #[error("cloud mode needs INNGEST_EVENT_KEY to send events (INNGEST_SIGNING_KEY is set)")]
+    /// Cloud mode with a signing key but no event key.
     MissingEventKey,
     #[error("INNGEST_SIGNING_KEY_FALLBACK is set without INNGEST_SIGNING_KEY")]
+    /// A fallback signing key without a primary one.
     FallbackWithoutPrimary,
     #[error("{var} is not a valid URL: {value:?}")]
-    InvalidUrl { var: &'static str, value: String },
+    /// A URL variable does not hold a valid URL.
+    InvalidUrl {
+        /// The variable that holds it.
+        var: &'static str,
+        /// The value given.
+        value: String,
+    },
 }
 
 /// Resolved SDK settings. Build with [`InngestSettings::from_lookup`], [`InngestSettings::dev`]
@@ -279,6 +293,7 @@ impl InngestSettings {
         Ok(())
     }
 
+    /// Dev or cloud.
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -288,14 +303,17 @@ impl InngestSettings {
         self.explicit
     }
 
+    /// `INNGEST_SIGNING_KEY`.
     pub fn signing_key(&self) -> Option<&SigningKey> {
         self.signing_key.as_ref()
     }
 
+    /// `INNGEST_SIGNING_KEY_FALLBACK`: also accepted while keys rotate.
     pub fn signing_key_fallback(&self) -> Option<&SigningKey> {
         self.signing_key_fallback.as_ref()
     }
 
+    /// `INNGEST_EVENT_KEY`.
     pub fn event_key(&self) -> Option<&EventKey> {
         self.event_key.as_ref()
     }
@@ -367,25 +385,30 @@ impl InngestSettings {
         self.platform
     }
 
+    /// `INNGEST_APP_VERSION`, reported on sync.
     pub fn app_version(&self) -> Option<&str> {
         self.app_version.as_deref()
     }
 
+    /// Sets the mode.
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
     }
 
+    /// Sets the signing key.
     pub fn with_signing_key(mut self, key: impl Into<String>) -> Self {
         self.signing_key = Some(SigningKey::new(key));
         self
     }
 
+    /// Sets the fallback signing key.
     pub fn with_signing_key_fallback(mut self, key: impl Into<String>) -> Self {
         self.signing_key_fallback = Some(SigningKey::new(key));
         self
     }
 
+    /// Sets the event key.
     pub fn with_event_key(mut self, key: impl Into<String>) -> Self {
         self.event_key = Some(EventKey::new(key));
         self
@@ -398,46 +421,55 @@ impl InngestSettings {
             .with_event_api_base_url(url)
     }
 
+    /// Sets the API origin only (`INNGEST_API_BASE_URL`).
     pub fn with_api_base_url(mut self, url: impl Into<String>) -> Self {
         self.api_base_url = Some(("INNGEST_API_BASE_URL", url.into()));
         self
     }
 
+    /// Sets the event API origin only (`INNGEST_EVENT_API_BASE_URL`).
     pub fn with_event_api_base_url(mut self, url: impl Into<String>) -> Self {
         self.event_api_base_url = Some(("INNGEST_EVENT_API_BASE_URL", url.into()));
         self
     }
 
+    /// Sets the environment (`INNGEST_ENV`).
     pub fn with_env(mut self, env: impl Into<String>) -> Self {
         self.env = Some(env.into());
         self
     }
 
+    /// Sets the origin Inngest calls back (`INNGEST_SERVE_ORIGIN`).
     pub fn with_serve_origin(mut self, origin: impl Into<String>) -> Self {
         self.serve_origin = Some(origin.into());
         self
     }
 
+    /// Sets the path Inngest calls back (`INNGEST_SERVE_PATH`).
     pub fn with_serve_path(mut self, path: impl Into<String>) -> Self {
         self.serve_path = Some(path.into());
         self
     }
 
+    /// Answers calls with `201` and keep-alive bytes (`INNGEST_STREAMING`).
     pub fn with_streaming(mut self, on: bool) -> Self {
         self.streaming = on;
         self
     }
 
+    /// Allows in-band syncs (`INNGEST_ALLOW_IN_BAND_SYNC`).
     pub fn with_allow_in_band_sync(mut self, on: bool) -> Self {
         self.allow_in_band_sync = on;
         self
     }
 
+    /// Sets `INNGEST_ENABLE_UNAUTHED_SYNC` (see [`Self::enable_unauthed_sync`]).
     pub fn with_enable_unauthed_sync(mut self, on: bool) -> Self {
         self.enable_unauthed_sync = on;
         self
     }
 
+    /// Sets the app version reported on sync (`INNGEST_APP_VERSION`).
     pub fn with_app_version(mut self, version: impl Into<String>) -> Self {
         self.app_version = Some(version.into());
         self

@@ -112,18 +112,22 @@ pub fn hash_event_key(event_key: &str) -> String {
 pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
 
 impl Clock {
+    /// The system clock.
     pub fn system() -> Self {
         Self(Arc::new(Utc::now))
     }
 
+    /// A clock stopped at `at`.
     pub fn fixed(at: DateTime<Utc>) -> Self {
         Self(Arc::new(move || at))
     }
 
+    /// A clock that asks `f`.
     pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
     }
 
+    /// The current instant.
     pub fn now(&self) -> DateTime<Utc> {
         (self.0)()
     }
@@ -144,32 +148,43 @@ impl fmt::Debug for Clock {
 /// Which configured key verified a request; responses are signed with the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyUsed {
+    /// `INNGEST_SIGNING_KEY`.
     Primary,
+    /// `INNGEST_SIGNING_KEY_FALLBACK` (during key rotation).
     Fallback,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a request signature was not accepted.
 pub enum VerifyError {
     #[error("no X-Inngest-Signature header")]
+    /// The request had no signature header.
     Missing,
     #[error("malformed X-Inngest-Signature header")]
+    /// The header is not `t=<unix>&s=<hex>`.
     Malformed,
     #[error("signature has expired")]
+    /// The timestamp is more than [`MAX_SIGNATURE_AGE_SECS`] from now.
     Expired,
     #[error("invalid signature")]
+    /// No configured key produces this signature.
     Mismatch,
     #[error("no signing key configured")]
+    /// There is no key to verify with.
     NoKey,
 }
 
 /// A parsed `t=…&s=…` header (query-string syntax, first value wins, both required).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureHeader {
+    /// `t`: Unix seconds, as sent.
     pub timestamp: String,
+    /// `s`: hex HMAC-SHA256, as sent.
     pub signature: String,
 }
 
 impl SignatureHeader {
+    /// Reads a header value; both `t` and `s` must be present and non-empty.
     pub fn parse(header: &str) -> Result<Self, VerifyError> {
         let mut t = None;
         let mut s = None;
@@ -497,6 +512,11 @@ mod tests {
         assert_eq!(SigningKey::new("plainhex").material(), "plainhex");
         assert_eq!(SigningKey::new("signkey--x").material(), "signkey--x");
         assert!(!format!("{:?}", SigningKey::new("signkey-prod-secret")).contains("secret"));
+        // The HMAC key is the material's text, not its hex-decoded bytes.
+        assert_eq!(
+            SigningKey::new("signkey-prod-12345678").sign(br#"{"a":1}"#, 1705586504),
+            "t=1705586504&s=bd16d89641dac2e340a40e3800435b96c0e533c00bc7322c1eefae65d6ab6954"
+        );
     }
 
     #[test]

@@ -33,10 +33,12 @@ pub struct StepError {
 }
 
 impl StepError {
+    /// The error's name, e.g. `Error` or `NonRetriableError`.
     pub fn name(&self) -> &str {
         &self.error.name
     }
 
+    /// The error's message.
     pub fn message(&self) -> &str {
         &self.error.message
     }
@@ -51,7 +53,9 @@ impl fmt::Display for StepError {
 /// When to retry after a [`FnError::RetryAfter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAfter {
+    /// After this long.
     In(Duration),
+    /// At this instant.
     At(DateTime<Utc>),
 }
 
@@ -76,14 +80,28 @@ pub enum FnError {
     /// A memoized step failure raised back into the handler (non-retriable when returned).
     Step(Box<StepError>),
     /// An ordinary error: retried until the attempts run out.
-    Retriable { name: String, message: String },
+    Retriable {
+        /// The error's name (`Error` unless given).
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Never retried (`NonRetriableError`).
-    NonRetriable { message: String },
+    NonRetriable {
+        /// What went wrong.
+        message: String,
+    },
     /// Retried no earlier than the given time (`RetryAfterError`).
-    RetryAfter { message: String, after: RetryAfter },
+    RetryAfter {
+        /// What went wrong.
+        message: String,
+        /// When the next attempt may start.
+        after: RetryAfter,
+    },
 }
 
 impl FnError {
+    /// A retriable error named `Error`.
     pub fn retriable(message: impl Into<String>) -> Self {
         Self::Retriable {
             name: "Error".to_owned(),
@@ -99,12 +117,14 @@ impl FnError {
         }
     }
 
+    /// An error that fails the run (or step) at once, without further attempts.
     pub fn non_retriable(message: impl Into<String>) -> Self {
         Self::NonRetriable {
             message: message.into(),
         }
     }
 
+    /// A retriable error whose next attempt waits at least `delay`.
     pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
         Self::RetryAfter {
             message: message.into(),
@@ -112,6 +132,7 @@ impl FnError {
         }
     }
 
+    /// A retriable error whose next attempt waits until `at`.
     pub fn retry_at(message: impl Into<String>, at: DateTime<Utc>) -> Self {
         Self::RetryAfter {
             message: message.into(),
@@ -119,6 +140,7 @@ impl FnError {
         }
     }
 
+    /// Whether this is the control-flow [`Interrupt`] rather than a failure.
     pub fn is_interrupt(&self) -> bool {
         matches!(self, FnError::Interrupt(_))
     }

@@ -36,6 +36,7 @@ pub struct WaitForEvent {
 }
 
 impl WaitForEvent {
+    /// Waits up to `timeout` for the next event named `event`.
     pub fn new(event: impl Into<String>, timeout: Duration) -> Self {
         Self {
             event: event.into(),
@@ -70,6 +71,7 @@ pub struct Invoke {
 }
 
 impl Invoke {
+    /// Invokes the function `function_id` of this app with `data` as its event data.
     pub fn new(function_id: impl Into<String>, data: Value) -> Self {
         Self {
             function_id: function_id.into(),
@@ -79,11 +81,13 @@ impl Invoke {
         }
     }
 
+    /// Stops waiting for the invoked run after `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// Invokes a function of another app.
     pub fn app(mut self, app_id: impl Into<String>) -> Self {
         self.app_id = Some(app_id.into());
         self

@@ -40,11 +40,19 @@ pub const DEV_SYNCS_PER_MINUTE: u32 = 30;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
     #[error("invalid URL {0:?}")]
+    /// The serve URL or the Inngest API URL is not valid.
     InvalidUrl(String),
     #[error("could not reach Inngest: {0}")]
+    /// Inngest could not be reached; the error.
     Transport(String),
     #[error("Inngest refused the sync ({status}): {message}")]
-    Rejected { status: u16, message: String },
+    /// Inngest answered the sync with an error.
+    Rejected {
+        /// The HTTP status Inngest answered.
+        status: u16,
+        /// The error Inngest gave, or its body.
+        message: String,
+    },
 }
 
 /// What a successful sync reported.
@@ -271,14 +279,17 @@ impl ServeHandler {
         self.update(|i| i.events = client)
     }
 
+    /// The app id functions are registered under.
     pub fn app_id(&self) -> &str {
         &self.inner.app_id
     }
 
+    /// The settings this handler was built with.
     pub fn settings(&self) -> &InngestSettings {
         &self.inner.settings
     }
 
+    /// The functions this handler serves.
     pub fn functions(&self) -> &[Function] {
         &self.inner.functions
     }

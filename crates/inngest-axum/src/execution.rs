@@ -14,8 +14,11 @@ use super::step::{FoundStep, RanStep, Step, StepRetry};
 /// How a failed function should be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retriability {
+    /// Retry while attempts remain.
     Retry,
+    /// Do not retry (`X-Inngest-No-Retry: true`).
     NoRetry,
+    /// Retry no earlier than this `Retry-After` value.
     RetryAfter(String),
 }
 
@@ -28,16 +31,25 @@ pub enum CallOutcome {
     StepsFound(Vec<OutgoingOp>),
     /// `206`: one step ran in this request; `retry` is `None` when it succeeded.
     StepRan {
+        /// The step's opcode with its result or error.
         op: Box<OutgoingOp>,
+        /// How to retry the step when it failed.
         retry: Option<Retriability>,
     },
     /// `500` or `400`: the function failed.
     Failed {
+        /// The error the function returned.
         error: ErrorBody,
+        /// How to retry the function.
         retriability: Retriability,
     },
     /// `500`: the targeted step was not reached (the code changed under a running run).
-    StepNotFound { requested: String, body: Value },
+    StepNotFound {
+        /// The hashed step id the request targeted.
+        requested: String,
+        /// The error body sent back.
+        body: Value,
+    },
 }
 
 /// Most steps listed in a step-not-found error (JS does the same).
