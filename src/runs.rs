@@ -423,11 +423,14 @@ fn render_steps(out: &mut String, steps: &[StepView]) {
 /// The attempt history of [`render_run`].
 fn render_history(out: &mut String, history: &[HistoryView]) {
     for e in history {
-        let what = e.name.as_deref().unwrap_or(if e.step_id == DISCOVERY_STEP_ID {
-            "(function)"
-        } else {
-            e.step_id.as_str()
-        });
+        let what = e
+            .name
+            .as_deref()
+            .unwrap_or(if e.step_id == DISCOVERY_STEP_ID {
+                "(function)"
+            } else {
+                e.step_id.as_str()
+            });
         let mut line = format!(
             "  {}  {what}  {} attempt {}  {}",
             time(e.at),
