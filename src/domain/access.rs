@@ -17,6 +17,24 @@ pub fn can_view(user_id: &str, role: Role, ticket: &TicketOwnership<'_>) -> bool
     }
 }
 
+/// Which tickets a caller may list: the rule of [`can_view`] as a filter the stores apply.
+/// Computed from the role, never from the request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Visibility {
+    All,
+    CreatedBy(String),
+    /// Moderators: assigned to them, plus any they opened themselves.
+    Staff(String),
+}
+
+pub fn listable(user_id: &str, role: Role) -> Visibility {
+    match role {
+        Role::Admin => Visibility::All,
+        Role::Moderator => Visibility::Staff(user_id.to_owned()),
+        Role::User => Visibility::CreatedBy(user_id.to_owned()),
+    }
+}
+
 /// Internal notes are for staff who can see the ticket.
 pub fn can_see_internal(role: Role) -> bool {
     role.is_staff()
@@ -104,6 +122,33 @@ mod tests {
         assert!(can_view("a9", Role::Admin, &t));
         assert!(!can_see_internal(Role::User));
         assert!(can_see_internal(Role::Moderator));
+    }
+
+    #[test]
+    fn listing_filters_by_the_rule_of_viewing() {
+        let t = TicketOwnership {
+            created_by: "u1",
+            assigned_to: Some("m1"),
+        };
+        let lists = |visibility: Visibility| match visibility {
+            Visibility::All => true,
+            Visibility::CreatedBy(id) => t.created_by == id,
+            Visibility::Staff(id) => t.created_by == id || t.assigned_to == Some(id.as_str()),
+        };
+        for (user, role) in [
+            ("u1", Role::User),
+            ("u2", Role::User),
+            ("m1", Role::Moderator),
+            ("m2", Role::Moderator),
+            ("u1", Role::Moderator),
+            ("a1", Role::Admin),
+        ] {
+            assert_eq!(
+                lists(listable(user, role)),
+                can_view(user, role, &t),
+                "{user} as {role:?}"
+            );
+        }
     }
 
     #[test]

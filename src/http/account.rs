@@ -166,7 +166,7 @@ pub async fn verify_email(
         .await?
         .ok_or_else(invalid_link)?;
     tracing::info!(user_id = %user.id, "address confirmed");
-    Ok(Json(UserResponse { user }))
+    Ok(Json(UserResponse { user: user.into() }))
 }
 
 #[utoipa::path(post, path = "/api/auth/verify/resend", tag = "auth", request_body = EmailBody,

@@ -5,7 +5,8 @@ use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
 use crate::domain::access::visible_activity;
-use crate::store::{Activity, User};
+use crate::domain::user::display_name;
+use crate::store::Activity;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -38,18 +39,6 @@ pub struct Person {
     name: String,
 }
 
-/// The name to show for a person: the one they gave, else their address before the `@`.
-pub fn display_name(user: &User) -> String {
-    if user.name.trim().is_empty() {
-        user.email
-            .split_once('@')
-            .map_or(user.email.as_str(), |(local, _)| local)
-            .to_owned()
-    } else {
-        user.name.clone()
-    }
-}
-
 /// Names of the people a timeline mentions, each looked up once.
 struct People<'a> {
     state: &'a AppState,
@@ -66,7 +55,7 @@ impl People<'_> {
             .store
             .get_user(id)
             .await?
-            .map(|u| display_name(&u))
+            .map(|u| display_name(&u.name, &u.email))
             .unwrap_or_default();
         let person = Person {
             id: id.to_owned(),

@@ -9,6 +9,7 @@ use super::tickets::visible_ticket;
 use crate::attachments::{AttachmentError, Upload};
 use crate::domain::access::{TicketOwnership, can_see_internal, can_view};
 use crate::domain::attachment::{MAX_PER_TICKET, can_delete, content_disposition, serve_as};
+use super::views::AttachmentView;
 use crate::store::Attachment;
 use axum::Json;
 use axum::body::Body;
@@ -42,12 +43,12 @@ pub struct FileBytes(Vec<u8>);
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttachmentResponse {
-    attachment: Attachment,
+    attachment: AttachmentView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttachmentList {
-    attachments: Vec<Attachment>,
+    attachments: Vec<AttachmentView>,
 }
 
 fn multipart_error(e: MultipartError, limit: u64) -> AttachmentError {
@@ -144,7 +145,9 @@ pub async fn upload_attachment(
         internal,
     };
     let attachment = state.attachments.attach(spooled, upload).await?;
-    Ok((StatusCode::CREATED, Json(AttachmentResponse { attachment })))
+    Ok((StatusCode::CREATED, Json(AttachmentResponse {
+            attachment: attachment.into(),
+        })))
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/attachments", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path)),
@@ -159,7 +162,9 @@ pub async fn list_attachments(
         .store
         .list_attachments(&ticket.id, can_see_internal(user.role()))
         .await?;
-    Ok(Json(AttachmentList { attachments }))
+    Ok(Json(AttachmentList {
+        attachments: attachments.into_iter().map(AttachmentView::from).collect(),
+    }))
 }
 
 /// The attachment, if this user may see it: they may see its ticket, and it is not internal or

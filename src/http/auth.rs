@@ -7,6 +7,7 @@ use crate::auth::{hash_password, verify_password};
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
 use crate::domain::user::{Email, Password, Role, parse_name, parse_skills};
+use super::views::UserView;
 use crate::store::{NewUser, StoreError, User};
 use axum::Json;
 use axum::extract::State;
@@ -32,7 +33,7 @@ pub struct LoginBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthResponse {
-    user: User,
+    user: UserView,
     /// Bearer token for the `Authorization` header.
     token: String,
     /// Seconds until the token expires.
@@ -44,7 +45,7 @@ impl AuthResponse {
     pub(super) fn issue(state: &AppState, user: User) -> ApiResult<Self> {
         let token = state.tokens.issue(&user.id, user.token_generation)?;
         Ok(Self {
-            user,
+            user: user.into(),
             token,
             expires_in: state.tokens.ttl().as_secs(),
         })
@@ -53,7 +54,7 @@ impl AuthResponse {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
-    pub(super) user: User,
+    pub(super) user: UserView,
 }
 
 /// An answer that says what happens next and, on purpose, nothing about whether an account
@@ -202,5 +203,7 @@ pub async fn login(
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
 pub async fn me(user: CurrentUser) -> Json<UserResponse> {
-    Json(UserResponse { user: user.0 })
+    Json(UserResponse {
+        user: user.0.into(),
+    })
 }

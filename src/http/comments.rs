@@ -8,7 +8,8 @@ use crate::domain::access::can_see_internal;
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
 use crate::domain::ticket::parse_comment_body;
-use crate::store::{Comment, NewComment};
+use super::views::CommentView;
+use crate::store::NewComment;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,12 +26,12 @@ pub struct CommentBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CommentResponse {
-    comment: Comment,
+    comment: CommentView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CommentList {
-    comments: Vec<Comment>,
+    comments: Vec<CommentView>,
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/comments", tag = "comments", security(("bearer" = [])), params(("id" = String, Path)),
@@ -45,7 +46,9 @@ pub async fn list_comments(
         .store
         .list_comments(&ticket.id, can_see_internal(user.role()))
         .await?;
-    Ok(Json(CommentList { comments }))
+    Ok(Json(CommentList {
+        comments: comments.into_iter().map(CommentView::from).collect(),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/comments", tag = "comments", security(("bearer" = [])), params(("id" = String, Path)),
@@ -74,5 +77,7 @@ pub async fn add_comment(
     };
     let comment = state.store.add_comment(new, event).await?;
     state.notify_outbox();
-    Ok((StatusCode::CREATED, Json(CommentResponse { comment })))
+    Ok((StatusCode::CREATED, Json(CommentResponse {
+            comment: comment.into(),
+        })))
 }

@@ -18,6 +18,7 @@ mod stats;
 mod stream;
 mod tickets;
 mod users;
+mod views;
 pub mod web;
 
 use crate::auth::Tokens;

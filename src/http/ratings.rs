@@ -6,7 +6,8 @@ use super::extract::{ApiJson, ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
 use crate::domain::access::{TicketOwnership, can_rate};
 use crate::domain::rating::{Score, parse_comment};
-use crate::store::{NewRating, RateOutcome, TicketRating};
+use super::views::RatingView;
+use crate::store::{NewRating, RateOutcome};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,7 +25,7 @@ pub struct RatingBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RatingResponse {
-    rating: TicketRating,
+    rating: RatingView,
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/rating", tag = "tickets", security(("bearer" = [])), params(("id" = String, Path)),
@@ -63,7 +64,9 @@ pub async fn rate_ticket(
             let rating = ticket.rating.ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("BUG: a rated ticket without its rating"))
             })?;
-            Ok((StatusCode::CREATED, Json(RatingResponse { rating })))
+            Ok((StatusCode::CREATED, Json(RatingResponse {
+                    rating: rating.into(),
+                })))
         }
         RateOutcome::AlreadyRated => Err(AppError::Conflict {
             code: "already_rated",

@@ -6,10 +6,10 @@
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{CurrentUser, authenticate, bearer_token};
-use super::tickets::{TicketBody, render_ticket, visible_ticket};
+use super::tickets::{render_ticket, visible_ticket};
+use super::views::{CommentView, TicketBody};
 use crate::domain::access::can_see_internal;
 use crate::live::{Change, Next, Subscription};
-use crate::store::Comment;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
@@ -35,7 +35,7 @@ pub struct StreamEvent {
     ticket: TicketBody,
     /// The new comment, for `comment.added`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<Comment>,
+    comment: Option<CommentView>,
 }
 
 #[utoipa::path(get, path = "/api/stream", tag = "stream", security(("bearer" = [])),
@@ -138,7 +138,7 @@ impl Feed {
             kind: change.kind.as_str(),
             ticket_id: ticket.id.clone(),
             ticket: render_ticket(&self.state, viewer.role(), ticket).await?,
-            comment: change.comment.clone(),
+            comment: change.comment.clone().map(CommentView::from),
         };
         let data = serde_json::to_string(&payload).map_err(|e| AppError::Internal(e.into()))?;
         Ok(Some(

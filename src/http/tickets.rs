@@ -4,21 +4,18 @@ use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
-use crate::domain::access::{TicketOwnership, TicketView, can_view, ticket_view};
+use super::views::TicketBody;
+use crate::domain::access::{TicketOwnership, can_view, listable, ticket_view};
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
-use crate::domain::ticket::{
-    Actor, Category, Description, Priority, TicketStatus, Title, TriageStatus,
-};
+use crate::domain::ticket::{Actor, Category, Description, Priority, TicketStatus, Title};
 use crate::domain::user::{Role, display_name};
 use crate::store::{
-    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, TicketRating,
-    TicketSort, TicketTriage, Visibility,
+    AssigneeFilter, NewTicket, StoreError, Ticket, TicketChange, TicketQuery, TicketSort,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -28,58 +25,6 @@ use std::collections::HashMap;
 pub struct CreateTicketBody {
     title: String,
     description: String,
-}
-
-/// A ticket as its creator sees it: what a help desk shows a customer. No triage internals
-/// (summary, sentiment, confidence, skills, notes) and no routing reason.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CustomerTicket {
-    id: String,
-    title: String,
-    description: String,
-    status: TicketStatus,
-    priority: Priority,
-    category: Option<Category>,
-    created_by: String,
-    assigned_to: Option<String>,
-    /// Who works on the ticket: their name, or the part of their e-mail before the `@`.
-    assignee_name: Option<String>,
-    triage_status: TriageStatus,
-    /// Set when a person chose the priority, so later triage leaves it alone.
-    priority_locked: bool,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    /// The first reply by staff.
-    first_response_at: Option<DateTime<Utc>>,
-    resolved_at: Option<DateTime<Utc>>,
-    assigned_at: Option<DateTime<Utc>>,
-    /// When the SLA for the ticket's priority runs out.
-    sla_due_at: Option<DateTime<Utc>>,
-    /// Set when the SLA passed unresolved and the ticket was escalated.
-    escalated_at: Option<DateTime<Utc>>,
-    /// The creator's satisfaction rating, given once after resolution.
-    rating: Option<TicketRating>,
-}
-
-/// A ticket as staff (moderators and admins) see it, on tickets they opened too: the customer
-/// view plus what triage found and why routing chose the assignee.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct StaffTicket {
-    #[serde(flatten)]
-    base: CustomerTicket,
-    /// What triage found; `null` until it ran.
-    triage: Option<TicketTriage>,
-    /// Why the ticket went to its assignee, or why it waits in the queue.
-    routing_reason: Option<String>,
-}
-
-/// One ticket for one viewer; `view` says which.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(tag = "view", rename_all = "snake_case")]
-pub enum TicketBody {
-    Staff(StaffTicket),
-    Customer(CustomerTicket),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -112,39 +57,11 @@ async fn assignee_names(
 }
 
 fn view_of(ticket: Ticket, role: Role, names: &HashMap<String, String>) -> TicketBody {
-    let base = CustomerTicket {
-        assignee_name: ticket
-            .assigned_to
-            .as_ref()
-            .and_then(|id| names.get(id).cloned()),
-        id: ticket.id,
-        title: ticket.title,
-        description: ticket.description,
-        status: ticket.status,
-        priority: ticket.priority,
-        category: ticket.category,
-        created_by: ticket.created_by,
-        assigned_to: ticket.assigned_to,
-        triage_status: ticket.triage_status,
-        priority_locked: ticket.priority_locked,
-        version: ticket.version,
-        created_at: ticket.created_at,
-        updated_at: ticket.updated_at,
-        first_response_at: ticket.first_response_at,
-        resolved_at: ticket.resolved_at,
-        assigned_at: ticket.assigned_at,
-        sla_due_at: ticket.sla_due_at,
-        escalated_at: ticket.escalated_at,
-        rating: ticket.rating,
-    };
-    match ticket_view(role) {
-        TicketView::Customer => TicketBody::Customer(base),
-        TicketView::Staff => TicketBody::Staff(StaffTicket {
-            base,
-            triage: ticket.triage,
-            routing_reason: ticket.routing_reason,
-        }),
-    }
+    let assignee_name = ticket
+        .assigned_to
+        .as_ref()
+        .and_then(|id| names.get(id).cloned());
+    TicketBody::new(ticket, ticket_view(role), assignee_name)
 }
 
 /// A ticket as a viewer of this role may see it (the rule is `domain::access::ticket_view`),
@@ -272,11 +189,7 @@ pub async fn list_tickets(
     user: CurrentUser,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TicketList>> {
-    let visibility = match user.role() {
-        Role::Admin => Visibility::All,
-        Role::Moderator => Visibility::Staff(user.id().to_owned()),
-        Role::User => Visibility::CreatedBy(user.id().to_owned()),
-    };
+    let visibility = listable(user.id(), user.role());
     let assignee = match params.assignee.as_deref().map(str::trim) {
         None | Some("") => None,
         Some("none" | "unassigned") => Some(AssigneeFilter::Unassigned),

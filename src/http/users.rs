@@ -5,7 +5,8 @@ use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, path_id};
 use super::pagination;
 use crate::domain::user::{Role, parse_name, parse_skills};
-use crate::store::{User, UserPatch, UserQuery};
+use super::views::UserView;
+use crate::store::{UserPatch, UserQuery};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -21,7 +22,7 @@ pub struct ListUsersParams {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserList {
-    users: Vec<User>,
+    users: Vec<UserView>,
     next_cursor: Option<String>,
 }
 
@@ -43,7 +44,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Er
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
-    user: User,
+    user: UserView,
 }
 
 #[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])), params(ListUsersParams),
@@ -61,7 +62,7 @@ pub async fn list_users(
     };
     let page = state.store.list_users(&query).await?;
     Ok(Json(UserList {
-        users: page.items,
+        users: page.items.into_iter().map(UserView::from).collect(),
         next_cursor: page.next_after.as_deref().map(pagination::encode),
     }))
 }
@@ -110,5 +111,7 @@ pub async fn update_user(
     }
     let updated = state.store.update_user(&id, patch).await?;
     tracing::info!(target_user = %updated.id, role = %updated.role, "user updated by admin");
-    Ok(Json(UserResponse { user: updated }))
+    Ok(Json(UserResponse {
+        user: updated.into(),
+    }))
 }

@@ -4,9 +4,8 @@
 use super::StoreResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Attachment {
     pub id: String,
     pub ticket_id: String,

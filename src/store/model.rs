@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -20,7 +20,6 @@ pub struct User {
     /// `REQUIRE_EMAIL_VERIFICATION` was off, and those made by an operator, count as verified.
     pub email_verified: bool,
     /// Access tokens carry the generation they were issued under; raising it ends them all.
-    #[serde(skip)]
     pub token_generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -70,7 +69,7 @@ pub struct UserQuery {
     pub after: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Ticket {
     pub id: String,
     pub title: String,
@@ -102,7 +101,7 @@ pub struct Ticket {
     pub rating: Option<TicketRating>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TicketRating {
     /// 1 (poor) to 5 (excellent).
     pub score: u8,
@@ -129,13 +128,12 @@ pub enum RateOutcome {
     NotResolved,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TicketTriage {
     pub summary: String,
     pub sentiment: String,
     pub required_skills: Vec<String>,
     /// Markdown notes for the moderator; hidden from the ticket's creator.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub helpful_notes: Option<String>,
     pub confidence: f64,
     /// Which engine produced it: `gemini`, `openai` or `rules`.
@@ -165,14 +163,7 @@ pub struct TicketChange {
     pub actor: Option<String>,
 }
 
-/// Which tickets a caller may list; computed from the role, never from the request.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Visibility {
-    All,
-    CreatedBy(String),
-    /// Moderators: assigned to them, plus any they opened themselves.
-    Staff(String),
-}
+pub use crate::domain::access::Visibility;
 
 #[derive(Clone, Debug)]
 pub struct TicketQuery {
@@ -206,7 +197,7 @@ pub enum AssigneeFilter {
     Unassigned,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Comment {
     pub id: String,
     pub ticket_id: String,
@@ -244,7 +235,7 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
     pub total: u64,
     pub by_status: Vec<Count>,
@@ -268,7 +259,7 @@ pub struct Stats {
     pub per_day: Vec<DayCount>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Satisfaction {
     /// Rated tickets.
     pub count: u64,
@@ -301,7 +292,7 @@ impl Satisfaction {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayCount {
     /// `YYYY-MM-DD`, UTC.
     pub date: String,
@@ -345,7 +336,7 @@ pub(crate) fn per_day(
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Load {
     pub user_id: String,
     pub email: String,
@@ -382,7 +373,7 @@ pub struct StaffLoad {
     pub last_assigned_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Count {
     pub key: String,
     pub count: u64,
