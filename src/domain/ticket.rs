@@ -42,6 +42,10 @@ impl Title {
         Ok(Self(t))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -64,6 +68,10 @@ impl Description {
             });
         }
         Ok(Self(d))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     pub fn into_inner(self) -> String {

@@ -167,8 +167,8 @@ pub async fn create_ticket(
     let event = NewEvent::ticket_created(&id, user.id());
     let new = NewTicket {
         id,
-        title: title.into_inner(),
-        description: description.into_inner(),
+        title,
+        description,
         created_by: user.id().to_owned(),
     };
     let ticket = state.store.create_ticket(new, event).await?;

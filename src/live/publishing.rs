@@ -377,8 +377,8 @@ mod tests {
             .create_ticket(
                 NewTicket {
                     id: id.clone(),
-                    title: "t".into(),
-                    description: "d".into(),
+                    title: crate::domain::ticket::Title::parse("A ticket").unwrap(),
+                    description: crate::domain::ticket::Description::parse("d").unwrap(),
                     created_by: user.id.clone(),
                 },
                 NewEvent::ticket_created(&id, &user.id),

@@ -1,7 +1,7 @@
 //! Records as the stores read and write them, plus queries and pages.
 
 use crate::domain::account_token::{TokenHash, TokenPurpose};
-use crate::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
+use crate::domain::ticket::{Category, Description, Priority, TicketStatus, Title, TriageStatus};
 use crate::domain::user::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -141,10 +141,11 @@ pub struct TicketTriage {
     pub triaged_at: DateTime<Utc>,
 }
 
+/// A ticket on its way into the store; title and description are parsed already.
 pub struct NewTicket {
     pub id: String,
-    pub title: String,
-    pub description: String,
+    pub title: Title,
+    pub description: Description,
     pub created_by: String,
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use ticketing::domain::account_token::{RawToken, TokenHash, TokenPurpose};
 use ticketing::domain::events::NewEvent;
 use ticketing::domain::new_id;
-use ticketing::domain::ticket::{Category, Priority, TicketStatus, TriageStatus};
+use ticketing::domain::ticket::{
+    Category, Description, Priority, TicketStatus, Title, TriageStatus,
+};
 use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
@@ -177,8 +179,8 @@ pub(crate) async fn add_ticket(
         .create_ticket(
             NewTicket {
                 id: id.clone(),
-                title: title.into(),
-                description: description.into(),
+                title: Title::parse(title).expect("a valid title"),
+                description: Description::parse(description).expect("a valid description"),
                 created_by: by.id.clone(),
             },
             NewEvent::ticket_created(&id, &by.id),
@@ -886,8 +888,8 @@ async fn ticket_ids_are_unique(store: Arc<dyn Store>) {
         .create_ticket(
             NewTicket {
                 id: ticket.id.clone(),
-                title: "Second".into(),
-                description: "two".into(),
+                title: Title::parse("Second").unwrap(),
+                description: Description::parse("two").unwrap(),
                 created_by: user.id.clone(),
             },
             NewEvent::ticket_created(&ticket.id, &user.id),
@@ -920,8 +922,8 @@ async fn an_event_id_conflict_rolls_back_its_record(store: Arc<dyn Store>) {
         .create_ticket(
             NewTicket {
                 id: second_id.clone(),
-                title: "Second".into(),
-                description: "two".into(),
+                title: Title::parse("Second").unwrap(),
+                description: Description::parse("two").unwrap(),
                 created_by: user.id.clone(),
             },
             event,

@@ -158,8 +158,8 @@ impl CommentDoc {
 fn ticket_document(ticket: &NewTicket, now: bson::DateTime) -> Document {
     doc! {
         "_id": &ticket.id,
-        "title": &ticket.title,
-        "description": &ticket.description,
+        "title": ticket.title.as_str(),
+        "description": ticket.description.as_str(),
         "status": TicketStatus::Open.as_str(),
         "priority": Priority::Medium.as_str(),
         "category": Bson::Null,
@@ -823,14 +823,15 @@ impl super::Inner {
 #[cfg(test)]
 pub(super) mod tests_support {
     use super::*;
+    use crate::domain::ticket::{Description, Title};
 
     /// A ticket as stored, at `version`.
     pub(in crate::store::mongo) fn stored_ticket(id: &str, version: i64) -> Document {
         let mut document = ticket_document(
             &NewTicket {
                 id: id.into(),
-                title: "Stored".into(),
-                description: "ticket".into(),
+                title: Title::parse("Stored").unwrap(),
+                description: Description::parse("ticket").unwrap(),
                 created_by: "u1".into(),
             },
             to_bson_date(now()),
@@ -843,6 +844,7 @@ pub(super) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ticket::{Description, Title};
 
     fn query() -> TicketQuery {
         TicketQuery {
@@ -862,8 +864,8 @@ mod tests {
     fn new_tickets_read_back_with_their_defaults() {
         let new = NewTicket {
             id: crate::domain::new_id(),
-            title: "Login broken".into(),
-            description: "It fails".into(),
+            title: Title::parse("Login broken").unwrap(),
+            description: Description::parse("It fails").unwrap(),
             created_by: "u1".into(),
         };
         let now = super::super::now();
@@ -872,8 +874,8 @@ mod tests {
             ticket,
             Ticket {
                 id: new.id,
-                title: new.title,
-                description: new.description,
+                title: new.title.into_inner(),
+                description: new.description.into_inner(),
                 status: TicketStatus::Open,
                 priority: Priority::Medium,
                 category: None,
@@ -984,8 +986,8 @@ mod tests {
         let mut document = ticket_document(
             &NewTicket {
                 id: "t".into(),
-                title: "abc".into(),
-                description: "d".into(),
+                title: Title::parse("abc").unwrap(),
+                description: Description::parse("d").unwrap(),
                 created_by: "u".into(),
             },
             bson::DateTime::from_millis(0),

@@ -240,8 +240,8 @@ fn new_ticket() -> (NewTicket, NewEvent) {
     (
         NewTicket {
             id,
-            title: "Printer on fire".into(),
-            description: "smoke".into(),
+            title: crate::domain::ticket::Title::parse("Printer on fire").unwrap(),
+            description: crate::domain::ticket::Description::parse("smoke").unwrap(),
             created_by: "u1".into(),
         },
         event,

@@ -146,8 +146,8 @@ impl TicketStore for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
                 params![
                     ticket.id,
-                    ticket.title,
-                    ticket.description,
+                    ticket.title.as_str(),
+                    ticket.description.as_str(),
                     TicketStatus::Open.as_str(),
                     Priority::Medium.as_str(),
                     ticket.created_by,
