@@ -6,10 +6,10 @@ use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiPath, CurrentUser, path_id};
 use super::tickets::visible_ticket;
+use super::views::AttachmentView;
 use crate::attachments::{AttachmentError, Upload};
 use crate::domain::access::{TicketOwnership, can_see_internal, can_view};
 use crate::domain::attachment::{MAX_PER_TICKET, can_delete, content_disposition, serve_as};
-use super::views::AttachmentView;
 use crate::store::Attachment;
 use axum::Json;
 use axum::body::Body;
@@ -145,9 +145,12 @@ pub async fn upload_attachment(
         internal,
     };
     let attachment = state.attachments.attach(spooled, upload).await?;
-    Ok((StatusCode::CREATED, Json(AttachmentResponse {
+    Ok((
+        StatusCode::CREATED,
+        Json(AttachmentResponse {
             attachment: attachment.into(),
-        })))
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/attachments", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path)),

@@ -3,11 +3,11 @@
 use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiJson, CurrentUser};
+use super::views::UserView;
 use crate::auth::{hash_password, verify_password};
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
 use crate::domain::user::{Email, Password, Role, parse_name, parse_skills};
-use super::views::UserView;
 use crate::store::{NewUser, StoreError, User};
 use axum::Json;
 use axum::extract::State;

@@ -4,11 +4,11 @@ use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
+use super::views::CommentView;
 use crate::domain::access::can_see_internal;
 use crate::domain::events::NewEvent;
 use crate::domain::new_id;
 use crate::domain::ticket::parse_comment_body;
-use super::views::CommentView;
 use crate::store::NewComment;
 use axum::Json;
 use axum::extract::State;
@@ -77,7 +77,10 @@ pub async fn add_comment(
     };
     let comment = state.store.add_comment(new, event).await?;
     state.notify_outbox();
-    Ok((StatusCode::CREATED, Json(CommentResponse {
+    Ok((
+        StatusCode::CREATED,
+        Json(CommentResponse {
             comment: comment.into(),
-        })))
+        }),
+    ))
 }

@@ -4,9 +4,9 @@ use super::AppState;
 use super::error::{ApiResult, AppError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, CurrentUser};
 use super::tickets::visible_ticket;
+use super::views::RatingView;
 use crate::domain::access::{TicketOwnership, can_rate};
 use crate::domain::rating::{Score, parse_comment};
-use super::views::RatingView;
 use crate::store::{NewRating, RateOutcome};
 use axum::Json;
 use axum::extract::State;
@@ -64,9 +64,12 @@ pub async fn rate_ticket(
             let rating = ticket.rating.ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("BUG: a rated ticket without its rating"))
             })?;
-            Ok((StatusCode::CREATED, Json(RatingResponse {
+            Ok((
+                StatusCode::CREATED,
+                Json(RatingResponse {
                     rating: rating.into(),
-                })))
+                }),
+            ))
         }
         RateOutcome::AlreadyRated => Err(AppError::Conflict {
             code: "already_rated",

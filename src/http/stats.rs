@@ -3,8 +3,8 @@
 use super::AppState;
 use super::error::{ApiResult, ErrorBody};
 use super::extract::CurrentUser;
-use crate::domain::user::Role;
 use super::views::StatsView;
+use crate::domain::user::Role;
 use axum::Json;
 use axum::extract::State;
 
