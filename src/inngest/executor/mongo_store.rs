@@ -81,17 +81,10 @@ fn setup_failed(e: SetupError) -> StoreError {
     }
 }
 
-/// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
-async fn detached<T, Fut>(fut: Fut) -> StoreResult<T>
-where
-    T: Send + 'static,
-    Fut: Future<Output = StoreResult<T>> + Send + 'static,
-{
-    kit::detached(fut).await.unwrap_or_else(|e| {
-        Err(StoreError::Unavailable(format!(
-            "run store task cancelled: {e}"
-        )))
-    })
+impl From<kit::Cancelled> for StoreError {
+    fn from(e: kit::Cancelled) -> Self {
+        StoreError::Unavailable(format!("run {e}"))
+    }
 }
 
 impl MongoRunStore {
@@ -128,8 +121,14 @@ impl MongoRunStore {
             collections,
         });
         let setup = inner.clone();
-        detached(async move {
-            setup.check_deployment().await?;
+        kit::detached(async move {
+            // The start-up ping: refuses unreachable servers and standalone ones.
+            kit::check_deployment(
+                &setup.client,
+                "the executor commits each step of a run in one transaction",
+            )
+            .await
+            .map_err(setup_failed)?;
             setup.create_collections().await?;
             setup.backfill_ended_at().await
         })
@@ -145,7 +144,7 @@ impl MongoRunStore {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
-        detached(f(self.inner.clone())).await
+        kit::detached(f(self.inner.clone())).await
     }
 
     /// Applies `plan` in one transaction, retried as a whole when it has to be.
@@ -167,16 +166,6 @@ impl MongoRunStore {
 }
 
 impl Inner {
-    /// One round trip that doubles as the start-up ping.
-    async fn check_deployment(&self) -> StoreResult<()> {
-        kit::check_deployment(
-            &self.client,
-            "the executor commits each step of a run in one transaction",
-        )
-        .await
-        .map_err(setup_failed)
-    }
-
     /// Creates the collections up front (transactions on older servers and on sharded
     /// clusters cannot create them) and their indexes.
     async fn create_collections(&self) -> StoreResult<()> {

@@ -40,6 +40,9 @@ use storage_kit::mongo::{self as kit, DUPLICATE_KEY, SetupError};
 
 /// The name the server logs for this service's connections, unless the URI names one.
 const APP_NAME: &str = "ticketing";
+/// Told to the operator of a standalone server, which cannot run transactions.
+const NEEDS_TRANSACTIONS: &str =
+    "this service writes each record and its events in one transaction";
 
 const USERS: &str = "users";
 const TICKETS: &str = "tickets";
@@ -91,8 +94,12 @@ impl MongoStore {
             db,
         });
         let setup = inner.clone();
-        detached(async move {
-            setup.check_deployment().await?;
+        kit::detached(async move {
+            // The start-up ping: refuses unreachable servers and deployments without
+            // transactions.
+            kit::check_deployment(&setup.client, NEEDS_TRANSACTIONS)
+                .await
+                .map_err(setup_failed)?;
             setup.create_indexes().await?;
             setup.create_attachment_indexes().await?;
             setup.seed_outbox_counter().await
@@ -115,35 +122,17 @@ impl MongoStore {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
-        detached(f(self.inner.clone())).await
+        kit::detached(f(self.inner.clone())).await
     }
 }
 
-/// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
-async fn detached<T, Fut>(fut: Fut) -> StoreResult<T>
-where
-    T: Send + 'static,
-    Fut: Future<Output = StoreResult<T>> + Send + 'static,
-{
-    kit::detached(fut).await.unwrap_or_else(|e| {
-        Err(StoreError::Other(anyhow::anyhow!(
-            "store task cancelled: {e}"
-        )))
-    })
+impl From<kit::Cancelled> for StoreError {
+    fn from(e: kit::Cancelled) -> Self {
+        StoreError::Other(e.into())
+    }
 }
 
 impl Inner {
-    /// One round trip that doubles as the start-up ping: refuses unreachable servers and
-    /// deployments without transactions.
-    async fn check_deployment(&self) -> StoreResult<()> {
-        kit::check_deployment(
-            &self.client,
-            "this service writes each record and its events in one transaction",
-        )
-        .await
-        .map_err(setup_failed)
-    }
-
     async fn create_indexes(&self) -> StoreResult<()> {
         let plan: [(&Collection<Document>, Vec<IndexModel>); 6] = [
             (

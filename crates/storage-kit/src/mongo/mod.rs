@@ -127,20 +127,25 @@ pub fn unreachable_message(e: &Error) -> String {
     }
 }
 
+/// A store call's task was cancelled: the runtime is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("store task cancelled: {0}")]
+pub struct Cancelled(tokio::task::JoinError);
+
 /// Runs `fut` in a task of its own and waits for it; dropping the returned future leaves the
 /// task running to the end. Dropping a driver future mid-operation can leave a connection or a
 /// session in a bad state (the driver's RUST-937 warning), and a store's callers may be dropped
-/// (a client going away, shutdown). A panic in the task is raised again here; `Err` means the
-/// task was cancelled (the runtime is shutting down).
-pub async fn detached<T, Fut>(fut: Fut) -> Result<T, tokio::task::JoinError>
+/// (a client going away, shutdown). A panic in the task is raised again here.
+pub async fn detached<T, E, Fut>(fut: Fut) -> Result<T, E>
 where
     T: Send + 'static,
-    Fut: Future<Output = T> + Send + 'static,
+    E: From<Cancelled> + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     match tokio::spawn(fut.instrument(tracing::Span::current())).await {
-        Ok(out) => Ok(out),
+        Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(e),
+        Err(e) => Err(Cancelled(e).into()),
     }
 }
 
@@ -215,6 +220,7 @@ mod tests {
         let caller = tokio::spawn(detached(async move {
             let _ = wait.await;
             let _ = tx.send("done");
+            Ok::<_, Cancelled>(())
         }));
         tokio::task::yield_now().await;
         caller.abort();
