@@ -36,7 +36,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use storage_kit::mongo::{self as kit, DUPLICATE_KEY, SetupError};
+use storage_kit::mongo::{self as kit, DUPLICATE_KEY, SetupError, index};
 
 /// The name the server logs for this service's connections, unless the URI names one.
 const APP_NAME: &str = "ticketing";
@@ -246,14 +246,6 @@ impl Inner {
             .map_err(driver)?;
         Ok(())
     }
-}
-
-fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
-    let mut options = IndexOptions::builder().name(name.to_owned()).build();
-    if unique {
-        options.unique = Some(true);
-    }
-    IndexModel::builder().keys(keys).options(options).build()
 }
 
 /// A TTL index: documents go once the date in `keys` has passed.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
 use mongodb::error::{Error, ErrorKind};
-use mongodb::options::{ClientOptions, ReadPreference, SelectionCriteria};
-use mongodb::{Client, Database};
+use mongodb::options::{ClientOptions, IndexOptions, ReadPreference, SelectionCriteria};
+use mongodb::{Client, Database, IndexModel};
 use tracing::Instrument;
 
 /// How long to look for a usable server (and to open a connection) before giving up, when
@@ -104,6 +104,15 @@ pub async fn create_collection(database: &Database, name: &str) -> Result<(), Er
         Err(e) if command_code(&e) != Some(NAMESPACE_EXISTS) => Err(e),
         _ => Ok(()),
     }
+}
+
+/// A named index on `keys`, unique or not.
+pub fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
+    let options = IndexOptions::builder()
+        .name(name.to_owned())
+        .unique(unique.then_some(true))
+        .build();
+    IndexModel::builder().keys(keys).options(options).build()
 }
 
 /// The code of a command error.
