@@ -21,7 +21,6 @@ pub mod private_fs;
 pub mod relay;
 pub mod routing;
 pub mod runs;
-pub mod sqlite_gate;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -30,12 +30,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
-use mongodb::error::ErrorKind;
-use mongodb::options::{
-    ClientOptions, CollectionOptions, ReadPreference, ReturnDocument, SelectionCriteria,
-};
+use mongodb::options::{CollectionOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, SessionCursor};
-use tracing::Instrument;
+use storage_kit::mongo::{self as kit, SetupError, primary};
 
 use self::documents as docs;
 use self::documents::Upsert;
@@ -45,13 +42,6 @@ use super::store::{
     Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
     RunStore, RunSummary, StoreError, StoreResult, Swept, pick_claimable,
 };
-
-/// How long to look for a usable server (and to open a connection) before giving up, when
-/// the URI does not say: the driver's default of 30 s would leave a misconfigured service
-/// hanging at start.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-const COMMAND_NOT_FOUND: i32 = 59;
-const NAMESPACE_EXISTS: i32 = 48;
 
 #[derive(Clone)]
 pub struct MongoRunStore {
@@ -81,73 +71,27 @@ struct Collections {
 }
 
 fn driver(e: mongodb::error::Error) -> StoreError {
-    match e.kind.as_ref() {
-        ErrorKind::ServerSelection { message, .. } => StoreError::Unavailable(format!(
-            "cannot reach MongoDB (no usable server before the server-selection timeout): \
-             {message}"
-        )),
-        _ => StoreError::Unavailable(format!("MongoDB: {e}")),
+    StoreError::Unavailable(kit::unreachable_message(&e))
+}
+
+fn setup_failed(e: SetupError) -> StoreError {
+    match e {
+        SetupError::Unreachable(e) => driver(e),
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 
-fn command_code(e: &mongodb::error::Error) -> Option<i32> {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        _ => None,
+impl From<kit::Cancelled> for StoreError {
+    fn from(e: kit::Cancelled) -> Self {
+        StoreError::Unavailable(format!("run {e}"))
     }
-}
-
-/// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
-async fn detached<T, Fut>(fut: Fut) -> StoreResult<T>
-where
-    T: Send + 'static,
-    Fut: Future<Output = StoreResult<T>> + Send + 'static,
-{
-    match tokio::spawn(fut.instrument(tracing::Span::current())).await {
-        Ok(out) => out,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Unavailable(format!(
-            "run store task cancelled: {e}"
-        ))),
-    }
-}
-
-/// Parses the URI and fills in fast-failure timeouts; explicit settings in the URI win.
-async fn client_options(uri: &str) -> StoreResult<ClientOptions> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
-    options
-        .server_selection_timeout
-        .get_or_insert(CONNECT_TIMEOUT);
-    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-    Ok(options)
-}
-
-/// Transactions must read from the primary; so must everything else here (see `open`).
-fn primary() -> SelectionCriteria {
-    SelectionCriteria::ReadPreference(ReadPreference::Primary)
-}
-
-/// Accepts replica sets and sharded clusters (both run transactions); refuses the rest.
-fn check_topology(hello: &Document) -> StoreResult<()> {
-    if hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid") {
-        return Ok(());
-    }
-    Err(StoreError::Unavailable(
-        "MongoDB is a standalone server, but the executor commits each step of a run in one \
-         transaction, which needs a replica set: start mongod with --replSet rs0 and run \
-         rs.initiate() once, or use MongoDB Atlas"
-            .to_owned(),
-    ))
 }
 
 impl MongoRunStore {
     /// Connects with a client of its own; fails within a few seconds when the server cannot be
     /// reached (unless the URI sets longer timeouts).
     pub async fn connect(uri: &str, database: &str) -> StoreResult<MongoRunStore> {
-        let client = Client::with_options(client_options(uri).await?)
-            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB options: {e}")))?;
+        let client = kit::connect(uri, None).await.map_err(setup_failed)?;
         MongoRunStore::open(client.database(database)).await
     }
 
@@ -177,8 +121,14 @@ impl MongoRunStore {
             collections,
         });
         let setup = inner.clone();
-        detached(async move {
-            setup.check_deployment().await?;
+        kit::detached(async move {
+            // The start-up ping: refuses unreachable servers and standalone ones.
+            kit::check_deployment(
+                &setup.client,
+                "the executor commits each step of a run in one transaction",
+            )
+            .await
+            .map_err(setup_failed)?;
             setup.create_collections().await?;
             setup.backfill_ended_at().await
         })
@@ -194,7 +144,7 @@ impl MongoRunStore {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
-        detached(f(self.inner.clone())).await
+        kit::detached(f(self.inner.clone())).await
     }
 
     /// Applies `plan` in one transaction, retried as a whole when it has to be.
@@ -216,21 +166,6 @@ impl MongoRunStore {
 }
 
 impl Inner {
-    /// One round trip that doubles as the start-up ping.
-    async fn check_deployment(&self) -> StoreResult<()> {
-        let admin = self.client.database("admin");
-        let reply = match admin.run_command(doc! { "hello": 1 }).await {
-            Ok(reply) => reply,
-            // Servers before 4.4.2 only know the legacy name.
-            Err(e) if command_code(&e) == Some(COMMAND_NOT_FOUND) => admin
-                .run_command(doc! { "isMaster": 1 })
-                .await
-                .map_err(driver)?,
-            Err(e) => return Err(driver(e)),
-        };
-        check_topology(&reply)
-    }
-
     /// Creates the collections up front (transactions on older servers and on sharded
     /// clusters cannot create them) and their indexes.
     async fn create_collections(&self) -> StoreResult<()> {
@@ -241,11 +176,9 @@ impl Inner {
             docs::PAUSES,
             docs::SLOTS,
         ] {
-            match self.database.create_collection(name).await {
-                Ok(()) => {}
-                Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => {}
-                Err(e) => return Err(driver(e)),
-            }
+            kit::create_collection(&self.database, name)
+                .await
+                .map_err(driver)?;
         }
         for (name, models) in docs::indexes() {
             self.database
@@ -809,7 +742,8 @@ mod tests {
         Fut: Future<Output = ()>,
     {
         let server = crate::test_mongo::mongo().await;
-        let client = Client::with_options(client_options(&server.uri).await.expect("the URI"))
+        let client = kit::connect(&server.uri, None)
+            .await
             .expect("MongoDB client");
         let scratch = Arc::new(Scratch {
             uri: server.uri.clone(),
@@ -918,36 +852,6 @@ mod tests {
             assert_eq!(claimed.len() - slotted, 20, "every free item was claimed");
         })
         .await;
-    }
-
-    #[tokio::test]
-    async fn missing_timeouts_default_to_fast_failure() {
-        let options = client_options("mongodb://db.invalid:27017/?replicaSet=rs0")
-            .await
-            .expect("parse");
-        assert_eq!(options.server_selection_timeout, Some(CONNECT_TIMEOUT));
-        assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
-        let options = client_options("mongodb://db.invalid/?serverSelectionTimeoutMS=1500")
-            .await
-            .expect("parse");
-        assert_eq!(
-            options.server_selection_timeout,
-            Some(std::time::Duration::from_millis(1500))
-        );
-        let err = client_options("postgres://nope")
-            .await
-            .expect_err("refused");
-        assert!(matches!(err, StoreError::Unavailable(m) if m.contains("invalid MongoDB URI")));
-    }
-
-    #[test]
-    fn only_replica_sets_and_sharded_clusters_are_accepted() {
-        assert!(check_topology(&doc! { "isWritablePrimary": true, "setName": "rs0" }).is_ok());
-        assert!(check_topology(&doc! { "msg": "isdbgrid" }).is_ok());
-        let Err(StoreError::Unavailable(m)) = check_topology(&doc! { "ok": 1.0 }) else {
-            panic!("a standalone server is refused");
-        };
-        assert!(m.contains("replica set"), "{m}");
     }
 
     #[tokio::test]

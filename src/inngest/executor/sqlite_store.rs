@@ -1,16 +1,15 @@
-//! [`RunStore`] on SQLite. It opens its own connection to a database file (it can be the
-//! application's own file: every table is prefixed `inngest_`), in WAL mode waiting for
-//! the write lock, and runs every operation on the blocking pool inside `BEGIN IMMEDIATE`.
+//! [`RunStore`] on SQLite. It opens its own connections to a database file (it can be the
+//! application's own file: every table is prefixed `inngest_`) through the storage toolkit,
+//! which queues its writes behind the application's at the file's write gate, and runs every
+//! write inside `BEGIN IMMEDIATE` and every read inside a read transaction.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
+use storage_kit::sqlite::{Database, Lane, Options};
 
 use super::state::{RunState, RunStatus};
 use super::store::{
@@ -86,25 +85,28 @@ fn add_ended_at(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Reader connections: with WAL they read beside the writer, so loading runs and finding the
-/// next due item never queue behind commits.
-const READERS: usize = 2;
-/// Prepared statements kept per connection: more than the distinct statements a commit runs.
-const STATEMENT_CACHE: usize = 64;
+/// next due item never queue behind commits. The executor's queue and run state wait for the
+/// application's writes: nobody waits on a single one of them.
+const OPTIONS: Options = Options {
+    readers: 2,
+    lane: Lane::Background,
+};
 
 pub struct SqliteRunStore {
-    conn: Arc<Mutex<Connection>>,
-    /// Taken before `conn` for writing: shared with the application store on the same file.
-    gate: Arc<crate::sqlite_gate::WriteGate>,
-    readers: Arc<[Mutex<Connection>]>,
-    next_reader: Arc<AtomicUsize>,
-    path: PathBuf,
+    db: Database,
 }
 
 impl std::fmt::Debug for SqliteRunStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteRunStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish()
+    }
+}
+
+impl From<storage_kit::sqlite::Error> for StoreError {
+    fn from(e: storage_kit::sqlite::Error) -> Self {
+        backend(e)
     }
 }
 
@@ -137,52 +139,12 @@ fn kind_name(kind: &ItemKind) -> &'static str {
 impl SqliteRunStore {
     /// Opens (or creates) the database file and the `inngest_` tables.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteRunStore> {
-        let path = path.as_ref().to_path_buf();
-        let p = path.clone();
-        let conn = tokio::task::spawn_blocking(
-            move || -> StoreResult<(Connection, Vec<_>, Connection)> {
-                // The database file decides the permissions of its `-wal` and `-shm`.
-                crate::private_fs::ensure_file(&p).map_err(backend)?;
-                let open = || -> StoreResult<Connection> {
-                    let mut conn = Connection::open(&p).map_err(backend)?;
-                    conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))
-                        .map_err(backend)?;
-                    conn.pragma_update(None, "journal_mode", "WAL")
-                        .map_err(backend)?;
-                    conn.pragma_update(None, "synchronous", "NORMAL")
-                        .map_err(backend)?;
-                    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                    // Keeps cached statements compiled: otherwise any statement with a bound LIMIT
-                    // (every claim) is recompiled each time it runs.
-                    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-                        .map_err(backend)?;
-                    Ok(conn)
-                };
-                let conn = open()?;
-                conn.execute_batch(SCHEMA).map_err(backend)?;
-                add_ended_at(&conn).map_err(backend)?;
-                conn.pragma_update(None, "wal_autocheckpoint", 0)
-                    .map_err(backend)?;
-                let readers = (0..READERS)
-                    .map(|_| open().map(Mutex::new))
-                    .collect::<StoreResult<Vec<_>>>()?;
-                Ok((conn, readers, open()?))
-            },
-        )
-        .await
-        .map_err(backend)??;
-        let (conn, readers, checkpointer) = conn;
-        // Checkpoints are the gate's job (this file's writers all pass it), not SQLite's, which
-        // would run one, fsync included, inside whichever commit crossed its threshold.
-        let gate = crate::sqlite_gate::for_file(&path);
-        gate.keep_wal_short(checkpointer);
-        Ok(SqliteRunStore {
-            conn: Arc::new(Mutex::new(conn)),
-            gate,
-            readers: readers.into(),
-            next_reader: Arc::new(AtomicUsize::new(0)),
-            path,
+        let db = Database::open(path.as_ref(), OPTIONS, |conn| {
+            conn.execute_batch(SCHEMA)?;
+            add_ended_at(conn)
         })
+        .await?;
+        Ok(SqliteRunStore { db })
     }
 
     /// A write transaction: `BEGIN IMMEDIATE`, so it never fails halfway on a lock upgrade.
@@ -191,20 +153,7 @@ impl SqliteRunStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        let span = tracing::Span::current();
-        // Held by the blocking task: released when the write is done, even if the caller left.
-        let turn = self.gate.turn(crate::sqlite_gate::Lane::Background).await;
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let _turn = turn;
-            let mut guard = conn
-                .lock()
-                .map_err(|_| backend("sqlite connection poisoned"))?;
-            transact(&mut guard, TransactionBehavior::Immediate, f)
-        })
-        .await
-        .map_err(backend)?
+        self.db.write(f).await
     }
 
     /// A read-only transaction (`BEGIN DEFERRED`) on a reader connection.
@@ -213,34 +162,8 @@ impl SqliteRunStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        let first = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            // An idle reader if there is one, else wait for the next in turn.
-            let n = readers.len();
-            let mut guard = (0..n)
-                .find_map(|i| readers[(first + i) % n].try_lock().ok())
-                .map_or_else(|| readers[first % n].lock(), Ok)
-                .map_err(|_| backend("sqlite connection poisoned"))?;
-            transact(&mut guard, TransactionBehavior::Deferred, f)
-        })
-        .await
-        .map_err(backend)?
+        self.db.read_in_transaction(f).await
     }
-}
-
-/// Runs `f` in a transaction that commits when it succeeds (and rolls back when dropped).
-fn transact<T>(
-    conn: &mut Connection,
-    behavior: TransactionBehavior,
-    f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
-) -> StoreResult<T> {
-    let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
-    let out = f(&tx)?;
-    tx.commit().map_err(backend)?;
-    Ok(out)
 }
 
 /// Runs `sql` through the connection's statement cache: every step runs the same few statements.
@@ -672,6 +595,7 @@ impl RunStore for SqliteRunStore {
 mod tests {
     use super::*;
     use crate::inngest::executor::store::contract;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn sqlite_store_satisfies_the_contract() {

@@ -31,16 +31,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
+use storage_kit::mongo::{self as kit, DUPLICATE_KEY, SetupError, index};
 
-/// How long to look for a usable server (and to open a connection) before giving up. The
-/// driver's default of 30 s would leave a misconfigured service hanging at start.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The name the server logs for this service's connections, unless the URI names one.
+const APP_NAME: &str = "ticketing";
+/// Told to the operator of a standalone server, which cannot run transactions.
+const NEEDS_TRANSACTIONS: &str =
+    "this service writes each record and its events in one transaction";
 
 const USERS: &str = "users";
 const TICKETS: &str = "tickets";
@@ -75,8 +77,9 @@ impl MongoStore {
     /// Connects, checks that the deployment supports transactions, and creates the indexes.
     /// Fails within a few seconds when the server cannot be reached.
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
-        let client = Client::with_options(client_options(uri).await?)
-            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB options: {e}")))?;
+        let client = kit::connect(uri, Some(APP_NAME))
+            .await
+            .map_err(setup_failed)?;
         let db = client.database(database);
         let inner = Arc::new(Inner {
             users: db.collection(USERS),
@@ -91,8 +94,12 @@ impl MongoStore {
             db,
         });
         let setup = inner.clone();
-        detached(async move {
-            setup.check_deployment().await?;
+        kit::detached(async move {
+            // The start-up ping: refuses unreachable servers and deployments without
+            // transactions.
+            kit::check_deployment(&setup.client, NEEDS_TRANSACTIONS)
+                .await
+                .map_err(setup_failed)?;
             setup.create_indexes().await?;
             setup.create_attachment_indexes().await?;
             setup.seed_outbox_counter().await
@@ -115,57 +122,17 @@ impl MongoStore {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
-        detached(f(self.inner.clone())).await
+        kit::detached(f(self.inner.clone())).await
     }
 }
 
-/// Parses the URI and fills in fast-failure timeouts; explicit settings in the URI win.
-async fn client_options(uri: &str) -> StoreResult<ClientOptions> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
-    options
-        .server_selection_timeout
-        .get_or_insert(CONNECT_TIMEOUT);
-    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-    options
-        .app_name
-        .get_or_insert_with(|| "ticketing".to_owned());
-    Ok(options)
-}
-
-/// Spawns `fut` and waits for it; dropping the returned future leaves the task running to the end.
-async fn detached<T, Fut>(fut: Fut) -> StoreResult<T>
-where
-    T: Send + 'static,
-    Fut: Future<Output = StoreResult<T>> + Send + 'static,
-{
-    match tokio::spawn(fut.instrument(tracing::Span::current())).await {
-        Ok(out) => out,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Other(anyhow::anyhow!(
-            "store task cancelled: {e}"
-        ))),
+impl From<kit::Cancelled> for StoreError {
+    fn from(e: kit::Cancelled) -> Self {
+        StoreError::Other(e.into())
     }
 }
 
 impl Inner {
-    /// One round trip that doubles as the start-up ping: refuses unreachable servers and
-    /// deployments without transactions.
-    async fn check_deployment(&self) -> StoreResult<()> {
-        let admin = self.client.database("admin");
-        let reply = match admin.run_command(doc! { "hello": 1 }).await {
-            Ok(reply) => reply,
-            // Servers before 4.4.2 only know the legacy name.
-            Err(e) if command_code(&e) == Some(COMMAND_NOT_FOUND) => admin
-                .run_command(doc! { "isMaster": 1 })
-                .await
-                .map_err(unreachable)?,
-            Err(e) => return Err(unreachable(e)),
-        };
-        check_topology(&reply).map_err(StoreError::Unavailable)
-    }
-
     async fn create_indexes(&self) -> StoreResult<()> {
         let plan: [(&Collection<Document>, Vec<IndexModel>); 6] = [
             (
@@ -281,14 +248,6 @@ impl Inner {
     }
 }
 
-fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
-    let mut options = IndexOptions::builder().name(name.to_owned()).build();
-    if unique {
-        options.unique = Some(true);
-    }
-    IndexModel::builder().keys(keys).options(options).build()
-}
-
 /// A TTL index: documents go once the date in `keys` has passed.
 fn expiring_index(name: &str, keys: Document) -> IndexModel {
     let options = IndexOptions::builder()
@@ -319,30 +278,6 @@ impl Store for MongoStore {
 
 /// The name MongoDB gives every collection's `_id` index.
 const ID_INDEX: &str = "_id_";
-const COMMAND_NOT_FOUND: i32 = 59;
-/// Duplicate key; 11001 is its pre-3.0 spelling, still returned by some paths.
-const DUPLICATE_KEY: [i32; 2] = [11000, 11001];
-
-/// Accepts replica sets and sharded clusters (both run transactions); refuses the rest.
-fn check_topology(hello: &Document) -> Result<(), String> {
-    if hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid") {
-        return Ok(());
-    }
-    Err(
-        "MongoDB is a standalone server, but this service writes each record and its events in \
-         one transaction, which needs a replica set: start mongod with --replSet rs0 and run \
-         rs.initiate() once, or use MongoDB Atlas"
-            .to_owned(),
-    )
-}
-
-fn command_code(e: &mongodb::error::Error) -> Option<i32> {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        _ => None,
-    }
-}
-
 /// The unique index a write error tripped over, if it is a duplicate-key error.
 fn duplicate_key_index(e: &mongodb::error::Error) -> Option<String> {
     let message = match e.kind.as_ref() {
@@ -382,12 +317,16 @@ fn driver(e: mongodb::error::Error) -> StoreError {
 
 fn unreachable(e: mongodb::error::Error) -> StoreError {
     match e.kind.as_ref() {
-        ErrorKind::ServerSelection { message, .. } => StoreError::Unavailable(format!(
-            "cannot reach MongoDB (no usable server before the server-selection timeout, \
-             {} s unless the URI sets serverSelectionTimeoutMS): {message}",
-            CONNECT_TIMEOUT.as_secs()
-        )),
+        ErrorKind::ServerSelection { .. } => StoreError::Unavailable(kit::unreachable_message(&e)),
         _ => driver(e),
+    }
+}
+
+/// Setting up the client: every failure means the store cannot be used.
+fn setup_failed(e: SetupError) -> StoreError {
+    match e {
+        SetupError::Unreachable(e) => unreachable(e),
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -433,40 +372,6 @@ fn fetch_limit(limit: usize) -> i64 {
 mod tests {
     use super::*;
     use mongodb::error::{CommandError, Error, WriteError};
-
-    #[tokio::test]
-    async fn missing_timeouts_default_to_fast_failure() {
-        let options = client_options("mongodb://db.invalid:27017/?replicaSet=rs0")
-            .await
-            .unwrap();
-        assert_eq!(options.server_selection_timeout, Some(CONNECT_TIMEOUT));
-        assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
-        assert_eq!(options.app_name.as_deref(), Some("ticketing"));
-
-        let options = client_options(
-            "mongodb://db.invalid/?serverSelectionTimeoutMS=1500&connectTimeoutMS=700&appName=ops",
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            options.server_selection_timeout,
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(options.connect_timeout, Some(Duration::from_millis(700)));
-        assert_eq!(options.app_name.as_deref(), Some("ops"));
-
-        let err = client_options("postgres://nope").await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(m) if m.contains("invalid MongoDB URI")));
-    }
-
-    #[test]
-    fn only_replica_sets_and_sharded_clusters_are_accepted() {
-        assert!(check_topology(&doc! { "isWritablePrimary": true, "setName": "rs0" }).is_ok());
-        assert!(check_topology(&doc! { "isWritablePrimary": true, "msg": "isdbgrid" }).is_ok());
-        let err = check_topology(&doc! { "isWritablePrimary": true, "ok": 1.0 }).unwrap_err();
-        assert!(err.contains("replica set"), "{err}");
-        assert!(check_topology(&doc! { "msg": "something else" }).is_err());
-    }
 
     fn write_error(code: i32, message: &str) -> Error {
         let w: WriteError = bson::from_document(doc! { "code": code, "errmsg": message }).unwrap();

@@ -1,7 +1,5 @@
-//! The embedded store: one SQLite file in WAL mode. rusqlite is synchronous, so every call runs
-//! on the blocking pool: one writer connection (SQLite admits one writer at a time anyway, and
-//! queuing here avoids `SQLITE_BUSY` churn) and a few reader connections that WAL lets run
-//! beside it.
+//! The embedded store: one SQLite file in WAL mode, opened, pooled and gated by the storage
+//! toolkit (a writer connection behind the file's write gate, a few readers beside it).
 
 mod accounts;
 mod activity;
@@ -15,47 +13,21 @@ mod users;
 
 use super::{Store, StoreError, StoreResult};
 use crate::domain::events::NewEvent;
-use crate::sqlite_gate::WriteGate;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use storage_kit::sqlite::{Database, Lane, Options};
 
-const READERS: usize = 4;
+/// Application data: requests wait on its writes, so they go before the executor's.
+const OPTIONS: Options = Options {
+    readers: 4,
+    lane: Lane::First,
+};
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    /// Taken before `writer`: this file's writers, the executor's included, queue here.
-    gate: Arc<WriteGate>,
-    readers: Mutex<Vec<Connection>>,
-    read_permits: Semaphore,
-}
-
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_handler(Some(crate::sqlite_gate::wait_for_lock))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Requests run the same statements over and over: keep them compiled. Without a stable
-    // plan SQLite recompiles any statement with a bound LIMIT each time it runs.
-    conn.set_prepared_statement_cache_capacity(64);
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(conn)
+    db: Database,
 }
 
 /// `Connection::execute` through the statement cache.
@@ -76,49 +48,17 @@ fn query_one<T>(
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl Into<PathBuf>) -> StoreResult<Self> {
-        let path = path.into();
-        tokio::task::spawn_blocking(move || -> StoreResult<(Self, Connection)> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                crate::private_fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
-            crate::private_fs::ensure_file(&path).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        let db = Database::open(path, OPTIONS, migrations::run)
+            .await
+            .map_err(|e| match e {
+                storage_kit::sqlite::Error::Task(e) => StoreError::Other(e.into()),
+                e => StoreError::Unavailable(e.to_string()),
             })?;
-            let mut writer = open(&path).map_err(unavailable)?;
-            migrations::run(&mut writer).map_err(unavailable)?;
-            writer
-                .pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(unavailable)?;
-            let readers = (0..READERS)
-                .map(|_| open(&path))
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(unavailable)?;
-            let checkpointer = open(&path).map_err(unavailable)?;
-            let store = Self {
-                inner: Arc::new(Inner {
-                    gate: crate::sqlite_gate::for_file(&path),
-                    path,
-                    writer: Mutex::new(writer),
-                    readers: Mutex::new(readers),
-                    read_permits: Semaphore::new(READERS),
-                }),
-            };
-            Ok((store, checkpointer))
-        })
-        .await
-        .map_err(|e| StoreError::Other(e.into()))?
-        .map(|(store, checkpointer)| {
-            // Checkpoints are the gate's job (this file's writers all pass it), not SQLite's,
-            // which would run one, fsync included, inside whichever commit crossed its threshold.
-            store.inner.gate.keep_wal_short(checkpointer);
-            store
-        })
+        Ok(Self { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.db.path()
     }
 
     /// Runs `f` inside an immediate write transaction that commits when `f` succeeds.
@@ -127,27 +67,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        // Held by the blocking task, so it is released when the write is done even if the
-        // request that asked for it has gone.
-        let turn = inner.gate.turn(crate::sqlite_gate::Lane::First).await;
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let _turn = turn;
-            let mut conn = inner
-                .writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(sql)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::Other(e.into()))?
+        self.db.write(f).await
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
@@ -155,34 +75,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .read_permits
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Other(e.into()))?;
-        let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        let out = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let conn = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop()
-                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("BUG: reader pool empty")))?;
-            let out = f(&conn);
-            inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-            out
-        })
-        .await
-        .map_err(|e| StoreError::Other(e.into()))?;
-        drop(permit);
-        out
+        self.db.read(f).await
+    }
+}
+
+impl From<storage_kit::sqlite::Error> for StoreError {
+    fn from(e: storage_kit::sqlite::Error) -> Self {
+        match e {
+            storage_kit::sqlite::Error::Sqlite(e) => sql(e),
+            storage_kit::sqlite::Error::Create { .. } => StoreError::Unavailable(e.to_string()),
+            storage_kit::sqlite::Error::Task(e) => StoreError::Other(e.into()),
+        }
     }
 }
 
@@ -196,10 +99,6 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 /// Maps SQLite errors; unique violations become `Conflict` naming the column.

@@ -22,8 +22,8 @@
 use chrono::{DateTime, Duration, Utc};
 use mongodb::IndexModel;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::options::IndexOptions;
 use serde_json::Value;
+use storage_kit::mongo::index;
 
 use crate::inngest::executor::state::{RunState, RunStatus};
 use crate::inngest::executor::store::{
@@ -339,14 +339,6 @@ pub(super) fn depth(now: DateTime<Utc>) -> [Document; 3] {
         doc! { "due_at": { "$lte": date(now) }, "$or": lease_free(now) },
         doc! { "due_at": { "$gt": date(now) }, "$or": lease_free(now) },
     ]
-}
-
-fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
-    let options = IndexOptions::builder()
-        .name(name.to_owned())
-        .unique(unique.then_some(true))
-        .build();
-    IndexModel::builder().keys(keys).options(options).build()
 }
 
 /// Secondary indexes per collection; `inngest_slots` is read by `_id` only.

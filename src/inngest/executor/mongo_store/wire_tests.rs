@@ -668,7 +668,7 @@ async fn a_dropped_call_still_finishes_its_transaction() {
         }),
     )
     .await;
-    assert!(gave_up.is_err(), "the call was still running");
+    assert!(gave_up.is_err(), "the call was still running: {gave_up:?}");
     let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
     while server.named("commitTransaction").is_empty() {
         assert!(std::time::Instant::now() < deadline, "{:?}", names(&server));

@@ -1,12 +1,12 @@
 //! One queue for the write lock of each SQLite file within this process.
 //!
-//! The application store and the embedded executor's run store write to the same file, each
-//! through its own connection. SQLite has no queue for its write lock: a writer that finds it
+//! Several stores can write to the same file, each through its own connection (the
+//! application's store and the embedded executor's run store do). SQLite has no queue for its write lock: a writer that finds it
 //! taken sleeps and tries again, so under load a short API write could lose the race to the
 //! executor's commits many times over and wait tens of milliseconds, while the lock sat free
 //! during the sleeps. Taking a turn here first makes writers of one process never meet inside
-//! SQLite; the busy handler below remains for other processes (the `ticketing runs` commands)
-//! writing to the same file.
+//! SQLite; the busy handler below remains for other processes (command-line tools, say) writing
+//! to the same file.
 //!
 //! Two lanes: the application's writes go before the executor's bookkeeping, so a request
 //! waits for at most the write in progress, however much background work is queued. Within a
@@ -45,6 +45,7 @@ const LIMITS: Limits = Limits {
     truncate_idle_above_bytes: 64 * 1024 * 1024,
 };
 
+/// Which queue a writer waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// Application data: requests wait on these.
@@ -112,7 +113,7 @@ impl WriteGate {
         Turn { gate: self.clone() }
     }
 
-    /// Checkpoints the file every [`CHECKPOINT_EVERY`] on `conn`, a connection of its own, until
+    /// Checkpoints the file every 250 ms on `conn`, a connection of its own, until
     /// no store uses the file any more. Only the first call per file starts it.
     ///
     /// A passive checkpoint never waits for, nor blocks, readers and writers, and does the
@@ -189,7 +190,7 @@ async fn upkeep(gate: Weak<WriteGate>, conn: Connection, limits: Limits) {
         let log = match checkpoint(&conn, "PASSIVE", None).await {
             Ok((log, _)) => log,
             Err(e) => {
-                // Busy: a `ticketing runs` command's checkpoint, say. Next tick.
+                // Busy: another process's checkpoint, say. Next tick.
                 tracing::debug!(error = %e, "SQLite checkpoint skipped");
                 continue;
             }

@@ -1,0 +1,377 @@
+//! One SQLite file in WAL mode, shared by every store of the process that opens it. rusqlite is
+//! synchronous, so every call runs on the blocking pool: writes on one writer connection after
+//! a turn at the file's [`gate`] (SQLite admits one writer at a time anyway, and queuing here
+//! avoids `SQLITE_BUSY` churn), reads on a small pool of reader connections that WAL lets run
+//! beside it.
+
+pub mod gate;
+mod readers;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use self::gate::Lane;
+use self::gate::WriteGate;
+use self::readers::Readers;
+
+/// Prepared statements kept per connection: more than the distinct statements a store runs.
+const STATEMENT_CACHE: usize = 64;
+
+/// What can go wrong below a store's own logic.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file or its folder could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// SQLite refused: opening, setting up, beginning or committing.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The blocking task that ran the call panicked or was cancelled.
+    #[error("SQLite task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// How a store uses its file; what differs between stores on purpose.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Reader connections beside the writer.
+    pub readers: usize,
+    /// The gate's queue this store's writes wait in.
+    pub lane: Lane,
+}
+
+/// A store's connections to one database file. Cloning shares them.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    /// Taken before `writer`: every writer of this file in this process queues here.
+    gate: Arc<WriteGate>,
+    lane: Lane,
+    readers: Readers,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// Opens one connection with the pragmas every store relies on.
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_handler(Some(gate::wait_for_lock))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Per connection, and only tables that declare foreign keys are checked: on for every
+    // store, so no connection to a shared file can break another store's references.
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Stores run the same statements over and over: keep them compiled. Without a stable plan
+    // SQLite recompiles any statement with a bound LIMIT each time it runs.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(conn)
+}
+
+/// Locks a connection, whatever a panic left behind. A panic while a connection was held
+/// unwound through rusqlite's `Transaction`, whose drop rolls back, so the connection is fine;
+/// refusing it would take the store down for good over one failed call. The rollback is
+/// repeated in case the one during the unwind failed.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    match conn.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            conn.clear_poison();
+            recovered(poisoned.into_inner())
+        }
+    }
+}
+
+fn recovered(guard: MutexGuard<'_, Connection>) -> MutexGuard<'_, Connection> {
+    if !guard.is_autocommit()
+        && let Err(e) = guard.execute_batch("ROLLBACK")
+    {
+        tracing::warn!(error = %e, "rolling back after a panic");
+    }
+    guard
+}
+
+/// Runs `f` in a transaction that commits when it succeeds (and rolls back when dropped).
+fn transact<T, E: From<Error>>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = conn
+        .transaction_with_behavior(behavior)
+        .map_err(Error::from)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(Error::from)?;
+    Ok(out)
+}
+
+impl Database {
+    /// Opens (creating if needed, for the owner only, with its folder) the file at `path`. The
+    /// writer connection runs `prepare` (the store's schema) before anything else uses it.
+    ///
+    /// Checkpoints are the file's gate's job (see [`gate::WriteGate::keep_wal_short`]), not
+    /// SQLite's, which would run one, fsync included, inside whichever commit crossed its
+    /// threshold; so this needs a Tokio runtime.
+    pub async fn open(
+        path: impl Into<PathBuf>,
+        options: Options,
+        prepare: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<Database, Error> {
+        let path = path.into();
+        let (db, checkpointer) = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::private_fs::create_dir_all(dir).map_err(|source| Error::Create {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            // The database file decides the permissions of its `-wal` and `-shm`.
+            crate::private_fs::ensure_file(&path).map_err(|source| Error::Create {
+                path: path.clone(),
+                source,
+            })?;
+            let mut writer = connect(&path)?;
+            prepare(&mut writer)?;
+            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let readers = (0..options.readers.max(1))
+                .map(|_| connect(&path))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let checkpointer = connect(&path)?;
+            let db = Database {
+                inner: Arc::new(Inner {
+                    gate: gate::for_file(&path),
+                    path,
+                    writer: Mutex::new(writer),
+                    lane: options.lane,
+                    readers: Readers::new(readers),
+                }),
+            };
+            Ok::<_, Error>((db, checkpointer))
+        })
+        .await??;
+        db.inner.gate.keep_wal_short(checkpointer);
+        Ok(db)
+    }
+
+    /// The file's path as given to [`Database::open`].
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` inside an immediate write transaction (so it never fails halfway on a lock
+    /// upgrade) that commits when `f` succeeds, after this store's turn at the gate.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        // Held by the blocking task, so it is released when the write is done even if the
+        // caller has gone.
+        let turn = inner.gate.turn(inner.lane).await;
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _turn = turn;
+            transact(&mut lock(&inner.writer), TransactionBehavior::Immediate, f)
+        })
+        .await
+        .map_err(Error::from)?
+    }
+
+    /// Runs `f` on a reader connection, outside any transaction.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.on_reader(move |conn| f(conn)).await
+    }
+
+    /// Runs `f` on a reader connection inside a read transaction (`BEGIN DEFERRED`), so every
+    /// query in it sees the same snapshot.
+    pub async fn read_in_transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.on_reader(move |conn| transact(conn, TransactionBehavior::Deferred, f))
+            .await
+    }
+
+    async fn on_reader<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let permit = self.inner.readers.permit().await;
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            // Given back after the connection, inside the task: a caller that leaves early
+            // does not let another reader in while this one still reads.
+            let _permit = permit;
+            f(&mut inner.readers.take())
+        })
+        .await
+        .map_err(Error::from)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            readers: 2,
+            lane: Lane::First,
+        }
+    }
+
+    #[tokio::test]
+    async fn opens_a_private_file_in_a_new_folder_and_reads_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/app.db");
+        let db = Database::open(&path, options(), |c| {
+            c.execute_batch("CREATE TABLE t (v INTEGER)")
+        })
+        .await
+        .unwrap();
+        db.write(|tx| {
+            tx.execute("INSERT INTO t VALUES (1)", [])
+                .map_err(Error::from)
+        })
+        .await
+        .unwrap();
+        let n: i64 = db
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                    .map_err(Error::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join("data")), 0o700);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("a.db"), options(), |c| {
+            c.execute_batch("CREATE TABLE t (v INTEGER)")
+        })
+        .await
+        .unwrap();
+        let err = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                Err::<(), _>(Error::Sqlite(rusqlite::Error::InvalidQuery))
+            })
+            .await;
+        assert!(err.is_err());
+        let n: i64 = db
+            .read_in_transaction(|tx| {
+                tx.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                    .map_err(Error::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_a_call_leaves_the_connections_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(
+            dir.path().join("a.db"),
+            Options {
+                readers: 1,
+                lane: Lane::Background,
+            },
+            |c| c.execute_batch("CREATE TABLE t (v INTEGER)"),
+        )
+        .await
+        .unwrap();
+        let err = db
+            .write(|tx| -> Result<(), Error> {
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                panic!("a bug in a store");
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Task(_)), "{err}");
+        let err = db
+            .read_in_transaction(|_| -> Result<(), Error> { panic!("a bug in a read") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Task(_)), "{err}");
+
+        db.write(|tx| {
+            tx.execute("INSERT INTO t VALUES (2)", [])
+                .map_err(Error::from)
+        })
+        .await
+        .unwrap();
+        let values: Vec<i64> = db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT v FROM t")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(values, [2], "the panicked write was rolled back");
+    }
+
+    #[tokio::test]
+    async fn stores_on_one_file_share_its_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a = Database::open(&path, options(), |_| Ok(())).await.unwrap();
+        let b = Database::open(
+            dir.path().join(".").join("shared.db"),
+            options(),
+            |_| Ok(()),
+        )
+        .await
+        .unwrap();
+        assert!(Arc::ptr_eq(&a.inner.gate, &b.inner.gate));
+    }
+}
