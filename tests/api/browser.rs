@@ -72,24 +72,8 @@ async fn sign_in_with_form(b: &Browser, email: &str, password: &str) {
 
 /// Checks a page as every page is checked, and saves it at desktop and phone width.
 async fn check_page(b: &mut Browser, name: &str) {
-    b.assert_named_controls(name).await;
-    b.assert_clean_console(name).await;
     nothing_injected(b, name).await;
-    b.screenshot(&format!("{name}-desktop")).await;
-    b.resize(PHONE.0, PHONE.1).await;
-    b.wait_for(
-        &format!("return window.innerWidth <= {}", PHONE.0),
-        "the phone width",
-    )
-    .await;
-    b.assert_no_sideways_scroll(name).await;
-    b.screenshot(&format!("{name}-phone")).await;
-    b.resize(DESKTOP.0, DESKTOP.1).await;
-    b.wait_for(
-        &format!("return window.innerWidth > {}", PHONE.0),
-        "the desktop width",
-    )
-    .await;
+    check_page_with_images(b, name).await;
 }
 
 /// Nothing a person typed ran or became markup: no flag set, no image, one script.
@@ -1180,8 +1164,9 @@ async fn browser_sign_up_with_address_confirmation() {
     b.quit().await;
 }
 
-/// Like `check_page`, on a page that shows pictures on purpose (attachments): controls named,
-/// console clean, no sideways scroll at phone width, screenshots at both widths.
+/// `check_page` without the check for injected images, for pages that show pictures on purpose
+/// (attachments): controls named, console clean, no sideways scroll at phone width, screenshots
+/// at both widths.
 async fn check_page_with_images(b: &mut Browser, name: &str) {
     b.assert_named_controls(name).await;
     b.assert_clean_console(name).await;
