@@ -1,6 +1,4 @@
-//! One process-wide rustls crypto provider (ring), installed before any TLS client is built.
+//! One process-wide rustls crypto provider (ring), installed before any TLS client is built: the
+//! SDK's, so the service, the SDK and the executor agree on it.
 
-pub fn install_crypto_provider() {
-    // Err means a provider is already installed, which is all we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use inngest_axum::install_crypto_provider;

@@ -148,7 +148,12 @@ fn start_peer() -> Result<Peer, String> {
     let log_path = dir.join(format!("peer-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path)
         .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mongo_peer/peer.py");
+    // The workspace root's tests/, whichever member's tests include this file.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("tests/mongo_peer/peer.py"))
+        .find(|script| script.is_file())
+        .ok_or("tests/mongo_peer/peer.py is not in the workspace")?;
     let mut process = Command::new(&python)
         .arg(&script)
         .arg(dir.join("venv"))

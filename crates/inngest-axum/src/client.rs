@@ -52,8 +52,10 @@ pub enum SendError {
     InvalidUrl(String),
 }
 
-pub(crate) fn install_crypto_provider() {
-    // Idempotent: fails only when a provider is already installed.
+/// Installs ring as the process's rustls crypto provider, which the SDK's HTTPS client (and any
+/// other rustls client built without an explicit provider) needs; a no-op once one is installed.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -12,7 +12,7 @@ pub mod settings;
 pub mod signature;
 pub mod step;
 
-pub use client::{EventClient, SendError};
+pub use client::{EventClient, SendError, install_crypto_provider};
 pub use error::{FnError, Interrupt, RetryAfter, StepError};
 pub use execution::{CallOutcome, Retriability};
 pub use function::{

@@ -2,6 +2,8 @@
 //! deployment runs transactions, and the transaction helper with the specification's retry
 //! rules ([`transaction`]).
 
+#[cfg(feature = "test-support")]
+pub mod fake_server;
 pub mod transaction;
 
 use std::future::Future;

@@ -715,7 +715,7 @@ impl RunStore for MongoRunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inngest::executor::store::contract;
+    use crate::store::contract;
     use std::panic::AssertUnwindSafe;
     use std::sync::Mutex;
 

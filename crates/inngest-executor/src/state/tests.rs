@@ -1,8 +1,8 @@
 //! Scenario tests of the run state machine: SDK answers in, actions out, no HTTP.
 
 use super::*;
-use crate::inngest::executor::opcode::CallError;
-use crate::inngest::protocol::FUNCTION_INVOKED_EVENT;
+use crate::opcode::CallError;
+use inngest_axum::protocol::FUNCTION_INVOKED_EVENT;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use super::duration;
 use super::expr::{Expression, Scope};
 use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
-use crate::inngest::Opcode;
-use crate::inngest::protocol::{
+use inngest_axum::Opcode;
+use inngest_axum::protocol::{
     DISCOVERY_STEP_ID, FUNCTION_CANCELLED_EVENT, FUNCTION_FAILED_EVENT, FUNCTION_FINISHED_EVENT,
 };
 

@@ -594,7 +594,7 @@ impl RunStore for SqliteRunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inngest::executor::store::contract;
+    use crate::store::contract;
     use std::sync::Arc;
 
     #[tokio::test]

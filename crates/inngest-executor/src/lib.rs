@@ -4,8 +4,8 @@
 //! It knows functions only from the register JSON (the `functions` array of a sync body) and
 //! talks to the SDK only through call requests and their responses (reference §2.3, §3, §7),
 //! so it works with any SDK that speaks the wire protocol. The protocol's vocabulary is the
-//! SDK's ([`crate::inngest`], the `inngest-axum` crate): its [`SigningKey`](crate::inngest::SigningKey),
-//! canonical JSON, header names and [`Opcode`](crate::inngest::Opcode); the executor defines
+//! SDK's ([`inngest_axum`], the `inngest-axum` crate): its [`SigningKey`](inngest_axum::SigningKey),
+//! canonical JSON, header names and [`Opcode`](inngest_axum::Opcode); the executor defines
 //! none of its own.
 //!
 //! # Using it
@@ -67,6 +67,11 @@
 //!
 //! Not enforced (registering them only logs a warning): `rateLimit`, `throttle`, `debounce`,
 //! `batchEvents`, `idempotency`, `priority`, `singleton`. Concurrency limits are.
+
+/// The MongoDB server of the unit tests: the workspace's MongoDB test peer.
+#[cfg(test)]
+#[path = "../../../tests/mongo_peer/server.rs"]
+mod test_mongo;
 
 pub mod clock;
 pub mod cron;

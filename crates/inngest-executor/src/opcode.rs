@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::duration;
-use crate::inngest::Opcode;
-use crate::inngest::headers;
+use inngest_axum::Opcode;
+use inngest_axum::headers;
 
 /// An opcode as an SDK named it. Unknown names are kept, not rejected, so that the run fails
 /// with a message naming the opcode instead of the whole answer being unreadable.

@@ -17,7 +17,7 @@ use super::service::{
 use super::state::{self, Action, Ctx, Input, Outcome, ResumeReason, RunState};
 use super::store::{Claimed, Commit, ItemKind, Lease, Pause, PauseKind, QueueItem, StoreError};
 use super::transport::{CallSettings, call_request};
-use crate::inngest::Opcode;
+use inngest_axum::Opcode;
 
 /// Pending forever when there is no stop signal.
 async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {

@@ -7,7 +7,7 @@ use mongodb::{Client, ClientSession};
 use storage_kit::mongo::transaction::{self, DuplicateKeys};
 
 use super::{Collections, driver};
-use crate::inngest::executor::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// What a transaction body can fail with: a driver error, whose labels decide whether the
 /// transaction is tried again, or a decided outcome (lost lease, stale revision, corrupt data)

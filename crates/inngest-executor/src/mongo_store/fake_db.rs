@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 
-use crate::store::mongo::wire_tests::Received;
+use storage_kit::mongo::fake_server::Received;
 
 type Collections = BTreeMap<String, Vec<Document>>;
 

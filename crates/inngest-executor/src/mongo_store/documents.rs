@@ -25,8 +25,8 @@ use mongodb::bson::{self, Bson, Document, doc};
 use serde_json::Value;
 use storage_kit::mongo::index;
 
-use crate::inngest::executor::state::{RunState, RunStatus};
-use crate::inngest::executor::store::{
+use crate::state::{RunState, RunStatus};
+use crate::store::{
     ItemKind, Pause, QueueItem, RunFilter, RunSummary, Slot, StoreError, StoreResult,
 };
 
@@ -448,8 +448,8 @@ pub(super) fn lease_until(now: DateTime<Utc>, lease_for: Duration) -> StoreResul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inngest::executor::state::{ResumeReason, RunStatus};
-    use crate::inngest::executor::store::PauseKind;
+    use crate::state::{ResumeReason, RunStatus};
+    use crate::store::PauseKind;
     use serde_json::json;
 
     fn t0() -> DateTime<Utc> {

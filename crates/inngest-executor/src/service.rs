@@ -19,8 +19,8 @@ use super::store::{
     RunSummary, Slot, StoreError, Swept,
 };
 use super::transport::Transport;
-use crate::inngest::SigningKey;
-use crate::inngest::protocol::{DISCOVERY_STEP_ID, FUNCTION_INVOKED_EVENT, SCHEDULED_TIMER_EVENT};
+use inngest_axum::SigningKey;
+use inngest_axum::protocol::{DISCOVERY_STEP_ID, FUNCTION_INVOKED_EVENT, SCHEDULED_TIMER_EVENT};
 
 #[derive(Debug, Error)]
 pub enum ExecutorError {

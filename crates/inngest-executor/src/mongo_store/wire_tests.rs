@@ -14,11 +14,9 @@ use serde_json::json;
 use super::MongoRunStore;
 use super::documents as docs;
 use super::fake_db::FakeDb;
-use crate::inngest::executor::state::RunState;
-use crate::inngest::executor::store::{
-    Commit, ItemKind, QueueItem, RunStore, Slot, StoreError, contract,
-};
-use crate::store::mongo::wire_tests::{FakeMongod, Kind, Received, is_in_transaction, txn_number};
+use crate::state::RunState;
+use crate::store::{Commit, ItemKind, QueueItem, RunStore, Slot, StoreError, contract};
+use storage_kit::mongo::fake_server::{FakeMongod, Kind, Received, is_in_transaction, txn_number};
 
 /// A server that answers from a fresh [`FakeDb`] unless `script` has a reply.
 async fn server(
@@ -350,7 +348,7 @@ async fn a_lost_lease_aborts_before_the_run_is_written() {
     server.clear();
     let err = store
         .commit(Commit {
-            done: Some(crate::inngest::executor::store::Lease {
+            done: Some(crate::store::Lease {
                 item_id: "i1".into(),
                 token: "old".into(),
             }),
@@ -639,7 +637,7 @@ async fn an_empty_page_or_batch_sends_nothing() {
     );
     assert!(
         store
-            .list_runs(&crate::inngest::executor::store::RunFilter::default())
+            .list_runs(&crate::store::RunFilter::default())
             .await
             .expect("list")
             .is_empty()
@@ -727,7 +725,7 @@ async fn runs_finished_before_their_end_was_stored_count_as_finished_when_the_st
     store_on(&server).await;
     // A finished run as an older version stored it: no `ended_at` beside the state.
     let mut legacy = run("legacy");
-    legacy.status = crate::inngest::executor::state::RunStatus::Completed;
+    legacy.status = crate::state::RunStatus::Completed;
     legacy.ended_at = Some(Utc::now() - Duration::days(90));
     let mut old = docs::run_upsert(&legacy).expect("document");
     if let Ok(fields) = old.update.get_document_mut("$setOnInsert") {

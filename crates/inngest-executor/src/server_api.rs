@@ -16,8 +16,8 @@ use super::events::seeded_id;
 use super::function::RegisterError;
 use super::service::{Executor, PublishError, ServerKind};
 use super::transport::TransportError;
-use crate::inngest::headers;
-use crate::inngest::signature::canonical_json;
+use inngest_axum::headers;
+use inngest_axum::signature::canonical_json;
 
 pub fn router(executor: Executor) -> Router {
     Router::new()

@@ -6,7 +6,7 @@
 //! sends (reference §2.3): JCS-canonical body, `fnId`/`stepId` query, `X-Run-ID`,
 //! `X-Inngest-Step-ID`, `x-inngest-req-version` and, when a signing key is set,
 //! `X-Inngest-Signature`. Canonical JSON, signing and header names are the SDK's
-//! ([`crate::inngest::signature`], [`crate::inngest::headers`]): the executor and the serve
+//! ([`inngest_axum::signature`], [`inngest_axum::headers`]): the executor and the serve
 //! handler it drives cannot disagree on them.
 
 use async_trait::async_trait;
@@ -20,8 +20,8 @@ use tower::ServiceExt;
 
 use super::function::FunctionDef;
 use super::state::RunState;
-use crate::inngest::headers;
-use crate::inngest::signature::{SigningKey, canonical_json};
+use inngest_axum::headers;
+use inngest_axum::signature::{SigningKey, canonical_json};
 
 /// Largest SDK response read (reference §2.3: 8 MB) plus headroom for streaming wrappers.
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
@@ -91,7 +91,7 @@ impl HttpTransport {
         timeout: std::time::Duration,
         base_url: Option<url::Url>,
     ) -> Result<HttpTransport, TransportError> {
-        crate::tls::install_crypto_provider();
+        inngest_axum::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -254,7 +254,7 @@ pub fn call_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inngest::executor::function::parse_function;
+    use crate::function::parse_function;
 
     const KEY: &str =
         "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
