@@ -6,16 +6,13 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
-use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::opcode::{CallOutcome, error_value, parse_response, transport_error};
-use super::service::{
-    Executor, ExecutorError, cron_event, cron_key, invoke_event, parent_of, timeout_key,
-};
-use super::state::{self, Action, Ctx, Input, Outcome, ResumeReason, RunState};
-use super::store::{Claimed, Commit, ItemKind, Lease, Pause, PauseKind, QueueItem, StoreError};
+use super::opcode::{CallOutcome, parse_response, transport_error};
+use super::service::{Executor, ExecutorError, cron_event, cron_key};
+use super::state::{self, Action, Ctx, Input, Outcome, RunState};
+use super::store::{Claimed, Commit, ItemKind, Lease, QueueItem, StoreError};
 use super::transport::{CallSettings, call_request};
 use inngest_axum::Opcode;
 
@@ -30,6 +27,8 @@ async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
         None => std::future::pending().await,
     }
 }
+
+mod plan;
 
 impl Executor {
     /// The worker loop. Without a stop signal it returns once nothing is due and nothing is in
@@ -293,167 +292,6 @@ impl Executor {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// Turns the actions of one transition into the store writes that carry them out.
-    pub(crate) fn plan(
-        &self,
-        done: Option<Lease>,
-        old: &RunState,
-        new: &RunState,
-        actions: &[Action],
-        now: DateTime<Utc>,
-    ) -> Commit {
-        let mut c = Commit {
-            done,
-            ..Commit::default()
-        };
-        if new != old {
-            c.run = Some(new.clone());
-        }
-        let def = self.function(&new.function_id);
-        let run_id = new.id.as_str();
-        for action in actions {
-            match action {
-                Action::Call {
-                    step_id,
-                    attempt,
-                    at,
-                } => c.enqueue.push(match &def {
-                    Some(d) => self.call_item(d, new, step_id, *attempt, *at),
-                    None => QueueItem::new(
-                        format!("call:{run_id}:{step_id}"),
-                        Some(run_id.to_string()),
-                        ItemKind::Call {
-                            step_id: step_id.clone(),
-                            attempt: *attempt,
-                        },
-                        *at,
-                    ),
-                }),
-                Action::Resume { step_id, value, at } => c.enqueue.push(QueueItem::new(
-                    format!("timer:{run_id}:{step_id}"),
-                    Some(run_id.to_string()),
-                    ItemKind::Resume {
-                        step_id: step_id.clone(),
-                        value: value.clone(),
-                        reason: ResumeReason::SleepDone,
-                        pause_id: None,
-                    },
-                    *at,
-                )),
-                Action::WaitForEvent {
-                    step_id,
-                    event,
-                    condition,
-                    expires_at,
-                } => {
-                    let pause_id = uuid::Uuid::now_v7().to_string();
-                    c.pauses.push(Pause {
-                        id: pause_id.clone(),
-                        run_id: run_id.to_string(),
-                        kind: PauseKind::Wait {
-                            step_id: step_id.clone(),
-                        },
-                        event: event.clone(),
-                        condition: condition.clone(),
-                        trigger_event: new.event.clone(),
-                        expires_at: *expires_at,
-                    });
-                    c.enqueue.push(QueueItem::new(
-                        timeout_key(run_id, step_id),
-                        Some(run_id.to_string()),
-                        ItemKind::Resume {
-                            step_id: step_id.clone(),
-                            value: Value::Null,
-                            reason: ResumeReason::TimedOut,
-                            pause_id: Some(pause_id),
-                        },
-                        *expires_at,
-                    ));
-                }
-                Action::Invoke {
-                    step_id,
-                    function_id,
-                    payload,
-                    expires_at,
-                } => match self.function(function_id) {
-                    Some(target) => {
-                        let event =
-                            invoke_event(new, step_id, function_id, payload, *expires_at, now);
-                        let (mut child, item, pauses) = self.new_run(&target, event.clone(), now);
-                        child.parent = Some(parent_of(run_id, step_id));
-                        c.new_runs.push(child);
-                        c.enqueue.push(item);
-                        c.pauses.extend(pauses);
-                        c.events.push(event);
-                        c.enqueue.push(QueueItem::new(
-                            timeout_key(run_id, step_id),
-                            Some(run_id.to_string()),
-                            ItemKind::Resume {
-                                step_id: step_id.clone(),
-                                value: json!({"error": {
-                                    "name": "InngestInvokeTimeoutError",
-                                    "message": "Timed out waiting for invoked function to complete",
-                                }}),
-                                reason: ResumeReason::TimedOut,
-                                pause_id: None,
-                            },
-                            *expires_at,
-                        ));
-                    }
-                    None => c.enqueue.push(QueueItem::new(
-                        format!("invoke:{run_id}:{step_id}"),
-                        Some(run_id.to_string()),
-                        ItemKind::Resume {
-                            step_id: step_id.clone(),
-                            value: json!({"error": error_value(
-                                "Error",
-                                format!("function {function_id} is not registered"),
-                            )}),
-                            reason: ResumeReason::InvokeFinished,
-                            pause_id: None,
-                        },
-                        now,
-                    )),
-                },
-                Action::SendEvents(events) => {
-                    let first = events
-                        .first()
-                        .and_then(|e| e.get("id"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(run_id);
-                    c.enqueue.push(QueueItem::new(
-                        format!("publish:{first}"),
-                        Some(run_id.to_string()),
-                        ItemKind::Publish {
-                            events: events.clone(),
-                        },
-                        now,
-                    ));
-                }
-                Action::ResumeParent {
-                    run_id: parent,
-                    step_id,
-                    value,
-                } => {
-                    c.enqueue.push(QueueItem::new(
-                        format!("invoke:{parent}:{step_id}"),
-                        Some(parent.clone()),
-                        ItemKind::Resume {
-                            step_id: step_id.clone(),
-                            value: value.clone(),
-                            reason: ResumeReason::InvokeFinished,
-                            pause_id: None,
-                        },
-                        now,
-                    ));
-                    c.remove_items.push(timeout_key(parent, step_id));
-                }
-                Action::Finished(_) => c.remove_run_work.push(run_id.to_string()),
-            }
-        }
-        c
     }
 
     /// Counts what a committed transition did and wakes the loop for the work it queued.

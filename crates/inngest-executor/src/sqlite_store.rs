@@ -7,86 +7,28 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::Value;
 use storage_kit::sqlite::{Database, Lane, Options};
 
 use super::state::{RunState, RunStatus};
 use super::store::{
-    Claimed, Commit, Ingest, IngestOutcome, ItemKind, Lease, Pause, QueueDepth, QueueItem,
-    RunFilter, RunStore, RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
+    Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
+    RunStore, RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
 };
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS inngest_events (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inngest_events_by_time ON inngest_events(received_at);
-CREATE TABLE IF NOT EXISTS inngest_runs (
-    id TEXT PRIMARY KEY,
-    function_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    rev INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    ended_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS inngest_runs_by_function ON inngest_runs(function_id, status, id);
-CREATE INDEX IF NOT EXISTS inngest_runs_by_status ON inngest_runs(status, id);
-CREATE TABLE IF NOT EXISTS inngest_queue (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    run_id TEXT,
-    kind TEXT NOT NULL,
-    due_at INTEGER NOT NULL,
-    lease_until INTEGER,
-    lease_token TEXT,
-    concurrency TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inngest_queue_by_due ON inngest_queue(due_at);
-CREATE INDEX IF NOT EXISTS inngest_queue_by_run ON inngest_queue(run_id);
--- Every claim counts the leased items' concurrency slots: without it, a scan of the whole queue.
-CREATE INDEX IF NOT EXISTS inngest_queue_by_lease ON inngest_queue(lease_until);
-CREATE TABLE IF NOT EXISTS inngest_pauses (
-    id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inngest_pauses_by_event ON inngest_pauses(event_name, expires_at);
-CREATE INDEX IF NOT EXISTS inngest_pauses_by_run ON inngest_pauses(run_id);
-";
-
-/// Runs are swept by the time they finished. Files from before this column get it here; their
-/// finished runs count as finished now, so they are kept one more retention period.
-fn add_ended_at(conn: &Connection) -> rusqlite::Result<()> {
-    let has: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('inngest_runs') WHERE name = 'ended_at'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has {
-        conn.execute_batch("ALTER TABLE inngest_runs ADD COLUMN ended_at INTEGER")?;
-        conn.execute(
-            "UPDATE inngest_runs SET ended_at = ?1
-             WHERE status IN ('completed', 'failed', 'cancelled')",
-            [Utc::now().timestamp_millis()],
-        )?;
-    }
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS inngest_runs_by_end ON inngest_runs(ended_at)
-         WHERE ended_at IS NOT NULL",
-    )
-}
 
 /// Reader connections: with WAL they read beside the writer, so loading runs and finding the
 /// next due item never queue behind commits. The executor's queue and run state wait for the
 /// application's writes: nobody waits on a single one of them.
+mod rows;
+mod schema;
+
+use rows::{
+    backend, corrupt, exec, from_ms, insert_event, insert_item, insert_pause, insert_run, ms,
+    read_item, remove_key,
+};
+use schema::{SCHEMA, add_ended_at};
+
 const OPTIONS: Options = Options {
     readers: 2,
     lane: Lane::Background,
@@ -107,32 +49,6 @@ impl std::fmt::Debug for SqliteRunStore {
 impl From<storage_kit::sqlite::Error> for StoreError {
     fn from(e: storage_kit::sqlite::Error) -> Self {
         backend(e)
-    }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| corrupt(format!("bad timestamp {v}")))
-}
-
-fn kind_name(kind: &ItemKind) -> &'static str {
-    match kind {
-        ItemKind::Call { .. } => "call",
-        ItemKind::Resume { .. } => "resume",
-        ItemKind::Publish { .. } => "publish",
-        ItemKind::Cron { .. } => "cron",
-        ItemKind::Cancel { .. } => "cancel",
     }
 }
 
@@ -164,85 +80,6 @@ impl SqliteRunStore {
     {
         self.db.read_in_transaction(f).await
     }
-}
-
-/// Runs `sql` through the connection's statement cache: every step runs the same few statements.
-fn exec(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-    tx.prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute(params))
-        .map_err(backend)
-}
-
-fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<()> {
-    exec(
-        tx,
-        "INSERT INTO inngest_queue (id, key, run_id, kind, due_at, concurrency, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-        params![
-            item.id,
-            item.key,
-            item.run_id,
-            kind_name(&item.kind),
-            ms(item.due_at),
-            serde_json::to_string(&item.concurrency).map_err(corrupt)?,
-            serde_json::to_string(item).map_err(corrupt)?,
-        ],
-    )?;
-    Ok(())
-}
-
-fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {
-    exec(
-        tx,
-        "INSERT INTO inngest_runs (id, function_id, status, created_at, rev, state, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-        params![
-            run.id,
-            run.function_id,
-            run.status.as_str(),
-            ms(run.created_at),
-            run.rev as i64,
-            serde_json::to_string(run).map_err(corrupt)?,
-            run.ended_at.map(ms),
-        ],
-    )?;
-    Ok(())
-}
-
-fn insert_event(tx: &Transaction<'_>, id: &str, event: &Value) -> StoreResult<bool> {
-    let name = event.get("name").and_then(Value::as_str).unwrap_or("");
-    let n = exec(
-        tx,
-        "INSERT INTO inngest_events (id, name, received_at, body) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-        params![id, name, Utc::now().timestamp_millis(), event.to_string()],
-    )?;
-    Ok(n == 1)
-}
-
-fn insert_pause(tx: &Transaction<'_>, p: &Pause) -> StoreResult<()> {
-    exec(
-        tx,
-        "INSERT INTO inngest_pauses (id, run_id, event_name, expires_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-        params![
-            p.id,
-            p.run_id,
-            p.event,
-            ms(p.expires_at),
-            serde_json::to_string(p).map_err(corrupt)?
-        ],
-    )?;
-    Ok(())
-}
-
-fn remove_key(tx: &Transaction<'_>, key: &str) -> StoreResult<()> {
-    exec(tx, "DELETE FROM inngest_queue WHERE key = ?1", params![key])?;
-    Ok(())
-}
-
-fn read_item(body: &str) -> StoreResult<QueueItem> {
-    serde_json::from_str(body).map_err(corrupt)
 }
 
 #[async_trait]
@@ -594,6 +431,7 @@ impl RunStore for SqliteRunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
     use crate::store::contract;
     use std::sync::Arc;
 

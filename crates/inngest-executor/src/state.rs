@@ -9,10 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::duration;
-use super::expr::{Expression, Scope};
-use super::opcode::{CallError, CallOutcome, Op, OpKind, SdkResponse, error_value};
-use inngest_axum::Opcode;
+use super::opcode::{CallOutcome, SdkResponse, error_value};
+use answer::{Answer, CallInfo};
 use inngest_axum::protocol::{
     DISCOVERY_STEP_ID, FUNCTION_CANCELLED_EVENT, FUNCTION_FAILED_EVENT, FUNCTION_FINISHED_EVENT,
 };
@@ -300,31 +298,24 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
             {
                 run.version = v;
             }
-            let call = CallInfo {
-                step_id,
-                attempt,
-                duration_ms: duration.num_milliseconds(),
+            let answer = Answer {
+                run: &mut run,
+                call: CallInfo {
+                    step_id,
+                    attempt,
+                    duration_ms: duration.num_milliseconds(),
+                },
+                ctx,
+                actions: &mut actions,
             };
             match outcome.response {
-                SdkResponse::Complete(output) => {
-                    push(
-                        &mut run,
-                        ctx,
-                        &call,
-                        None,
-                        Opcode::RunComplete.name(),
-                        Outcome::Completed,
-                        None,
-                        None,
-                    );
-                    finish_completed(&mut run, output, ctx, &mut actions);
-                }
-                SdkResponse::Error(err) => function_error(&mut run, &call, err, ctx, &mut actions),
+                SdkResponse::Complete(output) => answer.complete(output),
+                SdkResponse::Error(err) => answer.function_error(err),
                 SdkResponse::Ops {
                     ops,
                     no_retry,
                     retry_at,
-                } => apply_ops(&mut run, &call, ops, no_retry, retry_at, ctx, &mut actions),
+                } => answer.ops(ops, no_retry, retry_at),
             }
         }
         Input::Resume {
@@ -389,354 +380,6 @@ pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Actio
         }
     }
     (run, actions)
-}
-
-struct CallInfo {
-    step_id: String,
-    attempt: u32,
-    duration_ms: i64,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn push(
-    run: &mut RunState,
-    ctx: &Ctx,
-    call: &CallInfo,
-    op: Option<&Op>,
-    op_name: &str,
-    outcome: Outcome,
-    error: Option<Value>,
-    until: Option<DateTime<Utc>>,
-) {
-    run.history.push(HistoryEntry {
-        at: ctx.now,
-        step_id: op
-            .map(|o| o.id.clone())
-            .unwrap_or_else(|| call.step_id.clone()),
-        name: op.and_then(Op::label),
-        op: op_name.to_string(),
-        attempt: call.attempt,
-        outcome,
-        duration_ms: Some(call.duration_ms),
-        error,
-        until,
-    });
-}
-
-fn retry_time(attempt: u32, retry_at: Option<DateTime<Utc>>, ctx: &Ctx) -> DateTime<Utc> {
-    retry_at.unwrap_or_else(|| ctx.now + backoff(attempt) + ctx.retry_jitter)
-}
-
-fn function_error(
-    run: &mut RunState,
-    call: &CallInfo,
-    err: CallError,
-    ctx: &Ctx,
-    actions: &mut Vec<Action>,
-) {
-    if err.no_retry || call.attempt + 1 >= run.max_attempts {
-        push(
-            run,
-            ctx,
-            call,
-            None,
-            "FunctionError",
-            Outcome::Failed,
-            Some(err.error.clone()),
-            None,
-        );
-        finish_failed(run, err.error, ctx, actions);
-    } else {
-        let at = retry_time(call.attempt, err.retry_at, ctx);
-        push(
-            run,
-            ctx,
-            call,
-            None,
-            "FunctionError",
-            Outcome::Retrying,
-            Some(err.error),
-            Some(at),
-        );
-        actions.push(Action::Call {
-            step_id: call.step_id.clone(),
-            attempt: call.attempt + 1,
-            at,
-        });
-    }
-}
-
-fn apply_ops(
-    run: &mut RunState,
-    call: &CallInfo,
-    ops: Vec<Op>,
-    no_retry: bool,
-    retry_at: Option<DateTime<Utc>>,
-    ctx: &Ctx,
-    actions: &mut Vec<Action>,
-) {
-    let active = ops.iter().filter(|o| !o.kind.is(Opcode::None)).count();
-    if active == 0 {
-        if run.pending.is_empty() && call.step_id == DISCOVERY_STEP_ID {
-            // Nothing pending and nothing reported: the run would never move again.
-            let err = CallError {
-                status: Some(206),
-                no_retry: false,
-                retry_at: None,
-                error: error_value("NoOpcodes", "the SDK reported no steps and no result"),
-            };
-            function_error(run, call, err, ctx, actions);
-        }
-        return;
-    }
-    if active > 1 {
-        run.force_step_plan = true;
-    }
-    let mut progressed = false;
-    for op in ops {
-        let step_failed = |run: &mut RunState, op: &Op, error: Value| {
-            push(
-                run,
-                ctx,
-                call,
-                Some(op),
-                op.kind.name(),
-                Outcome::Failed,
-                Some(error.clone()),
-                None,
-            );
-            run.memoize(&op.id, json!({"error": error}))
-        };
-        match &op.kind {
-            OpKind::Known(Opcode::StepRun | Opcode::Step) => {
-                let value = if op.kind.is(Opcode::StepRun) {
-                    json!({"data": op.data})
-                } else {
-                    op.data.clone()
-                };
-                push(
-                    run,
-                    ctx,
-                    call,
-                    Some(&op),
-                    op.kind.name(),
-                    Outcome::Completed,
-                    None,
-                    None,
-                );
-                run.memoize(&op.id, value);
-                progressed = true;
-            }
-            OpKind::Known(Opcode::StepPlanned) => {
-                if !run.steps.contains_key(&op.id) && !run.pending.contains_key(&op.id) {
-                    run.pending.insert(op.id.clone(), Pending::Planned);
-                    push(
-                        run,
-                        ctx,
-                        call,
-                        Some(&op),
-                        Opcode::StepPlanned.name(),
-                        Outcome::Planned,
-                        None,
-                        None,
-                    );
-                    actions.push(Action::Call {
-                        step_id: op.id.clone(),
-                        attempt: 0,
-                        at: ctx.now,
-                    });
-                }
-            }
-            OpKind::Known(Opcode::StepError | Opcode::StepFailed) => {
-                let error = op
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| error_value("Error", "step failed without an error"));
-                let op_no_retry = no_retry
-                    || error.get("noRetry").and_then(Value::as_bool) == Some(true)
-                    || op.kind.is(Opcode::StepFailed);
-                if !op_no_retry && call.attempt + 1 < run.max_attempts {
-                    let at = retry_time(call.attempt, retry_at, ctx);
-                    push(
-                        run,
-                        ctx,
-                        call,
-                        Some(&op),
-                        Opcode::StepError.name(),
-                        Outcome::Retrying,
-                        Some(error),
-                        Some(at),
-                    );
-                    actions.push(Action::Call {
-                        step_id: call.step_id.clone(),
-                        attempt: call.attempt + 1,
-                        at,
-                    });
-                } else {
-                    step_failed(run, &op, error);
-                    progressed = true;
-                }
-            }
-            OpKind::Known(Opcode::Sleep) => {
-                let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("");
-                match duration::sleep_until(spec, ctx.now) {
-                    Some(wake) if !run.steps.contains_key(&op.id) => {
-                        if run.pending.insert(op.id.clone(), Pending::Sleep).is_none() {
-                            push(
-                                run,
-                                ctx,
-                                call,
-                                Some(&op),
-                                Opcode::Sleep.name(),
-                                Outcome::Sleeping,
-                                None,
-                                Some(wake),
-                            );
-                            actions.push(Action::Resume {
-                                step_id: op.id.clone(),
-                                value: Value::Null,
-                                at: wake,
-                            });
-                        }
-                    }
-                    Some(_) => {}
-                    None => {
-                        progressed |= step_failed(
-                            run,
-                            &op,
-                            error_value(
-                                "InvalidSleep",
-                                format!("cannot read sleep duration `{spec}`"),
-                            ),
-                        );
-                    }
-                }
-            }
-            OpKind::Known(Opcode::WaitForEvent) => {
-                if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
-                    continue;
-                }
-                let event = op
-                    .opt_str("event")
-                    .or(op.name.as_deref())
-                    .unwrap_or("")
-                    .to_string();
-                let condition = op.opt_str("if").filter(|s| !s.trim().is_empty());
-                let timeout = op.opt_str("timeout").unwrap_or("");
-                let parsed = condition
-                    .map(|c| Expression::parse(c, Scope::EventAndAsync))
-                    .transpose();
-                let expires = if timeout.trim().is_empty() {
-                    // Inngest: an empty timeout expires at once.
-                    Some(ctx.now)
-                } else {
-                    duration::sleep_until(timeout, ctx.now)
-                };
-                match (event.is_empty(), parsed, expires) {
-                    (false, Ok(_), Some(expires_at)) => {
-                        run.pending.insert(op.id.clone(), Pending::Wait);
-                        push(
-                            run,
-                            ctx,
-                            call,
-                            Some(&op),
-                            Opcode::WaitForEvent.name(),
-                            Outcome::Waiting,
-                            None,
-                            Some(expires_at),
-                        );
-                        actions.push(Action::WaitForEvent {
-                            step_id: op.id.clone(),
-                            event,
-                            condition: condition.map(str::to_string),
-                            expires_at,
-                        });
-                    }
-                    (true, _, _) => {
-                        progressed |= step_failed(
-                            run,
-                            &op,
-                            error_value("InvalidWait", "waitForEvent without an event name"),
-                        );
-                    }
-                    (_, Err(e), _) => {
-                        progressed |= step_failed(
-                            run,
-                            &op,
-                            error_value(
-                                "InvalidExpression",
-                                format!("unsupported `if` expression: {e}"),
-                            ),
-                        );
-                    }
-                    (_, _, None) => {
-                        progressed |= step_failed(
-                            run,
-                            &op,
-                            error_value("InvalidWait", format!("cannot read timeout `{timeout}`")),
-                        );
-                    }
-                }
-            }
-            OpKind::Known(Opcode::InvokeFunction) => {
-                if run.steps.contains_key(&op.id) || run.pending.contains_key(&op.id) {
-                    continue;
-                }
-                let Some(function_id) = op.opt_str("function_id").map(str::to_string) else {
-                    progressed |= step_failed(
-                        run,
-                        &op,
-                        error_value("InvalidInvoke", "invoke without function_id"),
-                    );
-                    continue;
-                };
-                let timeout = op.opt_str("timeout").unwrap_or("");
-                let expires_at = duration::sleep_until(timeout, ctx.now)
-                    .unwrap_or(ctx.now + duration::MAX_DURATION);
-                run.pending.insert(op.id.clone(), Pending::Invoke);
-                push(
-                    run,
-                    ctx,
-                    call,
-                    Some(&op),
-                    Opcode::InvokeFunction.name(),
-                    Outcome::Invoking,
-                    None,
-                    Some(expires_at),
-                );
-                actions.push(Action::Invoke {
-                    step_id: op.id.clone(),
-                    function_id,
-                    payload: op.opts.get("payload").cloned().unwrap_or_else(|| json!({})),
-                    expires_at,
-                });
-            }
-            OpKind::Known(Opcode::RunComplete) => {
-                push(
-                    run,
-                    ctx,
-                    call,
-                    Some(&op),
-                    Opcode::RunComplete.name(),
-                    Outcome::Completed,
-                    None,
-                    None,
-                );
-                finish_completed(run, op.data.clone(), ctx, actions);
-                return;
-            }
-            OpKind::Known(Opcode::DiscoveryRequest) => progressed = true,
-            OpKind::Known(Opcode::None) => {}
-            unsupported => {
-                let name = unsupported.name();
-                let msg = format!("opcode {name} is not supported by the embedded executor");
-                progressed |= step_failed(run, &op, error_value("UnsupportedOpcode", msg));
-            }
-        }
-    }
-    if progressed {
-        discover_if_settled(run, ctx, actions);
-    }
 }
 
 /// V2 coalescing: one discovery call once no planned or async sibling is outstanding.
@@ -815,5 +458,6 @@ fn finish_failed(run: &mut RunState, error: Value, ctx: &Ctx, actions: &mut Vec<
     actions.push(Action::Finished(RunStatus::Failed));
 }
 
+mod answer;
 #[cfg(test)]
 mod tests;

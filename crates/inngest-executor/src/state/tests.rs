@@ -1,7 +1,7 @@
 //! Scenario tests of the run state machine: SDK answers in, actions out, no HTTP.
 
 use super::*;
-use crate::opcode::CallError;
+use crate::opcode::{CallError, Op};
 use inngest_axum::protocol::FUNCTION_INVOKED_EVENT;
 
 fn t0() -> DateTime<Utc> {
