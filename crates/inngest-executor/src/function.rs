@@ -161,55 +161,8 @@ pub fn parse_function(
         .and_then(Value::as_str)
         .unwrap_or(&id)
         .to_string();
-    let invalid = |detail: String| RegisterError::Invalid {
-        function: id.clone(),
-        detail,
-    };
-    let expr = |place: &'static str, src: &str, scope: Scope| {
-        Expression::parse(src, scope).map_err(|error| RegisterError::Expression {
-            function: id.clone(),
-            place,
-            source_text: src.to_string(),
-            error,
-        })
-    };
-
-    let raw_triggers = raw
-        .get("triggers")
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| RegisterError::NoTriggers {
-            function: id.clone(),
-        })?;
-    let mut triggers = Vec::with_capacity(raw_triggers.len());
-    for (i, t) in raw_triggers.iter().enumerate() {
-        if let Some(event) = t.get("event").and_then(Value::as_str) {
-            let expression = match t.get("expression").and_then(Value::as_str) {
-                Some(src) if !src.trim().is_empty() => Some(expr("trigger", src, Scope::Event)?),
-                _ => None,
-            };
-            triggers.push(Trigger::Event {
-                name: event.to_string(),
-                expression,
-            });
-        } else if let Some(cron) = t.get("cron").and_then(Value::as_str) {
-            let schedule = Schedule::parse(cron).map_err(|error| RegisterError::Cron {
-                function: id.clone(),
-                schedule: cron.to_string(),
-                error,
-            })?;
-            triggers.push(Trigger::Cron {
-                source: cron.to_string(),
-                schedule,
-            });
-        } else {
-            return Err(RegisterError::BadTrigger {
-                function: id.clone(),
-                index: i,
-            });
-        }
-    }
-
+    let reader = Reader { id: &id };
+    let triggers = reader.triggers(raw)?;
     let step = raw.get("steps").and_then(|s| {
         s.get("step")
             .or_else(|| s.as_object().and_then(|m| m.values().next()))
@@ -225,86 +178,17 @@ pub fn parse_function(
         .map(|v| {
             v.as_u64()
                 .map(|n| n.min(u64::from(MAX_RETRIES)) as u32)
-                .ok_or_else(|| invalid(format!("retries must be a number, got {v}")))
+                .ok_or_else(|| reader.invalid(format!("retries must be a number, got {v}")))
         })
         .transpose()?
         .unwrap_or(DEFAULT_RETRIES);
-
-    let mut concurrency = Vec::new();
-    let limits: Vec<&Value> = match raw.get("concurrency") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(Value::Object(m)) if m.contains_key("fn") || m.contains_key("step") => m
-            .get("fn")
-            .into_iter()
-            .chain(m.get("step"))
-            .flat_map(|v| v.as_array().into_iter().flatten())
-            .collect(),
-        Some(v) => vec![v],
-    };
-    for limit in limits {
-        let (n, key, scope) = match limit {
-            Value::Number(n) => (n.as_u64(), None, None),
-            Value::Object(m) => (
-                m.get("limit").and_then(Value::as_u64),
-                m.get("key").and_then(Value::as_str),
-                m.get("scope").and_then(Value::as_str),
-            ),
-            other => return Err(invalid(format!("invalid concurrency {other}"))),
-        };
-        let n = n.ok_or_else(|| invalid(format!("concurrency limit missing in {limit}")))?;
-        if n == 0 {
-            // Inngest reads a zero limit as "no limit".
-            continue;
-        }
-        let scope = match scope {
-            None | Some("fn") => ConcurrencyScope::Function,
-            Some("env" | "account") => ConcurrencyScope::Shared,
-            Some(other) => return Err(invalid(format!("unknown concurrency scope `{other}`"))),
-        };
-        let key = key
-            .map(|k| expr("concurrency key", k, Scope::Event))
-            .transpose()?;
-        if scope == ConcurrencyScope::Shared && key.is_none() {
-            return Err(invalid("a shared concurrency scope needs a key".into()));
-        }
-        concurrency.push(ConcurrencyLimit {
-            limit: n.min(u64::from(u32::MAX)) as u32,
-            key,
-            scope,
-        });
-    }
-
-    let mut cancel = Vec::new();
-    for c in raw
-        .get("cancel")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let event = c
-            .get("event")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(format!("cancel entry without event: {c}")))?;
-        let condition = c
-            .get("if")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| expr("cancel", s, Scope::EventAndAsync))
-            .transpose()?;
-        cancel.push(CancelOn {
-            event: event.to_string(),
-            condition,
-            timeout: c.get("timeout").and_then(Value::as_str).map(str::to_string),
-        });
-    }
-
+    let concurrency = reader.concurrency(raw)?;
+    let cancel = reader.cancel(raw)?;
     for field in UNENFORCED {
         if raw.get(field).is_some_and(|v| !v.is_null()) {
             tracing::warn!(function = %id, field, "flow-control setting is not enforced by the embedded executor");
         }
     }
-
     Ok(FunctionDef {
         app_id: app_id.to_string(),
         id,
@@ -315,6 +199,149 @@ pub fn parse_function(
         concurrency,
         cancel,
     })
+}
+
+/// Reads the parts of one function's config, naming the function in every error.
+struct Reader<'a> {
+    id: &'a str,
+}
+
+impl Reader<'_> {
+    fn invalid(&self, detail: String) -> RegisterError {
+        RegisterError::Invalid {
+            function: self.id.to_string(),
+            detail,
+        }
+    }
+
+    fn expr(
+        &self,
+        place: &'static str,
+        src: &str,
+        scope: Scope,
+    ) -> Result<Expression, RegisterError> {
+        Expression::parse(src, scope).map_err(|error| RegisterError::Expression {
+            function: self.id.to_string(),
+            place,
+            source_text: src.to_string(),
+            error,
+        })
+    }
+
+    fn triggers(&self, raw: &Value) -> Result<Vec<Trigger>, RegisterError> {
+        let raw_triggers = raw
+            .get("triggers")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegisterError::NoTriggers {
+                function: self.id.to_string(),
+            })?;
+        let mut triggers = Vec::with_capacity(raw_triggers.len());
+        for (i, t) in raw_triggers.iter().enumerate() {
+            if let Some(event) = t.get("event").and_then(Value::as_str) {
+                let expression = match t.get("expression").and_then(Value::as_str) {
+                    Some(src) if !src.trim().is_empty() => {
+                        Some(self.expr("trigger", src, Scope::Event)?)
+                    }
+                    _ => None,
+                };
+                triggers.push(Trigger::Event {
+                    name: event.to_string(),
+                    expression,
+                });
+            } else if let Some(cron) = t.get("cron").and_then(Value::as_str) {
+                let schedule = Schedule::parse(cron).map_err(|error| RegisterError::Cron {
+                    function: self.id.to_string(),
+                    schedule: cron.to_string(),
+                    error,
+                })?;
+                triggers.push(Trigger::Cron {
+                    source: cron.to_string(),
+                    schedule,
+                });
+            } else {
+                return Err(RegisterError::BadTrigger {
+                    function: self.id.to_string(),
+                    index: i,
+                });
+            }
+        }
+        Ok(triggers)
+    }
+
+    fn concurrency(&self, raw: &Value) -> Result<Vec<ConcurrencyLimit>, RegisterError> {
+        let limits: Vec<&Value> = match raw.get("concurrency") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(Value::Object(m)) if m.contains_key("fn") || m.contains_key("step") => m
+                .get("fn")
+                .into_iter()
+                .chain(m.get("step"))
+                .flat_map(|v| v.as_array().into_iter().flatten())
+                .collect(),
+            Some(v) => vec![v],
+        };
+        let mut concurrency = Vec::new();
+        for limit in limits {
+            let (n, key, scope) = match limit {
+                Value::Number(n) => (n.as_u64(), None, None),
+                Value::Object(m) => (
+                    m.get("limit").and_then(Value::as_u64),
+                    m.get("key").and_then(Value::as_str),
+                    m.get("scope").and_then(Value::as_str),
+                ),
+                other => return Err(self.invalid(format!("invalid concurrency {other}"))),
+            };
+            let n =
+                n.ok_or_else(|| self.invalid(format!("concurrency limit missing in {limit}")))?;
+            if n == 0 {
+                // Inngest reads a zero limit as "no limit".
+                continue;
+            }
+            let scope = match scope {
+                None | Some("fn") => ConcurrencyScope::Function,
+                Some("env" | "account") => ConcurrencyScope::Shared,
+                Some(other) => {
+                    return Err(self.invalid(format!("unknown concurrency scope `{other}`")));
+                }
+            };
+            let key = key
+                .map(|k| self.expr("concurrency key", k, Scope::Event))
+                .transpose()?;
+            if scope == ConcurrencyScope::Shared && key.is_none() {
+                return Err(self.invalid("a shared concurrency scope needs a key".into()));
+            }
+            concurrency.push(ConcurrencyLimit {
+                limit: n.min(u64::from(u32::MAX)) as u32,
+                key,
+                scope,
+            });
+        }
+        Ok(concurrency)
+    }
+
+    fn cancel(&self, raw: &Value) -> Result<Vec<CancelOn>, RegisterError> {
+        let entries = raw.get("cancel").and_then(Value::as_array).into_iter();
+        let mut cancel = Vec::new();
+        for c in entries.flatten() {
+            let event = c
+                .get("event")
+                .and_then(Value::as_str)
+                .ok_or_else(|| self.invalid(format!("cancel entry without event: {c}")))?;
+            let condition = c
+                .get("if")
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| self.expr("cancel", s, Scope::EventAndAsync))
+                .transpose()?;
+            cancel.push(CancelOn {
+                event: event.to_string(),
+                condition,
+                timeout: c.get("timeout").and_then(Value::as_str).map(str::to_string),
+            });
+        }
+        Ok(cancel)
+    }
 }
 
 #[cfg(test)]

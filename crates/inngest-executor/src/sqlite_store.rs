@@ -431,8 +431,8 @@ impl RunStore for SqliteRunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
     use crate::store::contract;
+    use rusqlite::Connection;
     use std::sync::Arc;
 
     #[tokio::test]
