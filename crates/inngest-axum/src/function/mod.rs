@@ -72,23 +72,19 @@ pub struct FunctionBuilder {
 /// A durable function served by the [`super::ServeHandler`].
 #[derive(Clone)]
 pub struct Function {
-    id: String,
-    name: String,
-    triggers: Vec<Trigger>,
-    retries: Option<u32>,
-    flow: FlowControl,
-    on_failure: Option<HandlerFn>,
+    /// Everything but the handler, as the builder gathered it.
+    def: FunctionBuilder,
     handler: HandlerFn,
 }
 
 impl std::fmt::Debug for Function {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Function")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("triggers", &self.triggers)
-            .field("retries", &self.retries)
-            .field("on_failure", &self.on_failure.is_some())
+            .field("id", &self.def.id)
+            .field("name", &self.def.name)
+            .field("triggers", &self.def.triggers)
+            .field("retries", &self.def.retries)
+            .field("on_failure", &self.def.on_failure.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -112,27 +108,27 @@ impl Function {
 
     /// The function's id as declared (without the app prefix).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.def.id
     }
 
     /// The name shown in the Inngest UI.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.def.name
     }
 
     /// What starts the function.
     pub fn triggers(&self) -> &[Trigger] {
-        &self.triggers
+        &self.def.triggers
     }
 
     /// Configured retries (`None`: the server default of 4).
     pub fn retries(&self) -> Option<u32> {
-        self.retries
+        self.def.retries
     }
 
     /// `<app>-<id>`, the id Inngest knows the function by.
     pub fn composite_id(&self, app_id: &str) -> String {
-        format!("{app_id}-{}", self.id)
+        format!("{app_id}-{}", self.def.id)
     }
 
     pub(crate) fn handler_fn(&self) -> &HandlerFn {
@@ -140,7 +136,7 @@ impl Function {
     }
 
     pub(crate) fn failure_handler(&self) -> Option<&HandlerFn> {
-        self.on_failure.as_ref()
+        self.def.on_failure.as_ref()
     }
 
     /// The register entries of this function (and of its failure handler), with step URLs
@@ -149,19 +145,22 @@ impl Function {
         let fn_id = self.composite_id(app_id);
         let mut main = Map::new();
         main.insert("id".into(), json!(fn_id));
-        main.insert("name".into(), json!(self.name));
+        main.insert("name".into(), json!(self.def.name));
         main.insert(
             "triggers".into(),
-            Value::Array(self.triggers.iter().map(Trigger::to_json).collect()),
+            Value::Array(self.def.triggers.iter().map(Trigger::to_json).collect()),
         );
-        main.insert("steps".into(), step_config(app_url, &fn_id, self.retries));
-        self.flow.write(&mut main);
+        main.insert(
+            "steps".into(),
+            step_config(app_url, &fn_id, self.def.retries),
+        );
+        self.def.flow.write(&mut main);
         let mut out = vec![Value::Object(main)];
-        if self.on_failure.is_some() {
+        if self.def.on_failure.is_some() {
             let failure_id = format!("{fn_id}{FAILURE_SUFFIX}");
             out.push(json!({
                 "id": failure_id,
-                "name": format!("{} (failure)", self.name),
+                "name": format!("{} (failure)", self.def.name),
                 "triggers": [{
                     "event": FUNCTION_FAILED_EVENT,
                     "expression": format!("event.data.function_id == '{fn_id}'"),
@@ -175,20 +174,23 @@ impl Function {
 
 /// The step URL: the app URL without stale `deployId`/`fnId`/`stepId`, plus this function's.
 pub(crate) fn step_url(app_url: &url::Url, fn_id: &str) -> url::Url {
-    let mut url = app_url.clone();
+    let mut url = without_params(app_url.clone(), &["deployId", "fnId", "stepId"]);
+    url.query_pairs_mut()
+        .append_pair("fnId", fn_id)
+        .append_pair("stepId", DISCOVERY_STEP_ID);
+    url
+}
+
+/// `url` without the query parameters named in `stale`; the others keep their order.
+pub(crate) fn without_params(mut url: url::Url, stale: &[&str]) -> url::Url {
     let kept: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, _)| !matches!(k.as_ref(), "deployId" | "fnId" | "stepId"))
+        .filter(|(k, _)| !stale.contains(&k.as_ref()))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     url.set_query(None);
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in &kept {
-            q.append_pair(k, v);
-        }
-        q.append_pair("fnId", fn_id);
-        q.append_pair("stepId", DISCOVERY_STEP_ID);
+    if !kept.is_empty() {
+        url.query_pairs_mut().extend_pairs(kept);
     }
     url
 }
@@ -208,6 +210,12 @@ fn step_config(app_url: &url::Url, fn_id: &str, retries: Option<u32>) -> Value {
 }
 
 impl FunctionBuilder {
+    /// Every flow-control option is set through here.
+    fn flow(mut self, set: impl FnOnce(&mut FlowControl)) -> Self {
+        set(&mut self.flow);
+        self
+    }
+
     /// Adds a trigger (at least one is required).
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.triggers.push(trigger);
@@ -221,63 +229,53 @@ impl FunctionBuilder {
     }
 
     /// Adds a concurrency limit (at most two apply).
-    pub fn concurrency(mut self, limit: Concurrency) -> Self {
-        self.flow.concurrency.push(limit);
-        self
+    pub fn concurrency(self, limit: Concurrency) -> Self {
+        self.flow(|f| f.concurrency.push(limit))
     }
 
     /// Throttles run starts.
-    pub fn throttle(mut self, throttle: Throttle) -> Self {
-        self.flow.throttle = Some(throttle);
-        self
+    pub fn throttle(self, throttle: Throttle) -> Self {
+        self.flow(|f| f.throttle = Some(throttle))
     }
 
     /// Rate-limits run starts.
-    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
-        self.flow.rate_limit = Some(rate_limit);
-        self
+    pub fn rate_limit(self, rate_limit: RateLimit) -> Self {
+        self.flow(|f| f.rate_limit = Some(rate_limit))
     }
 
     /// Debounces runs.
-    pub fn debounce(mut self, debounce: Debounce) -> Self {
-        self.flow.debounce = Some(debounce);
-        self
+    pub fn debounce(self, debounce: Debounce) -> Self {
+        self.flow(|f| f.debounce = Some(debounce))
     }
 
     /// At most one run per value of this CEL expression per 24 h.
-    pub fn idempotency(mut self, key_expression: impl Into<String>) -> Self {
-        self.flow.idempotency = Some(key_expression.into());
-        self
+    pub fn idempotency(self, key_expression: impl Into<String>) -> Self {
+        self.flow(|f| f.idempotency = Some(key_expression.into()))
     }
 
     /// Cancels runs on an event (repeatable).
-    pub fn cancel_on(mut self, cancel: Cancel) -> Self {
-        self.flow.cancel.push(cancel);
-        self
+    pub fn cancel_on(self, cancel: Cancel) -> Self {
+        self.flow(|f| f.cancel.push(cancel))
     }
 
     /// Batches events into one run.
-    pub fn batch_events(mut self, batch: Batch) -> Self {
-        self.flow.batch = Some(batch);
-        self
+    pub fn batch_events(self, batch: Batch) -> Self {
+        self.flow(|f| f.batch = Some(batch))
     }
 
     /// A CEL expression giving a priority between -600 and 600 (seconds).
-    pub fn priority(mut self, run_expression: impl Into<String>) -> Self {
-        self.flow.priority = Some(run_expression.into());
-        self
+    pub fn priority(self, run_expression: impl Into<String>) -> Self {
+        self.flow(|f| f.priority = Some(run_expression.into()))
     }
 
     /// Sets start and finish timeouts.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.flow.timeouts = Some(timeouts);
-        self
+    pub fn timeouts(self, timeouts: Timeouts) -> Self {
+        self.flow(|f| f.timeouts = Some(timeouts))
     }
 
     /// Makes the function a singleton.
-    pub fn singleton(mut self, singleton: Singleton) -> Self {
-        self.flow.singleton = Some(singleton);
-        self
+    pub fn singleton(self, singleton: Singleton) -> Self {
+        self.flow(|f| f.singleton = Some(singleton))
     }
 
     /// Registers `<id>-failure`, run with the `inngest/function.failed` event when a run of this
@@ -300,12 +298,7 @@ impl FunctionBuilder {
         T: Serialize,
     {
         Function {
-            id: self.id,
-            name: self.name,
-            triggers: self.triggers,
-            retries: self.retries,
-            flow: self.flow,
-            on_failure: self.on_failure,
+            def: self,
             handler: erase(handler),
         }
     }
@@ -313,91 +306,7 @@ impl FunctionBuilder {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-
-    fn configured() -> Function {
-        Function::new("configured", "Configured Fn")
-            .trigger(Trigger::event_if("app/configured", "event.data.ok == true"))
-            .trigger(Trigger::cron("0 * * * *"))
-            .retries(7)
-            .idempotency("event.data.order_id")
-            .batch_events(Batch {
-                max_size: 10,
-                timeout: Duration::from_secs(5),
-                key: Some("event.data.user_id".into()),
-                if_exp: None,
-            })
-            .rate_limit(RateLimit {
-                limit: 1,
-                period: Duration::from_secs(3600),
-                key: Some("event.data.user_id".into()),
-            })
-            .throttle(Throttle {
-                limit: 10,
-                period: Duration::from_secs(60),
-                burst: Some(2),
-                key: Some("event.data.user_id".into()),
-            })
-            .concurrency(Concurrency::new(5).key("event.data.user_id"))
-            .concurrency(
-                Concurrency::new(100)
-                    .scope(ConcurrencyScope::Env)
-                    .key("\"global\""),
-            )
-            .debounce(Debounce {
-                period: Duration::from_secs(10),
-                key: Some("event.data.user_id".into()),
-                timeout: Some(Duration::from_secs(60)),
-            })
-            .priority("event.data.priority")
-            .timeouts(Timeouts {
-                start: Some(Duration::from_secs(60)),
-                finish: Some(Duration::from_secs(3600)),
-            })
-            .cancel_on(
-                Cancel::on("app/cancel")
-                    .timeout(Duration::from_secs(86_400))
-                    .if_exp("event.data.user_id == async.data.user_id"),
-            )
-            .on_failure(|ctx: Ctx, _step: Step| async move {
-                Ok(json!({ "handled": ctx.event.data["function_id"] }))
-            })
-            .handler(|_ctx: Ctx, _step: Step| async move { Ok(json!(null)) })
-    }
-
-    /// The JS SDK's register entries for the same definitions, from the reference transcript.
-    fn js_functions() -> Vec<Value> {
-        let v: Value = serde_json::from_str(include_str!("../testdata/inngest-test-vectors.json"))
-            .expect("vectors");
-        let exchange = v["golden_signed_exchanges"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .find(|e| e["label"] == "PUT in-band sync")
-            .expect("in-band exchange");
-        let body: Value =
-            serde_json::from_str(exchange["response_body"].as_str().expect("body")).expect("json");
-        body["functions"].as_array().expect("functions").clone()
-    }
-
-    #[test]
-    fn configured_function_matches_the_js_register_entries() {
-        let url = url::Url::parse("http://127.0.0.1:3939/api/inngest").expect("url");
-        let ours = configured().configs("my-app", &url);
-        let js = js_functions();
-        let theirs: Vec<&Value> = js
-            .iter()
-            .filter(|f| {
-                let id = f["id"].as_str().unwrap_or_default();
-                id.starts_with("my-app-configured")
-            })
-            .collect();
-        assert_eq!(ours.len(), 2);
-        assert_eq!(&ours[0], theirs[0]);
-        assert_eq!(&ours[1], theirs[1]);
-    }
 
     #[test]
     fn step_urls_drop_deploy_id_and_stale_ids() {

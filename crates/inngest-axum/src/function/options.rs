@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::protocol::time_str;
@@ -130,62 +130,82 @@ impl Concurrency {
 }
 
 /// Queue runs beyond `limit` per `period`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Throttle {
     /// Runs started per `period`.
     pub limit: u32,
     /// The window.
+    #[serde(serialize_with = "period")]
     pub period: Duration,
-    /// Runs allowed in a burst above the rate.
-    pub burst: Option<u32>,
     /// A CEL expression: one limit per value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Runs allowed in a burst above the rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 /// Drop runs beyond `limit` per `period`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RateLimit {
     /// Runs started per `period`; more are dropped.
     pub limit: u32,
     /// The window.
+    #[serde(serialize_with = "period")]
     pub period: Duration,
     /// A CEL expression: one limit per value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 
 /// Wait for `period` of quiet before running with the last event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Debounce {
     /// The quiet time required.
+    #[serde(serialize_with = "period")]
     pub period: Duration,
     /// A CEL expression: one debounce per value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Run anyway after this long, however busy.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_period"
+    )]
     pub timeout: Option<Duration>,
 }
 
 /// Run once per batch of up to `max_size` events or after `timeout`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Batch {
     /// Most events in one batch.
+    #[serde(rename = "maxSize")]
     pub max_size: u32,
     /// Longest wait for a batch to fill.
+    #[serde(serialize_with = "period")]
     pub timeout: Duration,
     /// A CEL expression: one batch per value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// A CEL expression: only matching events are batched.
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
     pub if_exp: Option<String>,
 }
 
 /// Cancel running runs when a matching event arrives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cancel {
     /// The event that cancels.
     pub event: String,
-    /// A CEL expression over `event` (the trigger) and `async` (the cancelling event).
-    pub if_exp: Option<String>,
     /// Only events within this long of the run's start cancel it.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_period"
+    )]
     pub timeout: Option<Duration>,
+    /// A CEL expression over `event` (the trigger) and `async` (the cancelling event).
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    pub if_exp: Option<String>,
 }
 
 impl Cancel {
@@ -217,11 +237,19 @@ impl Cancel {
 }
 
 /// Limits on the time to start and to finish a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Timeouts {
     /// Cancel a run that has not started within this long.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_period"
+    )]
     pub start: Option<Duration>,
     /// Cancel a run that has not finished within this long of starting.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_period"
+    )]
     pub finish: Option<Duration>,
 }
 
@@ -236,107 +264,67 @@ pub enum SingletonMode {
 }
 
 /// At most one run per key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Singleton {
+    /// A CEL expression: one run per value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// What happens to a new run.
     pub mode: SingletonMode,
-    /// A CEL expression: one run per value.
-    pub key: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The flow-control fields of a register entry, serialized in the order the JS SDK writes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct FlowControl {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) idempotency: Option<String>,
+    #[serde(rename = "batchEvents", skip_serializing_if = "Option::is_none")]
     pub(super) batch: Option<Batch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) rate_limit: Option<RateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) throttle: Option<Throttle>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) concurrency: Vec<Concurrency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) debounce: Option<Debounce>,
+    /// A CEL expression, written as `{"run": expression}`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "run_priority"
+    )]
     pub(super) priority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) timeouts: Option<Timeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) singleton: Option<Singleton>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) cancel: Vec<Cancel>,
 }
 
-fn insert_opt(o: &mut Map<String, Value>, key: &str, value: Option<Value>) {
-    if let Some(v) = value {
-        o.insert(key.to_owned(), v);
-    }
-}
-
-fn str_opt(value: &Option<String>) -> Option<Value> {
-    value.as_ref().map(|v| json!(v))
-}
-
-fn dur_opt(value: &Option<Duration>) -> Option<Value> {
-    value.map(|d| json!(time_str(d)))
-}
-
 impl FlowControl {
-    /// Adds the flow-control fields in the order the JS SDK writes them.
-    pub(super) fn write(&self, o: &mut Map<String, Value>) {
-        insert_opt(o, "idempotency", str_opt(&self.idempotency));
-        if let Some(b) = &self.batch {
-            let mut v = Map::new();
-            v.insert("maxSize".into(), json!(b.max_size));
-            v.insert("timeout".into(), json!(time_str(b.timeout)));
-            insert_opt(&mut v, "key", str_opt(&b.key));
-            insert_opt(&mut v, "if", str_opt(&b.if_exp));
-            o.insert("batchEvents".into(), Value::Object(v));
-        }
-        if let Some(r) = &self.rate_limit {
-            let mut v = Map::new();
-            v.insert("limit".into(), json!(r.limit));
-            v.insert("period".into(), json!(time_str(r.period)));
-            insert_opt(&mut v, "key", str_opt(&r.key));
-            o.insert("rateLimit".into(), Value::Object(v));
-        }
-        if let Some(t) = &self.throttle {
-            let mut v = Map::new();
-            v.insert("limit".into(), json!(t.limit));
-            v.insert("period".into(), json!(time_str(t.period)));
-            insert_opt(&mut v, "key", str_opt(&t.key));
-            insert_opt(&mut v, "burst", t.burst.map(|b| json!(b)));
-            o.insert("throttle".into(), Value::Object(v));
-        }
-        if !self.concurrency.is_empty() {
-            o.insert("concurrency".into(), json!(self.concurrency));
-        }
-        if let Some(d) = &self.debounce {
-            let mut v = Map::new();
-            v.insert("period".into(), json!(time_str(d.period)));
-            insert_opt(&mut v, "key", str_opt(&d.key));
-            insert_opt(&mut v, "timeout", dur_opt(&d.timeout));
-            o.insert("debounce".into(), Value::Object(v));
-        }
-        if let Some(p) = &self.priority {
-            o.insert("priority".into(), json!({ "run": p }));
-        }
-        if let Some(t) = &self.timeouts {
-            let mut v = Map::new();
-            insert_opt(&mut v, "start", dur_opt(&t.start));
-            insert_opt(&mut v, "finish", dur_opt(&t.finish));
-            o.insert("timeouts".into(), Value::Object(v));
-        }
-        if let Some(s) = &self.singleton {
-            let mut v = Map::new();
-            insert_opt(&mut v, "key", str_opt(&s.key));
-            v.insert("mode".into(), json!(s.mode));
-            o.insert("singleton".into(), Value::Object(v));
-        }
-        if !self.cancel.is_empty() {
-            let list: Vec<Value> = self
-                .cancel
-                .iter()
-                .map(|c| {
-                    let mut v = Map::new();
-                    v.insert("event".into(), json!(c.event));
-                    insert_opt(&mut v, "timeout", dur_opt(&c.timeout));
-                    insert_opt(&mut v, "if", str_opt(&c.if_exp));
-                    Value::Object(v)
-                })
-                .collect();
-            o.insert("cancel".into(), Value::Array(list));
+    /// Adds the flow-control fields that are set to a register entry.
+    pub(super) fn write(&self, entry: &mut Map<String, Value>) {
+        if let Ok(Value::Object(fields)) = serde_json::to_value(self) {
+            entry.extend(fields);
         }
     }
+}
+
+/// A duration as the register body writes it (`30s`, `1h30m`).
+fn period<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time_str(*d))
+}
+
+/// [`period`] for an optional duration that is skipped when `None`.
+fn some_period<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => period(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn run_priority<S: Serializer>(run: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    json!({ "run": run }).serialize(s)
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::ServeHandler;
 use super::request::{Request, Validation};
 use super::response::Reply;
+use crate::function::without_params;
 use crate::headers;
 use crate::protocol::RegisterReply;
 use crate::settings::{DEFAULT_SERVE_PATH, InngestSettings};
@@ -94,17 +95,10 @@ impl ServeHandler {
 
     /// The URL reported to Inngest: overrides applied, `deployId` and stale ids removed.
     fn app_url(&self, reached: &url::Url) -> url::Url {
-        let mut url = self.inner.settings.reported_url(reached);
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| !matches!(k.as_ref(), "deployId" | "fnId" | "stepId" | "probe"))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        url.set_query(None);
-        if !kept.is_empty() {
-            url.query_pairs_mut().extend_pairs(kept);
-        }
-        url
+        without_params(
+            self.inner.settings.reported_url(reached),
+            &["deployId", "fnId", "stepId", "probe"],
+        )
     }
 
     /// Registers the app out of band (`POST {api}/fn/register`), as a dev-server ping would.

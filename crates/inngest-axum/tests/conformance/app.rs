@@ -108,7 +108,8 @@ pub fn functions() -> Vec<Function> {
     ]
 }
 
-fn configured() -> Function {
+/// Every flow-control option at once.
+pub fn configured() -> Function {
     let user = || Some("event.data.user_id".to_owned());
     Function::new("configured", "Configured Fn")
         .trigger(Trigger::event_if("app/configured", "event.data.ok == true"))

@@ -26,6 +26,36 @@ fn vectors() -> Value {
         .expect("vectors")
 }
 
+/// The register entries of a function using every flow-control option (and its failure
+/// handler) are exactly the JS SDK's, from the reference transcript's in-band sync.
+#[test]
+fn configured_function_matches_the_js_register_entries() {
+    let exchange = vectors()["golden_signed_exchanges"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["label"] == "PUT in-band sync")
+        .cloned()
+        .expect("in-band exchange");
+    let body: Value =
+        serde_json::from_str(exchange["response_body"].as_str().expect("body")).expect("json");
+    let theirs: Vec<&Value> = body["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .filter(|f| {
+            f["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("my-app-configured"))
+        })
+        .collect();
+    let url = url::Url::parse("http://127.0.0.1:3939/api/inngest").expect("url");
+    let ours = app::configured().configs(app::APP_ID, &url);
+    assert_eq!(ours.len(), 2);
+    assert_eq!(&ours[0], theirs[0]);
+    assert_eq!(&ours[1], theirs[1]);
+}
+
 fn golden_clock() -> Clock {
     Clock::fixed(Utc.timestamp_opt(GOLDEN_T, 0).single().expect("instant"))
 }
