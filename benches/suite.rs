@@ -4,10 +4,11 @@
 //! tables at the end.
 //!
 //! Everything listens on 127.0.0.1. The server under test is the release `ticketing` binary that
-//! cargo builds for this bench; the JS side is the official SDK app in `tests/js-oracle`
-//! (`npm ci` on first use). Sizes come from `BENCH_*` variables (see `suite/settings.rs`).
+//! cargo builds for this bench; the JS side is the official SDK app in
+//! `crates/inngest-axum/tests/js-oracle` (`npm ci` on first use). Sizes come from `BENCH_*`
+//! variables (see `suite/settings.rs`).
 
-#[path = "../tests/api/inngest_app.rs"]
+#[path = "../crates/inngest-axum/tests/conformance/app.rs"]
 mod inngest_app;
 
 #[path = "suite/api.rs"]

@@ -162,24 +162,6 @@ impl SlaConfig {
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash-lite";
 pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
-/// The `INNGEST_*` names the official SDKs read.
-pub const INNGEST_VARS: &[&str] = &[
-    "INNGEST_DEV",
-    "INNGEST_BASE_URL",
-    "INNGEST_API_BASE_URL",
-    "INNGEST_EVENT_API_BASE_URL",
-    "INNGEST_EVENT_KEY",
-    "INNGEST_SIGNING_KEY",
-    "INNGEST_SIGNING_KEY_FALLBACK",
-    "INNGEST_SERVE_ORIGIN",
-    "INNGEST_SERVE_HOST",
-    "INNGEST_SERVE_PATH",
-    "INNGEST_ENV",
-    "INNGEST_LOG_LEVEL",
-    "INNGEST_STREAMING",
-    "INNGEST_ALLOW_IN_BAND_SYNC",
-];
-
 impl AiConfig {
     /// The provider the service triages with.
     pub fn provider_settings(&self) -> crate::ai::ProviderSettings {

@@ -1,7 +1,8 @@
 //! The Rust serve endpoint against the official JS SDK on the same signed replay request: a
 //! three-step function (`step.run`, `step.sleep`, `step.run`) whose steps are all memoized, so
-//! each call replays the function and returns its result. Both sides serve the functions of
-//! `tests/api/inngest_app.rs` / `tests/js-oracle/server.mjs` in cloud mode with the same key.
+//! each call replays the function and returns its result. Both sides serve the functions of the
+//! SDK crate's differential suite (`crates/inngest-axum/tests/conformance/app.rs` and
+//! `crates/inngest-axum/tests/js-oracle/server.mjs`) in cloud mode with the same key.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -94,7 +94,7 @@ pub fn start_server(data_dir: &Path, env: &[(&str, String)]) -> Process {
 }
 
 pub fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-oracle")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/inngest-axum/tests/js-oracle")
 }
 
 /// Installs the JS SDK (pinned by the lock file) on first use.

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use super::{
     AccountConfig, AiConfig, AiProviderKind, ConfigError, DEFAULT_GEMINI_BASE_URL,
-    DEFAULT_GEMINI_MODEL, INNGEST_VARS, LogFormat, S3Settings, Secret, SlaConfig, StoreUrl, err,
-    parse_duration,
+    DEFAULT_GEMINI_MODEL, LogFormat, S3Settings, Secret, SlaConfig, StoreUrl, err, parse_duration,
 };
 use crate::domain::user::{Email, Password};
 
@@ -182,7 +181,9 @@ pub(super) fn mail(env: &Env, data_dir: &Path) -> Result<crate::mail::MailSettin
 }
 
 pub(super) fn inngest_env(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
-    let inngest_env: BTreeMap<String, String> = INNGEST_VARS
+    // Exactly the variables the SDK reads: any of them set selects Inngest over the embedded
+    // executor.
+    let inngest_env: BTreeMap<String, String> = inngest_axum::settings::VARIABLES
         .iter()
         .filter_map(|name| env.get(name).map(|v| ((*name).to_owned(), v)))
         .collect();

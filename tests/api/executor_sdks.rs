@@ -1,6 +1,6 @@
 //! The executor driving real SDKs through one scenario: the official JS SDK (the oracle app in
-//! `tests/js-oracle`) over HTTP, syncing out of band and sending events to the executor's own
-//! API as it would with the Inngest dev server; and this crate's Rust SDK serving the same
+//! `crates/inngest-axum/tests/js-oracle`) over HTTP, syncing out of band and sending events to
+//! the executor's own API as it would with the Inngest dev server; and this crate's Rust SDK serving the same
 //! functions (`inngest_app`), mounted in-process as the application does.
 
 use std::sync::Arc;

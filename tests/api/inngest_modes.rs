@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use crate::support::binary;
 use crate::support::fake_inngest::FakeInngest;
+use crate::support::wait::wait_until;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -12,15 +13,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use ticketing::domain::user::Role;
 
+/// Waits up to 30 s for `probe` to give a value; the failure names `what` was awaited.
 async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(30), async || {
+        probe()
+            .await
+            .ok_or_else(|| format!("still waiting for {what}"))
+    })
+    .await
 }
 
 const FUNCTIONS: [&str; 7] = [

@@ -7,6 +7,14 @@ mod helpers;
 mod mongo_server;
 mod support;
 
+/// The functions the SDK's JS-SDK differential suite serves, and its harness (servers, the JS
+/// oracle), shared with that suite in the SDK crate; the harness names the functions `app`.
+#[path = "../../crates/inngest-axum/tests/conformance/app.rs"]
+mod inngest_app;
+#[path = "../../crates/inngest-axum/tests/conformance/harness.rs"]
+mod inngest_harness;
+use inngest_app as app;
+
 mod access;
 mod accounts;
 mod activity;
@@ -27,11 +35,7 @@ mod executor_sdks;
 mod executor_support;
 mod fuzz;
 mod hardening;
-mod inngest_app;
-mod inngest_conformance;
-mod inngest_harness;
 mod inngest_modes;
-mod inngest_serve;
 mod mail_delivery;
 mod mongo_peer;
 mod mongodb_service;

@@ -21,7 +21,8 @@ pub const DUMMY_EVENT_KEY: &str = "NO_EVENT_KEY_SET";
 /// Where the serve endpoint is mounted unless told otherwise.
 pub const DEFAULT_SERVE_PATH: &str = "/api/inngest";
 
-/// Every variable this module reads, for documentation and for [`InngestSettings::is_explicit`].
+/// Every variable this module reads, for documentation, for [`InngestSettings::is_explicit`],
+/// and for applications that gather them from their own configuration.
 pub const VARIABLES: &[&str] = &[
     "INNGEST_DEV",
     "INNGEST_BASE_URL",

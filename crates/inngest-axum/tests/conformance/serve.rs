@@ -8,24 +8,52 @@ use std::time::Duration;
 use axum::body::{Bytes, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use chrono::{TimeZone, Utc};
-use serde_json::{Value, json};
-use ticketing::inngest::protocol::hash_step_id as h;
-use ticketing::inngest::signature::SigningKey;
-use ticketing::inngest::{
+use inngest_axum::protocol::hash_step_id as h;
+use inngest_axum::signature::SigningKey;
+use inngest_axum::{
     Clock, Ctx, Event, EventClient, FnError, Function, InngestSettings, SendError, ServeHandler,
     Step, SyncError, Trigger,
 };
+use serde_json::{Value, json};
 
-use super::inngest_app;
-use super::inngest_harness::{CallBody, EVENT_KEY, FALLBACK, KEY, sign};
+use super::app;
+use super::harness::{CallBody, EVENT_KEY, FALLBACK, KEY, sign};
 
 const GOLDEN_T: i64 = 1_795_356_375;
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!(
-        "../../crates/inngest-axum/src/testdata/inngest-test-vectors.json"
-    ))
-    .expect("vectors")
+    serde_json::from_str(include_str!("../../src/testdata/inngest-test-vectors.json"))
+        .expect("vectors")
+}
+
+/// The register entries of a function using every flow-control option (and its failure
+/// handler) are exactly the JS SDK's, from the reference transcript's in-band sync.
+#[test]
+fn configured_function_matches_the_js_register_entries() {
+    let exchange = vectors()["golden_signed_exchanges"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["label"] == "PUT in-band sync")
+        .cloned()
+        .expect("in-band exchange");
+    let body: Value =
+        serde_json::from_str(exchange["response_body"].as_str().expect("body")).expect("json");
+    let theirs: Vec<&Value> = body["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .filter(|f| {
+            f["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("my-app-configured"))
+        })
+        .collect();
+    let url = url::Url::parse("http://127.0.0.1:3939/api/inngest").expect("url");
+    let ours = app::configured().configs(app::APP_ID, &url);
+    assert_eq!(ours.len(), 2);
+    assert_eq!(&ours[0], theirs[0]);
+    assert_eq!(&ours[1], theirs[1]);
 }
 
 fn golden_clock() -> Clock {
@@ -39,7 +67,7 @@ fn cloud_settings() -> InngestSettings {
 }
 
 fn handler(settings: InngestSettings) -> ServeHandler {
-    ServeHandler::new(inngest_app::APP_ID, settings, inngest_app::functions())
+    ServeHandler::new(app::APP_ID, settings, app::functions())
 }
 
 struct Out {
@@ -208,7 +236,7 @@ async fn golden_requests_are_rejected_outside_their_window() {
 
 #[tokio::test]
 async fn cloud_mode_without_a_signing_key_answers_500_everywhere() {
-    let h = handler(InngestSettings::dev().with_mode(ticketing::inngest::Mode::Cloud));
+    let h = handler(InngestSettings::dev().with_mode(inngest_axum::Mode::Cloud));
     for method in [Method::GET, Method::POST, Method::PUT] {
         let out = request(
             &h,
@@ -273,7 +301,7 @@ async fn malformed_calls_get_clear_errors() {
         "/api/inngest?fnId=my-app-steps",
         &[(
             "x-inngest-step-id",
-            &ticketing::inngest::protocol::hash_step_id("first step"),
+            &inngest_axum::protocol::hash_step_id("first step"),
         )],
         &body,
     )
@@ -607,8 +635,7 @@ async fn event_client_maps_permanent_failures_to_typed_errors() {
         assert_eq!(err, expected);
         assert_eq!(api.seen().len(), 1, "{status} is not retried");
     }
-    let no_key =
-        EventClient::new(&InngestSettings::dev().with_mode(ticketing::inngest::Mode::Cloud));
+    let no_key = EventClient::new(&InngestSettings::dev().with_mode(inngest_axum::Mode::Cloud));
     assert_eq!(
         no_key.send(&[Event::new("a/b", json!({}))]).await,
         Err(SendError::MissingEventKey)
@@ -727,7 +754,7 @@ async fn router_serves_the_route_path_only() {
     let addr = listener.local_addr().expect("addr");
     let router = h.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let client = super::inngest_harness::http();
+    let client = super::harness::http();
     let ok = client
         .get(format!("http://{addr}/hooks/inngest"))
         .send()
@@ -799,7 +826,7 @@ async fn streaming_sends_keep_alive_spaces_while_the_handler_runs() {
 async fn batches_reach_the_handler_as_events() {
     let f = Function::new("batch", "batch")
         .trigger(Trigger::event("app/item"))
-        .batch_events(ticketing::inngest::Batch {
+        .batch_events(inngest_axum::Batch {
             max_size: 10,
             timeout: Duration::from_secs(5),
             key: None,

@@ -8,8 +8,9 @@
 //! Run steps in parallel with [`Step::parallel`] (or `futures::join!`), never with a `try_join`
 //! combinator: those stop polling at the first interrupt, so a planned step might never run.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+mod options;
+mod state;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,143 +21,10 @@ use serde_json::{Map, Value, json};
 
 use super::client::EventClient;
 use super::error::{FnError, Interrupt, StepError};
-use super::protocol::{
-    ErrorBody, Event, Memoized, Opcode, OutgoingOp, Timing, Userland, hash_step_id, time_str,
-};
-
-/// Options of [`Step::wait_for_event`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct WaitForEvent {
-    /// Name of the event to wait for.
-    pub event: String,
-    /// How long to wait; the step resolves to `None` afterwards.
-    pub timeout: Duration,
-    /// CEL expression over `event` (the run's trigger) and `async` (the candidate).
-    pub if_exp: Option<String>,
-}
-
-impl WaitForEvent {
-    /// Waits up to `timeout` for the next event named `event`.
-    pub fn new(event: impl Into<String>, timeout: Duration) -> Self {
-        Self {
-            event: event.into(),
-            timeout,
-            if_exp: None,
-        }
-    }
-
-    /// Sets the `if` expression, e.g. `async.data.ticket_id == event.data.ticket_id`.
-    pub fn if_exp(mut self, expression: impl Into<String>) -> Self {
-        self.if_exp = Some(expression.into());
-        self
-    }
-
-    /// Matches a field between the trigger and the awaited event (JS `match`).
-    pub fn matching(self, field: &str) -> Self {
-        self.if_exp(format!("event.{field} == async.{field}"))
-    }
-}
-
-/// Options of [`Step::invoke`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invoke {
-    /// Id of the function as declared (without the app prefix).
-    pub function_id: String,
-    /// App that serves it; this app when `None`.
-    pub app_id: Option<String>,
-    /// Becomes `event.data` of the invoked run.
-    pub data: Value,
-    /// Give up waiting after this long (the server's default is one year).
-    pub timeout: Option<Duration>,
-}
-
-impl Invoke {
-    /// Invokes the function `function_id` of this app with `data` as its event data.
-    pub fn new(function_id: impl Into<String>, data: Value) -> Self {
-        Self {
-            function_id: function_id.into(),
-            app_id: None,
-            data,
-            timeout: None,
-        }
-    }
-
-    /// Stops waiting for the invoked run after `timeout`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Invokes a function of another app.
-    pub fn app(mut self, app_id: impl Into<String>) -> Self {
-        self.app_id = Some(app_id.into());
-        self
-    }
-}
-
-/// How the executor should treat the step that ran in this request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StepRetry {
-    /// The step succeeded (no `X-Inngest-No-Retry` header).
-    Succeeded,
-    Retry,
-    NoRetry,
-    RetryAfter(String),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct FoundStep {
-    pub op: OutgoingOp,
-    /// Run-type steps can be executed by the SDK; async ops are handled by Inngest.
-    pub runnable: bool,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct RanStep {
-    pub op: OutgoingOp,
-    pub retry: StepRetry,
-}
-
-/// Everything a step call needs to know about the current request, and what it produced.
-#[derive(Debug, Default)]
-pub(crate) struct StepState {
-    memo: Map<String, Value>,
-    seen: HashSet<String>,
-    next_index: HashMap<String, u32>,
-    target: Option<String>,
-    attempt: u32,
-    max_attempts: Option<u32>,
-    pub found: Vec<FoundStep>,
-    pub ran: Option<RanStep>,
-}
-
-impl StepState {
-    /// The final id for a user id: the id itself the first time, then `id:1`, `id:2`, … counted
-    /// over every step met in this request, memoized or not (JS `resolveStepIdCollision`).
-    fn resolve(&mut self, base: &str) -> (String, Option<u32>) {
-        let hashed = hash_step_id(base);
-        if !self.seen.contains(&hashed) && !self.next_index.contains_key(base) {
-            self.next_index.insert(base.to_owned(), 1);
-            self.seen.insert(hashed.clone());
-            return (hashed, None);
-        }
-        let start = self.next_index.get(base).copied().unwrap_or(1);
-        let mut i = start;
-        loop {
-            let candidate = hash_step_id(&format!("{base}:{i}"));
-            if !self.seen.contains(&candidate) {
-                self.next_index.insert(base.to_owned(), i + 1);
-                self.seen.insert(candidate.clone());
-                return (candidate, Some(i));
-            }
-            i += 1;
-        }
-    }
-
-    fn is_final_attempt(&self) -> bool {
-        self.max_attempts.is_some_and(|max| self.attempt + 1 >= max)
-    }
-}
+use super::protocol::{ErrorBody, Event, Memoized, Opcode, OutgoingOp, Timing, Userland, time_str};
+pub use options::{Invoke, WaitForEvent};
+use state::StepState;
+pub(crate) use state::{FoundStep, RanStep, StepRetry};
 
 struct StepInner {
     state: Mutex<StepState>,
@@ -562,6 +430,7 @@ pub fn memoized_error(name: &str, message: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::hash_step_id;
 
     fn step(memo: Value, target: Option<&str>) -> Step {
         let memo = memo.as_object().cloned().unwrap_or_default();

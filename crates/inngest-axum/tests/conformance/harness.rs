@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -19,11 +19,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use inngest_axum::signature::{self, SigningKey, canonical_json};
+use inngest_axum::{InngestSettings, ServeHandler};
 use serde_json::{Value, json};
-use ticketing::inngest::signature::{self, SigningKey, canonical_json};
-use ticketing::inngest::{InngestSettings, ServeHandler};
 
-use super::inngest_app;
+use super::app;
 
 pub const KEY: &str =
     "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
@@ -187,9 +187,8 @@ fn start_pair(mode: Mode) -> Pair {
             // The JS SDK syncs the URL the request reached; this SDK only a configured one
             // (see `out_of_band_sync_registers_the_configured_url_whatever_the_host`).
             let serve_url = format!("http://{addr}/api/inngest").parse().expect("url");
-            let handler =
-                ServeHandler::new(inngest_app::APP_ID, settings, inngest_app::functions())
-                    .with_serve_url(serve_url);
+            let handler = ServeHandler::new(app::APP_ID, settings, app::functions())
+                .with_serve_url(serve_url);
             tokio::spawn(async move { axum::serve(listener, handler.router()).await });
             tx.send((api_addr, addr)).expect("report addresses");
             std::future::pending::<()>().await;
@@ -212,7 +211,14 @@ pub fn oracle_dir() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
         .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-oracle");
+            // This file is compiled into the SDK crate's tests and, through `#[path]`, into the
+            // service's at the workspace root.
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let dir = ["tests/js-oracle", "crates/inngest-axum/tests/js-oracle"]
+                .into_iter()
+                .map(|d| manifest.join(d))
+                .find(|d| d.join("server.mjs").exists())
+                .expect("the JS oracle lives in the SDK crate's tests/js-oracle");
             if !dir.join("node_modules/inngest").exists() {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -474,7 +480,7 @@ pub fn assert_same_envelope(label: &str, rust: &Resp, js: &Resp, key: Option<&st
         );
     }
     if let Some(sig) = rust.header("x-inngest-sdk") {
-        assert_eq!(sig, ticketing::inngest::SDK_IDENT, "{label}: sdk ident");
+        assert_eq!(sig, inngest_axum::SDK_IDENT, "{label}: sdk ident");
     }
     if let (Some(key), Some(_)) = (key, js.header("x-inngest-signature")) {
         let key = SigningKey::new(key);

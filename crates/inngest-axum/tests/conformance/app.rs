@@ -1,15 +1,15 @@
 //! The functions served by both the Rust test app and the JS oracle (`tests/js-oracle/server.mjs`).
-//! Shared with the benchmark suite (`benches/suite.rs`).
+//! The service at the workspace root includes this file too, in its executor tests and benchmarks.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use ticketing::inngest::{
+use inngest_axum::{
     Batch, Cancel, Concurrency, ConcurrencyScope, Ctx, Debounce, Event, FnError, Function, Invoke,
     RateLimit, Step, Throttle, Timeouts, Trigger, WaitForEvent,
 };
+use serde_json::{Value, json};
 
 pub const APP_ID: &str = "my-app";
 
@@ -108,7 +108,8 @@ pub fn functions() -> Vec<Function> {
     ]
 }
 
-fn configured() -> Function {
+/// Every flow-control option at once.
+pub fn configured() -> Function {
     let user = || Some("event.data.user_id".to_owned());
     Function::new("configured", "Configured Fn")
         .trigger(Trigger::event_if("app/configured", "event.data.ok == true"))

@@ -2,11 +2,11 @@
 //! official JS SDK serving the same functions; status, the headers that matter and the
 //! opcodes must agree.
 
+use inngest_axum::protocol::hash_step_id as h;
+use inngest_axum::signature::SigningKey;
 use serde_json::{Value, json};
-use ticketing::inngest::protocol::hash_step_id as h;
-use ticketing::inngest::signature::SigningKey;
 
-use super::inngest_harness::{
+use super::harness::{
     CallBody, EVENT_KEY, FALLBACK, KEY, Mode, REJECT_PRIMARY, SENT_EVENT_ID, WRONG_KEY,
     assert_same_envelope, assert_same_json, assert_same_ops, both, call_both, now, pair, sign,
 };
@@ -279,7 +279,7 @@ async fn send_event() {
         .collect();
     let ours = sends
         .iter()
-        .find(|c| c.header("x-inngest-sdk") == Some(ticketing::inngest::SDK_IDENT))
+        .find(|c| c.header("x-inngest-sdk") == Some(inngest_axum::SDK_IDENT))
         .expect("rust sent the event");
     let theirs = sends
         .iter()
@@ -569,7 +569,7 @@ async fn out_of_band_sync() {
         for field in ["url", "functions", "appName", "deployType", "v", "deployId"] {
             assert_eq!(ob[field], tb[field], "{deploy}: register body {field}");
         }
-        assert_eq!(ob["sdk"], ticketing::inngest::SDK_IDENT);
+        assert_eq!(ob["sdk"], inngest_axum::SDK_IDENT);
     }
 }
 
@@ -630,8 +630,8 @@ async fn in_band_sync() {
 /// - A sync Inngest refuses, or cannot be reached for, answers 502 with a message naming no
 ///   upstream URL (JS: 500, and the upstream URL in the transport error).
 ///
-/// The last two are covered in `inngest_serve` and `hardening`, where each handler has a
-/// budget of its own.
+/// The last two are covered in `serve` (and the service's `hardening` tests), where each
+/// handler has a budget of its own.
 #[tokio::test]
 async fn out_of_band_sync_registers_the_configured_url_whatever_the_host() {
     let p = pair(Mode::Cloud);
