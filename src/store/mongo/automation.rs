@@ -6,8 +6,8 @@
 use super::tickets::{TicketDoc, triage_document};
 use super::transaction::TxResult;
 use super::{
-    ID_INDEX, Inner, MongoStore, bad_document, bson_i64, driver, duplicate_key_index,
-    from_opt_bson_date, now, to_bson_date,
+    ID_INDEX, Inner, MongoStore, all_documents, bad_document, bson_i64, driver,
+    duplicate_key_index, from_opt_bson_date, now, to_bson_date,
 };
 use crate::domain::ticket::{TicketStatus, TriageStatus};
 use crate::domain::user::Role;
@@ -17,7 +17,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use mongodb::ClientSession;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::ReturnDocument;
@@ -97,16 +97,13 @@ fn ticket_from(found: Option<Document>) -> StoreResult<Ticket> {
 impl Inner {
     /// Staff in id order, each with the tickets they hold open.
     pub(super) async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>> {
-        let staff: Vec<Document> = self
-            .users
-            .find(staff_filter())
-            .sort(doc! { "_id": 1 })
-            .projection(doc! { "password_hash": 0 })
-            .await
-            .map_err(driver)?
-            .try_collect()
-            .await
-            .map_err(driver)?;
+        let staff = all_documents(
+            self.users
+                .find(staff_filter())
+                .sort(doc! { "_id": 1 })
+                .projection(doc! { "password_hash": 0 }),
+        )
+        .await?;
         if staff.is_empty() {
             return Ok(Vec::new());
         }
@@ -118,14 +115,7 @@ impl Inner {
                     .map_err(|e| bad_document("user", e))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let groups: Vec<Document> = self
-            .tickets
-            .aggregate(load_pipeline(&ids))
-            .await
-            .map_err(driver)?
-            .try_collect()
-            .await
-            .map_err(driver)?;
+        let groups = all_documents(self.tickets.aggregate(load_pipeline(&ids))).await?;
         let loads = load_counts(&groups)?;
         staff.into_iter().map(|d| staff_load(d, &loads)).collect()
     }
@@ -369,15 +359,7 @@ impl AutomationStore for MongoStore {
                 .transact(|db, s| {
                     let id = id.clone();
                     async move {
-                        let Some(current) = db
-                            .tickets
-                            .find_one(doc! { "_id": &id })
-                            .session(&mut *s)
-                            .await?
-                        else {
-                            return Err(StoreError::NotFound.into());
-                        };
-                        let current = TicketDoc::decode(current)?;
+                        let current = db.ticket_in(s, &id).await?;
                         if current.escalated_at.is_some()
                             || matches!(
                                 current.status,
