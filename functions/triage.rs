@@ -82,11 +82,11 @@ pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<
         summary: t.summary,
         category: t.category,
         priority: t.priority,
-        sentiment: t.sentiment.as_str().to_owned(),
+        sentiment: t.sentiment,
         required_skills: t.required_skills.clone(),
         helpful_notes: t.helpful_notes,
         confidence: t.confidence,
-        source: outcome.source.as_str().to_owned(),
+        source: outcome.source,
     };
     let saved = deps
         .store

@@ -143,7 +143,7 @@ impl Inner {
 fn triage_updates(triage: &TriageUpdate, at: bson::DateTime) -> (Document, Document) {
     let set = doc! {
         "triage": triage_document(triage, at),
-        "triage_source": &triage.source,
+        "triage_source": triage.source.as_str(),
         "triage_status": triage.status.as_str(),
         "category": triage.category.as_str(),
         "updated_at": at,
@@ -486,6 +486,7 @@ impl MongoStore {
 mod tests {
     use super::*;
     use crate::domain::ticket::{Category, Priority};
+    use crate::domain::triage::{Sentiment, TriageSource};
 
     fn triage() -> TriageUpdate {
         TriageUpdate {
@@ -493,11 +494,11 @@ mod tests {
             summary: "$where: printer".into(),
             category: Category::Bug,
             priority: Priority::High,
-            sentiment: "angry".into(),
+            sentiment: Sentiment::Frustrated,
             required_skills: vec!["printers".into()],
             helpful_notes: "Check the **fuser**.".into(),
             confidence: 0.75,
-            source: "rules".into(),
+            source: TriageSource::Rules,
         }
     }
 

@@ -397,6 +397,7 @@ pub(super) mod tests_support {
 mod tests {
     use super::*;
     use crate::domain::ticket::{Category, Description, Priority, Title, TriageStatus};
+    use crate::domain::triage::{Sentiment, TriageSource};
     use crate::store::{AssigneeFilter, Count, TicketTriage, TriageUpdate, Visibility};
     use chrono::DateTime;
     use mongodb::bson;
@@ -483,11 +484,11 @@ mod tests {
             summary: "Printer burns".into(),
             category: Category::Bug,
             priority: Priority::High,
-            sentiment: "frustrated".into(),
+            sentiment: Sentiment::Frustrated,
             required_skills: vec!["hardware".into()],
             helpful_notes: String::new(),
             confidence: 0.5,
-            source: "gemini".into(),
+            source: TriageSource::Gemini,
         };
         let mut document = tests_support::stored_ticket("t1", 1);
         document.insert("triage", triage_document(&update, to_bson_date(now)));
