@@ -12,7 +12,6 @@ use crate::domain::triage::{Category, FIELDS, Priority, Sentiment};
 /// Name given to the schema where the API wants one (OpenAI `json_schema.name`).
 pub const SCHEMA_NAME: &str = "ticket_triage";
 
-
 pub fn triage_schema() -> Value {
     let names = |all: &[&'static str]| Value::from(all.to_vec());
     json!({

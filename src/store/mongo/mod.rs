@@ -18,6 +18,7 @@ mod accounts;
 mod activity;
 mod attachments;
 mod automation;
+mod loads;
 mod outbox;
 mod staff;
 mod tickets;
