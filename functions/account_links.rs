@@ -7,7 +7,7 @@
 //! after a failed send makes a new token; the unsent one's hash just expires.
 
 use super::notify::{Delivery, Recipient, send_once};
-use super::{Deps, data_id};
+use super::{Deps, data_id, retriable};
 use crate::domain::account_token::{RawToken, TokenPurpose};
 use crate::domain::events::{
     USER_PASSWORD_RESET_REQUESTED, USER_SIGNUP_ATTEMPTED, USER_VERIFICATION_REQUESTED,
@@ -80,10 +80,6 @@ pub(super) fn mail_key(ctx: &Ctx, mail: LinkMail) -> String {
         ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone()),
         mail.key_suffix()
     )
-}
-
-fn retriable(e: impl std::fmt::Display) -> FnError {
-    FnError::retriable(e.to_string())
 }
 
 /// Makes a token, keeps its hash, and mails the link, once per `key`.

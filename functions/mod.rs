@@ -64,3 +64,22 @@ pub(crate) fn data_id(
             ))
         })
 }
+
+/// A failure that may pass (the store or the mailer unavailable): the step is tried again.
+pub(crate) fn retriable(e: impl std::fmt::Display) -> crate::inngest::FnError {
+    crate::inngest::FnError::retriable(e.to_string())
+}
+
+/// The ticket a run is about. One that does not exist ends the run: retrying cannot make it.
+pub(crate) async fn ticket_of_run(
+    deps: &Deps,
+    ticket_id: &str,
+) -> Result<crate::store::Ticket, crate::inngest::FnError> {
+    deps.store
+        .get_ticket(ticket_id)
+        .await
+        .map_err(retriable)?
+        .ok_or_else(|| {
+            crate::inngest::FnError::non_retriable(format!("ticket {ticket_id} does not exist"))
+        })
+}

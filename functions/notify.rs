@@ -6,7 +6,7 @@
 //! who can see the ticket). Time passes between an event and its mail (retries, a backlog),
 //! and a demotion or a reassignment in that time must not leak what the event was about.
 
-use super::Deps;
+use super::{Deps, retriable};
 use crate::domain::access::{Disclosure, TicketOwnership, may_receive};
 use crate::inngest::FnError;
 use crate::mail::{Email, MailContent};
@@ -49,10 +49,6 @@ impl<'a> Recipient<'a> {
             about: Some((ticket_id, disclosure)),
         }
     }
-}
-
-fn retriable(e: impl std::fmt::Display) -> FnError {
-    FnError::retriable(e.to_string())
 }
 
 /// The person's address, if they may receive this mail now.

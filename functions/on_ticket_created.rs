@@ -2,13 +2,12 @@
 //! the SLA deadline -> escalate.
 
 use super::notify::{Delivery, Recipient, admins, send_once};
-use super::triage::triage_and_route;
-use super::{Deps, data_id};
+use super::triage::{Routed, triage_and_route};
+use super::{Deps, data_id, retriable, ticket_of_run};
 use crate::domain::access::Disclosure;
 use crate::domain::events::{TICKET_CREATED, TICKET_RESOLVED};
 use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger, WaitForEvent};
 use crate::mail::TicketInfo;
-use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -17,10 +16,6 @@ use std::time::Duration;
 pub const ID: &str = "on-ticket-created";
 /// Triage, routing and mail are each retried this often before the run fails.
 pub const RETRIES: u32 = 4;
-
-fn store_err(e: StoreError) -> FnError {
-    FnError::retriable(e.to_string())
-}
 
 pub fn function(deps: Arc<Deps>) -> Function {
     let failure_deps = deps.clone();
@@ -39,17 +34,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
 
     let (triaged, routed) = triage_and_route(&deps, &step, &ctx, &ticket_id, false).await?;
 
-    if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
-        step.run("notify-assignee", || {
-            let (deps, id, key) = (
-                deps.clone(),
-                ticket_id.clone(),
-                format!("{event_id}:assigned:{assignee}"),
-            );
-            async move { notify_assignee(&deps, &id, &assignee, &key).await }
-        })
-        .await?;
-    }
+    notify_routed(&deps, &step, &routed, &ticket_id, &event_id).await?;
 
     step.run("notify-creator", || {
         let (deps, id, key) = (
@@ -69,7 +54,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
                 let due = Utc::now()
                     + chrono::Duration::from_std(sla)
                         .map_err(|e| FnError::non_retriable(e.to_string()))?;
-                deps.store.set_sla_due(&id, due).await.map_err(store_err)?;
+                deps.store.set_sla_due(&id, due).await.map_err(retriable)?;
                 Ok(due)
             }
         })
@@ -93,7 +78,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError> {
     let escalated: bool = step
         .run("escalate", || {
             let (deps, id) = (deps.clone(), ticket_id.clone());
-            async move { Ok(deps.store.escalate(&id).await.map_err(store_err)?.is_some()) }
+            async move { Ok(deps.store.escalate(&id).await.map_err(retriable)?.is_some()) }
         })
         .await?;
     if escalated {
@@ -122,14 +107,6 @@ fn wait_timeout(due: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     Duration::from_secs(secs.max(1))
 }
 
-async fn load(deps: &Deps, ticket_id: &str) -> Result<crate::store::Ticket, FnError> {
-    deps.store
-        .get_ticket(ticket_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| FnError::non_retriable(format!("ticket {ticket_id} does not exist")))
-}
-
 fn info(t: &crate::store::Ticket) -> TicketInfo<'_> {
     let mut info = TicketInfo::new(&t.id, &t.title);
     info.priority = Some(t.priority);
@@ -139,13 +116,35 @@ fn info(t: &crate::store::Ticket) -> TicketInfo<'_> {
 }
 
 /// The "assigned to you" mail, with what triage found and why routing chose them.
-pub(super) async fn notify_assignee(
+/// Tells the person routing chose, once per event; an assignment a person made stays quiet.
+pub(super) async fn notify_routed(
+    deps: &Arc<Deps>,
+    step: &Step,
+    routed: &Routed,
+    ticket_id: &str,
+    event_id: &str,
+) -> Result<(), FnError> {
+    if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
+        step.run("notify-assignee", || {
+            let (deps, id, key) = (
+                deps.clone(),
+                ticket_id.to_owned(),
+                format!("{event_id}:assigned:{assignee}"),
+            );
+            async move { notify_assignee(&deps, &id, &assignee, &key).await }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn notify_assignee(
     deps: &Deps,
     ticket_id: &str,
     assignee: &str,
     key: &str,
 ) -> Result<Delivery, FnError> {
-    let ticket = load(deps, ticket_id).await?;
+    let ticket = ticket_of_run(deps, ticket_id).await?;
     let content = deps
         .templates
         .ticket_assigned(&info(&ticket), ticket.routing_reason.as_deref());
@@ -154,14 +153,14 @@ pub(super) async fn notify_assignee(
 }
 
 async fn notify_creator(deps: &Deps, ticket_id: &str, key: &str) -> Result<Delivery, FnError> {
-    let ticket = load(deps, ticket_id).await?;
+    let ticket = ticket_of_run(deps, ticket_id).await?;
     // The files attached by the time this is written: the web app uploads them right after
     // the ticket is created, while triage runs.
     let files = deps
         .store
         .list_attachments(&ticket.id, false)
         .await
-        .map_err(store_err)?;
+        .map_err(retriable)?;
     let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
     let content = deps.templates.ticket_received(&info(&ticket), &names);
     let to = Recipient::ticket(&ticket.created_by, ticket_id, Disclosure::Customer);
@@ -174,9 +173,9 @@ async fn notify_escalation(
     key: &str,
     due: DateTime<Utc>,
 ) -> Result<Vec<Delivery>, FnError> {
-    let ticket = load(deps, ticket_id).await?;
+    let ticket = ticket_of_run(deps, ticket_id).await?;
     let assignee = match &ticket.assigned_to {
-        Some(id) => deps.store.get_user(id).await.map_err(store_err)?,
+        Some(id) => deps.store.get_user(id).await.map_err(retriable)?,
         None => None,
     };
     let mut recipients: Vec<(String, String)> = admins(deps)

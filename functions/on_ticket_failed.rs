@@ -1,8 +1,8 @@
 //! The failure handler of `on-ticket-created`: when a run fails for good, the ticket is marked
 //! (never left `pending`) and the admins are told.
 
-use super::Deps;
 use super::notify::{Delivery, Recipient, admins, send_once};
+use super::{Deps, retriable};
 use crate::domain::access::Disclosure;
 use crate::inngest::{Ctx, FnError, Step};
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ pub async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError
             deps.store
                 .mark_triage_failed(&id, &format!("Automatic processing failed: {reason}"))
                 .await
-                .map_err(|e| FnError::retriable(e.to_string()))?;
+                .map_err(retriable)?;
             Ok(true)
         }
     })
@@ -42,12 +42,7 @@ pub async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError
                 format!("{event_id}:failed"),
             );
             async move {
-                let Some(ticket) = deps
-                    .store
-                    .get_ticket(&id)
-                    .await
-                    .map_err(|e| FnError::retriable(e.to_string()))?
-                else {
+                let Some(ticket) = deps.store.get_ticket(&id).await.map_err(retriable)? else {
                     return Ok(Vec::new());
                 };
                 let mut sent = Vec::new();

@@ -2,7 +2,7 @@
 //! replies. Nobody is told about their own action.
 
 use super::notify::{Delivery, Recipient, send_once};
-use super::{Deps, data_id};
+use super::{Deps, data_id, retriable};
 use crate::domain::access::Disclosure;
 use crate::domain::events::{TICKET_COMMENTED, TICKET_UPDATED};
 use crate::domain::user::display_name;
@@ -30,10 +30,6 @@ pub fn function(deps: Arc<Deps>) -> Function {
         })
 }
 
-fn err(e: impl std::fmt::Display) -> FnError {
-    FnError::retriable(e.to_string())
-}
-
 /// One mail this change calls for.
 struct Message {
     user_id: String,
@@ -57,7 +53,7 @@ async fn messages(deps: &Deps, ctx: &Ctx, ticket: &Ticket) -> Result<Vec<Message
             .store
             .list_comments(&ticket.id, true)
             .await
-            .map_err(err)?;
+            .map_err(retriable)?;
         let Some(at) = comments.iter().position(|c| c.id == comment_id) else {
             return Ok(out);
         };
@@ -68,7 +64,7 @@ async fn messages(deps: &Deps, ctx: &Ctx, ticket: &Ticket) -> Result<Vec<Message
             .store
             .get_user(author)
             .await
-            .map_err(err)?
+            .map_err(retriable)?
             .map_or_else(|| "someone".into(), |u| display_name(&u.name, &u.email));
         let reply = |staff: bool| {
             let names: Vec<&str> = files
@@ -156,7 +152,7 @@ async fn reply_files(
         .store
         .list_attachments(&ticket.id, true)
         .await
-        .map_err(err)?
+        .map_err(retriable)?
         .into_iter()
         .filter(|f| f.uploaded_by == reply.author_id)
         .filter(|f| since.is_none_or(|t| f.created_at > t) && f.created_at <= reply.created_at)
@@ -165,7 +161,7 @@ async fn reply_files(
 
 async fn notify(deps: &Deps, ctx: &Ctx) -> Result<Vec<Delivery>, FnError> {
     let ticket_id = data_id(&ctx.event, "ticket_id")?;
-    let Some(ticket) = deps.store.get_ticket(&ticket_id).await.map_err(err)? else {
+    let Some(ticket) = deps.store.get_ticket(&ticket_id).await.map_err(retriable)? else {
         return Ok(Vec::new());
     };
     let event_id = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.clone());

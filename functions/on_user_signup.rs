@@ -3,7 +3,7 @@
 
 use super::account_links::{LinkMail, mail_key, send_link};
 use super::notify::{Delivery, Recipient, send_once};
-use super::{Deps, data_id};
+use super::{Deps, data_id, retriable};
 use crate::domain::events::USER_SIGNUP;
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
 use std::sync::Arc;
@@ -26,11 +26,7 @@ pub fn function(deps: Arc<Deps>) -> Function {
                 // One step decides and sends, so a replay repeats the decision it saved.
                 let sent: Delivery = step
                     .run("send-welcome", || async move {
-                        let Some(user) = deps
-                            .store
-                            .get_user(&user_id)
-                            .await
-                            .map_err(|e| FnError::retriable(e.to_string()))?
+                        let Some(user) = deps.store.get_user(&user_id).await.map_err(retriable)?
                         else {
                             return Ok(Delivery::Undeliverable);
                         };

@@ -1,9 +1,9 @@
 //! `reroute-ticket`: a ticket lost its assignee, who is no longer staff, and goes back to
 //! routing with the skills triage found; whoever routing chooses is told.
 
-use super::on_ticket_created::notify_assignee;
+use super::on_ticket_created::notify_routed;
 use super::triage::{Routed, route};
-use super::{Deps, data_id};
+use super::{Deps, data_id, retriable};
 use crate::domain::events::TICKET_REROUTE;
 use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
 use serde_json::json;
@@ -28,12 +28,7 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<serde_json::Value,
         .run("route", || {
             let (deps, id) = (deps.clone(), ticket_id.clone());
             async move {
-                let Some(ticket) = deps
-                    .store
-                    .get_ticket(&id)
-                    .await
-                    .map_err(|e| FnError::retriable(e.to_string()))?
-                else {
+                let Some(ticket) = deps.store.get_ticket(&id).await.map_err(retriable)? else {
                     return Ok(Routed {
                         assignee: None,
                         by_routing: false,
@@ -44,16 +39,6 @@ async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<serde_json::Value,
             }
         })
         .await?;
-    if let Some(assignee) = routed.assignee.clone().filter(|_| routed.by_routing) {
-        step.run("notify-assignee", || {
-            let (deps, id, key) = (
-                deps.clone(),
-                ticket_id.clone(),
-                format!("{event_id}:assigned:{assignee}"),
-            );
-            async move { notify_assignee(&deps, &id, &assignee, &key).await }
-        })
-        .await?;
-    }
+    notify_routed(&deps, &step, &routed, &ticket_id, &event_id).await?;
     Ok(json!({ "ticket_id": ticket_id, "assignee": routed.assignee }))
 }

@@ -1,20 +1,16 @@
 //! The triage and routing steps, shared by ticket creation and re-triage.
 
-use super::Deps;
+use super::{Deps, retriable, ticket_of_run};
 use crate::ai::{OnRateLimit, TicketText, TriageDecision, triage_with_fallback};
 use crate::domain::ticket::TriageStatus;
 use crate::domain::user::Role;
 use crate::inngest::FnError;
 use crate::inngest::{Ctx, Step};
 use crate::routing::{Candidate, CandidateRole, choose_assignee};
-use crate::store::{StoreError, TriageUpdate};
+use crate::store::TriageUpdate;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn store_err(e: StoreError) -> FnError {
-    FnError::retriable(e.to_string())
-}
 
 /// What the triage step leaves in the run state.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -29,12 +25,7 @@ pub struct Triaged {
 /// asked) while attempts remain; on the last attempt, and on any other AI failure, the rules
 /// engine decides, so a ticket is never left untriaged.
 pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<Triaged, FnError> {
-    let ticket = deps
-        .store
-        .get_ticket(ticket_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| FnError::non_retriable(format!("ticket {ticket_id} does not exist")))?;
+    let ticket = ticket_of_run(deps, ticket_id).await?;
     let input = TicketText::new(ticket.title, ticket.description);
     let on_rate_limit = if last_attempt {
         OnRateLimit::Fallback
@@ -42,11 +33,7 @@ pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<
         OnRateLimit::Defer
     };
     let decision = {
-        let _permit = deps
-            .ai_permits
-            .acquire()
-            .await
-            .map_err(|e| FnError::retriable(e.to_string()))?;
+        let _permit = deps.ai_permits.acquire().await.map_err(retriable)?;
         let started = Instant::now();
         let decision =
             triage_with_fallback(deps.ai.as_ref(), &deps.rules, &input, on_rate_limit).await;
@@ -82,17 +69,17 @@ pub async fn triage(deps: &Deps, ticket_id: &str, last_attempt: bool) -> Result<
         summary: t.summary,
         category: t.category,
         priority: t.priority,
-        sentiment: t.sentiment.as_str().to_owned(),
+        sentiment: t.sentiment,
         required_skills: t.required_skills.clone(),
         helpful_notes: t.helpful_notes,
         confidence: t.confidence,
-        source: outcome.source.as_str().to_owned(),
+        source: outcome.source,
     };
     let saved = deps
         .store
         .save_triage(ticket_id, update)
         .await
-        .map_err(store_err)?;
+        .map_err(retriable)?;
     Ok(Triaged {
         status,
         source: outcome.source.as_str().to_owned(),
@@ -115,12 +102,7 @@ pub async fn route(
     skills: &[String],
     reroute: bool,
 ) -> Result<Routed, FnError> {
-    let ticket = deps
-        .store
-        .get_ticket(ticket_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| FnError::non_retriable(format!("ticket {ticket_id} does not exist")))?;
+    let ticket = ticket_of_run(deps, ticket_id).await?;
     if let Some(assignee) = ticket.assigned_to {
         return Ok(Routed {
             assignee: Some(assignee),
@@ -139,7 +121,7 @@ pub async fn route(
         .store
         .staff_loads()
         .await
-        .map_err(store_err)?
+        .map_err(retriable)?
         .into_iter()
         .map(|s| Candidate {
             id: s.id,
@@ -160,7 +142,7 @@ pub async fn route(
             .store
             .assign_if_unassigned(ticket_id, &assignee, &decision.reason)
             .await
-            .map_err(store_err)?
+            .map_err(retriable)?
         {
             Some(_) => Ok(Routed {
                 assignee: Some(assignee),
@@ -172,7 +154,7 @@ pub async fn route(
                     .store
                     .get_ticket(ticket_id)
                     .await
-                    .map_err(store_err)?
+                    .map_err(retriable)?
                     .and_then(|t| t.assigned_to);
                 if current.is_none() {
                     // Nobody did: the chosen person stopped being staff meanwhile.
@@ -190,7 +172,7 @@ pub async fn route(
             deps.store
                 .set_routing_reason(ticket_id, &decision.reason)
                 .await
-                .map_err(store_err)?;
+                .map_err(retriable)?;
             Ok(Routed {
                 assignee: None,
                 by_routing: true,

@@ -6,9 +6,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::provider::{self, Reply, WireFormat};
+use super::provider::{Connection, Reply, WireFormat};
 use super::retry::RetryPolicy;
-use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider};
+use super::{AiError, TicketText, TokenUsage};
 use super::{prompt, schema};
 use crate::domain::triage::TriageSource;
 
@@ -18,18 +18,16 @@ pub const MAX_OUTPUT_TOKENS: u32 = 2048;
 pub const MAX_OUTPUT_TOKENS_RETRY: u32 = 4096;
 
 pub struct GeminiProvider {
-    http: reqwest::Client,
+    conn: Connection,
     api_key: String,
-    model: String,
     base_url: String,
-    policy: RetryPolicy,
 }
 
 impl fmt::Debug for GeminiProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GeminiProvider")
             .field("api_key", &"***")
-            .field("model", &self.model)
+            .field("model", &self.conn.model)
             .field("base_url", &self.base_url)
             .finish()
     }
@@ -45,34 +43,43 @@ impl GeminiProvider {
         base_url: impl Into<String>,
     ) -> Self {
         let model: String = model.into();
+        let model = model.trim().trim_start_matches("models/").to_string();
         GeminiProvider {
-            http,
+            conn: Connection::new(http, model),
             api_key: api_key.into(),
-            model: model.trim().trim_start_matches("models/").to_string(),
             base_url: base_url.into().trim().trim_end_matches('/').to_string(),
-            policy: RetryPolicy::default(),
         }
     }
 
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+        self.conn.policy = policy;
         self
     }
 
     pub fn model(&self) -> &str {
-        &self.model
+        &self.conn.model
+    }
+}
+
+impl WireFormat for GeminiProvider {
+    const NAME: &'static str = "gemini";
+    const SOURCE: TriageSource = TriageSource::Gemini;
+
+    fn connection(&self) -> &Connection {
+        &self.conn
     }
 
-    fn endpoint(&self) -> Result<String, AiError> {
-        let valid = !self.model.is_empty()
+    fn url(&self) -> Result<String, AiError> {
+        let valid = !self.conn.model.is_empty()
             && self
+                .conn
                 .model
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
         if !valid {
             return Err(AiError::Config(format!(
                 "invalid Gemini model id {:?}",
-                self.model
+                self.conn.model
             )));
         }
         if self.api_key.trim().is_empty() {
@@ -80,19 +87,19 @@ impl GeminiProvider {
         }
         Ok(format!(
             "{}/v1beta/models/{}:generateContent",
-            self.base_url, self.model
+            self.base_url, self.conn.model
         ))
     }
 
     /// The request body. After a truncated answer, the retry gets a larger budget and the
     /// lowest thinking level.
-    pub fn request_body(&self, input: &TicketText, after_bad_output: bool) -> Value {
+    fn request_body(&self, input: &TicketText, after_bad_output: bool) -> Value {
         let mut generation = json!({
             "responseMimeType": "application/json",
             "responseJsonSchema": schema::triage_schema(),
             "maxOutputTokens": if after_bad_output { MAX_OUTPUT_TOKENS_RETRY } else { MAX_OUTPUT_TOKENS },
         });
-        if uses_thinking_level(&self.model) {
+        if uses_thinking_level(&self.conn.model) {
             generation["thinkingConfig"] =
                 json!({ "thinkingLevel": if after_bad_output { "MINIMAL" } else { "LOW" } });
         }
@@ -113,31 +120,6 @@ impl GeminiProvider {
             "safetySettings": safety,
         })
     }
-}
-
-impl WireFormat for GeminiProvider {
-    const NAME: &'static str = "gemini";
-    const SOURCE: TriageSource = TriageSource::Gemini;
-
-    fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
-
-    fn configured_model(&self) -> &str {
-        &self.model
-    }
-
-    fn url(&self) -> Result<String, AiError> {
-        self.endpoint()
-    }
-
-    fn body(&self, input: &TicketText, after_bad_output: bool) -> Value {
-        self.request_body(input, after_bad_output)
-    }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         request.header("x-goog-api-key", &self.api_key)
@@ -152,17 +134,6 @@ impl WireFormat for GeminiProvider {
             usage: parsed.usage_metadata.as_ref().map(UsageMetadata::to_usage),
             model: parsed.model_version,
         })
-    }
-}
-
-#[async_trait::async_trait]
-impl TriageProvider for GeminiProvider {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
-        provider::triage(self, input).await
     }
 }
 
@@ -310,21 +281,21 @@ mod tests {
     #[test]
     fn endpoint_and_model_validation() {
         assert_eq!(
-            provider("models/gemini-3.5-flash-lite").endpoint().unwrap(),
+            provider("models/gemini-3.5-flash-lite").url().unwrap(),
             "http://127.0.0.1:9/v1beta/models/gemini-3.5-flash-lite:generateContent"
         );
         assert!(matches!(
-            provider("../x?key=1").endpoint(),
+            provider("../x?key=1").url(),
             Err(AiError::Config(_))
         ));
-        assert!(matches!(provider("").endpoint(), Err(AiError::Config(_))));
+        assert!(matches!(provider("").url(), Err(AiError::Config(_))));
         let p = GeminiProvider::new(
             crate::ai::http_client().unwrap(),
             " ",
             "gemini-3.5-flash",
             "http://x",
         );
-        assert!(matches!(p.endpoint(), Err(AiError::Config(_))));
+        assert!(matches!(p.url(), Err(AiError::Config(_))));
     }
 
     #[test]

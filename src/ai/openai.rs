@@ -6,9 +6,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::provider::{self, Reply, WireFormat};
+use super::provider::{Connection, Reply, WireFormat};
 use super::retry::RetryPolicy;
-use super::{AiError, TicketText, TokenUsage, TriageOutcome, TriageProvider};
+use super::{AiError, TicketText, TokenUsage};
 use super::{prompt, schema};
 use crate::domain::triage::TriageSource;
 
@@ -18,11 +18,9 @@ pub const MAX_TOKENS: u32 = 2048;
 pub const MAX_TOKENS_RETRY: u32 = 4096;
 
 pub struct OpenAiProvider {
-    http: reqwest::Client,
+    conn: Connection,
     base_url: String,
     api_key: Option<String>,
-    model: String,
-    policy: RetryPolicy,
 }
 
 impl fmt::Debug for OpenAiProvider {
@@ -30,7 +28,7 @@ impl fmt::Debug for OpenAiProvider {
         f.debug_struct("OpenAiProvider")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
-            .field("model", &self.model)
+            .field("model", &self.conn.model)
             .finish()
     }
 }
@@ -46,21 +44,28 @@ impl OpenAiProvider {
         model: impl Into<String>,
     ) -> Self {
         OpenAiProvider {
-            http,
+            conn: Connection::new(http, model.into().trim().to_string()),
             base_url: base_url.into().trim().trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.trim().is_empty()),
-            model: model.into().trim().to_string(),
-            policy: RetryPolicy::default(),
         }
     }
 
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+        self.conn.policy = policy;
         self
     }
+}
 
-    fn endpoint(&self) -> Result<String, AiError> {
-        if self.model.is_empty() {
+impl WireFormat for OpenAiProvider {
+    const NAME: &'static str = "openai";
+    const SOURCE: TriageSource = TriageSource::OpenAi;
+
+    fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn url(&self) -> Result<String, AiError> {
+        if self.conn.model.is_empty() {
             return Err(AiError::Config("AI_MODEL is not set".into()));
         }
         let parsed = url::Url::parse(&self.base_url).map_err(|e| {
@@ -79,9 +84,9 @@ impl OpenAiProvider {
         }
     }
 
-    pub fn request_body(&self, input: &TicketText, after_bad_output: bool) -> Value {
+    fn request_body(&self, input: &TicketText, after_bad_output: bool) -> Value {
         json!({
-            "model": self.model,
+            "model": self.conn.model,
             "messages": [
                 { "role": "system", "content": prompt::system_prompt() },
                 { "role": "user", "content": prompt::user_message(input) },
@@ -96,31 +101,6 @@ impl OpenAiProvider {
             },
             "max_tokens": if after_bad_output { MAX_TOKENS_RETRY } else { MAX_TOKENS },
         })
-    }
-}
-
-impl WireFormat for OpenAiProvider {
-    const NAME: &'static str = "openai";
-    const SOURCE: TriageSource = TriageSource::OpenAi;
-
-    fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
-
-    fn configured_model(&self) -> &str {
-        &self.model
-    }
-
-    fn url(&self) -> Result<String, AiError> {
-        self.endpoint()
-    }
-
-    fn body(&self, input: &TicketText, after_bad_output: bool) -> Value {
-        self.request_body(input, after_bad_output)
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -139,17 +119,6 @@ impl WireFormat for OpenAiProvider {
             usage: parsed.usage.as_ref().map(Usage::to_usage),
             model: parsed.model,
         })
-    }
-}
-
-#[async_trait::async_trait]
-impl TriageProvider for OpenAiProvider {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    async fn triage(&self, input: &TicketText) -> Result<TriageOutcome, AiError> {
-        provider::triage(self, input).await
     }
 }
 
@@ -260,25 +229,20 @@ mod tests {
     #[test]
     fn endpoint_building() {
         assert_eq!(
-            provider("http://localhost:11434/v1/").endpoint().unwrap(),
+            provider("http://localhost:11434/v1/").url().unwrap(),
             "http://localhost:11434/v1/chat/completions"
         );
         assert_eq!(
-            provider("https://x/v1/chat/completions")
-                .endpoint()
-                .unwrap(),
+            provider("https://x/v1/chat/completions").url().unwrap(),
             "https://x/v1/chat/completions"
         );
         assert!(matches!(
-            provider("not a url").endpoint(),
+            provider("not a url").url(),
             Err(AiError::Config(_))
         ));
-        assert!(matches!(
-            provider("ftp://x").endpoint(),
-            Err(AiError::Config(_))
-        ));
+        assert!(matches!(provider("ftp://x").url(), Err(AiError::Config(_))));
         let p = OpenAiProvider::new(crate::ai::http_client().unwrap(), "http://x", None, " ");
-        assert!(matches!(p.endpoint(), Err(AiError::Config(_))));
+        assert!(matches!(p.url(), Err(AiError::Config(_))));
     }
 
     #[test]

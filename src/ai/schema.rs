@@ -7,22 +7,10 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::triage::{Category, Priority, Sentiment};
+use crate::domain::triage::{Category, FIELDS, Priority, Sentiment};
 
 /// Name given to the schema where the API wants one (OpenAI `json_schema.name`).
 pub const SCHEMA_NAME: &str = "ticket_triage";
-
-/// Property order; models tend to generate required properties in this order, so the summary
-/// and classification come before the long notes.
-pub const FIELDS: [&str; 7] = [
-    "summary",
-    "category",
-    "priority",
-    "sentiment",
-    "required_skills",
-    "helpful_notes",
-    "confidence",
-];
 
 pub fn triage_schema() -> Value {
     let names = |all: &[&'static str]| Value::from(all.to_vec());

@@ -211,6 +211,18 @@ macro_rules! display_as_str {
 }
 display_as_str!(Category, Priority, Sentiment, TriageSource);
 
+/// The fields of a triage answer, in the order asked of models: they tend to write required
+/// properties in this order, so the summary and classification come before the long notes.
+pub const FIELDS: [&str; 7] = [
+    "summary",
+    "category",
+    "priority",
+    "sentiment",
+    "required_skills",
+    "helpful_notes",
+    "confidence",
+];
+
 /// A validated triage of one ticket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Triage {
@@ -566,15 +578,7 @@ mod tests {
 
     #[test]
     fn missing_and_wrong_types() {
-        for key in [
-            "summary",
-            "category",
-            "priority",
-            "sentiment",
-            "required_skills",
-            "helpful_notes",
-            "confidence",
-        ] {
+        for key in FIELDS {
             let mut v = valid();
             v.as_object_mut().unwrap().remove(key);
             assert_eq!(

@@ -55,6 +55,24 @@ const VERIFICATION_MAIL_SENT: &str = "If this address has an account waiting for
 const PASSWORD_RESET: &str = "Your password was changed and every session was signed out. \
     Sign in with the new password.";
 
+/// Queues the event that has a link mailed to the account at `body`'s address, if there is one
+/// (and, with `unverified_only`, only if it still needs confirming); the caller answers the
+/// same either way.
+async fn request_link(
+    state: &AppState,
+    body: &EmailBody,
+    unverified_only: bool,
+    event: fn(&str) -> NewEvent,
+) -> ApiResult<()> {
+    let email = Email::parse(&body.email)?;
+    state
+        .store
+        .queue_user_event(email.as_str(), unverified_only, event)
+        .await?;
+    state.notify_outbox();
+    Ok(())
+}
+
 /// Unknown, used and expired links all get this one answer.
 fn invalid_link() -> AppError {
     AppError::bad_request(
@@ -70,12 +88,7 @@ pub async fn forgot_password(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> ApiResult<(StatusCode, Json<MessageResponse>)> {
-    let email = Email::parse(&body.email)?;
-    state
-        .store
-        .queue_user_event(email.as_str(), false, NewEvent::password_reset_requested)
-        .await?;
-    state.notify_outbox();
+    request_link(&state, &body, false, NewEvent::password_reset_requested).await?;
     Ok(MessageResponse::accepted(RESET_MAIL_SENT))
 }
 
@@ -176,11 +189,6 @@ pub async fn resend_verification(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> ApiResult<(StatusCode, Json<MessageResponse>)> {
-    let email = Email::parse(&body.email)?;
-    state
-        .store
-        .queue_user_event(email.as_str(), true, NewEvent::verification_requested)
-        .await?;
-    state.notify_outbox();
+    request_link(&state, &body, true, NewEvent::verification_requested).await?;
     Ok(MessageResponse::accepted(VERIFICATION_MAIL_SENT))
 }

@@ -160,7 +160,7 @@ pub(crate) fn triage_activity(triage: &TriageUpdate, after: &Ticket) -> NewActiv
     NewActivity::new(
         None,
         Activity::Triaged {
-            source: Some(triage.source.clone()),
+            source: Some(triage.source.as_str().to_owned()),
             status: triage.status,
             category: Some(triage.category),
             priority: Some(after.priority),

@@ -2,6 +2,7 @@
 
 use crate::domain::account_token::{TokenHash, TokenPurpose};
 use crate::domain::ticket::{Category, Description, Priority, TicketStatus, Title, TriageStatus};
+use crate::domain::triage::{Sentiment, TriageSource};
 use crate::domain::user::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -353,11 +354,11 @@ pub struct TriageUpdate {
     pub summary: String,
     pub category: Category,
     pub priority: Priority,
-    pub sentiment: String,
+    pub sentiment: Sentiment,
     pub required_skills: Vec<String>,
     pub helpful_notes: String,
     pub confidence: f64,
-    pub source: String,
+    pub source: TriageSource,
 }
 
 /// A staff member as routing sees them.

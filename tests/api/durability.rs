@@ -1,43 +1,13 @@
 //! Data survives restarts of the real binary; concurrent clients lose nothing.
 
 use crate::helpers::*;
-use crate::support::binary::KillOnDrop;
-use crate::support::{free_port, wait_until};
+use crate::support::binary::{self, Binary};
+use crate::support::free_port;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-struct Server {
-    _child: KillOnDrop,
-    base: String,
-}
-
-async fn start_binary(data_dir: &std::path::Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", data_dir)
-        .env("PORT", port.to_string())
-        .env("AUTH_RATE_LIMIT_PER_MIN", "100000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let server = Server {
-        _child: KillOnDrop(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(30), async || {
-        match client.get(format!("{}/readyz", server.base)).send().await {
-            Ok(r) if r.status() == StatusCode::OK => Ok(()),
-            _ => Err("server did not become ready"),
-        }
-    })
-    .await;
-    server
+async fn start_binary(data_dir: &std::path::Path, port: u16) -> Binary {
+    Binary::start(&binary::env(data_dir, port)).await
 }
 
 #[tokio::test]
@@ -123,8 +93,10 @@ async fn concurrent_ticket_creation_loses_nothing() {
 #[tokio::test]
 async fn cli_creates_accounts_and_config_errors_name_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args([
+    let mut env = binary::env(dir.path(), free_port());
+    let out = binary::run(
+        &env,
+        &[
             "user",
             "create",
             "--email",
@@ -135,18 +107,17 @@ async fn cli_creates_accounts_and_config_errors_name_the_variable() {
             "moderator",
             "--skills",
             "SQL, React",
-        ])
-        .env("DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created moderator mod@example.com"));
-    let again = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args([
+    let again = binary::run(
+        &env,
+        &[
             "user",
             "create",
             "--email",
@@ -155,18 +126,13 @@ async fn cli_creates_accounts_and_config_errors_name_the_variable() {
             "password123",
             "--role",
             "moderator",
-        ])
-        .env("DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .env("PORT", "eighty")
-        .env("DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+    env.insert("PORT".into(), "eighty".into());
+    let bad = binary::run(&env, &[]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

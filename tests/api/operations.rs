@@ -1,7 +1,7 @@
 //! Operating the service: graceful stop, metrics, JSON logs, and the Vercel entry.
 
 use crate::helpers::*;
-use crate::support::binary::KillOnDrop;
+use crate::support::binary::{self, KillOnDrop};
 use crate::support::fake_gemini::{FAKE_GEMINI_KEY, FAKE_GEMINI_MODEL, FakeGemini, GeminiReply};
 use crate::support::{free_port, wait_until};
 use reqwest::StatusCode;
@@ -10,17 +10,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `bin` with the test support's environment (a data directory, a JWT secret, no rate limit)
+/// and `envs` over it; the port is whatever `envs` says.
 fn command(bin: &str, data_dir: &std::path::Path, envs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", data_dir)
-        .env("JWT_SECRET", "operations-test-secret-0123456789abcdef")
-        .env("AUTH_RATE_LIMIT_PER_MIN", "100000");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
+    let mut env = binary::env(data_dir, 0);
+    env.remove("PORT");
+    env.extend(envs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    binary::command_of(bin, &env)
 }
 
 async fn wait_ready(base: &str) {

@@ -13,6 +13,7 @@ use ticketing::domain::new_id;
 use ticketing::domain::ticket::{
     Category, Description, Priority, TicketStatus, Title, TriageStatus,
 };
+use ticketing::domain::triage::{Sentiment, TriageSource};
 use ticketing::domain::user::Role;
 use ticketing::store::mongo::MongoStore;
 use ticketing::store::sqlite::SqliteStore;
@@ -271,17 +272,17 @@ fn assign_to(user: &User) -> TicketChange {
     }
 }
 
-fn triage(status: TriageStatus, priority: Priority, source: &str) -> TriageUpdate {
+fn triage(status: TriageStatus, priority: Priority, source: TriageSource) -> TriageUpdate {
     TriageUpdate {
         status,
         summary: format!("Summary by {source}"),
         category: Category::Bug,
         priority,
-        sentiment: "frustrated".into(),
+        sentiment: Sentiment::Frustrated,
         required_skills: vec!["printers".into(), "sql".into()],
         helpful_notes: "Ask for the **model**.".into(),
         confidence: 0.8,
-        source: source.into(),
+        source,
     }
 }
 
@@ -1780,7 +1781,7 @@ async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Stor
     store
         .save_triage(
             &by_rules.id,
-            triage(TriageStatus::Done, Priority::High, "rules"),
+            triage(TriageStatus::Done, Priority::High, TriageSource::Rules),
         )
         .await
         .unwrap();
@@ -1788,7 +1789,7 @@ async fn stats_cover_triage_response_times_breaches_and_load(store: Arc<dyn Stor
     store
         .save_triage(
             &by_gemini.id,
-            triage(TriageStatus::Fallback, Priority::Low, "gemini"),
+            triage(TriageStatus::Fallback, Priority::Low, TriageSource::Gemini),
         )
         .await
         .unwrap();
@@ -1956,7 +1957,7 @@ async fn triage_is_saved_whole_and_keeps_a_locked_priority(store: Arc<dyn Store>
     let triaged = store
         .save_triage(
             &ticket.id,
-            triage(TriageStatus::Done, Priority::High, "gemini"),
+            triage(TriageStatus::Done, Priority::High, TriageSource::Gemini),
         )
         .await
         .unwrap();
@@ -1999,7 +2000,7 @@ async fn triage_is_saved_whole_and_keeps_a_locked_priority(store: Arc<dyn Store>
         },
     )
     .await;
-    let mut again = triage(TriageStatus::Fallback, Priority::High, "rules");
+    let mut again = triage(TriageStatus::Fallback, Priority::High, TriageSource::Rules);
     again.category = Category::Billing;
     again.helpful_notes = String::new();
     let retriaged = store.save_triage(&ticket.id, again).await.unwrap();
@@ -2016,7 +2017,7 @@ async fn triage_is_saved_whole_and_keeps_a_locked_priority(store: Arc<dyn Store>
     let err = store
         .save_triage(
             &new_id(),
-            triage(TriageStatus::Done, Priority::Low, "rules"),
+            triage(TriageStatus::Done, Priority::Low, TriageSource::Rules),
         )
         .await
         .unwrap_err();
@@ -2059,7 +2060,7 @@ async fn failed_triage_marks_only_pending_tickets(store: Arc<dyn Store>) {
     let done = store
         .save_triage(
             &done.id,
-            triage(TriageStatus::Done, Priority::High, "rules"),
+            triage(TriageStatus::Done, Priority::High, TriageSource::Rules),
         )
         .await
         .unwrap();
@@ -2576,7 +2577,7 @@ async fn every_change_is_logged_with_its_actor_in_order(store: Arc<dyn Store>) {
     store
         .save_triage(
             &ticket.id,
-            triage(TriageStatus::Done, Priority::Low, "gemini"),
+            triage(TriageStatus::Done, Priority::Low, TriageSource::Gemini),
         )
         .await
         .unwrap();
@@ -2797,7 +2798,7 @@ async fn failed_and_repeated_writes_log_nothing(store: Arc<dyn Store>) {
     store
         .save_triage(
             &ticket.id,
-            triage(TriageStatus::Done, Priority::Low, "rules"),
+            triage(TriageStatus::Done, Priority::Low, TriageSource::Rules),
         )
         .await
         .unwrap();

@@ -14,53 +14,15 @@ Each patch below restores one behaviour of a real server that the Rust driver or
 on. They are applied at import time to mongoeco's classes; no installed file is edited.
 """
 
-import fcntl
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = HERE / "requirements.txt"
+sys.path.insert(0, str(HERE.parent / "api" / "support"))
+import python_peer  # noqa: E402  (the shared virtualenv setup, found through the line above)
+
 REPLICA_SET = "rs0"
-
-
-# ---------------------------------------------------------------------------------------------
-# The virtualenv (standard library only: this part runs under the bare interpreter)
-
-
-def ensure_venv(venv: Path) -> Path:
-    """Creates `venv` with the pinned packages unless it already has exactly them."""
-    python = venv / "bin" / "python"
-    marker = venv / "installed-requirements.txt"
-    wanted = REQUIREMENTS.read_text()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    # Two test processes may start at once (unit and integration tests, or two `cargo test`s):
-    # the first installs, the other waits for it.
-    with open(venv.parent / (venv.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if python.exists() and marker.exists() and marker.read_text() == wanted:
-            return python
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=sys.stderr)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-                str(REQUIREMENTS),
-            ],
-            check=True,
-            stdout=sys.stderr,
-        )
-        marker.write_text(wanted)
-    return python
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,15 +199,5 @@ def serve() -> None:
     asyncio.run(main())
 
 
-def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: peer.py VENV_DIR")
-    venv = Path(sys.argv[1]).resolve()
-    if Path(sys.prefix).resolve() != venv:
-        python = ensure_venv(venv)
-        os.execv(python, [str(python), str(Path(__file__).resolve()), str(venv)])
-    serve()
-
-
 if __name__ == "__main__":
-    main()
+    python_peer.main(__file__, serve)

@@ -9,46 +9,12 @@ It serves until its standard input reaches end of file, which happens when the p
 started it exits, however it exits: the peer never outlives the tests.
 """
 
-import fcntl
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = HERE / "requirements.txt"
-
-
-def ensure_venv(venv: Path) -> Path:
-    """Creates `venv` with the pinned packages unless it already has exactly them."""
-    python = venv / "bin" / "python"
-    marker = venv / "installed-requirements.txt"
-    wanted = REQUIREMENTS.read_text()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / (venv.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if python.exists() and marker.exists() and marker.read_text() == wanted:
-            return python
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=sys.stderr)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-                str(REQUIREMENTS),
-            ],
-            check=True,
-            stdout=sys.stderr,
-        )
-        marker.write_text(wanted)
-    return python
+sys.path.insert(0, str(HERE.parent / "api" / "support"))
+import python_peer  # noqa: E402  (the shared virtualenv setup, found through the line above)
 
 
 def serve() -> None:
@@ -62,13 +28,5 @@ def serve() -> None:
     server.stop()
 
 
-def main() -> None:
-    venv = Path(sys.argv[1]).resolve()
-    if Path(sys.prefix).resolve() != venv:
-        python = ensure_venv(venv)
-        os.execv(str(python), [str(python), __file__, str(venv)])
-    serve()
-
-
 if __name__ == "__main__":
-    main()
+    python_peer.main(__file__, serve)

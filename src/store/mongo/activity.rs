@@ -1,10 +1,9 @@
 //! The activity log: documents appended inside the transaction of the change they record.
 
 use super::transaction::TxResult;
-use super::{Inner, MongoStore, bad_document, driver, from_bson_date, to_bson_date};
+use super::{Inner, MongoStore, bad_document, from_bson_date, ticket_records, to_bson_date};
 use crate::store::{Activity, ActivityEntry, NewActivity, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use mongodb::ClientSession;
 use mongodb::bson::{self, Document, doc};
 use serde::Deserialize;
@@ -76,16 +75,7 @@ impl MongoStore {
     pub(super) async fn activity_of(&self, ticket_id: &str) -> StoreResult<Vec<ActivityEntry>> {
         let ticket_id = ticket_id.to_owned();
         self.run(move |inner| async move {
-            let documents: Vec<Document> = inner
-                .activity
-                .find(doc! { "ticket_id": ticket_id })
-                .sort(doc! { "_id": 1 })
-                .await
-                .map_err(driver)?
-                .try_collect()
-                .await
-                .map_err(driver)?;
-            documents.into_iter().map(decode).collect()
+            ticket_records(&inner.activity, doc! { "ticket_id": ticket_id }, decode).await
         })
         .await
     }

@@ -4,13 +4,13 @@
 use super::transaction::TxError;
 use super::{
     Inner, MongoStore, bad_document, driver, duplicate_key_index, from_bson_date, index, now,
-    to_bson_date,
+    ticket_records, to_bson_date, visible_on_ticket,
 };
 use crate::store::{
     AttachOutcome, Attachment, AttachmentStore, Detached, NewAttachment, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, doc};
 use serde::Deserialize;
@@ -169,21 +169,9 @@ impl AttachmentStore for MongoStore {
         ticket_id: &str,
         include_internal: bool,
     ) -> StoreResult<Vec<Attachment>> {
-        let mut filter = doc! { "ticket_id": ticket_id };
-        if !include_internal {
-            filter.insert("internal", false);
-        }
+        let filter = visible_on_ticket(ticket_id, include_internal);
         self.run(move |inner| async move {
-            let documents: Vec<Document> = inner
-                .attachments()
-                .find(filter)
-                .sort(doc! { "_id": 1 })
-                .await
-                .map_err(driver)?
-                .try_collect()
-                .await
-                .map_err(driver)?;
-            documents.into_iter().map(AttachmentDoc::decode).collect()
+            ticket_records(&inner.attachments(), filter, AttachmentDoc::decode).await
         })
         .await
     }

@@ -18,6 +18,7 @@ mod accounts;
 mod activity;
 mod attachments;
 mod automation;
+mod loads;
 mod outbox;
 mod staff;
 mod tickets;
@@ -313,6 +314,43 @@ fn driver(e: mongodb::error::Error) -> StoreError {
         | ErrorKind::Shutdown => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.into()),
     }
+}
+
+/// Reads every document a query (`find` or `aggregate`) returns.
+async fn all_documents<Q>(query: Q) -> StoreResult<Vec<Document>>
+where
+    Q: std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
+{
+    use futures::TryStreamExt;
+    query
+        .await
+        .map_err(driver)?
+        .try_collect()
+        .await
+        .map_err(driver)
+}
+
+/// What a ticket holds in a collection of its own (comments, attachments, activity), in the
+/// order it was added: ids are UUID v7.
+async fn ticket_records<T>(
+    collection: &Collection<Document>,
+    filter: Document,
+    decode: impl Fn(Document) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    all_documents(collection.find(filter).sort(doc! { "_id": 1 }))
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
+/// The filter for a ticket's comments or attachments; the internal ones only for staff.
+fn visible_on_ticket(ticket_id: &str, include_internal: bool) -> Document {
+    let mut filter = doc! { "ticket_id": ticket_id };
+    if !include_internal {
+        filter.insert("internal", false);
+    }
+    filter
 }
 
 fn unreachable(e: mongodb::error::Error) -> StoreError {

@@ -7,14 +7,13 @@
 
 use super::transaction::{TxError, TxResult};
 use super::{
-    ID_INDEX, Inner, MongoStore, bad_document, bson_i64, driver, duplicate_key_index,
-    from_bson_date, from_opt_bson_date, now, to_bson_date,
+    ID_INDEX, Inner, MongoStore, all_documents, bad_document, bson_i64, driver,
+    duplicate_key_index, from_bson_date, from_opt_bson_date, now, to_bson_date,
 };
 use crate::domain::events::NewEvent;
 use crate::store::{OutboxEvent, OutboxStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use mongodb::ClientSession;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::ReturnDocument;
@@ -111,16 +110,12 @@ impl Inner {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let documents: Vec<Document> = self
+        let query = self
             .outbox
             .find(filter)
             .sort(doc! { "seq": 1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
-            .map_err(driver)?
-            .try_collect()
-            .await
-            .map_err(driver)?;
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let documents = all_documents(query).await?;
         documents.into_iter().map(OutboxDoc::decode).collect()
     }
 }

@@ -1,7 +1,7 @@
+use super::loads::open_statuses;
 use super::users::{UserDoc, without_hash};
 use super::{MongoStore, now, to_bson_date};
 use crate::domain::events::NewEvent;
-use crate::domain::ticket::TicketStatus;
 use crate::domain::user::Role;
 use crate::store::{
     Activity, NewActivity, RELEASED_REASON, StaffStore, StoreError, StoreResult, User,
@@ -22,10 +22,7 @@ impl StaffStore for MongoStore {
         self.run(move |inner| async move {
             let now = now();
             let at = to_bson_date(now);
-            let open: Vec<&str> = [TicketStatus::Open, TicketStatus::InProgress]
-                .iter()
-                .map(|s| s.as_str())
-                .collect();
+            let open = open_statuses();
             let (user, released) = inner
                 .transact(|db, s| {
                     let (id, actor, open) = (id.clone(), actor.clone(), open.clone());

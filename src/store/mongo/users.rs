@@ -1,7 +1,7 @@
 use super::transaction::TxError;
 use super::{
-    ID_INDEX, MongoStore, bad_document, driver, duplicate_key_index, fetch_limit, from_bson_date,
-    now, to_bson_date,
+    ID_INDEX, MongoStore, all_documents, bad_document, driver, duplicate_key_index, fetch_limit,
+    from_bson_date, now, to_bson_date,
 };
 use crate::domain::events::NewEvent;
 use crate::domain::user::Role;
@@ -9,7 +9,7 @@ use crate::store::{
     Credentials, NewUser, Page, StoreError, StoreResult, User, UserPatch, UserQuery, UserStore,
 };
 use async_trait::async_trait;
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use serde::Deserialize;
 
@@ -194,17 +194,15 @@ impl UserStore for MongoStore {
     async fn list_users(&self, query: &UserQuery) -> StoreResult<Page<User>> {
         let query = query.clone();
         self.run(move |inner| async move {
-            let documents: Vec<Document> = inner
-                .users
-                .find(list_filter(&query))
-                .sort(doc! { "_id": 1 })
-                .limit(fetch_limit(query.limit))
-                .projection(without_hash())
-                .await
-                .map_err(driver)?
-                .try_collect()
-                .await
-                .map_err(driver)?;
+            let documents = all_documents(
+                inner
+                    .users
+                    .find(list_filter(&query))
+                    .sort(doc! { "_id": 1 })
+                    .limit(fetch_limit(query.limit))
+                    .projection(without_hash()),
+            )
+            .await?;
             let items = documents
                 .into_iter()
                 .map(UserDoc::decode)

@@ -8,6 +8,7 @@ use super::MongoStore;
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::TicketStatus;
 use crate::domain::ticket::{Category, Priority, TriageStatus};
+use crate::domain::triage::{Sentiment, TriageSource};
 use crate::domain::user::Role;
 use crate::store::{
     AutomationStore, NewTicket, NewUser, OutboxStore, StaffStore, StoreError, TicketChange,
@@ -932,11 +933,11 @@ async fn triage_falls_back_to_keeping_a_locked_priority() {
                 summary: "s".into(),
                 category: Category::Bug,
                 priority: Priority::High,
-                sentiment: "calm".into(),
+                sentiment: Sentiment::Neutral,
                 required_skills: vec![],
                 helpful_notes: "n".into(),
                 confidence: 1.0,
-                source: "rules".into(),
+                source: TriageSource::Rules,
             },
         )
         .await
@@ -984,11 +985,11 @@ async fn saved_triage_is_logged_in_its_transaction() {
                 summary: "s".into(),
                 category: Category::Bug,
                 priority: Priority::High,
-                sentiment: "calm".into(),
+                sentiment: Sentiment::Neutral,
                 required_skills: vec![],
                 helpful_notes: "n".into(),
                 confidence: 1.0,
-                source: "rules".into(),
+                source: TriageSource::Rules,
             },
         )
         .await

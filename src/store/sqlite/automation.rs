@@ -67,11 +67,11 @@ impl AutomationStore for SqliteStore {
             let now = Utc::now();
             let stored = StoredTriage {
                 summary: triage.summary.clone(),
-                sentiment: triage.sentiment.clone(),
+                sentiment: triage.sentiment.as_str().to_owned(),
                 required_skills: triage.required_skills.clone(),
                 helpful_notes: triage.helpful_notes.clone(),
                 confidence: triage.confidence,
-                source: triage.source.clone(),
+                source: triage.source.as_str().to_owned(),
                 triaged_at: now,
             };
             let json = serde_json::to_string(&stored).map_err(|e| StoreError::Other(e.into()))?;
@@ -83,7 +83,7 @@ impl AutomationStore for SqliteStore {
                  WHERE id = ?7",
                 params![
                     json,
-                    triage.source,
+                    triage.source.as_str(),
                     triage.status.as_str(),
                     triage.category.as_str(),
                     triage.priority.as_str(),

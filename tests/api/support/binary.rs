@@ -52,7 +52,12 @@ pub fn env(data_dir: &Path, port: u16) -> BTreeMap<String, String> {
 }
 
 fn command(env: &BTreeMap<String, String>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
+    command_of(env!("CARGO_BIN_EXE_ticketing"), env)
+}
+
+/// The binary `bin` (`ticketing` or `vercel`) with `env` and nothing inherited but `PATH`.
+pub fn command_of(bin: &str, env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env);

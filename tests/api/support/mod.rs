@@ -15,6 +15,10 @@ pub mod webdriver;
 
 pub use wait::{free_port, wait_until};
 
+/// The Python peers' launcher. Its file sits here, with the rest of the test support, but it is
+/// compiled once, inside the MongoDB server module that the library's unit tests share.
+pub use crate::mongo_server::python_peer;
+
 /// A realistic ticket for triage tests.
 pub fn sample_ticket() -> ticketing::ai::TicketText {
     ticketing::ai::TicketText::new(

@@ -42,11 +42,11 @@ pub(in crate::store::mongo) fn triage_document(
 ) -> Document {
     doc! {
         "summary": &triage.summary,
-        "sentiment": &triage.sentiment,
+        "sentiment": triage.sentiment.as_str(),
         "required_skills": &triage.required_skills,
         "helpful_notes": &triage.helpful_notes,
         "confidence": triage.confidence,
-        "source": &triage.source,
+        "source": triage.source.as_str(),
         "triaged_at": now,
     }
 }

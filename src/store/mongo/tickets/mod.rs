@@ -5,8 +5,11 @@ mod documents;
 mod queries;
 mod stats;
 
-use super::transaction::TxError;
-use super::{MongoStore, driver, duplicate_key_index, fetch_limit, now, to_bson_date};
+use super::transaction::{TxError, TxResult};
+use super::{
+    Inner, MongoStore, all_documents, driver, duplicate_key_index, fetch_limit, now,
+    ticket_records, to_bson_date, visible_on_ticket,
+};
 use crate::domain::events::NewEvent;
 use crate::domain::ticket::TicketStatus;
 use crate::store::{
@@ -17,6 +20,7 @@ use crate::store::{
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::{FutureExt, TryStreamExt};
+use mongodb::ClientSession;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 
@@ -29,6 +33,17 @@ fn ticket_conflict(e: mongodb::error::Error) -> TxError {
     match duplicate_key_index(&e) {
         Some(_) => StoreError::Conflict { field: "id" }.into(),
         None => TxError::Driver(e),
+    }
+}
+
+impl Inner {
+    /// The ticket as this transaction's snapshot sees it: a concurrent write after this read
+    /// makes the transaction's own write a conflict, and the transaction runs again.
+    pub(super) async fn ticket_in(&self, s: &mut ClientSession, id: &str) -> TxResult<Ticket> {
+        let Some(document) = self.tickets.find_one(doc! { "_id": id }).session(s).await? else {
+            return Err(StoreError::NotFound.into());
+        };
+        Ok(TicketDoc::decode(document)?)
     }
 }
 
@@ -138,15 +153,7 @@ impl TicketStore for MongoStore {
                     async move {
                         // The snapshot read that the activity entries are computed from; a
                         // concurrent write after it makes the update below a write conflict.
-                        let Some(before) = db
-                            .tickets
-                            .find_one(doc! { "_id": &id })
-                            .session(&mut *s)
-                            .await?
-                        else {
-                            return Err(StoreError::NotFound.into());
-                        };
-                        let before = TicketDoc::decode(before)?;
+                        let before = db.ticket_in(s, &id).await?;
                         if before.version != expected_version {
                             return Err(StoreError::Stale.into());
                         }
@@ -246,21 +253,9 @@ impl TicketStore for MongoStore {
         ticket_id: &str,
         include_internal: bool,
     ) -> StoreResult<Vec<Comment>> {
-        let mut filter = doc! { "ticket_id": ticket_id };
-        if !include_internal {
-            filter.insert("internal", false);
-        }
+        let filter = visible_on_ticket(ticket_id, include_internal);
         self.run(move |inner| async move {
-            let documents: Vec<Document> = inner
-                .comments
-                .find(filter)
-                .sort(doc! { "_id": 1 })
-                .await
-                .map_err(driver)?
-                .try_collect()
-                .await
-                .map_err(driver)?;
-            documents.into_iter().map(CommentDoc::decode).collect()
+            ticket_records(&inner.comments, filter, CommentDoc::decode).await
         })
         .await
     }
@@ -319,15 +314,7 @@ impl TicketStore for MongoStore {
                     let (id, stored, entries) =
                         (rating.ticket_id.clone(), stored.clone(), entries.clone());
                     async move {
-                        let Some(current) = db
-                            .tickets
-                            .find_one(doc! { "_id": &id })
-                            .session(&mut *s)
-                            .await?
-                        else {
-                            return Err(StoreError::NotFound.into());
-                        };
-                        let current = TicketDoc::decode(current)?;
+                        let current = db.ticket_in(s, &id).await?;
                         if current.rating.is_some() {
                             return Ok(None);
                         }
@@ -375,15 +362,13 @@ impl super::Inner {
         sort: Document,
         limit: usize,
     ) -> StoreResult<Vec<Document>> {
-        self.tickets
-            .find(filter)
-            .sort(sort)
-            .limit(fetch_limit(limit))
-            .await
-            .map_err(driver)?
-            .try_collect()
-            .await
-            .map_err(driver)
+        all_documents(
+            self.tickets
+                .find(filter)
+                .sort(sort)
+                .limit(fetch_limit(limit)),
+        )
+        .await
     }
 }
 
@@ -412,6 +397,7 @@ pub(super) mod tests_support {
 mod tests {
     use super::*;
     use crate::domain::ticket::{Category, Description, Priority, Title, TriageStatus};
+    use crate::domain::triage::{Sentiment, TriageSource};
     use crate::store::{AssigneeFilter, Count, TicketTriage, TriageUpdate, Visibility};
     use chrono::DateTime;
     use mongodb::bson;
@@ -498,11 +484,11 @@ mod tests {
             summary: "Printer burns".into(),
             category: Category::Bug,
             priority: Priority::High,
-            sentiment: "frustrated".into(),
+            sentiment: Sentiment::Frustrated,
             required_skills: vec!["hardware".into()],
             helpful_notes: String::new(),
             confidence: 0.5,
-            source: "gemini".into(),
+            source: TriageSource::Gemini,
         };
         let mut document = tests_support::stored_ticket("t1", 1);
         document.insert("triage", triage_document(&update, to_bson_date(now)));
