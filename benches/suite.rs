@@ -29,6 +29,9 @@ mod pipeline;
 mod report;
 #[path = "suite/serve.rs"]
 mod serve;
+#[path = "../tests/api/support/served.rs"]
+#[allow(dead_code)]
+mod served;
 #[path = "suite/server.rs"]
 mod server;
 #[path = "suite/settings.rs"]

@@ -8,32 +8,22 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::served::Served;
+
 pub const KEY: &str = "bench-gemini-key";
 
 pub struct FakeGemini {
     pub base_url: String,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: Served,
 }
 
 impl FakeGemini {
     pub async fn start(delay: Duration) -> FakeGemini {
         let app = Router::new().fallback(answer).with_state(delay);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Gemini");
-        let addr = listener.local_addr().expect("fake Gemini address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = Served::start(app).await;
         FakeGemini {
-            base_url: format!("http://{addr}"),
-            server,
+            base_url: server.url(),
+            _server: server,
         }
     }
 }

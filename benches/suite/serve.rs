@@ -95,12 +95,8 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         InngestSettings::from_lookup(|k| env.get(k).cloned()),
         inngest_app::functions(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = handler.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = crate::served::Served::start(handler.router()).await;
+    let addr = server.addr();
 
     let body = replay_body();
     let clients = settings.serve_clients;
@@ -118,7 +114,7 @@ pub async fn run(report: &mut Report, settings: &Settings) {
     .await;
     let (node, node_failed) =
         throughput(js.url(PATH), &body, clients, settings.serve_duration).await;
-    server.abort();
+    drop(server);
     drop(js);
     let bench = "serve endpoint (replay)";
     report.row(

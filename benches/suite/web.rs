@@ -38,20 +38,13 @@ async fn blank_visit(browser: &Browser) -> f64 {
 }
 
 /// A server of one blank page, for the baseline.
-async fn blank_server() -> String {
+async fn blank_server() -> crate::served::Served {
     let app = axum::Router::new().fallback(|| async {
         axum::response::Html(
             "<!doctype html><html lang=\"en\"><title>blank</title><p>blank</p></html>",
         )
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind blank server");
-    let addr = listener.local_addr().expect("blank server address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    crate::served::Served::start(app).await
 }
 
 fn line(sorted: &[f64]) -> String {
@@ -88,7 +81,8 @@ pub async fn run(report: &mut Report, settings: &Settings) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start_server(dir.path(), &[]);
     let app = server.url("");
-    let blank = blank_server().await;
+    let blank_server = blank_server().await;
+    let blank = blank_server.url();
     println!(
         "\nweb: navigation start to the first page drawn and usable, median of {}",
         settings.starts

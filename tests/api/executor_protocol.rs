@@ -140,12 +140,8 @@ async fn the_http_transport_drives_a_real_server() {
         })
         .step(run("two", json!(2)));
     let sdk = FakeSdk::new(&[f], None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = sdk.router();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = crate::support::Served::start(sdk.router()).await;
+    let addr = server.addr();
 
     let mut functions = sdk.functions_json();
     for f in &mut functions {
@@ -183,7 +179,7 @@ async fn the_http_transport_drives_a_real_server() {
     assert_eq!(r.status, RunStatus::Completed, "{r:?}");
     assert_eq!(r.output, Some(json!({"one": 1, "nap": null, "two": 2})));
     assert_eq!(sdk.calls().len(), 4);
-    server.abort();
+    drop(server);
 }
 
 /// Answers with the JS SDK's recorded response to the request that carried the same memoized

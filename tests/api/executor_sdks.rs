@@ -18,6 +18,7 @@ use ticketing::inngest::{InngestSettings, ServeHandler};
 use crate::executor_support::t0;
 use crate::inngest_app;
 use crate::inngest_harness::start_node;
+use crate::support::{Listening, Served};
 
 #[derive(Clone, Copy, Debug)]
 enum Sdk {
@@ -29,6 +30,7 @@ struct SdkApp {
     executor: Executor,
     clock: Arc<ManualClock>,
     _node: Option<std::process::Child>,
+    _api: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -42,10 +44,8 @@ impl SdkApp {
         );
         let clock = Arc::new(ManualClock::new(t0()));
         // The executor's API is the SDK's Inngest base URL (register and event sends).
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let api = format!("http://{}/", listener.local_addr().expect("addr"));
+        let listening = Listening::bind().await;
+        let api = format!("{}/", listening.url());
         let env = [("INNGEST_DEV", "1".to_string()), ("INNGEST_BASE_URL", api)];
         let options = ExecutorOptions {
             clock: clock.clone(),
@@ -53,21 +53,20 @@ impl SdkApp {
             omit_fn_id: true,
             ..ExecutorOptions::default()
         };
-        let (executor, node) = match sdk {
+        let (executor, node, api) = match sdk {
             Sdk::Js => {
                 let transport = Arc::new(
                     HttpTransport::new(std::time::Duration::from_secs(30), None).expect("client"),
                 );
                 let executor = Executor::new(store, transport, options);
-                let router = server_api::router(executor.clone());
-                tokio::spawn(async move { axum::serve(listener, router).await });
+                let served = listening.serve(server_api::router(executor.clone()));
                 let (node, port) = start_node(&env);
                 let outcome = executor
                     .sync(&format!("http://127.0.0.1:{port}/api/inngest"))
                     .await
                     .expect("the JS app syncs");
                 assert_eq!(outcome, SyncOutcome::OutOfBand);
-                (executor, Some(node))
+                (executor, Some(node), served)
             }
             Sdk::Rust => {
                 let settings = InngestSettings::from_lookup(|k| {
@@ -80,8 +79,7 @@ impl SdkApp {
                     Arc::new(RouterTransport::new(handler.router())),
                     options,
                 );
-                let router = server_api::router(executor.clone());
-                tokio::spawn(async move { axum::serve(listener, router).await });
+                let served = listening.serve(server_api::router(executor.clone()));
                 let configs = handler
                     .function_configs("http://127.0.0.1:3000/api/inngest")
                     .expect("configs");
@@ -89,13 +87,14 @@ impl SdkApp {
                     .register(inngest_app::APP_ID, configs)
                     .await
                     .expect("register");
-                (executor, None)
+                (executor, None, served)
             }
         };
         SdkApp {
             executor,
             clock,
             _node: node,
+            _api: api,
             _dir: dir,
         }
     }

@@ -146,13 +146,7 @@ impl Shared {
 pub struct FakeGemini {
     base_url: String,
     shared: Shared,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: super::Served,
 }
 
 impl FakeGemini {
@@ -167,17 +161,11 @@ impl FakeGemini {
             models: vec![FAKE_GEMINI_MODEL.to_string()],
         })));
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Gemini");
-        let addr = listener.local_addr().expect("fake Gemini address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = super::Served::start(app).await;
         FakeGemini {
-            base_url: format!("http://{addr}"),
+            base_url: server.url(),
             shared,
-            server,
+            _server: server,
         }
     }
 

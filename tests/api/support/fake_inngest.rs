@@ -43,13 +43,7 @@ struct Inner {
 pub struct FakeInngest {
     pub base_url: String,
     inner: Arc<Inner>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeInngest {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: super::Served,
 }
 
 impl FakeInngest {
@@ -59,17 +53,11 @@ impl FakeInngest {
             .route("/fn/register", post(register))
             .route("/e/{key}", post(event))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Inngest");
-        let addr = listener.local_addr().expect("fake Inngest address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = super::Served::start(app).await;
         FakeInngest {
-            base_url: format!("http://{addr}"),
+            base_url: server.url(),
             inner,
-            server,
+            _server: server,
         }
     }
 

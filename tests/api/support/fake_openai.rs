@@ -78,13 +78,7 @@ impl Shared {
 pub struct FakeOpenAi {
     base_url: String,
     shared: Shared,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: super::Served,
 }
 
 impl FakeOpenAi {
@@ -98,17 +92,11 @@ impl FakeOpenAi {
             required_key: required_key.map(str::to_string),
         })));
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake OpenAI");
-        let addr = listener.local_addr().expect("fake OpenAI address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = super::Served::start(app).await;
         FakeOpenAi {
-            base_url: format!("http://{addr}/v1"),
+            base_url: format!("{}/v1", server.url()),
             shared,
-            server,
+            _server: server,
         }
     }
 

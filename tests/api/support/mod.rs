@@ -9,10 +9,12 @@ pub mod fake_gemini;
 pub mod fake_inngest;
 pub mod fake_openai;
 pub mod mime;
+pub mod served;
 pub mod smtp_peer;
 pub mod wait;
 pub mod webdriver;
 
+pub use served::{Listening, Served};
 pub use wait::{free_port, wait_until};
 
 /// The Python peers' launcher. Its file sits here, with the rest of the test support, but it is
