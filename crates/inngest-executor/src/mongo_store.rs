@@ -1,5 +1,5 @@
 //! [`RunStore`] on MongoDB, with the SQLite store's semantics. It can share the application's
-//! client and database (every collection is prefixed `inngest_`, see [`documents`]) or
+//! client and database (every collection is prefixed `inngest_`, see its `documents` module) or
 //! connect on its own.
 //!
 //! Every change that touches several documents (an ingest, a commit, a claim, an enqueue) is
