@@ -13,6 +13,8 @@ mod inngest_app;
 
 #[path = "suite/api.rs"]
 mod api;
+#[path = "suite/burst.rs"]
+mod burst;
 #[path = "suite/cold_start.rs"]
 mod cold_start;
 #[path = "suite/create.rs"]
@@ -48,10 +50,11 @@ mod webdriver;
 
 use std::process::ExitCode;
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "cold-start",
     "serve",
     "create",
+    "burst",
     "pipeline",
     "memory",
     "logins",
@@ -97,6 +100,9 @@ fn main() -> ExitCode {
         }
         if wants("web") {
             web::run(&mut report, &settings).await;
+        }
+        if wants("burst") {
+            burst::run(&mut report, &settings).await;
         }
         if wants("pipeline") || wants("memory") {
             pipeline::run(&mut report, &settings, wants("pipeline"), wants("memory")).await;

@@ -41,40 +41,48 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         let create = |i: usize| api.create_ticket(&tokens[i % USERS], i);
         // Warm-up: connections, caches and the background pipeline reach their steady state.
         open_loop(settings.rate, Duration::from_secs(1), create).await;
-        let r = open_loop(settings.rate, settings.create_duration, create).await;
         let bench = format!("create ticket, {label}");
-        println!(
-            "\n{bench}: {} requests at {} req/s over {:?}",
-            r.scheduled, settings.rate, settings.create_duration
-        );
-        report.row(
-            &bench,
-            "latency p50 / p99 / max",
-            format!(
-                "{:.2} / {:.2} / {:.2} ms",
-                ms(r.p(0.5)),
-                ms(r.p(0.99)),
-                ms(r.p(1.0))
-            ),
-        );
-        report.row(
-            &bench,
-            "throughput (201 Created per second)",
-            format!("{:.0} req/s ({} failed)", r.throughput, r.failed),
-        );
-        report.row(
-            &bench,
-            "load generator lag p99",
-            format!("{:.2} ms", ms(r.send_lag_p99)),
-        );
-        let p99 = if r.failed > 0 {
-            f64::INFINITY
-        } else {
-            ms(r.p(0.99))
-        };
+        let mut worst = 0.0f64;
+        for run in 1..=settings.create_runs {
+            let r = open_loop(settings.rate, settings.create_duration, create).await;
+            println!(
+                "\n{bench}, run {run}: {} requests at {} req/s over {:?}",
+                r.scheduled, settings.rate, settings.create_duration
+            );
+            report.row(
+                &bench,
+                &format!("run {run}: p50 / p99 / max"),
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms",
+                    ms(r.p(0.5)),
+                    ms(r.p(0.99)),
+                    ms(r.p(1.0))
+                ),
+            );
+            report.row(
+                &bench,
+                &format!("run {run}: 201 Created per second, generator lag p99"),
+                format!(
+                    "{:.0} req/s ({} failed), {:.2} ms",
+                    r.throughput,
+                    r.failed,
+                    ms(r.send_lag_p99)
+                ),
+            );
+            let p99 = if r.failed > 0 {
+                f64::INFINITY
+            } else {
+                ms(r.p(0.99))
+            };
+            worst = worst.max(p99);
+        }
+        // The target holds in every run, so the worst run is the one compared.
         report.below(
-            &format!("ticket creation p99 at {} req/s, {label}", settings.rate),
-            p99,
+            &format!(
+                "ticket creation p99 at {} req/s, {label}, worst of {} runs",
+                settings.rate, settings.create_runs
+            ),
+            worst,
             P99_LIMIT_MS,
             "ms",
         );

@@ -19,10 +19,10 @@ use crate::report::Report;
 use crate::server::start_server;
 use crate::settings::Settings;
 
-const ADMIN: &str = "admin@bench.test";
-const MODERATORS: [&[&str]; 3] = [&["SQL", "Postgres"], &["React", "CSS"], &["Billing"]];
+pub(crate) const ADMIN: &str = "admin@bench.test";
+pub(crate) const MODERATORS: [&[&str]; 3] = [&["SQL", "Postgres"], &["React", "CSS"], &["Billing"]];
 /// Each ticket's run writes two mails: to the assignee and to the creator.
-const MAILS_PER_TICKET: usize = 2;
+pub(crate) const MAILS_PER_TICKET: usize = 2;
 const STEADY_RATE: f64 = 100.0;
 const STEADY_TICKETS: usize = 500;
 const THROUGHPUT_TARGET: f64 = 200.0;
@@ -40,7 +40,7 @@ fn files_in(outbox: &Path) -> usize {
 
 /// Mails written so far, from the server's own counter: listing an outbox of 20,000 files (some
 /// 10 ms each time) in a polling loop would take CPU from the server under test.
-async fn mails(api: &Api) -> usize {
+pub(crate) async fn mails(api: &Api) -> usize {
     let Ok(res) = api.http.get(format!("{}/metrics", api.base)).send().await else {
         return 0;
     };
@@ -52,7 +52,7 @@ async fn mails(api: &Api) -> usize {
 }
 
 /// Waits until `count` mails were written; the time it took, or `None` at `limit`.
-async fn wait_for_mails(api: &Api, count: usize, limit: Duration) -> Option<Duration> {
+pub(crate) async fn wait_for_mails(api: &Api, count: usize, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     loop {
         if mails(api).await >= count {
@@ -75,7 +75,10 @@ fn time(ticket: &Value, field: &str) -> Option<DateTime<Utc>> {
 
 /// Creation-to-assignment times of the tickets whose number (`#i` in the title) is in `range`,
 /// sorted, and how many of those are unassigned.
-fn assignment_times(tickets: &[Value], range: std::ops::Range<usize>) -> (Vec<Duration>, usize) {
+pub(crate) fn assignment_times(
+    tickets: &[Value],
+    range: std::ops::Range<usize>,
+) -> (Vec<Duration>, usize) {
     let mut times = Vec::new();
     let mut unassigned = 0;
     for t in tickets {
@@ -95,7 +98,7 @@ fn assignment_times(tickets: &[Value], range: std::ops::Range<usize>) -> (Vec<Du
     (times, unassigned)
 }
 
-fn latency_line(times: &[Duration], unassigned: usize) -> String {
+pub(crate) fn latency_line(times: &[Duration], unassigned: usize) -> String {
     format!(
         "{:.1} / {:.1} ms ({} tickets, {unassigned} unassigned)",
         ms(percentile(times, 0.5)),

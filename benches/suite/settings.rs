@@ -5,8 +5,10 @@ use std::time::Duration;
 pub struct Settings {
     /// `BENCH_RATE`: ticket creations per second (open loop).
     pub rate: f64,
-    /// `BENCH_SECS`: measured seconds per AI latency.
+    /// `BENCH_SECS`: measured seconds per run of each AI latency.
     pub create_duration: Duration,
+    /// `BENCH_CREATE_RUNS`: measured runs per AI latency (each one's p99 is printed).
+    pub create_runs: usize,
     /// `BENCH_SERVE_CLIENTS`, `BENCH_SERVE_SECS`: the serve endpoint comparison.
     pub serve_clients: usize,
     pub serve_duration: Duration,
@@ -30,6 +32,7 @@ impl Settings {
         Settings {
             rate: var("BENCH_RATE", 500.0f64).max(1.0),
             create_duration: Duration::from_secs(var("BENCH_SECS", 10u64).max(1)),
+            create_runs: var("BENCH_CREATE_RUNS", 5usize).max(1),
             serve_clients: var("BENCH_SERVE_CLIENTS", 8usize).max(1),
             serve_duration: Duration::from_secs(var("BENCH_SERVE_SECS", 5u64).max(1)),
             starts: var("BENCH_STARTS", 9usize).max(1),

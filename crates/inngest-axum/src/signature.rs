@@ -262,6 +262,11 @@ pub fn verify(
     if header.expired(now) {
         return Err(VerifyError::Expired);
     }
+    // The raw bytes match for any SDK that signs what it sends; the canonical form (a parse and
+    // a re-serialisation) is only worth computing when they do not.
+    if header.matches(primary, body, None) {
+        return Ok(KeyUsed::Primary);
+    }
     let canonical = canonical_form(body);
     if header.matches(primary, body, canonical.as_deref()) {
         return Ok(KeyUsed::Primary);
