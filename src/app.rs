@@ -153,6 +153,7 @@ impl Service {
         crate::tls::install_crypto_provider();
         crate::telemetry::prometheus();
         crate::telemetry::spawn_metrics_upkeep();
+        crate::memory::spawn_trim_when_quiet();
         let config = Arc::new(config);
         crate::private_fs::warn_if_open_to_others(&config.data_dir);
         let (store, mongo) = open_backend(&config).await?;

@@ -16,6 +16,7 @@ pub mod http;
 pub mod inngest;
 pub mod live;
 pub mod mail;
+pub mod memory;
 pub mod password_hashing;
 pub mod private_fs;
 pub mod relay;

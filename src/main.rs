@@ -79,6 +79,7 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
+    ticketing::memory::limit_arenas();
     let cli = Cli::parse();
     // A missing .env is normal; a malformed one is worth saying.
     if let Err(e) = dotenvy::dotenv()

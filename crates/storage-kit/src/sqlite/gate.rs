@@ -179,7 +179,9 @@ impl Drop for Waiting {
 async fn upkeep(gate: Weak<WriteGate>, conn: Connection, limits: Limits) {
     let wal = conn.path().map(|db| PathBuf::from(format!("{db}-wal")));
     let conn = Arc::new(Mutex::new(conn));
-    let mut tick = tokio::time::interval(limits.every);
+    // Not at once: at start-up the stores are still opening and the server not yet listening.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + limits.every, limits.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log = -1;
     loop {
