@@ -85,6 +85,11 @@ impl From<storage_kit::sqlite::Error> for StoreError {
             storage_kit::sqlite::Error::Sqlite(e) => sql(e),
             storage_kit::sqlite::Error::Create { .. } => StoreError::Unavailable(e.to_string()),
             storage_kit::sqlite::Error::Task(e) => StoreError::Other(e.into()),
+            storage_kit::sqlite::Error::Panicked(message) => {
+                StoreError::Other(anyhow::anyhow!("a store write panicked: {message}"))
+            }
+            e @ (storage_kit::sqlite::Error::NotCommitted(_)
+            | storage_kit::sqlite::Error::Dropped) => StoreError::Unavailable(e.to_string()),
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum Lane {
 pub struct WriteGate {
     state: Mutex<State>,
     upkeep: AtomicBool,
+    /// The one write connection of the file, shared by its stores (see [`WriteGate::writer`]).
+    writer: Mutex<Option<Arc<Mutex<Connection>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +130,28 @@ impl WriteGate {
             return;
         }
         tokio::spawn(upkeep(Arc::downgrade(self), conn, LIMITS));
+    }
+
+    /// The file's write connection, opened with `open` by the first store to ask. Every store
+    /// of the file writes through it: SQLite drops a connection's page cache whenever another
+    /// connection has written to the file, so with one writer per store each store's writes
+    /// re-read from the OS the pages the other's had just written.
+    pub(crate) fn writer(
+        &self,
+        open: impl FnOnce() -> rusqlite::Result<Connection>,
+    ) -> rusqlite::Result<Arc<Mutex<Connection>>> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = writer.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(Mutex::new(open()?));
+        *writer = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// An application writer is waiting for its turn.
+    pub(crate) fn first_lane_waiting(&self) -> bool {
+        !self.lock().first.is_empty()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -4,6 +4,7 @@
 //! avoids `SQLITE_BUSY` churn), reads on a small pool of reader connections that WAL lets run
 //! beside it.
 
+mod batch;
 pub mod gate;
 mod readers;
 
@@ -14,12 +15,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use self::batch::WriteStats;
+use self::batch::{Queue, Write};
 pub use self::gate::Lane;
 use self::gate::WriteGate;
 use self::readers::Readers;
 
-/// Prepared statements kept per connection: more than the distinct statements a store runs.
-const STATEMENT_CACHE: usize = 64;
+/// Prepared statements kept per connection: more than the distinct statements the stores of a
+/// file run (they share its write connection).
+const STATEMENT_CACHE: usize = 160;
 
 /// Page cache per connection, in KiB.
 const CACHE_KIB: i64 = 1024;
@@ -41,6 +45,15 @@ pub enum Error {
     /// The blocking task that ran the call panicked or was cancelled.
     #[error("SQLite task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The write succeeded but the transaction it shared with others did not commit.
+    #[error("the transaction did not commit: {0}")]
+    NotCommitted(std::sync::Arc<rusqlite::Error>),
+    /// The write panicked (a bug); its changes were rolled back.
+    #[error("a write panicked: {0}")]
+    Panicked(String),
+    /// The write was dropped unanswered: the runtime shut down, or a bug outside any write.
+    #[error("the write was dropped before it finished")]
+    Dropped,
 }
 
 /// How a store uses its file; what differs between stores on purpose.
@@ -60,7 +73,10 @@ pub struct Database {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    /// Shared by every store of the file (see [`WriteGate::writer`]).
+    writer: Arc<Mutex<Connection>>,
+    /// Writes waiting for the writer's next transaction.
+    queue: Queue,
     /// Taken before `writer`: every writer of this file in this process queues here.
     gate: Arc<WriteGate>,
     lane: Lane,
@@ -165,18 +181,23 @@ impl Database {
                 path: path.clone(),
                 source,
             })?;
-            let mut writer = connect(&path)?;
-            prepare(&mut writer)?;
-            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let gate = gate::for_file(&path);
+            let writer = gate.writer(|| connect(&path))?;
+            {
+                let mut conn = lock(&writer);
+                prepare(&mut conn)?;
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            }
             let readers = (0..options.readers.max(1))
                 .map(|_| connect(&path))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let checkpointer = connect(&path)?;
             let db = Database {
                 inner: Arc::new(Inner {
-                    gate: gate::for_file(&path),
+                    gate,
                     path,
-                    writer: Mutex::new(writer),
+                    writer,
+                    queue: Queue::default(),
                     lane: options.lane,
                     readers: Readers::new(readers),
                 }),
@@ -193,26 +214,30 @@ impl Database {
         &self.inner.path
     }
 
-    /// Runs `f` inside an immediate write transaction (so it never fails halfway on a lock
-    /// upgrade) that commits when `f` succeeds, after this store's turn at the gate.
+    /// Runs `f` inside an immediate write transaction, after this store's turn at the gate,
+    /// and answers once that transaction has committed. Writes that arrive together share a
+    /// transaction (see [`batch`]), each in a savepoint: when `f` fails, its changes alone are
+    /// rolled back.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<Error> + Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        // Held by the blocking task, so it is released when the write is done even if the
-        // caller has gone.
-        let turn = inner.gate.turn(inner.lane).await;
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let _turn = turn;
-            transact(&mut lock(&inner.writer), TransactionBehavior::Immediate, f)
-        })
-        .await
-        .map_err(Error::from)?
+        if self.inner.queue.push(Box::new(Write { f, reply, span })) {
+            // A task of its own, so the queue is drained even if this caller goes away.
+            tokio::spawn(drain(self.inner.clone()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(Error::Dropped)))
+    }
+
+    /// Writes and transactions so far.
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.queue.stats()
     }
 
     /// Runs `f` on a reader connection, outside any transaction.
@@ -255,6 +280,29 @@ impl Database {
         })
         .await
         .map_err(Error::from)?
+    }
+}
+
+/// Takes turns at the gate until no write is queued.
+async fn drain(inner: Arc<Inner>) {
+    loop {
+        let turn = inner.gate.turn(inner.lane).await;
+        let batch = inner.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            // Held by the blocking task, so the gate is free again when the writes are done.
+            let _turn = turn;
+            batch
+                .queue
+                .run(&mut lock(&batch.writer), &batch.gate, batch.lane);
+        })
+        .await;
+        if let Err(e) = ran {
+            // Writes' own panics are caught; the ones it held are answered with `Dropped`.
+            tracing::error!(error = %e, "BUG: the SQLite writer failed outside any write");
+        }
+        if !inner.queue.keep_draining() {
+            return;
+        }
     }
 }
 
@@ -346,7 +394,10 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Task(_)), "{err}");
+        assert!(
+            matches!(err, Error::Panicked(ref m) if m == "a bug in a store"),
+            "{err}"
+        );
         let err = db
             .read_in_transaction(|_| -> Result<(), Error> { panic!("a bug in a read") })
             .await
@@ -368,6 +419,62 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(values, [2], "the panicked write was rolled back");
+    }
+
+    /// Writes queued while the gate is taken share transactions, each is answered with its
+    /// own result, and a failing one takes none of its neighbours down with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_that_arrive_together_share_a_transaction_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("a.db"), options(), |c| {
+            c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+        })
+        .await
+        .unwrap();
+        let held = db.inner.gate.turn(Lane::First).await;
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.write(move |tx| {
+                        tx.execute("INSERT INTO t VALUES (?1)", [i])?;
+                        if i % 10 == 3 {
+                            // Changed, then failed: the insert above must not survive.
+                            return Err(Error::Sqlite(rusqlite::Error::InvalidQuery));
+                        }
+                        Ok(i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while db.inner.queue.len() < 39 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for (i, w) in writes.into_iter().enumerate() {
+            match w.await.unwrap() {
+                Ok(v) => assert_eq!(v, i as i64),
+                Err(e) => assert!(i % 10 == 3, "write {i}: {e}"),
+            }
+        }
+        let stored: Vec<i64> = db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT v FROM t ORDER BY v")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+            })
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (0..40).filter(|i| i % 10 != 3).collect();
+        assert_eq!(stored, expected);
+        let stats = db.write_stats();
+        assert_eq!(stats.writes, 40);
+        assert!(
+            stats.commits < 20,
+            "{} transactions for 40 queued writes",
+            stats.commits
+        );
     }
 
     #[tokio::test]
