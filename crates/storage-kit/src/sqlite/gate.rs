@@ -115,8 +115,9 @@ impl WriteGate {
         Turn { gate: self.clone() }
     }
 
-    /// Checkpoints the file every 250 ms on `conn`, a connection of its own, until
-    /// no store uses the file any more. Only the first call per file starts it.
+    /// Checkpoints the file every 250 ms on a connection of its own (opened with `open` at the
+    /// first tick, off the start-up path), until no store uses the file any more. Only the
+    /// first call per file starts it.
     ///
     /// A passive checkpoint never waits for, nor blocks, readers and writers, and does the
     /// copying. But SQLite starts the log over only when a write begins while no reader still
@@ -125,11 +126,14 @@ impl WriteGate {
     /// background turn at the gate (no writer of this process in between) as `RESTART`, which
     /// waits for those readers to finish; the next write then starts the log over. A log file
     /// left large is cut back once writes stop.
-    pub fn keep_wal_short(self: &Arc<Self>, conn: Connection) {
+    pub fn keep_wal_short(
+        self: &Arc<Self>,
+        open: impl FnOnce() -> rusqlite::Result<Connection> + Send + 'static,
+    ) {
         if self.upkeep.swap(true, Ordering::SeqCst) {
             return;
         }
-        tokio::spawn(upkeep(Arc::downgrade(self), conn, LIMITS));
+        tokio::spawn(upkeep(Arc::downgrade(self), open, LIMITS));
     }
 
     /// The file's write connection, opened with `open` by the first store to ask. Every store
@@ -200,13 +204,29 @@ impl Drop for Waiting {
     }
 }
 
-async fn upkeep(gate: Weak<WriteGate>, conn: Connection, limits: Limits) {
-    let wal = conn.path().map(|db| PathBuf::from(format!("{db}-wal")));
-    let conn = Arc::new(Mutex::new(conn));
+async fn upkeep(
+    gate: Weak<WriteGate>,
+    open: impl FnOnce() -> rusqlite::Result<Connection> + Send + 'static,
+    limits: Limits,
+) {
     // Not at once: at start-up the stores are still opening and the server not yet listening.
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + limits.every, limits.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::time::sleep(limits.every).await;
+    let conn = match tokio::task::spawn_blocking(open).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot open a connection for checkpoints; the write-ahead log is left to grow");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "opening a connection for checkpoints failed");
+            return;
+        }
+    };
+    let wal = conn.path().map(|db| PathBuf::from(format!("{db}-wal")));
+    let conn = Arc::new(Mutex::new(conn));
     let mut last_log = -1;
     loop {
         tick.tick().await;
@@ -385,14 +405,14 @@ mod tests {
     async fn a_large_log_is_cut_back_once_writes_stop() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("wal.db");
-        let open = || {
-            let mut conn = Connection::open(&db).unwrap();
+        let open = |db: &Path| {
+            let mut conn = Connection::open(db).unwrap();
             conn.busy_handler(Some(wait_for_lock)).unwrap();
             conn.pragma_update(None, "journal_mode", "WAL").unwrap();
             conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
             conn
         };
-        let writer = open();
+        let writer = open(&db);
         writer
             .execute_batch(
                 "CREATE TABLE t (v BLOB);
@@ -410,7 +430,12 @@ mod tests {
             restart_above_pages: i64::MAX,
             truncate_idle_above_bytes: 100_000,
         };
-        tokio::spawn(upkeep(Arc::downgrade(&gate), open(), limits));
+        let path = db.clone();
+        tokio::spawn(upkeep(
+            Arc::downgrade(&gate),
+            move || Ok(open(&path)),
+            limits,
+        ));
         let started = std::time::Instant::now();
         while size() > 0 {
             assert!(
@@ -420,7 +445,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let rows: i64 = open()
+        let rows: i64 = open(&db)
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 500);

@@ -169,7 +169,7 @@ impl Database {
         prepare: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
     ) -> Result<Database, Error> {
         let path = path.into();
-        let (db, checkpointer) = tokio::task::spawn_blocking(move || {
+        let db = tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 crate::private_fs::create_dir_all(dir).map_err(|source| Error::Create {
                     path: dir.to_path_buf(),
@@ -188,10 +188,7 @@ impl Database {
                 prepare(&mut conn)?;
                 conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             }
-            let readers = (0..options.readers.max(1))
-                .map(|_| connect(&path))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let checkpointer = connect(&path)?;
+            let readers = Readers::new(path.clone(), options.readers);
             let db = Database {
                 inner: Arc::new(Inner {
                     gate,
@@ -199,13 +196,14 @@ impl Database {
                     writer,
                     queue: Queue::default(),
                     lane: options.lane,
-                    readers: Readers::new(readers),
+                    readers,
                 }),
             };
-            Ok::<_, Error>((db, checkpointer))
+            Ok::<_, Error>(db)
         })
         .await??;
-        db.inner.gate.keep_wal_short(checkpointer);
+        let path = db.inner.path.clone();
+        db.inner.gate.keep_wal_short(move || connect(&path));
         Ok(db)
     }
 
@@ -276,7 +274,8 @@ impl Database {
             // Given back after the connection, inside the task: a caller that leaves early
             // does not let another reader in while this one still reads.
             let _permit = permit;
-            f(&mut inner.readers.take())
+            let mut conn = inner.readers.take().map_err(Error::from)?;
+            f(&mut conn)
         })
         .await
         .map_err(Error::from)?

@@ -1,50 +1,86 @@
 //! The reader connections of a file. Readers wait for a free connection asynchronously (on a
 //! semaphore with one permit per connection), not on a thread of the blocking pool.
+//!
+//! Connections are opened when first needed, not with the store: each costs a file open and
+//! its pragmas, milliseconds of a cold start, and an instance that serves a few requests and
+//! stops (a serverless function) may never need more than one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(super) struct Readers {
-    connections: Box<[Mutex<Connection>]>,
+    path: PathBuf,
+    /// Opened connections not in use.
+    idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
-    /// Where the next search for an idle connection starts, so all of them get used.
-    next: AtomicUsize,
+}
+
+/// A reader connection, back among the idle ones when dropped.
+pub(super) struct Reader<'a> {
+    conn: Option<Connection>,
+    readers: &'a Readers,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // After a panic in a read its transaction is rolled back here, if its own drop
+            // could not do it, rather than the connection being given to the next reader.
+            if !conn.is_autocommit()
+                && let Err(e) = conn.execute_batch("ROLLBACK")
+            {
+                tracing::warn!(error = %e, "dropping a reader connection left in a transaction");
+                return;
+            }
+            self.readers.idle().push(conn);
+        }
+    }
 }
 
 impl Readers {
-    pub(super) fn new(connections: Vec<Connection>) -> Readers {
+    pub(super) fn new(path: PathBuf, max: usize) -> Readers {
         Readers {
-            permits: Arc::new(Semaphore::new(connections.len())),
-            connections: connections.into_iter().map(Mutex::new).collect(),
-            next: AtomicUsize::new(0),
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max.max(1))),
         }
     }
 
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The right to take a connection; the holder must keep it until the connection is back.
-    /// `None` only if the semaphore were closed, which it never is; [`Readers::take`] then
-    /// still works, it may wait on a thread.
+    /// `None` only if the semaphore were closed, which it never is.
     pub(super) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().acquire_owned().await.ok()
     }
 
-    /// An idle connection. With a permit held one is always idle; should none be, this waits
-    /// for one rather than fail.
-    pub(super) fn take(&self) -> MutexGuard<'_, Connection> {
-        let n = self.connections.len();
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            match self.connections[(first + i) % n].try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(p)) => {
-                    self.connections[(first + i) % n].clear_poison();
-                    return super::recovered(p.into_inner());
-                }
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        super::lock(&self.connections[first % n])
+    /// An idle connection, or a new one while fewer than the permits are open.
+    pub(super) fn take(&self) -> rusqlite::Result<Reader<'_>> {
+        let conn = match self.idle().pop() {
+            Some(conn) => conn,
+            None => super::connect(&self.path)?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            readers: self,
+        })
     }
 }
