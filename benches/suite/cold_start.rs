@@ -10,7 +10,7 @@ use crate::serve::sdk_env;
 use crate::server::{ensure_js_deps, start_js, start_server};
 use crate::settings::Settings;
 
-const LIMIT_MS: f64 = 30.0;
+const LIMIT_MS: f64 = 10.0;
 
 fn rust_start() -> Duration {
     let dir = tempfile::tempdir().expect("tempdir");

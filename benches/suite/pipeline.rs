@@ -26,7 +26,8 @@ pub(crate) const MAILS_PER_TICKET: usize = 2;
 const STEADY_RATE: f64 = 100.0;
 const STEADY_TICKETS: usize = 500;
 const THROUGHPUT_TARGET: f64 = 200.0;
-const IDLE_LIMIT_MB: f64 = 30.0;
+const IDLE_LIMIT_MB: f64 = 16.0;
+const AFTER_LIMIT_MB: f64 = 64.0;
 
 fn files_in(outbox: &Path) -> usize {
     std::fs::read_dir(outbox)
@@ -233,5 +234,11 @@ pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memor
             format!("{after:.1} MB (peak {peak:.1} MB)"),
         );
         report.below("idle memory", idle, IDLE_LIMIT_MB, "MB");
+        report.below(
+            &format!("memory after {} tickets", tickets.len()),
+            after,
+            AFTER_LIMIT_MB,
+            "MB",
+        );
     }
 }

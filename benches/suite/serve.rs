@@ -24,7 +24,7 @@ use crate::settings::Settings;
 
 const KEY: &str = "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
 const PATH: &str = "/api/inngest?fnId=my-app-steps&stepId=step";
-const RATIO_TARGET: f64 = 20.0;
+const RATIO_TARGET: f64 = 25.0;
 /// The serve endpoint against the probe below, which does only what no serve endpoint can skip.
 const PROBE_RATIO_TARGET: f64 = 0.75;
 
