@@ -13,15 +13,18 @@ use storage_kit::sqlite::{Database, Lane, Options};
 
 use super::state::{RunState, RunStatus};
 use super::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
-    RunStore, RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
+    Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunStore,
+    RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
 };
 
 /// Reader connections: with WAL they read beside the writer, so loading runs and finding the
 /// next due item never queue behind commits. The executor's queue and run state wait for the
 /// application's writes: nobody waits on a single one of them.
+mod leases;
 mod rows;
 mod schema;
+
+use leases::Leases;
 
 use rows::{
     backend, corrupt, exec, from_ms, insert_event, insert_item, insert_pause, insert_run, ms,
@@ -36,6 +39,7 @@ const OPTIONS: Options = Options {
 
 pub struct SqliteRunStore {
     db: Database,
+    leases: std::sync::Arc<Leases>,
 }
 
 impl std::fmt::Debug for SqliteRunStore {
@@ -60,7 +64,10 @@ impl SqliteRunStore {
             add_ended_at(conn)
         })
         .await?;
-        Ok(SqliteRunStore { db })
+        Ok(SqliteRunStore {
+            db,
+            leases: Default::default(),
+        })
     }
 
     /// A write transaction: `BEGIN IMMEDIATE`, so it never fails halfway on a lock upgrade.
@@ -144,65 +151,63 @@ impl RunStore for SqliteRunStore {
         max: usize,
         lease_for: Duration,
     ) -> StoreResult<Vec<Claimed>> {
-        self.with_tx(move |tx| {
+        let leases = self.leases.clone();
+        // A read: the lease is kept in memory (see `leases`). The table stays locked while the
+        // candidates are read, so two claims never pick the same item.
+        self.with_read(move |tx| {
             let now_ms = ms(now);
-            let mut leased_slots: Vec<Slot> = Vec::new();
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT concurrency FROM inngest_queue WHERE lease_until > ?1 AND concurrency != '[]'",
-                    )
-                    .map_err(backend)?;
-                let rows = stmt.query_map(params![now_ms], |r| r.get::<_, String>(0)).map_err(backend)?;
-                for c in rows {
-                    let slots: Vec<Slot> = serde_json::from_str(&c.map_err(backend)?).map_err(corrupt)?;
-                    leased_slots.extend(slots);
-                }
-            }
+            let mut held = leases.claiming(now_ms);
+            let leased_slots = held.slots();
             // Ids and slots only: with a backlog held back by a concurrency limit, most
             // candidates are skipped, and only the picked ones' bodies are read.
-            let mut candidates: Vec<(String, Vec<Slot>)> = Vec::new();
+            let mut candidates: Vec<(String, Vec<Slot>, i64)> = Vec::new();
             {
-                // Read more than `max`, since calls over their concurrency limit are skipped.
+                // Read more than `max`: leased items are among them, and calls over their
+                // concurrency limit are skipped.
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT id, concurrency FROM inngest_queue
-                         WHERE due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-                         ORDER BY due_at, id LIMIT ?2",
+                        "SELECT id, concurrency, due_at FROM inngest_queue
+                         WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
                     )
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![now_ms, (max * 8 + 64) as i64], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    .query_map(params![now_ms, (held.len() + max * 8 + 64) as i64], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
                     })
                     .map_err(backend)?;
                 for row in rows {
-                    let (id, slots) = row.map_err(backend)?;
-                    candidates.push((id, serde_json::from_str(&slots).map_err(corrupt)?));
+                    let (id, slots, due_at) = row.map_err(backend)?;
+                    if !held.is_leased(&id) {
+                        candidates.push((
+                            id,
+                            serde_json::from_str(&slots).map_err(corrupt)?,
+                            due_at,
+                        ));
+                    }
                 }
             }
             let picked = pick_claimable(
-                candidates.iter().map(|(id, slots)| (id.as_str(), slots.as_slice())),
+                candidates
+                    .iter()
+                    .map(|(id, slots, _)| (id.as_str(), slots.as_slice())),
                 leased_slots.iter(),
                 max,
             );
             let until = ms(now + lease_for);
             let mut out = Vec::with_capacity(picked.len());
-            let mut lease = tx
-                .prepare_cached(
-                    "UPDATE inngest_queue SET lease_until = ?1, lease_token = ?2 WHERE id = ?3
-                     RETURNING body",
-                )
+            let mut body = tx
+                .prepare_cached("SELECT body FROM inngest_queue WHERE id = ?1")
                 .map_err(backend)?;
             for id in picked {
-                let token = uuid::Uuid::now_v7().to_string();
-                let body: String = lease
-                    .query_row(params![until, token, id], |r| r.get(0))
-                    .map_err(backend)?;
-                out.push(Claimed {
-                    item: read_item(&body)?,
-                    lease: Lease { item_id: id, token },
-                });
+                let body: String = body.query_row(params![id], |r| r.get(0)).map_err(backend)?;
+                let item = read_item(&body)?;
+                let due_at = ms(item.due_at);
+                let lease = held.lease(&id, until, due_at, item.concurrency.clone());
+                out.push(Claimed { item, lease });
             }
             Ok(out)
         })
@@ -210,35 +215,44 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.with_read(|tx| {
-            // The first unleased item in due order and the leased items (few), each from its
-            // index, rather than a scan of the whole queue on every turn of the driver. `+` keeps
-            // the planner on the due-order index; leases are epoch milliseconds, so `>= 0` is
-            // "leased" in a form the lease index answers.
-            let v: Option<i64> = tx
-                .query_row(
-                    "SELECT MIN(t) FROM (
-                        SELECT * FROM (SELECT due_at AS t FROM inngest_queue
-                            WHERE +lease_until IS NULL ORDER BY due_at LIMIT 1)
-                        UNION ALL
-                        SELECT MAX(due_at, lease_until) FROM inngest_queue
-                            WHERE lease_until >= 0)",
-                    [],
-                    |r| r.get(0),
-                )
+        let (leased, lease_wake) = self.leases.snapshot(None);
+        self.with_read(move |tx| {
+            // The first unleased item in due order: leased ones come first at most.
+            let mut stmt = tx
+                .prepare_cached("SELECT id, due_at FROM inngest_queue ORDER BY due_at, id LIMIT ?1")
                 .map_err(backend)?;
-            v.map(from_ms).transpose()
+            let rows = stmt
+                .query_map(params![(leased.len() + 1) as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            let mut first = None;
+            for row in rows {
+                let (id, due_at) = row.map_err(backend)?;
+                if !leased.contains(&id) {
+                    first = Some(due_at);
+                    break;
+                }
+            }
+            let wake = match (first, lease_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            wake.map(from_ms).transpose()
         })
         .await
     }
 
     async fn release_leases(&self) -> StoreResult<u64> {
-        self.with_tx(|tx| {
-            let n = exec(tx, "UPDATE inngest_queue SET lease_until = NULL, lease_token = NULL WHERE lease_token IS NOT NULL",
+        // Files written by versions that kept leases in the table may still hold some.
+        let written = self
+            .with_tx(|tx| {
+                let n = exec(tx, "UPDATE inngest_queue SET lease_until = NULL, lease_token = NULL WHERE lease_token IS NOT NULL",
                     [],)?;
-            Ok(n as u64)
-        })
-        .await
+                Ok(n as u64)
+            })
+            .await?;
+        Ok(written + self.leases.clear())
     }
 
     async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
@@ -262,10 +276,15 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn commit(&self, c: Commit) -> StoreResult<()> {
-        self.with_tx(move |tx| {
+        let done = c.done.clone();
+        let leases = self.leases.clone();
+        let committed = self.with_tx(move |tx| {
             if let Some(lease) = &c.done {
-                let n = exec(tx, "DELETE FROM inngest_queue WHERE id = ?1 AND lease_token = ?2",
-                        params![lease.item_id, lease.token],)?;
+                let n = if leases.holds(lease) {
+                    exec(tx, "DELETE FROM inngest_queue WHERE id = ?1", params![lease.item_id])?
+                } else {
+                    0
+                };
                 if n != 1 {
                     return Err(StoreError::LeaseLost(lease.item_id.clone()));
                 }
@@ -314,7 +333,15 @@ impl RunStore for SqliteRunStore {
             }
             Ok(())
         })
-        .await
+        .await;
+        // Only once the item's deletion is committed: a claim that no longer sees the lease
+        // must not see the item either. After a conflict the caller commits again with it.
+        if let Some(lease) = &done
+            && matches!(committed, Ok(()) | Err(StoreError::LeaseLost(_)))
+        {
+            self.leases.release(lease);
+        }
+        committed
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
@@ -351,24 +378,22 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth> {
+        let leased = self.leases.snapshot(Some(ms(now))).0.len() as u64;
         self.with_read(move |tx| {
-            let n = ms(now);
-            tx.query_row(
-                "SELECT
-                   COALESCE(SUM(CASE WHEN lease_until > ?1 THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN (lease_until IS NULL OR lease_until <= ?1) AND due_at <= ?1 THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN (lease_until IS NULL OR lease_until <= ?1) AND due_at > ?1 THEN 1 ELSE 0 END), 0)
-                 FROM inngest_queue",
-                params![n],
-                |r| {
-                    Ok(QueueDepth {
-                        leased: r.get::<_, i64>(0)? as u64,
-                        due: r.get::<_, i64>(1)? as u64,
-                        scheduled: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .map_err(backend)
+            let (due, scheduled): (i64, i64) = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(due_at <= ?1), 0), COALESCE(SUM(due_at > ?1), 0)
+                     FROM inngest_queue",
+                    params![ms(now)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            // Leased items are due: they were when they were claimed.
+            Ok(QueueDepth {
+                leased,
+                due: (due as u64).saturating_sub(leased),
+                scheduled: scheduled as u64,
+            })
         })
         .await
     }

@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS inngest_queue (
 );
 CREATE INDEX IF NOT EXISTS inngest_queue_by_due ON inngest_queue(due_at);
 CREATE INDEX IF NOT EXISTS inngest_queue_by_run ON inngest_queue(run_id);
--- Every claim counts the leased items' concurrency slots: without it, a scan of the whole queue.
-CREATE INDEX IF NOT EXISTS inngest_queue_by_lease ON inngest_queue(lease_until);
+-- Leases are kept in memory now (see `leases.rs`); the columns stay for older files.
+DROP INDEX IF EXISTS inngest_queue_by_lease;
 CREATE TABLE IF NOT EXISTS inngest_pauses (
     id TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
