@@ -214,7 +214,7 @@ impl Database {
 
     /// Runs `f` inside an immediate write transaction, after this store's turn at the gate,
     /// and answers once that transaction has committed. Writes that arrive together share a
-    /// transaction (see [`batch`]), each in a savepoint: when `f` fails, its changes alone are
+    /// transaction (group commit), each in a savepoint: when `f` fails, its changes alone are
     /// rolled back.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
