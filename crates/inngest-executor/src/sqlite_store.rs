@@ -17,21 +17,20 @@ use super::store::{
     RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
 };
 
-/// Reader connections: with WAL they read beside the writer, so loading runs and finding the
-/// next due item never queue behind commits. The executor's queue and run state wait for the
-/// application's writes: nobody waits on a single one of them.
 mod leases;
 mod rows;
 mod schema;
 
 use leases::Leases;
-
 use rows::{
     backend, corrupt, exec, from_ms, insert_event, insert_item, insert_pause, insert_run, ms,
     read_item, remove_key,
 };
 use schema::{SCHEMA, add_ended_at};
 
+/// Reader connections: with WAL they read beside the writer, so claims, loading runs and
+/// finding the next due item never queue behind commits. The executor's queue and run state
+/// wait for the application's writes: nobody waits on a single one of them.
 const OPTIONS: Options = Options {
     readers: 2,
     lane: Lane::Background,
