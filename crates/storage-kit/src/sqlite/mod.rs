@@ -309,6 +309,17 @@ async fn drain(inner: Arc<Inner>) {
 mod tests {
     use super::*;
 
+    /// The values of table `t`, in order.
+    async fn values(db: &Database) -> Vec<i64> {
+        db.read(|c| {
+            let mut stmt = c.prepare("SELECT v FROM t ORDER BY v")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+        })
+        .await
+        .unwrap()
+    }
+
     fn options() -> Options {
         Options {
             readers: 2,
@@ -409,15 +420,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let values: Vec<i64> = db
-            .read(|c| {
-                let mut stmt = c.prepare("SELECT v FROM t")?;
-                let rows = stmt.query_map([], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
-            })
-            .await
-            .unwrap();
-        assert_eq!(values, [2], "the panicked write was rolled back");
+        assert_eq!(values(&db).await, [2], "the panicked write was rolled back");
     }
 
     /// Writes queued while the gate is taken share transactions, each is answered with its
@@ -447,7 +450,7 @@ mod tests {
                 })
             })
             .collect();
-        while db.inner.queue.len() < 39 {
+        while db.inner.queue.len() < 40 {
             tokio::task::yield_now().await;
         }
         drop(held);
@@ -457,16 +460,8 @@ mod tests {
                 Err(e) => assert!(i % 10 == 3, "write {i}: {e}"),
             }
         }
-        let stored: Vec<i64> = db
-            .read(|c| {
-                let mut stmt = c.prepare("SELECT v FROM t ORDER BY v")?;
-                let rows = stmt.query_map([], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
-            })
-            .await
-            .unwrap();
         let expected: Vec<i64> = (0..40).filter(|i| i % 10 != 3).collect();
-        assert_eq!(stored, expected);
+        assert_eq!(values(&db).await, expected);
         let stats = db.write_stats();
         assert_eq!(stats.writes, 40);
         assert!(
