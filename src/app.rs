@@ -6,7 +6,7 @@ use crate::config::{Config, Secret, StoreUrl};
 use crate::domain::user::{Email, Password, Role};
 use crate::durable::Durable;
 use crate::functions::Deps;
-use crate::http::rate_limit::RateLimiter;
+use crate::http::rate_limit::{AuthLimit, RateLimiter};
 use crate::http::{AppInner, AppState};
 use crate::live::{ChangeBus, Publishing};
 use crate::mail::Templates;
@@ -150,9 +150,10 @@ impl Background {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Building the Prometheus recorder calibrates a clock by spinning for 1-6 ms: on
+        // another thread, while the stores open.
+        let metrics = tokio::task::spawn_blocking(crate::telemetry::prometheus);
         crate::tls::install_crypto_provider();
-        crate::telemetry::prometheus();
-        crate::telemetry::spawn_metrics_upkeep();
         crate::memory::spawn_trim_when_quiet();
         let config = Arc::new(config);
         crate::private_fs::warn_if_open_to_others(&config.data_dir);
@@ -167,11 +168,14 @@ impl Service {
         tracing::info!(storage = %attachments.describe(), "attachments");
 
         let deps = Arc::new(function_deps(&config, store.clone())?);
+        // Metrics sent before the recorder is installed are lost. The executor describes its
+        // metrics when it is made, so the recorder must be in place by then.
+        metrics.await.context("installing the metrics recorder")?;
+        crate::telemetry::spawn_metrics_upkeep();
         let durable = Durable::build(&config, deps, mongo).await?;
         let outbox_signal = Arc::new(Notify::new());
         let state = AppState::new(AppInner {
             tokens: Tokens::new(&jwt_secret(&config)?, config.jwt_ttl),
-            auth_limiter: RateLimiter::new(config.auth_rate_limit_per_min),
             outbox_signal: outbox_signal.clone(),
             execution_mode: durable.mode,
             executor: durable.executor.clone(),
@@ -181,7 +185,12 @@ impl Service {
             store: store.clone(),
             config: config.clone(),
         });
-        let router = crate::http::router(state.clone(), durable.router.clone());
+        let auth_limit = AuthLimit {
+            limiter: Arc::new(RateLimiter::new(config.auth_rate_limit_per_min)),
+            trust_proxy: config.trust_proxy,
+        };
+        let routes = crate::http::routes(auth_limit, config.attachment_max_bytes);
+        let router = crate::http::router(state.clone(), durable.router.clone(), routes);
 
         let (stop, _) = watch::channel(false);
         let mut tasks = vec![attachments.spawn_sweep()];

@@ -29,7 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use error::AppError;
-use rate_limit::RateLimiter;
+use rate_limit::{AuthLimit, RateLimiter};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,6 @@ pub struct AppInner {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub tokens: Tokens,
-    pub auth_limiter: RateLimiter,
     /// Woken after every write that adds to the outbox, so delivery starts at once.
     pub outbox_signal: Arc<Notify>,
     pub execution_mode: crate::durable::ExecutionMode,
@@ -115,85 +114,158 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The routes and their OpenAPI document, before state and layers: the REST routes, and apart
-/// from them the event stream, which stays open for as long as its client wants.
-fn api(state: &AppState) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes before state and layers: the REST routes, and apart from them the event
+/// stream, which stays open for as long as its client wants.
+pub struct Routes {
+    api: Router<AppState>,
+    streaming: Router<AppState>,
+}
+
+/// Whether [`table`] assembles the OpenAPI document along with the routes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Document {
+    Yes,
+    No,
+}
+
+/// The handlers of one path as `utoipa_axum::routes!` gives them. Without the document only
+/// each handler's path and methods are read; its operation and schemas, which take most of the
+/// milliseconds a start spends on the routes, are not built.
+macro_rules! path_routes {
+    ($document:expr; $($($segment:ident)::+),+ $(,)?) => {
+        if $document == Document::Yes {
+            routes!($($($segment)::+),+)
+        } else {
+            use utoipa_axum::PathItemExt;
+            let mut paths = utoipa::openapi::path::Paths::new();
+            let mut router = axum::routing::MethodRouter::new();
+            $(
+                let path: String = routes!(@path [path()] of $($segment)::+);
+                let methods = routes!(@path [methods()] of $($segment)::+);
+                for method in &methods {
+                    router = router.on(method.to_method_filter(), $($segment)::+);
+                }
+                paths.add_path_operation(path, methods, utoipa::openapi::path::Operation::default());
+            )+
+            (Vec::new(), paths, router)
+        }
+    };
+}
+
+/// The route table for serving: what [`crate::app::Service::build`] mounts.
+pub fn routes(auth_limit: AuthLimit, attachment_max_bytes: u64) -> Routes {
+    let (api, streaming, _) = table(Document::No, auth_limit, attachment_max_bytes);
+    Routes { api, streaming }
+}
+
+/// The OpenAPI document, built from the same table on its first request and kept. Built at
+/// start it was most of a start's CPU time (about 6 ms), for a page few requests ask for.
+async fn openapi_json() -> Result<Response, AppError> {
+    static JSON: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let json = match JSON.get() {
+        Some(json) => json.clone(),
+        None => tokio::task::spawn_blocking(|| {
+            let auth_limit = AuthLimit {
+                limiter: Arc::new(RateLimiter::new(1)),
+                trust_proxy: false,
+            };
+            let (_, _, openapi) = table(Document::Yes, auth_limit, 0);
+            let json = serde_json::to_vec(&openapi).map_err(|e| anyhow::anyhow!(e))?;
+            Ok::<_, anyhow::Error>(JSON.get_or_init(|| json.into()).clone())
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("building the OpenAPI document: {e}")))?
+        .map_err(AppError::Internal)?,
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// Every route, in one place, and with [`Document::Yes`] their OpenAPI document.
+fn table(
+    document: Document,
+    auth_limit: AuthLimit,
+    attachment_max_bytes: u64,
+) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let limited = OpenApiRouter::new()
-        .routes(routes!(auth::register))
-        .routes(routes!(auth::signup))
-        .routes(routes!(auth::login))
-        .routes(routes!(account::forgot_password))
-        .routes(routes!(account::reset_password))
+        .routes(path_routes!(document; auth::register))
+        .routes(path_routes!(document; auth::signup))
+        .routes(path_routes!(document; auth::login))
+        .routes(path_routes!(document; account::forgot_password))
+        .routes(path_routes!(document; account::reset_password))
         // Signed in, but a stolen token must not buy unlimited guesses at the password.
-        .routes(routes!(account::change_password))
-        .routes(routes!(account::verify_email))
-        .routes(routes!(account::resend_verification))
+        .routes(path_routes!(document; account::change_password))
+        .routes(path_routes!(document; account::verify_email))
+        .routes(path_routes!(document; account::resend_verification))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth_limit,
             rate_limit::limit_auth,
         ));
     // Uploads have a limit of their own (ATTACHMENT_MAX_BYTES), enforced while the file
     // streams in; the JSON limit below would refuse any file past 256 KiB.
-    let upload_limit = state
-        .attachments
-        .max_bytes()
-        .saturating_add(attachments::MULTIPART_ENVELOPE);
+    let upload_limit = attachment_max_bytes.saturating_add(attachments::MULTIPART_ENVELOPE);
     let uploads = OpenApiRouter::new()
-        .routes(routes!(
+        .routes(path_routes!(document;
             attachments::upload_attachment,
             attachments::list_attachments
         ))
         .layer(DefaultBodyLimit::max(
             usize::try_from(upload_limit).unwrap_or(usize::MAX),
         ));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let doc = match document {
+        Document::Yes => ApiDoc::openapi(),
+        Document::No => utoipa::openapi::OpenApi::default(),
+    };
+    let (router, openapi) = OpenApiRouter::with_openapi(doc)
         .merge(limited)
         .merge(uploads)
-        .routes(routes!(
+        .routes(path_routes!(document;
             attachments::download_attachment,
             attachments::delete_attachment
         ))
-        .routes(routes!(auth::me))
-        .routes(routes!(account::sign_out_everywhere))
-        .routes(routes!(tickets::create_ticket, tickets::list_tickets))
-        .routes(routes!(
+        .routes(path_routes!(document; auth::me))
+        .routes(path_routes!(document; account::sign_out_everywhere))
+        .routes(path_routes!(document; tickets::create_ticket, tickets::list_tickets))
+        .routes(path_routes!(document;
             tickets::get_ticket,
             tickets::update_ticket,
             tickets::put_ticket
         ))
-        .routes(routes!(tickets::retriage_ticket))
-        .routes(routes!(activity::list_activity))
-        .routes(routes!(ratings::rate_ticket))
-        .routes(routes!(comments::list_comments, comments::add_comment))
-        .routes(routes!(users::list_users))
-        .routes(routes!(users::update_user))
-        .routes(routes!(stats::stats))
-        .routes(routes!(runs::list_runs))
-        .routes(routes!(runs::get_run))
-        .routes(routes!(runs::rerun_run))
-        .routes(routes!(runs::cancel_run))
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
+        .routes(path_routes!(document; tickets::retriage_ticket))
+        .routes(path_routes!(document; activity::list_activity))
+        .routes(path_routes!(document; ratings::rate_ticket))
+        .routes(path_routes!(document; comments::list_comments, comments::add_comment))
+        .routes(path_routes!(document; users::list_users))
+        .routes(path_routes!(document; users::update_user))
+        .routes(path_routes!(document; stats::stats))
+        .routes(path_routes!(document; runs::list_runs))
+        .routes(path_routes!(document; runs::get_run))
+        .routes(path_routes!(document; runs::rerun_run))
+        .routes(path_routes!(document; runs::cancel_run))
+        .routes(path_routes!(document; health::healthz))
+        .routes(path_routes!(document; health::readyz))
         .split_for_parts();
     let (streaming, stream_doc) = OpenApiRouter::new()
-        .routes(routes!(stream::stream))
+        .routes(path_routes!(document; stream::stream))
         .split_for_parts();
     let mut openapi = openapi;
-    openapi.merge(stream_doc);
-    document_common_errors(&mut openapi);
+    if document == Document::Yes {
+        openapi.merge(stream_doc);
+        document_common_errors(&mut openapi);
+    }
     (router, streaming, openapi)
 }
 
-/// The whole route table. `extra` is mounted beside the API (the Inngest serve endpoint), with
-/// its own body limits.
-pub fn router(state: AppState, extra: Router) -> Router {
-    let (api, streaming, openapi) = api(&state);
+/// The whole route table: `routes` with the state and the layers, and `extra` mounted beside
+/// the API (the Inngest serve endpoint), with its own body limits.
+pub fn router(state: AppState, extra: Router, routes: Routes) -> Router {
+    let Routes { api, streaming } = routes;
     // A request timeout belongs on `api`: the stream is merged after it, open by design.
     let api = api
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(streaming.with_state(state.clone()))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")));
     let id_header = HeaderName::from_static(request_id::HEADER);
     // On Vercel each request may meet another instance, whose stream misses the others' changes.
     let poll = state.config.on_vercel;

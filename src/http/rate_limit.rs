@@ -2,7 +2,6 @@
 //! to mail (login, register, password reset and change, verification). In memory and per
 //! process: on serverless it is best-effort, which is stated in the README.
 
-use super::AppState;
 use super::error::AppError;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
@@ -10,8 +9,17 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// What the limiting middleware needs: the buckets and whether proxies' headers name the
+/// client. Apart from the application's state, so the routes can be built before the stores
+/// are open.
+#[derive(Clone)]
+pub struct AuthLimit {
+    pub limiter: Arc<RateLimiter>,
+    pub trust_proxy: bool,
+}
 
 pub struct RateLimiter {
     per_minute: f64,
@@ -80,7 +88,7 @@ pub fn client_key(headers: &HeaderMap, peer: Option<SocketAddr>, trust_proxy: bo
 }
 
 pub async fn limit_auth(
-    State(state): State<AppState>,
+    State(limit): State<AuthLimit>,
     req: Request,
     next: Next,
 ) -> Result<Response, AppError> {
@@ -88,8 +96,8 @@ pub async fn limit_auth(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let key = client_key(req.headers(), peer, state.config.trust_proxy);
-    if let Err(retry_after_secs) = state.auth_limiter.check(&key, Instant::now()) {
+    let key = client_key(req.headers(), peer, limit.trust_proxy);
+    if let Err(retry_after_secs) = limit.limiter.check(&key, Instant::now()) {
         tracing::warn!(client = %key, "auth rate limit hit");
         return Err(AppError::TooManyRequests { retry_after_secs });
     }

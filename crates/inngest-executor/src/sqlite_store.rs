@@ -58,9 +58,12 @@ impl From<storage_kit::sqlite::Error> for StoreError {
 impl SqliteRunStore {
     /// Opens (or creates) the database file and the `inngest_` tables.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteRunStore> {
+        // One transaction: on a new file each statement would otherwise commit on its own.
         let db = Database::open(path.as_ref(), OPTIONS, |conn| {
-            conn.execute_batch(SCHEMA)?;
-            add_ended_at(conn)
+            let tx = conn.transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            add_ended_at(&tx)?;
+            tx.commit()
         })
         .await?;
         Ok(SqliteRunStore {
