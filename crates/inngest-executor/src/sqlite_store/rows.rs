@@ -2,7 +2,7 @@
 //! times, kinds and errors.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use crate::state::RunState;
@@ -79,6 +79,52 @@ pub(super) fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()
         ],
     )?;
     Ok(())
+}
+
+/// Writes `run` as its next revision, or fails with a conflict if the stored one is not
+/// `run.rev`; returns what was written. The status and end time (and so their indexes) are
+/// written only when they change, which is not at most steps.
+pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<RunState> {
+    let expected = run.rev as i64;
+    let unchanged = tx
+        .prepare_cached("SELECT status = ?2 AND ended_at IS ?3 FROM inngest_runs WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![run.id, run.status.as_str(), run.ended_at.map(ms)],
+                |r| r.get::<_, bool>(0),
+            )
+        })
+        .optional()
+        .map_err(backend)?;
+    let mut next = run;
+    next.rev += 1;
+    let state = serde_json::to_string(&next).map_err(corrupt)?;
+    let n = match unchanged {
+        None => 0,
+        Some(true) => exec(
+            tx,
+            "UPDATE inngest_runs SET rev = ?1, state = ?2 WHERE id = ?3 AND rev = ?4",
+            params![next.rev as i64, state, next.id, expected],
+        )?,
+        Some(false) => exec(
+            tx,
+            "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3, ended_at = ?4
+             WHERE id = ?5 AND rev = ?6",
+            params![
+                next.status.as_str(),
+                next.rev as i64,
+                state,
+                next.ended_at.map(ms),
+                next.id,
+                expected
+            ],
+        )?,
+    };
+    if n != 1 {
+        // The caller's error drops the transaction, which rolls back what it wrote before.
+        return Err(StoreError::Conflict(next.id));
+    }
+    Ok(next)
 }
 
 pub(super) fn insert_event(tx: &Transaction<'_>, id: &str, event: &Value) -> StoreResult<bool> {
