@@ -199,7 +199,7 @@ impl Executor {
         Ok(self
             .inner
             .store
-            .load_run(id)
+            .load_run_to_step(id)
             .await?
             .filter(|r| !r.status.is_terminal()))
     }

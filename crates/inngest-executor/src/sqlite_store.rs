@@ -272,10 +272,14 @@ impl RunStore for SqliteRunStore {
         Ok(written + self.leases.clear())
     }
 
-    async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
-        if let Some(run) = self.recent.get(run_id) {
-            return Ok(Some(run));
+    async fn load_run_to_step(&self, run_id: &str) -> StoreResult<Option<RunState>> {
+        match self.recent.get(run_id) {
+            Some(run) => Ok(Some(run)),
+            None => self.load_run(run_id).await,
         }
+    }
+
+    async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
         let id = run_id.to_string();
         self.with_read(move |tx| {
             let row: Option<(String, i64)> = tx
@@ -370,7 +374,9 @@ impl RunStore for SqliteRunStore {
                 Ok(())
             }
             Err(e) => {
-                if let (StoreError::Conflict(_), Some(id)) = (&e, &updated_id) {
+                // The stored run may have moved on (a conflict, or another process took the
+                // item): read it from the file next time.
+                if let Some(id) = &updated_id {
                     self.recent.forget(id);
                 }
                 Err(e)
@@ -559,7 +565,11 @@ mod tests {
         // An operator's command in another process reads the file, and finds what is kept.
         let operator = SqliteRunStore::open(&path).await.expect("open again");
         let in_file = operator.load_run("r1").await.expect("load").expect("run");
-        let kept = executor.load_run("r1").await.expect("load").expect("run");
+        let kept = executor
+            .load_run_to_step("r1")
+            .await
+            .expect("load")
+            .expect("run");
         assert_eq!(kept, in_file);
         assert_eq!(kept.rev, 1);
 
@@ -574,7 +584,21 @@ mod tests {
             })
             .await
             .expect("cancel");
-        let mut stale = executor.load_run("r1").await.expect("load").expect("run");
+        let mut stale = executor
+            .load_run_to_step("r1")
+            .await
+            .expect("load")
+            .expect("run");
+        assert_eq!(stale.rev, 1, "the revision this process committed");
+        assert_eq!(
+            executor
+                .load_run("r1")
+                .await
+                .expect("load")
+                .map(|r| r.status),
+            Some(RunStatus::Cancelled),
+            "reads for people (the API, the commands) see the file"
+        );
         stale.stack.push("second".into());
         let err = executor
             .commit(Commit {
@@ -585,7 +609,11 @@ mod tests {
             .await
             .expect_err("the stored revision moved on");
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-        let fresh = executor.load_run("r1").await.expect("load").expect("run");
+        let fresh = executor
+            .load_run_to_step("r1")
+            .await
+            .expect("load")
+            .expect("run");
         assert_eq!(fresh.status, RunStatus::Cancelled);
         assert_eq!(fresh.rev, 2);
         assert_eq!(fresh.stack, vec!["first".to_string()]);

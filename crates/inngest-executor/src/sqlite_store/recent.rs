@@ -4,8 +4,10 @@
 //! process had written it a few milliseconds before. The file has one executor (see `leases`),
 //! so the state it last committed is the state in the file, unless an operator's command
 //! (`ticketing runs cancel`) wrote the run from another process: then the next commit here
-//! finds another revision, fails with a conflict, and that forgets the run, so it is read
-//! from the file again (see [`RecentRuns::forget`]).
+//! finds another revision or a lost item and fails, which forgets the run, so it is read from
+//! the file again (see [`RecentRuns::forget`]). Only the driver's step reads come from here
+//! (`load_run_to_step`); what people see (`load_run`: the API, the commands) is read from the
+//! file.
 //!
 //! Only runs with a step due at once are kept; a run that waits (for an event, a timer, a
 //! retry's back-off) or has finished is forgotten. That keeps the set to the runs in flight, and
