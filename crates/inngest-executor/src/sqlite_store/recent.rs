@@ -22,8 +22,11 @@ use super::super::state::RunState;
 use super::super::store::QueueItem;
 
 /// At most this many runs are kept; reaching it forgets them all (they are read from the file
-/// again), which costs one read each and keeps the code free of an eviction order.
-const CAPACITY: usize = 4_096;
+/// again), which costs one read each and keeps the code free of an eviction order. Measured
+/// with the pipeline benchmark (10,000 tickets, most of them in flight at once): kept for
+/// 4,096 runs, the resident memory after it was 98 MB instead of 55; for 256, 63 MB. A few
+/// dozen cover the runs in flight at a steady pace, where a run's next step comes at once.
+const CAPACITY: usize = 64;
 
 /// A step due within this is "at once": the run will be loaded again in a moment.
 const SOON: Duration = Duration::seconds(1);
