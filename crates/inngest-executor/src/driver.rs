@@ -199,7 +199,7 @@ impl Executor {
         Ok(self
             .inner
             .store
-            .load_run_to_step(id)
+            .load_run(id)
             .await?
             .filter(|r| !r.status.is_terminal()))
     }

@@ -18,12 +18,10 @@ use super::store::{
 };
 
 mod leases;
-mod recent;
 mod rows;
 mod schema;
 
 use leases::Leases;
-use recent::RecentRuns;
 use rows::{
     backend, corrupt, exec, from_ms, insert_event, insert_item, insert_pause, insert_run, ms,
     read_item, remove_key, update_run,
@@ -41,7 +39,6 @@ const OPTIONS: Options = Options {
 pub struct SqliteRunStore {
     db: Database,
     leases: std::sync::Arc<Leases>,
-    recent: RecentRuns,
 }
 
 impl std::fmt::Debug for SqliteRunStore {
@@ -72,7 +69,6 @@ impl SqliteRunStore {
         Ok(SqliteRunStore {
             db,
             leases: Default::default(),
-            recent: Default::default(),
         })
     }
 
@@ -98,48 +94,37 @@ impl SqliteRunStore {
 #[async_trait]
 impl RunStore for SqliteRunStore {
     async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestOutcome> {
-        let now = Utc::now();
-        let (outcome, started) = self
-            .with_tx(move |tx| {
-                if !insert_event(tx, &ingest.event_id, &ingest.event)? {
-                    return Ok((IngestOutcome::Duplicate, None));
-                }
-                for run in &ingest.runs {
-                    insert_run(tx, run)?;
-                }
-                for item in &ingest.items {
-                    insert_item(tx, item)?;
-                }
-                for p in &ingest.pauses {
-                    insert_pause(tx, p)?;
-                }
-                let mut resumed = 0;
-                for (pause_id, item) in &ingest.resumes {
-                    let gone = exec(
-                        tx,
-                        "DELETE FROM inngest_pauses WHERE id = ?1",
-                        params![pause_id],
-                    )?;
-                    if gone == 1 {
-                        insert_item(tx, item)?;
-                        resumed += 1;
-                    }
-                }
-                for key in &ingest.remove_items {
-                    remove_key(tx, key)?;
-                }
-                Ok((
-                    IngestOutcome::Accepted { resumed },
-                    Some((ingest.runs, ingest.items)),
-                ))
-            })
-            .await?;
-        if let Some((runs, items)) = started {
-            for run in runs {
-                self.recent.committed(run, &items, now);
+        self.with_tx(move |tx| {
+            if !insert_event(tx, &ingest.event_id, &ingest.event)? {
+                return Ok(IngestOutcome::Duplicate);
             }
-        }
-        Ok(outcome)
+            for run in &ingest.runs {
+                insert_run(tx, run)?;
+            }
+            for item in &ingest.items {
+                insert_item(tx, item)?;
+            }
+            for p in &ingest.pauses {
+                insert_pause(tx, p)?;
+            }
+            let mut resumed = 0;
+            for (pause_id, item) in &ingest.resumes {
+                let gone = exec(
+                    tx,
+                    "DELETE FROM inngest_pauses WHERE id = ?1",
+                    params![pause_id],
+                )?;
+                if gone == 1 {
+                    insert_item(tx, item)?;
+                    resumed += 1;
+                }
+            }
+            for key in &ingest.remove_items {
+                remove_key(tx, key)?;
+            }
+            Ok(IngestOutcome::Accepted { resumed })
+        })
+        .await
     }
 
     async fn pauses_for(&self, event_name: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
@@ -272,13 +257,6 @@ impl RunStore for SqliteRunStore {
         Ok(written + self.leases.clear())
     }
 
-    async fn load_run_to_step(&self, run_id: &str) -> StoreResult<Option<RunState>> {
-        match self.recent.get(run_id) {
-            Some(run) => Ok(Some(run)),
-            None => self.load_run(run_id).await,
-        }
-    }
-
     async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
         let id = run_id.to_string();
         self.with_read(move |tx| {
@@ -301,9 +279,7 @@ impl RunStore for SqliteRunStore {
 
     async fn commit(&self, c: Commit) -> StoreResult<()> {
         let done = c.done.clone();
-        let updated_id = c.run.as_ref().map(|r| r.id.clone());
         let leases = self.leases.clone();
-        let now = Utc::now();
         let committed = self
             .with_tx(move |tx| {
                 if let Some(lease) = &c.done {
@@ -320,10 +296,9 @@ impl RunStore for SqliteRunStore {
                         return Err(StoreError::LeaseLost(lease.item_id.clone()));
                     }
                 }
-                let updated = match c.run {
-                    Some(run) => Some(update_run(tx, run)?),
-                    None => None,
-                };
+                if let Some(run) = c.run {
+                    update_run(tx, run)?;
+                }
                 for run_id in &c.remove_run_work {
                     exec(
                         tx,
@@ -356,32 +331,17 @@ impl RunStore for SqliteRunStore {
                 for p in &c.pauses {
                     insert_pause(tx, p)?;
                 }
-                Ok((updated, c.new_runs, c.enqueue))
+                Ok(())
             })
             .await;
         // Only once the item's deletion is committed: a claim that no longer sees the lease
         // must not see the item either. After a conflict the caller commits again with it.
         if let Some(lease) = &done
-            && matches!(committed, Ok(_) | Err(StoreError::LeaseLost(_)))
+            && matches!(committed, Ok(()) | Err(StoreError::LeaseLost(_)))
         {
             self.leases.release(lease);
         }
-        match committed {
-            Ok((updated, new_runs, enqueued)) => {
-                for run in updated.into_iter().chain(new_runs) {
-                    self.recent.committed(run, &enqueued, now);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // The stored run may have moved on (a conflict, or another process took the
-                // item): read it from the file next time.
-                if let Some(id) = &updated_id {
-                    self.recent.forget(id);
-                }
-                Err(e)
-            }
-        }
+        committed
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
@@ -511,155 +471,6 @@ mod tests {
             async move { Arc::new(SqliteRunStore::open(path).await.expect("open")) as Arc<dyn RunStore> }
         })
         .await;
-    }
-
-    fn call(run_id: &str, due_at: DateTime<Utc>) -> QueueItem {
-        QueueItem::new(
-            format!("{run_id}:step"),
-            Some(run_id.into()),
-            crate::store::ItemKind::Call {
-                step_id: "step".into(),
-                attempt: 0,
-            },
-            due_at,
-        )
-    }
-
-    fn new_run(id: &str) -> RunState {
-        RunState::new(
-            id.into(),
-            "app",
-            "f",
-            1,
-            serde_json::json!({"id": format!("e-{id}"), "name": "x"}),
-            Utc::now(),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_run_kept_in_memory_is_the_run_in_the_file_and_is_read_again_after_another_writer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("runs.db");
-        let executor = SqliteRunStore::open(&path).await.expect("open");
-        executor
-            .commit(Commit {
-                new_runs: vec![new_run("r1")],
-                enqueue: vec![call("r1", Utc::now())],
-                ..Commit::default()
-            })
-            .await
-            .expect("start");
-        let mut stepped = executor.load_run("r1").await.expect("load").expect("run");
-        stepped.status = RunStatus::Running;
-        stepped.stack.push("first".into());
-        executor
-            .commit(Commit {
-                run: Some(stepped),
-                enqueue: vec![call("r1", Utc::now())],
-                ..Commit::default()
-            })
-            .await
-            .expect("step");
-        assert_eq!(executor.recent.len(), 1, "a step is due at once: kept");
-
-        // An operator's command in another process reads the file, and finds what is kept.
-        let operator = SqliteRunStore::open(&path).await.expect("open again");
-        let in_file = operator.load_run("r1").await.expect("load").expect("run");
-        let kept = executor
-            .load_run_to_step("r1")
-            .await
-            .expect("load")
-            .expect("run");
-        assert_eq!(kept, in_file);
-        assert_eq!(kept.rev, 1);
-
-        // It cancels the run; the executor still holds the revision before.
-        let mut cancelled = in_file;
-        cancelled.status = RunStatus::Cancelled;
-        cancelled.ended_at = Some(Utc::now());
-        operator
-            .commit(Commit {
-                run: Some(cancelled),
-                ..Commit::default()
-            })
-            .await
-            .expect("cancel");
-        let mut stale = executor
-            .load_run_to_step("r1")
-            .await
-            .expect("load")
-            .expect("run");
-        assert_eq!(stale.rev, 1, "the revision this process committed");
-        assert_eq!(
-            executor
-                .load_run("r1")
-                .await
-                .expect("load")
-                .map(|r| r.status),
-            Some(RunStatus::Cancelled),
-            "reads for people (the API, the commands) see the file"
-        );
-        stale.stack.push("second".into());
-        let err = executor
-            .commit(Commit {
-                run: Some(stale),
-                enqueue: vec![call("r1", Utc::now())],
-                ..Commit::default()
-            })
-            .await
-            .expect_err("the stored revision moved on");
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-        let fresh = executor
-            .load_run_to_step("r1")
-            .await
-            .expect("load")
-            .expect("run");
-        assert_eq!(fresh.status, RunStatus::Cancelled);
-        assert_eq!(fresh.rev, 2);
-        assert_eq!(fresh.stack, vec!["first".to_string()]);
-        let cancelled = executor
-            .list_runs(&RunFilter {
-                function_id: None,
-                status: Some(RunStatus::Cancelled),
-                before: None,
-                limit: 10,
-            })
-            .await
-            .expect("list");
-        assert_eq!(cancelled.len(), 1, "the status column follows the state");
-    }
-
-    #[tokio::test]
-    async fn only_runs_with_a_step_due_at_once_are_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteRunStore::open(dir.path().join("runs.db"))
-            .await
-            .expect("open");
-        let now = Utc::now();
-        store
-            .commit(Commit {
-                new_runs: vec![new_run("soon"), new_run("later"), new_run("idle")],
-                enqueue: vec![call("soon", now), call("later", now + Duration::hours(1))],
-                ..Commit::default()
-            })
-            .await
-            .expect("start");
-        assert_eq!(store.recent.len(), 1);
-        let mut done = store.load_run("soon").await.expect("load").expect("run");
-        done.status = RunStatus::Completed;
-        done.ended_at = Some(now);
-        store
-            .commit(Commit {
-                run: Some(done),
-                enqueue: vec![call("soon", now)],
-                ..Commit::default()
-            })
-            .await
-            .expect("finish");
-        assert_eq!(store.recent.len(), 0, "a finished run is forgotten");
-        let finished = store.load_run("soon").await.expect("load").expect("run");
-        assert_eq!(finished.status, RunStatus::Completed);
-        assert_eq!(finished.rev, 1);
     }
 
     #[tokio::test]

@@ -232,13 +232,7 @@ pub trait RunStore: Send + Sync {
     async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Drops every lease (start-up of the single process that owns the queue).
     async fn release_leases(&self) -> StoreResult<u64>;
-    /// The run as stored.
     async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>>;
-    /// The run, to take its next step. A store may answer from what it committed last (the
-    /// commit then checks the revision), where [`RunStore::load_run`] always reads.
-    async fn load_run_to_step(&self, run_id: &str) -> StoreResult<Option<RunState>> {
-        self.load_run(run_id).await
-    }
     async fn commit(&self, commit: Commit) -> StoreResult<()>;
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>>;
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth>;

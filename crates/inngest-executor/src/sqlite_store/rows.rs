@@ -82,9 +82,9 @@ pub(super) fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()
 }
 
 /// Writes `run` as its next revision, or fails with a conflict if the stored one is not
-/// `run.rev`; returns what was written. The status and end time (and so their indexes) are
+/// `run.rev`. The status and end time (and so their indexes) are
 /// written only when they change, which is not at most steps.
-pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<RunState> {
+pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<()> {
     let expected = run.rev as i64;
     let unchanged = tx
         .prepare_cached("SELECT status = ?2 AND ended_at IS ?3 FROM inngest_runs WHERE id = ?1")
@@ -124,7 +124,7 @@ pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<Run
         // The caller's error drops the transaction, which rolls back what it wrote before.
         return Err(StoreError::Conflict(next.id));
     }
-    Ok(next)
+    Ok(())
 }
 
 pub(super) fn insert_event(tx: &Transaction<'_>, id: &str, event: &Value) -> StoreResult<bool> {
