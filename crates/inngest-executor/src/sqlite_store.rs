@@ -473,6 +473,123 @@ mod tests {
         .await;
     }
 
+    fn runs_with(status: RunStatus) -> RunFilter {
+        RunFilter {
+            function_id: None,
+            status: Some(status),
+            before: None,
+            limit: 10,
+        }
+    }
+
+    /// A step's update skips the status and end columns when they did not change: those
+    /// columns (what `ticketing runs list --status`, the sweep and their indexes read) must
+    /// still follow the state, whichever process wrote it.
+    #[tokio::test]
+    async fn the_status_and_end_columns_follow_the_state_through_steps_and_other_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runs.db");
+        let executor = SqliteRunStore::open(&path).await.expect("open");
+        let started = Utc::now() - Duration::hours(2);
+        let run = RunState::new(
+            "r1".into(),
+            "app",
+            "f",
+            1,
+            serde_json::json!({"id": "e1", "name": "x"}),
+            started,
+        );
+        executor
+            .commit(Commit {
+                new_runs: vec![run],
+                ..Commit::default()
+            })
+            .await
+            .expect("start");
+
+        // Two steps: the first changes the status, the second only the state.
+        for (n, step) in ["first", "second"].into_iter().enumerate() {
+            let mut run = executor.load_run("r1").await.expect("load").expect("run");
+            assert_eq!(run.rev, n as u64);
+            run.status = RunStatus::Running;
+            run.stack.push(step.into());
+            executor
+                .commit(Commit {
+                    run: Some(run),
+                    ..Commit::default()
+                })
+                .await
+                .expect("step");
+            let running = executor
+                .list_runs(&runs_with(RunStatus::Running))
+                .await
+                .expect("list");
+            assert_eq!(running.len(), 1, "after the {step} step");
+        }
+        let stepped = executor.load_run("r1").await.expect("load").expect("run");
+        assert_eq!(stepped.rev, 2);
+        assert_eq!(stepped.stack, vec!["first".to_string(), "second".into()]);
+
+        // A step computed from an older revision changes nothing, columns included.
+        let mut stale = stepped.clone();
+        stale.rev = 1;
+        stale.status = RunStatus::Completed;
+        stale.ended_at = Some(Utc::now());
+        let err = executor
+            .commit(Commit {
+                run: Some(stale),
+                ..Commit::default()
+            })
+            .await
+            .expect_err("stale revision");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let completed = executor
+            .list_runs(&runs_with(RunStatus::Completed))
+            .await
+            .expect("list");
+        assert!(completed.is_empty());
+
+        // An operator's command in another process cancels it.
+        let operator = SqliteRunStore::open(&path).await.expect("open again");
+        let mut cancelled = operator.load_run("r1").await.expect("load").expect("run");
+        let ended = Utc::now() - Duration::hours(1);
+        cancelled.status = RunStatus::Cancelled;
+        cancelled.ended_at = Some(ended);
+        operator
+            .commit(Commit {
+                run: Some(cancelled),
+                ..Commit::default()
+            })
+            .await
+            .expect("cancel");
+        for store in [&executor, &operator] {
+            let running = store
+                .list_runs(&runs_with(RunStatus::Running))
+                .await
+                .expect("list");
+            assert!(running.is_empty());
+            let cancelled = store
+                .list_runs(&runs_with(RunStatus::Cancelled))
+                .await
+                .expect("list");
+            assert_eq!(cancelled.len(), 1);
+        }
+
+        // The end time reached its column too: the sweep keeps the run until its cutoff
+        // passes that time, then removes it.
+        let swept = executor
+            .sweep(ended - Duration::minutes(1), 10)
+            .await
+            .expect("sweep");
+        assert_eq!(swept.runs, 0);
+        let swept = executor
+            .sweep(ended + Duration::minutes(1), 10)
+            .await
+            .expect("sweep");
+        assert_eq!(swept.runs, 1);
+        assert_eq!(executor.load_run("r1").await.expect("load"), None);
+    }
+
     #[tokio::test]
     async fn state_survives_reopening_and_shares_a_file_with_other_tables() {
         let dir = tempfile::tempdir().expect("tempdir");
