@@ -13,7 +13,7 @@ mod triage;
 
 use crate::ai::{RulesEngine, TriageProvider};
 use crate::config::{AccountConfig, SlaConfig};
-use crate::inngest::Function;
+use crate::inngest::{Function, FunctionBuilder};
 use crate::mail::{Mailer, Templates};
 use crate::store::Store;
 use std::sync::Arc;
@@ -35,7 +35,8 @@ pub struct Deps {
     /// Bounds AI calls in this process, on top of the functions' concurrency limits, so a
     /// burst of tickets cannot overrun the provider's rate limit.
     pub ai_permits: Semaphore,
-    pub ai_concurrency: u32,
+    /// The concurrency limit of the functions that call the AI; none with the rules engine.
+    pub ai_concurrency: Option<u32>,
 }
 
 pub fn all(deps: Arc<Deps>) -> Vec<Function> {
@@ -47,6 +48,16 @@ pub fn all(deps: Arc<Deps>) -> Vec<Function> {
         retriage_ticket::function(deps.clone()),
         reroute_ticket::function(deps),
     ]
+}
+
+/// Limits `f` to `AI_CONCURRENCY` steps at once when it calls an external AI. Inngest counts
+/// every running step of the function against the limit, not only the AI call, so with the
+/// rules engine (which calls nobody) there is no limit to pay for.
+pub(crate) fn limit_ai(f: FunctionBuilder, deps: &Deps) -> FunctionBuilder {
+    match deps.ai_concurrency {
+        Some(n) => f.concurrency(crate::inngest::Concurrency::new(n)),
+        None => f,
+    }
 }
 
 /// The id in an event's data, or a non-retriable error: a malformed event will not get better.

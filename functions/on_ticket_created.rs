@@ -3,10 +3,10 @@
 
 use super::notify::{Delivery, Recipient, admins, send_once};
 use super::triage::{Routed, triage_and_route};
-use super::{Deps, data_id, retriable, ticket_of_run};
+use super::{Deps, data_id, limit_ai, retriable, ticket_of_run};
 use crate::domain::access::Disclosure;
 use crate::domain::events::{TICKET_CREATED, TICKET_RESOLVED};
-use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger, WaitForEvent};
+use crate::inngest::{Ctx, FnError, Function, Step, Trigger, WaitForEvent};
 use crate::mail::TicketInfo;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -19,11 +19,11 @@ pub const RETRIES: u32 = 4;
 
 pub fn function(deps: Arc<Deps>) -> Function {
     let failure_deps = deps.clone();
-    Function::new(ID, "Triage, route and follow up a new ticket")
+    let f = Function::new(ID, "Triage, route and follow up a new ticket")
         .trigger(Trigger::event(TICKET_CREATED))
-        .retries(RETRIES)
-        // Only running steps count against the limit; runs waiting for resolution do not.
-        .concurrency(Concurrency::new(deps.ai_concurrency))
+        .retries(RETRIES);
+    // Only running steps count against the limit; runs waiting for resolution do not.
+    limit_ai(f, &deps)
         .on_failure(move |ctx, step| super::on_ticket_failed::run(failure_deps.clone(), ctx, step))
         .handler(move |ctx: Ctx, step: Step| run(deps.clone(), ctx, step))
 }

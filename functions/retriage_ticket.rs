@@ -2,20 +2,19 @@
 //! priority a person set stays) and routed if it is still unassigned.
 
 use super::triage::triage_and_route;
-use super::{Deps, data_id};
+use super::{Deps, data_id, limit_ai};
 use crate::domain::events::TICKET_RETRIAGE;
-use crate::inngest::{Concurrency, Ctx, FnError, Function, Step, Trigger};
+use crate::inngest::{Ctx, FnError, Function, Step, Trigger};
 use serde_json::json;
 use std::sync::Arc;
 
 pub const ID: &str = "retriage-ticket";
 
 pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(ID, "Triage a ticket again")
+    let f = Function::new(ID, "Triage a ticket again")
         .trigger(Trigger::event(TICKET_RETRIAGE))
-        .retries(4)
-        .concurrency(Concurrency::new(deps.ai_concurrency))
-        .handler(move |ctx: Ctx, step: Step| {
+        .retries(4);
+    limit_ai(f, &deps).handler(move |ctx: Ctx, step: Step| {
             let deps = deps.clone();
             async move {
                 let ticket_id = data_id(&ctx.event, "ticket_id")?;

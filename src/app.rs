@@ -239,6 +239,9 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
     tracing::info!(mail = %config.mail.describe(), "mail transport");
     // Building an HTTP client loads the system's root certificates, which costs milliseconds
     // at start: only the AI providers need one.
+    // The rules engine calls nobody, so it has no rate limit to protect: its triage runs are
+    // bounded only by the executor's workers.
+    let external_ai = !matches!(provider, ProviderSettings::Rules);
     let ai = match provider {
         ProviderSettings::Rules => Arc::new(RulesEngine::new()) as Arc<dyn TriageProvider>,
         _ => provider.build(
@@ -258,7 +261,7 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
         sla: config.sla,
         accounts: config.accounts,
         ai_permits: Semaphore::new(config.ai_concurrency as usize),
-        ai_concurrency: config.ai_concurrency,
+        ai_concurrency: external_ai.then_some(config.ai_concurrency),
     })
 }
 
@@ -368,5 +371,54 @@ pub fn vercel_preflight(config: &Config) -> Result<(), String> {
             "on Vercel set {}: a SQLite file and the embedded executor do not survive serverless instances",
             missing.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::{on_ticket_created, retriage_ticket};
+    use serde_json::{Value, json};
+    use std::collections::HashMap;
+
+    /// The concurrency setting of each function that triages, under `vars`.
+    async fn triage_limits(vars: &[(&str, &str)]) -> Vec<(String, Value)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.insert("DATA_DIR".into(), dir.path().display().to_string());
+        let config = Config::from_lookup(|name| map.get(name).cloned()).unwrap();
+        let (store, _) = open_backend(&config).await.unwrap();
+        let deps = Arc::new(function_deps(&config, store).unwrap());
+        let url = url::Url::parse("http://127.0.0.1:3000/api/inngest").unwrap();
+        crate::functions::all(deps)
+            .iter()
+            .filter(|f| [on_ticket_created::ID, retriage_ticket::ID].contains(&f.id()))
+            .map(|f| {
+                let config = &f.configs("ticketing", &url)[0];
+                (f.id().to_string(), config["concurrency"].clone())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn triage_is_limited_only_when_it_calls_an_external_ai() {
+        let rules = triage_limits(&[("AI_CONCURRENCY", "3")]).await;
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        for (id, limit) in &rules {
+            assert_eq!(limit, &Value::Null, "{id} with the rules engine");
+        }
+        let gemini = triage_limits(&[
+            ("AI_CONCURRENCY", "3"),
+            ("GEMINI_API_KEY", "test-key"),
+            ("GEMINI_BASE_URL", "http://127.0.0.1:9"),
+        ])
+        .await;
+        assert_eq!(gemini.len(), 2, "{gemini:?}");
+        for (id, limit) in &gemini {
+            assert_eq!(limit, &json!([{"limit": 3}]), "{id} with Gemini");
+        }
     }
 }

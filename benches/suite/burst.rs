@@ -82,6 +82,7 @@ pub async fn run(report: &mut Report, settings: &Settings) {
     let stop = Arc::new(AtomicBool::new(false));
     let poller = tokio::spawn(poll(api.clone(), admin.clone(), stop.clone()));
     let started = Instant::now();
+    let cpu_before = server.cpu_time();
     let create = {
         let (api, customers) = (api.clone(), customers.clone());
         move |i: usize| api.create_ticket(&customers[i % CUSTOMERS], i)
@@ -93,6 +94,10 @@ pub async fn run(report: &mut Report, settings: &Settings) {
     let done = wait_for_mails(&api, expected, settings.pipeline_limit)
         .await
         .map(|_| started.elapsed());
+    let cpu_used = server
+        .cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     stop.store(true, Ordering::Relaxed);
     let (polls, polls_failed) = poller.await.expect("poller");
     let tickets = api.all_tickets(&admin).await;
@@ -118,6 +123,19 @@ pub async fn run(report: &mut Report, settings: &Settings) {
             None => format!("not within {:?}", settings.pipeline_limit),
         },
     );
+    // Steadier than the throughput on a shared machine: what the server spent per ticket.
+    if let (Some(cpu), Some(d)) = (cpu_used, done) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        report.row(
+            bench,
+            "server CPU per ticket (share of all cores)",
+            format!(
+                "{:.2} ms ({:.0}% of {cores})",
+                cpu.as_secs_f64() * 1000.0 / burst.ok.max(1) as f64,
+                cpu.as_secs_f64() * 100.0 / d.as_secs_f64() / cores as f64
+            ),
+        );
+    }
     let (times, unassigned) = assignment_times(&tickets, 0..TICKETS);
     report.row(
         bench,

@@ -47,6 +47,17 @@ impl Process {
     }
 
     /// Resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
+    /// CPU time the process has used so far, user and system together.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // In clock ticks of USER_HZ, which Linux fixes at 100 for user space.
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     pub fn rss(&self) -> Option<u64> {
         status_kb(self.child.id(), "VmRSS").map(|kb| kb * 1024)
     }

@@ -13,8 +13,8 @@ use storage_kit::sqlite::{Database, Lane, Options};
 
 use super::state::{RunState, RunStatus};
 use super::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunStore,
-    RunSummary, Slot, StoreError, StoreResult, Swept, pick_claimable,
+    Claimed, Commit, Ingest, IngestOutcome, Pause, Picker, QueueDepth, QueueItem, RunFilter,
+    RunStore, RunSummary, Slot, StoreError, StoreResult, Swept,
 };
 
 mod leases;
@@ -160,45 +160,44 @@ impl RunStore for SqliteRunStore {
             let now_ms = ms(now);
             let mut held = leases.claiming(now_ms);
             let leased_slots = held.slots();
-            // Ids and slots only: with a backlog held back by a concurrency limit, most
-            // candidates are skipped, and only the picked ones' bodies are read.
-            let mut candidates: Vec<(String, Vec<Slot>, i64)> = Vec::new();
+            // Ids and slots only, read in claim order until enough are picked: with a backlog
+            // held back by a concurrency limit, most candidates are skipped, and only the
+            // picked ones' bodies are read.
+            let mut picker = Picker::new(leased_slots.iter(), max);
             {
-                // Read more than `max`: leased items are among them, and calls over their
+                // At most this many: leased items are among them, and calls over their
                 // concurrency limit are skipped.
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT id, concurrency, due_at FROM inngest_queue
+                        "SELECT id, concurrency FROM inngest_queue
                          WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
                     )
                     .map_err(backend)?;
-                let rows = stmt
-                    .query_map(params![now_ms, (held.len() + max * 8 + 64) as i64], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })
+                let mut rows = stmt
+                    .query(params![now_ms, (held.len() + max * 8 + 64) as i64])
                     .map_err(backend)?;
-                for row in rows {
-                    let (id, slots, due_at) = row.map_err(backend)?;
-                    if !held.is_leased(&id) {
-                        candidates.push((
-                            id,
-                            serde_json::from_str(&slots).map_err(corrupt)?,
-                            due_at,
-                        ));
+                while !picker.is_full() {
+                    let Some(row) = rows.next().map_err(backend)? else {
+                        break;
+                    };
+                    let id = row.get_ref(0).map_err(backend)?.as_str().map_err(backend)?;
+                    if held.is_leased(id) {
+                        continue;
+                    }
+                    let slots = row.get_ref(1).map_err(backend)?.as_str().map_err(backend)?;
+                    // Most calls have no limit: skip the parse for them.
+                    let slots: Vec<Slot> = if slots == "[]" {
+                        Vec::new()
+                    } else {
+                        serde_json::from_str(slots).map_err(corrupt)?
+                    };
+                    if picker.fits(&slots) {
+                        picker.take(&slots);
+                        picker.picked.push(id.to_owned());
                     }
                 }
             }
-            let picked = pick_claimable(
-                candidates
-                    .iter()
-                    .map(|(id, slots, _)| (id.as_str(), slots.as_slice())),
-                leased_slots.iter(),
-                max,
-            );
+            let picked = picker.picked;
             let until = ms(now + lease_for);
             let mut out = Vec::with_capacity(picked.len());
             let mut body = tx

@@ -251,26 +251,57 @@ pub(crate) fn pick_claimable<'a>(
     leased_slots: impl Iterator<Item = &'a Slot>,
     max: usize,
 ) -> Vec<String> {
-    let mut in_use: HashMap<&str, u32> = HashMap::new();
-    for slot in leased_slots {
-        *in_use.entry(slot.key.as_str()).or_default() += 1;
-    }
-    let mut picked = Vec::new();
+    let mut picker = Picker::new(leased_slots, max);
     for (id, concurrency) in candidates {
-        if picked.len() >= max {
+        if picker.is_full() {
             break;
         }
-        let fits = concurrency
-            .iter()
-            .all(|s| in_use.get(s.key.as_str()).copied().unwrap_or(0) < s.limit);
-        if fits {
-            for s in concurrency {
-                *in_use.entry(s.key.as_str()).or_default() += 1;
-            }
-            picked.push(id.to_owned());
+        if picker.fits(concurrency) {
+            picker.take(concurrency);
+            picker.picked.push(id.to_owned());
         }
     }
-    picked
+    picker.picked
+}
+
+/// Claim-order picking, one candidate at a time, so a store can stop reading candidates as
+/// soon as it has enough.
+pub(crate) struct Picker {
+    in_use: HashMap<String, u32>,
+    max: usize,
+    pub(crate) picked: Vec<String>,
+}
+
+impl Picker {
+    pub(crate) fn new<'a>(leased_slots: impl Iterator<Item = &'a Slot>, max: usize) -> Self {
+        let mut in_use: HashMap<String, u32> = HashMap::new();
+        for slot in leased_slots {
+            *in_use.entry(slot.key.clone()).or_default() += 1;
+        }
+        Picker {
+            in_use,
+            max,
+            picked: Vec::with_capacity(max),
+        }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.picked.len() >= self.max
+    }
+
+    /// Whether a call occupying `concurrency` has room in every one of its slots.
+    pub(crate) fn fits(&self, concurrency: &[Slot]) -> bool {
+        concurrency
+            .iter()
+            .all(|s| self.in_use.get(s.key.as_str()).copied().unwrap_or(0) < s.limit)
+    }
+
+    /// Counts a picked call's slots as taken.
+    pub(crate) fn take(&mut self, concurrency: &[Slot]) {
+        for s in concurrency {
+            *self.in_use.entry(s.key.clone()).or_default() += 1;
+        }
+    }
 }
 
 mod memory;
