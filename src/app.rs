@@ -237,11 +237,11 @@ fn function_deps(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Deps>
     let provider = config.ai.provider_settings();
     tracing::info!(provider = ?provider, "AI triage provider");
     tracing::info!(mail = %config.mail.describe(), "mail transport");
-    // Building an HTTP client loads the system's root certificates, which costs milliseconds
-    // at start: only the AI providers need one.
     // The rules engine calls nobody, so it has no rate limit to protect: its triage runs are
     // bounded only by the executor's workers.
     let external_ai = !matches!(provider, ProviderSettings::Rules);
+    // Building an HTTP client loads the system's root certificates, which costs milliseconds
+    // at start: only the AI providers need one.
     let ai = match provider {
         ProviderSettings::Rules => Arc::new(RulesEngine::new()) as Arc<dyn TriageProvider>,
         _ => provider.build(

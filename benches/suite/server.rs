@@ -46,7 +46,6 @@ impl Process {
         self.child.id()
     }
 
-    /// Resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
     /// CPU time the process has used so far, user and system together.
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
@@ -58,6 +57,7 @@ impl Process {
         Some(Duration::from_millis(ticks * 10))
     }
 
+    /// Resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
     pub fn rss(&self) -> Option<u64> {
         status_kb(self.child.id(), "VmRSS").map(|kb| kb * 1024)
     }

@@ -192,12 +192,11 @@ impl RunStore for SqliteRunStore {
                         serde_json::from_str(slots).map_err(corrupt)?
                     };
                     if picker.fits(&slots) {
-                        picker.take(&slots);
-                        picker.picked.push(id.to_owned());
+                        picker.pick(id, &slots);
                     }
                 }
             }
-            let picked = picker.picked;
+            let picked = picker.into_picked();
             let until = ms(now + lease_for);
             let mut out = Vec::with_capacity(picked.len());
             let mut body = tx

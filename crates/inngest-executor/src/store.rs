@@ -257,11 +257,10 @@ pub(crate) fn pick_claimable<'a>(
             break;
         }
         if picker.fits(concurrency) {
-            picker.take(concurrency);
-            picker.picked.push(id.to_owned());
+            picker.pick(id, concurrency);
         }
     }
-    picker.picked
+    picker.into_picked()
 }
 
 /// Claim-order picking, one candidate at a time, so a store can stop reading candidates as
@@ -269,7 +268,7 @@ pub(crate) fn pick_claimable<'a>(
 pub(crate) struct Picker {
     in_use: HashMap<String, u32>,
     max: usize,
-    pub(crate) picked: Vec<String>,
+    picked: Vec<String>,
 }
 
 impl Picker {
@@ -296,11 +295,17 @@ impl Picker {
             .all(|s| self.in_use.get(s.key.as_str()).copied().unwrap_or(0) < s.limit)
     }
 
-    /// Counts a picked call's slots as taken.
-    pub(crate) fn take(&mut self, concurrency: &[Slot]) {
+    /// Picks `id`, its slots counted as taken from now on.
+    pub(crate) fn pick(&mut self, id: &str, concurrency: &[Slot]) {
         for s in concurrency {
             *self.in_use.entry(s.key.clone()).or_default() += 1;
         }
+        self.picked.push(id.to_owned());
+    }
+
+    /// The picked ids, in claim order.
+    pub(crate) fn into_picked(self) -> Vec<String> {
+        self.picked
     }
 }
 
