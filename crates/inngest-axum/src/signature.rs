@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -291,11 +291,13 @@ pub fn canonical_json(value: &Value) -> String {
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// [`canonical_json`], appended to `out`: a caller can write the outer object of a body by
+/// hand and borrow its parts rather than clone them into one [`Value`].
+pub fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&ecmascript_number(n)),
+        Value::Number(n) => push_ecmascript_number(n, out),
         Value::String(s) => push_json_string(s, out),
         Value::Array(items) => {
             out.push('[');
@@ -307,38 +309,82 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_json_string(k, out);
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_canonical_object(map, out),
     }
 }
 
+/// An object's canonical form; see [`write_canonical`].
+pub fn write_canonical_object(map: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| utf16_order(a.0, b.0));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(k, out);
+        out.push(':');
+        write_canonical(v, out);
+    }
+    out.push('}');
+}
+
+/// Orders keys by their UTF-16 code units, as JCS requires. UTF-8 bytes sort in code point
+/// order, which is the same order for ASCII keys (nearly all of them), so those skip the
+/// re-encoding.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
+/// A JSON string escaped as `JSON.stringify` (and serde_json) escape one: quote, backslash and
+/// control characters; everything else as it is.
 fn push_json_string(s: &str, out: &mut String) {
-    // serde_json escapes exactly what JSON.stringify escapes for valid UTF-8 strings.
-    out.push_str(&serde_json::to_string(s).expect("BUG: a string always serializes"));
+    out.push('"');
+    let mut start = 0;
+    for (i, byte) in s.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is a character boundary: every escaped byte is ASCII.
+        out.push_str(&s[start..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            out.push_str(escaped);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-fn ecmascript_number(n: &serde_json::Number) -> String {
+fn push_ecmascript_number(n: &serde_json::Number, out: &mut String) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
     if let Some(u) = n.as_u64().filter(|u| *u <= MAX_SAFE_INTEGER) {
-        return u.to_string();
+        let _ = write!(out, "{u}");
+    } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER) {
+        let _ = write!(out, "{i}");
+    } else {
+        out.push_str(&format_f64_like_js(n.as_f64().unwrap_or(0.0)));
     }
-    if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER) {
-        return i.to_string();
-    }
-    format_f64_like_js(n.as_f64().unwrap_or(0.0))
 }
 
 /// ECMAScript `Number::toString(10)` for finite values.
@@ -543,6 +589,24 @@ mod tests {
             let v: Value = serde_json::from_str(input).expect("number");
             assert_eq!(canonical_json(&v), expected, "{input}");
         }
+        // Strings escape exactly as serde_json (and JSON.stringify) escape them.
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é\u{2028}\u{1F600}\u{FFFF}");
+        for s in [all.as_str(), "", "plain", "\"\\", "tail\u{1}"] {
+            let expected = serde_json::to_string(s).expect("string");
+            assert_eq!(
+                canonical_json(&Value::String(s.to_owned())),
+                expected,
+                "{s:?}"
+            );
+        }
+        // UTF-16 order, not code point order: U+1F600 is D83D DE00, before U+FFFF.
+        let v: Value =
+            serde_json::from_str(r#"{"\uffff":1,"\ud83d\ude00":2,"b":3,"a":4}"#).expect("json");
+        assert_eq!(
+            canonical_json(&v),
+            "{\"a\":4,\"b\":3,\"\u{1F600}\":2,\"\u{FFFF}\":1}"
+        );
         let v: Value = serde_json::from_str(r#"{"é":1,"z":2,"a":{"\u0001":"\n"}}"#).expect("json");
         assert_eq!(
             canonical_json(&v),

@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use super::function::FunctionDef;
 use super::state::RunState;
 use inngest_axum::headers;
-use inngest_axum::signature::{SigningKey, canonical_json};
+use inngest_axum::signature::{SigningKey, write_canonical, write_canonical_object};
 
 /// Largest SDK response read (reference §2.3: 8 MB) plus headroom for streaming wrappers.
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
@@ -186,23 +186,61 @@ pub fn call_url(def: &FunctionDef, step_id: &str) -> Result<String, TransportErr
 /// The call request body (reference §2.3), before canonicalization.
 pub fn call_body(run: &RunState, def: &FunctionDef, step_id: &str, attempt: u32) -> Value {
     json!({
-        "ctx": {
-            "attempt": attempt,
-            "disable_immediate_execution": run.force_step_plan,
-            "env": "",
-            "fn_id": function_uuid(&def.id),
-            "max_attempts": run.max_attempts,
-            "run_id": run.id,
-            "stack": {"current": run.stack.len(), "stack": run.stack},
-            "step_id": step_id,
-            "use_api": false,
-        },
+        "ctx": call_ctx(run, def, step_id, attempt),
         "event": run.event,
         "events": run.events,
         "steps": run.steps,
         "use_api": false,
         "version": run.version,
     })
+}
+
+fn call_ctx(run: &RunState, def: &FunctionDef, step_id: &str, attempt: u32) -> Value {
+    json!({
+        "attempt": attempt,
+        "disable_immediate_execution": run.force_step_plan,
+        "env": "",
+        "fn_id": function_uuid(&def.id),
+        "max_attempts": run.max_attempts,
+        "run_id": run.id,
+        "stack": {"current": run.stack.len(), "stack": run.stack},
+        "step_id": step_id,
+        "use_api": false,
+    })
+}
+
+/// [`call_body`] in its canonical form, written from the run itself: the event and the steps,
+/// which grow with every step, are borrowed rather than copied into a [`Value`] first.
+fn canonical_call_body(
+    run: &RunState,
+    def: &FunctionDef,
+    step_id: &str,
+    attempt: u32,
+    omit_fn_id: bool,
+) -> String {
+    let mut ctx = call_ctx(run, def, step_id, attempt);
+    if omit_fn_id && let Some(ctx) = ctx.as_object_mut() {
+        ctx.remove("fn_id");
+    }
+    let mut out = String::with_capacity(1024);
+    // The keys in canonical (sorted) order.
+    out.push_str("{\"ctx\":");
+    write_canonical(&ctx, &mut out);
+    out.push_str(",\"event\":");
+    write_canonical(&run.event, &mut out);
+    out.push_str(",\"events\":[");
+    for (i, event) in run.events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_canonical(event, &mut out);
+    }
+    out.push_str("],\"steps\":");
+    write_canonical_object(&run.steps, &mut out);
+    out.push_str(",\"use_api\":false,\"version\":");
+    write_canonical(&Value::from(run.version), &mut out);
+    out.push('}');
+    out
 }
 
 /// How call requests are dressed, beyond the run itself.
@@ -223,14 +261,8 @@ pub fn call_request(
     settings: CallSettings<'_>,
     now: DateTime<Utc>,
 ) -> Result<Request<Bytes>, TransportError> {
-    let mut body = call_body(run, def, step_id, attempt);
-    if settings.omit_fn_id
-        && let Some(ctx) = body.get_mut("ctx").and_then(Value::as_object_mut)
-    {
-        ctx.remove("fn_id");
-    }
     let signing_key = settings.signing_key;
-    let body = canonical_json(&body).into_bytes();
+    let body = canonical_call_body(run, def, step_id, attempt, settings.omit_fn_id).into_bytes();
     let header = |v: &str| {
         HeaderValue::from_str(v).map_err(|e| TransportError::InvalidRequest(e.to_string()))
     };
@@ -255,6 +287,7 @@ pub fn call_request(
 mod tests {
     use super::*;
     use crate::function::parse_function;
+    use inngest_axum::signature::canonical_json;
 
     const KEY: &str =
         "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
@@ -319,6 +352,41 @@ mod tests {
         CallSettings {
             signing_key: Some(key),
             omit_fn_id: false,
+        }
+    }
+
+    #[test]
+    fn the_written_body_is_the_call_body_in_canonical_form() {
+        let mut run = RunState::new(
+            "r1".into(),
+            "my-app",
+            "my-app-hello",
+            3,
+            json!({"name": "app/hello", "data": {"z": 1.5, "a": "\u{1}é", "big": 9007199254740993u64}}),
+            Utc::now(),
+        );
+        run.events
+            .push(json!({"name": "app/other", "data": {"b": [true, null], "a": -7}}));
+        for (id, data) in [
+            ("98bf", json!({"data": "A"})),
+            ("0a1c", json!({"error": {"message": "x\ny"}})),
+        ] {
+            run.stack.push(id.into());
+            run.steps.insert(id.into(), data);
+        }
+        let d = def("http://127.0.0.1:3939/api/inngest");
+        for omit_fn_id in [false, true] {
+            let mut expected = call_body(&run, &d, "abcd", 2);
+            if omit_fn_id {
+                expected["ctx"]
+                    .as_object_mut()
+                    .expect("ctx")
+                    .remove("fn_id");
+            }
+            assert_eq!(
+                canonical_call_body(&run, &d, "abcd", 2, omit_fn_id),
+                canonical_json(&expected)
+            );
         }
     }
 
