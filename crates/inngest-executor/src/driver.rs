@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::opcode::{CallOutcome, parse_response, transport_error};
 use super::service::{Executor, ExecutorError, cron_event, cron_key};
 use super::state::{self, Action, Ctx, Input, Outcome, RunState};
-use super::store::{Claimed, Commit, ItemKind, Lease, QueueItem, StoreError};
+use super::store::{Claimed, Commit, ItemKind, Lease, QueueItem, Slot, StoreError};
 use super::transport::{CallSettings, call_request};
 use inngest_axum::Opcode;
 
@@ -29,6 +29,20 @@ async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
 }
 
 mod plan;
+
+/// How many steps of one run a worker takes in a row before it leaves the next to a claim, so
+/// a run with a long loop of steps cannot keep a worker to itself.
+const MAX_STEPS_IN_A_ROW: u32 = 32;
+
+/// A run's next call, leased to the worker whose commit queued it.
+struct NextCall {
+    lease: Lease,
+    run: RunState,
+    step_id: String,
+    attempt: u32,
+    /// The concurrency slots its lease holds.
+    slots: Vec<Slot>,
+}
 
 impl Executor {
     /// The worker loop. Without a stop signal it returns once nothing is due and nothing is in
@@ -91,7 +105,7 @@ impl Executor {
                 }
                 continue;
             }
-            if claimed > 0 && claimed == free {
+            if claimed == free {
                 // Every worker is busy: wait for one.
                 tokio::select! {
                     Some(_) = inflight.join_next() => processed += 1,
@@ -141,19 +155,14 @@ impl Executor {
                 let Some(run) = self.live_run(item.run_id.as_deref()).await? else {
                     return self.drop_item(lease).await;
                 };
-                let started_at = self.now();
-                let clock = Instant::now();
-                let outcome = self.call_sdk(&run, &step_id, attempt, started_at).await;
-                let elapsed = clock.elapsed();
-                self.inner.counters.call(elapsed.as_secs_f64());
-                let input = Input::Call {
+                self.calls(NextCall {
+                    lease,
+                    run,
                     step_id,
                     attempt,
-                    outcome,
-                    started_at,
-                    duration: Duration::from_std(elapsed).unwrap_or_default(),
-                };
-                self.transition(lease, run, input, Vec::new()).await
+                    slots: item.concurrency,
+                })
+                .await
             }
             ItemKind::Resume {
                 step_id,
@@ -169,15 +178,21 @@ impl Executor {
                     value,
                     reason,
                 };
-                self.transition(lease, run, input, pause_id.into_iter().collect())
-                    .await
+                let next = self
+                    .transition(lease, run, input, pause_id.into_iter().collect(), Some(&[]))
+                    .await?;
+                match next {
+                    Some(next) => self.calls(next).await,
+                    None => Ok(()),
+                }
             }
             ItemKind::Cancel { reason } => {
                 let Some(run) = self.live_run(item.run_id.as_deref()).await? else {
                     return self.drop_item(lease).await;
                 };
-                self.transition(lease, run, Input::Cancel { reason }, Vec::new())
+                self.transition(lease, run, Input::Cancel { reason }, Vec::new(), None)
                     .await
+                    .map(drop)
             }
             ItemKind::Publish { events } => {
                 // Ids are fixed, so publishing again after a crash is deduplicated.
@@ -192,6 +207,39 @@ impl Executor {
                 schedule,
             } => self.fire_cron(lease, &item, &function_id, &schedule).await,
         }
+    }
+
+    /// Calls the SDK for a run's step and commits the answer, then goes on with the run's next
+    /// step while the commit hands it one: the same worker, with the run as it just wrote it,
+    /// so a run's steps in a row cost no claim and no reload.
+    async fn calls(&self, mut next: NextCall) -> Result<(), ExecutorError> {
+        for link in 1.. {
+            let NextCall {
+                lease,
+                run,
+                step_id,
+                attempt,
+                slots,
+            } = next;
+            let started_at = self.now();
+            let clock = Instant::now();
+            let outcome = self.call_sdk(&run, &step_id, attempt, started_at).await;
+            let elapsed = clock.elapsed();
+            self.inner.counters.call(elapsed.as_secs_f64());
+            let input = Input::Call {
+                step_id,
+                attempt,
+                outcome,
+                started_at,
+                duration: Duration::from_std(elapsed).unwrap_or_default(),
+            };
+            let keep = (link < MAX_STEPS_IN_A_ROW).then_some(slots.as_slice());
+            match self.transition(lease, run, input, Vec::new(), keep).await? {
+                Some(call) => next = call,
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     async fn live_run(&self, run_id: Option<&str>) -> Result<Option<RunState>, ExecutorError> {
@@ -260,13 +308,18 @@ impl Executor {
 
     /// Applies `input` to the run and commits the outcome, reloading and re-applying when a
     /// concurrent writer (a parallel step) changed the run meanwhile.
+    ///
+    /// With `keep`, the slots of the item being finished, a call of the same run due now and
+    /// taking the same slots (so no limit is exceeded) is leased to this worker in the commit
+    /// and returned, rather than left for a claim.
     async fn transition(
         &self,
         lease: Lease,
         mut run: RunState,
         input: Input,
         remove_pauses: Vec<String>,
-    ) -> Result<(), ExecutorError> {
+        keep: Option<&[Slot]>,
+    ) -> Result<Option<NextCall>, ExecutorError> {
         loop {
             let ctx = Ctx {
                 now: self.now(),
@@ -276,18 +329,55 @@ impl Executor {
             let mut commit = self.plan(Some(lease.clone()), &run, &new, &actions, ctx.now);
             commit.remove_pauses.extend(remove_pauses.iter().cloned());
             let new_runs = commit.new_runs.len() as u64;
-            match self.inner.store.commit(commit).await {
-                Ok(()) => {
-                    self.after_commit(&run, &new, &actions, new_runs);
-                    return Ok(());
+            let queued = commit.enqueue.len();
+            let wrote_run = commit.run.is_some();
+            let next = keep.and_then(|slots| {
+                commit.enqueue.iter().find_map(|item| match &item.kind {
+                    ItemKind::Call { step_id, attempt }
+                        if item.run_id.as_deref() == Some(new.id.as_str())
+                            && item.due_at <= ctx.now
+                            && item.concurrency == slots =>
+                    {
+                        Some((item.id.clone(), step_id.clone(), *attempt, slots.to_vec()))
+                    }
+                    _ => None,
+                })
+            });
+            let committed = match &next {
+                Some((id, ..)) => {
+                    let until = ctx.now + self.inner.options.lease;
+                    self.inner.store.commit_keeping(commit, id, until).await
+                }
+                None => self.inner.store.commit(commit).await.map(|()| None),
+            };
+            match committed {
+                Ok(kept) => {
+                    let next = kept.zip(next);
+                    // Nothing for the loop to claim, and no slot freed, when this worker kept
+                    // all that was queued.
+                    let wake = next.is_none() || queued > 1;
+                    self.after_commit(&run, &new, &actions, new_runs, wake);
+                    return Ok(next.map(|(lease, (_, step_id, attempt, slots))| {
+                        let mut run = new;
+                        if wrote_run {
+                            run.rev += 1;
+                        }
+                        NextCall {
+                            lease,
+                            run,
+                            step_id,
+                            attempt,
+                            slots,
+                        }
+                    }));
                 }
                 Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&run.id).await? {
                     Some(fresh) => run = fresh,
-                    None => return self.drop_item(lease).await,
+                    None => return self.drop_item(lease).await.map(|()| None),
                 },
                 Err(StoreError::LeaseLost(item)) => {
                     tracing::debug!(%item, "lease lost; another worker owns the item now");
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -301,6 +391,7 @@ impl Executor {
         new: &RunState,
         actions: &[Action],
         new_runs: u64,
+        wake: bool,
     ) {
         let counters = &self.inner.counters;
         for entry in new.history.iter().skip(old.history.len()) {
@@ -322,7 +413,9 @@ impl Executor {
             }
         }
         counters.runs_started(new_runs);
-        self.inner.wake.notify_one();
+        if wake {
+            self.inner.wake.notify_one();
+        }
     }
 
     async fn fire_cron(

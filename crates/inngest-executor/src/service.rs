@@ -358,7 +358,7 @@ impl Executor {
             let commit = self.plan(None, &run, &new, &actions, ctx.now);
             match self.inner.store.commit(commit).await {
                 Ok(()) => {
-                    self.after_commit(&run, &new, &actions, 0);
+                    self.after_commit(&run, &new, &actions, 0, true);
                     return self
                         .inner
                         .store

@@ -13,7 +13,7 @@ use storage_kit::sqlite::{Database, Lane, Options};
 
 use super::state::{RunState, RunStatus};
 use super::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Pause, Picker, QueueDepth, QueueItem, RunFilter,
+    Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, Picker, QueueDepth, QueueItem, RunFilter,
     RunStore, RunSummary, Slot, StoreError, StoreResult, Swept,
 };
 
@@ -88,6 +88,95 @@ impl SqliteRunStore {
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         self.db.read_in_transaction(f).await
+    }
+}
+
+impl SqliteRunStore {
+    /// A commit, and the lease of `keep` (an item id and the lease's end) if it inserted that
+    /// item.
+    async fn commit_with(
+        &self,
+        c: Commit,
+        keep: Option<(String, i64)>,
+    ) -> StoreResult<Option<Lease>> {
+        let kept_id = keep.as_ref().map(|(id, _)| id.clone());
+        let done = c.done.clone();
+        let leases = self.leases.clone();
+        let committed = self
+            .with_tx(move |tx| {
+                if let Some(lease) = &c.done {
+                    let n = if leases.holds(lease) {
+                        exec(
+                            tx,
+                            "DELETE FROM inngest_queue WHERE id = ?1",
+                            params![lease.item_id],
+                        )?
+                    } else {
+                        0
+                    };
+                    if n != 1 {
+                        return Err(StoreError::LeaseLost(lease.item_id.clone()));
+                    }
+                }
+                if let Some(run) = c.run {
+                    update_run(tx, run)?;
+                }
+                for run_id in &c.remove_run_work {
+                    exec(
+                        tx,
+                        "DELETE FROM inngest_queue WHERE run_id = ?1 AND kind != 'publish'",
+                        params![run_id],
+                    )?;
+                    exec(
+                        tx,
+                        "DELETE FROM inngest_pauses WHERE run_id = ?1",
+                        params![run_id],
+                    )?;
+                }
+                for key in &c.remove_items {
+                    remove_key(tx, key)?;
+                }
+                for id in &c.remove_pauses {
+                    exec(tx, "DELETE FROM inngest_pauses WHERE id = ?1", params![id])?;
+                }
+                for run in &c.new_runs {
+                    insert_run(tx, run)?;
+                }
+                for ev in &c.events {
+                    if let Some(id) = ev.get("id").and_then(Value::as_str) {
+                        insert_event(tx, id, ev)?;
+                    }
+                }
+                let mut kept = None;
+                for item in &c.enqueue {
+                    if insert_item(tx, item)? && keep.as_ref().is_some_and(|(id, _)| *id == item.id)
+                    {
+                        kept = Some(item);
+                    }
+                }
+                for p in &c.pauses {
+                    insert_pause(tx, p)?;
+                }
+                // Last, so nothing after it can fail and leave a lease on an item never inserted.
+                Ok(kept.zip(keep).map(|(item, (_, until))| {
+                    leases.keep(&item.id, until, ms(item.due_at), item.concurrency.clone())
+                }))
+            })
+            .await;
+        // Only once the item's deletion is committed: a claim that no longer sees the lease
+        // must not see the item either. After a conflict the caller commits again with it.
+        if let Some(lease) = &done
+            && matches!(committed, Ok(_) | Err(StoreError::LeaseLost(_)))
+        {
+            self.leases.release(lease);
+        }
+        if committed.is_err()
+            && let Some(id) = kept_id
+        {
+            // Leased inside a transaction that did not commit: the item does not exist.
+            self.leases.forget(&id);
+        }
+        committed
     }
 }
 
@@ -276,70 +365,17 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn commit(&self, c: Commit) -> StoreResult<()> {
-        let done = c.done.clone();
-        let leases = self.leases.clone();
-        let committed = self
-            .with_tx(move |tx| {
-                if let Some(lease) = &c.done {
-                    let n = if leases.holds(lease) {
-                        exec(
-                            tx,
-                            "DELETE FROM inngest_queue WHERE id = ?1",
-                            params![lease.item_id],
-                        )?
-                    } else {
-                        0
-                    };
-                    if n != 1 {
-                        return Err(StoreError::LeaseLost(lease.item_id.clone()));
-                    }
-                }
-                if let Some(run) = c.run {
-                    update_run(tx, run)?;
-                }
-                for run_id in &c.remove_run_work {
-                    exec(
-                        tx,
-                        "DELETE FROM inngest_queue WHERE run_id = ?1 AND kind != 'publish'",
-                        params![run_id],
-                    )?;
-                    exec(
-                        tx,
-                        "DELETE FROM inngest_pauses WHERE run_id = ?1",
-                        params![run_id],
-                    )?;
-                }
-                for key in &c.remove_items {
-                    remove_key(tx, key)?;
-                }
-                for id in &c.remove_pauses {
-                    exec(tx, "DELETE FROM inngest_pauses WHERE id = ?1", params![id])?;
-                }
-                for run in &c.new_runs {
-                    insert_run(tx, run)?;
-                }
-                for ev in &c.events {
-                    if let Some(id) = ev.get("id").and_then(Value::as_str) {
-                        insert_event(tx, id, ev)?;
-                    }
-                }
-                for item in &c.enqueue {
-                    insert_item(tx, item)?;
-                }
-                for p in &c.pauses {
-                    insert_pause(tx, p)?;
-                }
-                Ok(())
-            })
-            .await;
-        // Only once the item's deletion is committed: a claim that no longer sees the lease
-        // must not see the item either. After a conflict the caller commits again with it.
-        if let Some(lease) = &done
-            && matches!(committed, Ok(()) | Err(StoreError::LeaseLost(_)))
-        {
-            self.leases.release(lease);
-        }
-        committed
+        self.commit_with(c, None).await.map(drop)
+    }
+
+    async fn commit_keeping(
+        &self,
+        c: Commit,
+        keep: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<Lease>> {
+        self.commit_with(c, Some((keep.to_owned(), ms(until))))
+            .await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {

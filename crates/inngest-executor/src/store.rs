@@ -234,6 +234,20 @@ pub trait RunStore: Send + Sync {
     async fn release_leases(&self) -> StoreResult<u64>;
     async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>>;
     async fn commit(&self, commit: Commit) -> StoreResult<()>;
+    /// Commits like [`RunStore::commit`] and, in the same step, leases `keep` (the id of one of
+    /// the items the commit enqueues) to the committer until `until`: the worker that ran a
+    /// step goes on to the run's next one without claiming it, and no other worker can take it
+    /// meanwhile. `None` when the item was not inserted (its key was live already) or the store
+    /// cannot do this; the item is then claimed like any other.
+    async fn commit_keeping(
+        &self,
+        commit: Commit,
+        keep: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<Lease>> {
+        let _ = (keep, until);
+        self.commit(commit).await.map(|()| None)
+    }
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>>;
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth>;
     /// Inserts items whose key is not live yet.

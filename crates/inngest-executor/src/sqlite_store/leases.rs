@@ -58,6 +58,17 @@ impl Leases {
         }
     }
 
+    /// Leases an item its committer keeps (see [`crate::RunStore::commit_keeping`]). Called
+    /// inside the commit's transaction, so no claim can see the item before it is leased.
+    pub(super) fn keep(&self, item_id: &str, until: i64, due_at: i64, slots: Vec<Slot>) -> Lease {
+        insert(&mut self.lock(), item_id, until, due_at, slots)
+    }
+
+    /// Drops the lease of an item that was never committed.
+    pub(super) fn forget(&self, item_id: &str) {
+        self.lock().remove(item_id);
+    }
+
     pub(super) fn clear(&self) -> u64 {
         let mut held = self.lock();
         let n = held.len() as u64;
@@ -102,19 +113,29 @@ impl Claiming<'_> {
         due_at: i64,
         slots: Vec<Slot>,
     ) -> Lease {
-        let token = uuid::Uuid::now_v7().to_string();
-        self.0.insert(
-            item_id.to_owned(),
-            Held {
-                token: token.clone(),
-                until,
-                due_at,
-                slots,
-            },
-        );
-        Lease {
-            item_id: item_id.to_owned(),
-            token,
-        }
+        insert(&mut self.0, item_id, until, due_at, slots)
+    }
+}
+
+fn insert(
+    held: &mut HashMap<String, Held>,
+    item_id: &str,
+    until: i64,
+    due_at: i64,
+    slots: Vec<Slot>,
+) -> Lease {
+    let token = uuid::Uuid::now_v7().to_string();
+    held.insert(
+        item_id.to_owned(),
+        Held {
+            token: token.clone(),
+            until,
+            due_at,
+            slots,
+        },
+    );
+    Lease {
+        item_id: item_id.to_owned(),
+        token,
     }
 }

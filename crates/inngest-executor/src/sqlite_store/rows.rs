@@ -45,8 +45,9 @@ pub(super) fn exec(
         .map_err(backend)
 }
 
-pub(super) fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<()> {
-    exec(
+/// Whether the item was inserted: not when an item with its key is live.
+pub(super) fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult<bool> {
+    let n = exec(
         tx,
         "INSERT INTO inngest_queue (id, key, run_id, kind, due_at, concurrency, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
@@ -60,7 +61,7 @@ pub(super) fn insert_item(tx: &Transaction<'_>, item: &QueueItem) -> StoreResult
             serde_json::to_string(item).map_err(corrupt)?,
         ],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 pub(super) fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()> {

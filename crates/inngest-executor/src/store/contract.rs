@@ -73,6 +73,7 @@ where
     commit_is_all_or_nothing(make().await).await;
     concurrency_slots_limit_claims(make().await).await;
     live_keys_are_unique(make().await).await;
+    kept_items_are_leased_to_their_committer(make().await).await;
     pauses_are_consumed_once(make().await).await;
     finished_runs_lose_their_work_but_not_their_publishes(make().await).await;
     runs_are_listed_newest_first_with_filters(make().await).await;
@@ -300,6 +301,119 @@ async fn concurrency_slots_limit_claims(store: Arc<dyn RunStore>) {
         .expect("claim");
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].item.key, "call:r2:step");
+}
+
+/// `commit_keeping`, for stores that keep (SQLite, memory). A store that cannot answers `None`
+/// and the item must then be claimable like any other.
+async fn kept_items_are_leased_to_their_committer(store: Arc<dyn RunStore>) {
+    let slot = Slot {
+        key: "fn:f:".into(),
+        limit: 1,
+    };
+    let mut first = call_item("r1", "a", t0());
+    first.concurrency = vec![slot.clone()];
+    let mut other = call_item("r2", "a", t0());
+    other.concurrency = vec![slot.clone()];
+    store
+        .ingest(ingest_of(
+            "e1",
+            vec![run("r1", "f"), run("r2", "f")],
+            vec![first, other],
+        ))
+        .await
+        .expect("ingest");
+    let claimed = store
+        .claim(t0(), 10, Duration::minutes(1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "one slot");
+    let held = claimed[0].clone();
+    let mut next = call_item("r1", "b", t0());
+    next.concurrency = vec![slot.clone()];
+    let parallel = call_item("r1", "c", t0());
+    let keep = next.id.clone();
+    let kept = store
+        .commit_keeping(
+            Commit {
+                done: Some(held.lease.clone()),
+                enqueue: vec![next, parallel],
+                ..Commit::default()
+            },
+            &keep,
+            t0() + Duration::seconds(30),
+        )
+        .await
+        .expect("commit");
+    let keys = |claimed: Vec<Claimed>| -> Vec<String> {
+        claimed.into_iter().map(|c| c.item.key).collect::<Vec<_>>()
+    };
+    let Some(lease) = kept else {
+        // Not kept: the item is queued like any other, behind r2's older one for the slot.
+        let claimed = store
+            .claim(t0(), 10, Duration::minutes(1))
+            .await
+            .expect("claim");
+        assert_eq!(keys(claimed), vec!["call:r2:a", "call:r1:c"]);
+        return;
+    };
+    assert_eq!(lease.item_id, keep);
+    // The kept item holds its slot: r2 still waits, only the unlimited item is claimed.
+    let claimed = store
+        .claim(t0(), 10, Duration::minutes(1))
+        .await
+        .expect("claim");
+    assert_eq!(keys(claimed), vec!["call:r1:c"]);
+    // An item whose key is live is not inserted, so it is not kept either.
+    let dup = call_item("r1", "c", t0());
+    let dup_id = dup.id.clone();
+    let not_kept = store
+        .commit_keeping(
+            Commit {
+                enqueue: vec![dup],
+                ..Commit::default()
+            },
+            &dup_id,
+            t0() + Duration::seconds(30),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(not_kept, None);
+    // A commit that fails keeps nothing: its item never existed.
+    let failed_item = call_item("r1", "d", t0());
+    let failed_id = failed_item.id.clone();
+    let failed = store
+        .commit_keeping(
+            Commit {
+                done: Some(held.lease),
+                enqueue: vec![failed_item],
+                ..Commit::default()
+            },
+            &failed_id,
+            t0() + Duration::seconds(30),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::LeaseLost(_))),
+        "{failed:?}"
+    );
+    let depth = store.queue_depth(t0()).await.expect("depth");
+    assert_eq!(
+        depth.leased, 2,
+        "the kept item and the claimed one, nothing else"
+    );
+    // The kept lease finishes its item like a claimed one, and frees the slot for r2.
+    store
+        .commit(Commit {
+            done: Some(lease),
+            ..Commit::default()
+        })
+        .await
+        .expect("commit with the kept lease");
+    let claimed = store
+        .claim(t0(), 10, Duration::minutes(1))
+        .await
+        .expect("claim");
+    assert_eq!(keys(claimed), vec!["call:r2:a"]);
 }
 
 async fn live_keys_are_unique(store: Arc<dyn RunStore>) {

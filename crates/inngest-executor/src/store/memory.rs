@@ -36,6 +36,69 @@ impl Mem {
             .insert(item.id.clone(), MemItem { item, lease: None });
     }
 
+    fn commit(&mut self, c: Commit) -> StoreResult<()> {
+        let m = self;
+        if let Some(lease) = &c.done {
+            let held = m
+                .items
+                .get(&lease.item_id)
+                .is_some_and(|mi| mi.lease.as_ref().is_some_and(|(t, _)| *t == lease.token));
+            if !held {
+                return Err(StoreError::LeaseLost(lease.item_id.clone()));
+            }
+        }
+        if let Some(run) = &c.run {
+            let current = m.runs.get(&run.id).map(|r| r.rev);
+            if current != Some(run.rev) {
+                return Err(StoreError::Conflict(run.id.clone()));
+            }
+        }
+        // Checks passed: nothing below can fail, so the commit is all or nothing.
+        if let Some(lease) = &c.done {
+            m.remove_item(&lease.item_id);
+        }
+        if let Some(mut run) = c.run {
+            run.rev += 1;
+            m.runs.insert(run.id.clone(), run);
+        }
+        for run_id in &c.remove_run_work {
+            let ids: Vec<String> = m
+                .items
+                .values()
+                .filter(|mi| mi.item.run_id.as_deref() == Some(run_id.as_str()))
+                .filter(|mi| !matches!(mi.item.kind, ItemKind::Publish { .. }))
+                .map(|mi| mi.item.id.clone())
+                .collect();
+            for id in ids {
+                m.remove_item(&id);
+            }
+            m.pauses.retain(|_, p| p.run_id != *run_id);
+        }
+        for key in &c.remove_items {
+            if let Some(id) = m.keys.get(key).cloned() {
+                m.remove_item(&id);
+            }
+        }
+        for id in &c.remove_pauses {
+            m.pauses.remove(id);
+        }
+        for run in c.new_runs {
+            m.runs.entry(run.id.clone()).or_insert(run);
+        }
+        for ev in &c.events {
+            if let Some(id) = ev.get("id").and_then(Value::as_str) {
+                m.events.entry(id.to_string()).or_insert_with(Utc::now);
+            }
+        }
+        for item in c.enqueue {
+            m.insert_item(item);
+        }
+        for p in c.pauses {
+            m.pauses.insert(p.id.clone(), p);
+        }
+        Ok(())
+    }
+
     fn remove_item(&mut self, id: &str) {
         if let Some(m) = self.items.remove(id) {
             self.keys.remove(&m.item.key);
@@ -172,66 +235,26 @@ impl RunStore for MemoryStore {
     }
 
     async fn commit(&self, c: Commit) -> StoreResult<()> {
+        self.lock()?.commit(c)
+    }
+
+    async fn commit_keeping(
+        &self,
+        c: Commit,
+        keep: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<Lease>> {
         let mut m = self.lock()?;
-        if let Some(lease) = &c.done {
-            let held = m
-                .items
-                .get(&lease.item_id)
-                .is_some_and(|mi| mi.lease.as_ref().is_some_and(|(t, _)| *t == lease.token));
-            if !held {
-                return Err(StoreError::LeaseLost(lease.item_id.clone()));
+        m.commit(c)?;
+        // Absent when its key was live already: the commit did not insert it.
+        Ok(m.items.get_mut(keep).map(|mi| {
+            let token = uuid::Uuid::now_v7().to_string();
+            mi.lease = Some((token.clone(), until));
+            Lease {
+                item_id: keep.to_owned(),
+                token,
             }
-        }
-        if let Some(run) = &c.run {
-            let current = m.runs.get(&run.id).map(|r| r.rev);
-            if current != Some(run.rev) {
-                return Err(StoreError::Conflict(run.id.clone()));
-            }
-        }
-        // Checks passed: nothing below can fail, so the commit is all or nothing.
-        if let Some(lease) = &c.done {
-            m.remove_item(&lease.item_id);
-        }
-        if let Some(mut run) = c.run {
-            run.rev += 1;
-            m.runs.insert(run.id.clone(), run);
-        }
-        for run_id in &c.remove_run_work {
-            let ids: Vec<String> = m
-                .items
-                .values()
-                .filter(|mi| mi.item.run_id.as_deref() == Some(run_id.as_str()))
-                .filter(|mi| !matches!(mi.item.kind, ItemKind::Publish { .. }))
-                .map(|mi| mi.item.id.clone())
-                .collect();
-            for id in ids {
-                m.remove_item(&id);
-            }
-            m.pauses.retain(|_, p| p.run_id != *run_id);
-        }
-        for key in &c.remove_items {
-            if let Some(id) = m.keys.get(key).cloned() {
-                m.remove_item(&id);
-            }
-        }
-        for id in &c.remove_pauses {
-            m.pauses.remove(id);
-        }
-        for run in c.new_runs {
-            m.runs.entry(run.id.clone()).or_insert(run);
-        }
-        for ev in &c.events {
-            if let Some(id) = ev.get("id").and_then(Value::as_str) {
-                m.events.entry(id.to_string()).or_insert_with(Utc::now);
-            }
-        }
-        for item in c.enqueue {
-            m.insert_item(item);
-        }
-        for p in c.pauses {
-            m.pauses.insert(p.id.clone(), p);
-        }
-        Ok(())
+        }))
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
