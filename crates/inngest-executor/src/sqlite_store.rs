@@ -89,9 +89,7 @@ impl SqliteRunStore {
     {
         self.db.read_in_transaction(f).await
     }
-}
 
-impl SqliteRunStore {
     /// A commit, and the lease of `keep` (an item id and the lease's end) if it inserted that
     /// item.
     async fn commit_with(

@@ -36,10 +36,10 @@ impl Mem {
             .insert(item.id.clone(), MemItem { item, lease: None });
     }
 
+    /// Applies a commit: the checks first, then the writes, so it is all or nothing.
     fn commit(&mut self, c: Commit) -> StoreResult<()> {
-        let m = self;
         if let Some(lease) = &c.done {
-            let held = m
+            let held = self
                 .items
                 .get(&lease.item_id)
                 .is_some_and(|mi| mi.lease.as_ref().is_some_and(|(t, _)| *t == lease.token));
@@ -48,21 +48,21 @@ impl Mem {
             }
         }
         if let Some(run) = &c.run {
-            let current = m.runs.get(&run.id).map(|r| r.rev);
+            let current = self.runs.get(&run.id).map(|r| r.rev);
             if current != Some(run.rev) {
                 return Err(StoreError::Conflict(run.id.clone()));
             }
         }
         // Checks passed: nothing below can fail, so the commit is all or nothing.
         if let Some(lease) = &c.done {
-            m.remove_item(&lease.item_id);
+            self.remove_item(&lease.item_id);
         }
         if let Some(mut run) = c.run {
             run.rev += 1;
-            m.runs.insert(run.id.clone(), run);
+            self.runs.insert(run.id.clone(), run);
         }
         for run_id in &c.remove_run_work {
-            let ids: Vec<String> = m
+            let ids: Vec<String> = self
                 .items
                 .values()
                 .filter(|mi| mi.item.run_id.as_deref() == Some(run_id.as_str()))
@@ -70,31 +70,31 @@ impl Mem {
                 .map(|mi| mi.item.id.clone())
                 .collect();
             for id in ids {
-                m.remove_item(&id);
+                self.remove_item(&id);
             }
-            m.pauses.retain(|_, p| p.run_id != *run_id);
+            self.pauses.retain(|_, p| p.run_id != *run_id);
         }
         for key in &c.remove_items {
-            if let Some(id) = m.keys.get(key).cloned() {
-                m.remove_item(&id);
+            if let Some(id) = self.keys.get(key).cloned() {
+                self.remove_item(&id);
             }
         }
         for id in &c.remove_pauses {
-            m.pauses.remove(id);
+            self.pauses.remove(id);
         }
         for run in c.new_runs {
-            m.runs.entry(run.id.clone()).or_insert(run);
+            self.runs.entry(run.id.clone()).or_insert(run);
         }
         for ev in &c.events {
             if let Some(id) = ev.get("id").and_then(Value::as_str) {
-                m.events.entry(id.to_string()).or_insert_with(Utc::now);
+                self.events.entry(id.to_string()).or_insert_with(Utc::now);
             }
         }
         for item in c.enqueue {
-            m.insert_item(item);
+            self.insert_item(item);
         }
         for p in c.pauses {
-            m.pauses.insert(p.id.clone(), p);
+            self.pauses.insert(p.id.clone(), p);
         }
         Ok(())
     }
