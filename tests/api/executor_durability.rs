@@ -3,20 +3,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::json;
-use ticketing::inngest::executor::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Pause, QueueDepth, QueueItem, RunFilter, RunSummary,
-    StoreResult, Swept,
-};
 use ticketing::inngest::executor::{
-    ExecutorOptions, ManualClock, RunState, RunStatus, RunStore, SqliteRunStore, StoreError,
+    ExecutorOptions, ManualClock, RunStatus, RunStore, SqliteRunStore,
 };
 
-use crate::executor_support::{FakeFn, FakeSdk, Harness, RunStep, Step, harness_with, run, t0};
+use crate::executor_support::{
+    FakeFn, FakeSdk, Harness, RunStep, Step, WatchedStore, harness_with, run, t0,
+};
 
 async fn sqlite(path: &Path) -> Arc<dyn RunStore> {
     Arc::new(SqliteRunStore::open(path).await.expect("open sqlite"))
@@ -92,71 +89,6 @@ async fn killed_mid_step_the_run_resumes_and_saved_steps_never_rerun() {
     }
 }
 
-/// A store that dies (every write fails, nothing more is claimed) at its n-th commit, like a
-/// process killed between an SDK answer and saving it.
-struct DyingStore {
-    inner: Arc<dyn RunStore>,
-    commits: AtomicUsize,
-    die_at: usize,
-    dead: AtomicBool,
-}
-
-#[async_trait]
-impl RunStore for DyingStore {
-    async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestOutcome> {
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("dead".into()));
-        }
-        self.inner.ingest(ingest).await
-    }
-    async fn pauses_for(&self, event_name: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
-        self.inner.pauses_for(event_name, now).await
-    }
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        max: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<Claimed>> {
-        if self.dead.load(Ordering::SeqCst) {
-            return Ok(Vec::new());
-        }
-        self.inner.claim(now, max, lease_for).await
-    }
-    async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.inner.next_wake().await
-    }
-    async fn release_leases(&self) -> StoreResult<u64> {
-        self.inner.release_leases().await
-    }
-    async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
-        self.inner.load_run(run_id).await
-    }
-    async fn commit(&self, commit: Commit) -> StoreResult<()> {
-        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.die_at {
-            self.dead.store(true, Ordering::SeqCst);
-        }
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("simulated crash".into()));
-        }
-        self.inner.commit(commit).await
-    }
-    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
-        self.inner.list_runs(filter).await
-    }
-    async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth> {
-        self.inner.queue_depth(now).await
-    }
-    async fn enqueue(&self, items: Vec<QueueItem>) -> StoreResult<()> {
-        self.inner.enqueue(items).await
-    }
-
-    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
-        self.inner.sweep(cutoff, limit).await
-    }
-}
-
 fn branching() -> FakeFn {
     FakeFn::new("branching", "app/branching")
         .step(run("a", json!(1)))
@@ -183,12 +115,7 @@ async fn drive_to_end(h: &Harness) {
 async fn dying_before_any_commit_loses_at_most_the_unsaved_step() {
     // A clean run first, to count its commits.
     let dir = tempfile::tempdir().expect("tempdir");
-    let counting = Arc::new(DyingStore {
-        inner: sqlite(&dir.path().join("count.db")).await,
-        commits: AtomicUsize::new(0),
-        die_at: usize::MAX,
-        dead: AtomicBool::new(false),
-    });
+    let counting = WatchedStore::new(sqlite(&dir.path().join("count.db")).await, usize::MAX);
     let sdk = FakeSdk::new(&[branching()], None);
     let clean = harness_with(
         sdk,
@@ -213,12 +140,7 @@ async fn dying_before_any_commit_loses_at_most_the_unsaved_step() {
         let path = dir.path().join(format!("crash-{die_at}.db"));
         let clock = Arc::new(ManualClock::new(t0()));
         let sdk = FakeSdk::new(&[branching()], None);
-        let dying = Arc::new(DyingStore {
-            inner: sqlite(&path).await,
-            commits: AtomicUsize::new(0),
-            die_at,
-            dead: AtomicBool::new(false),
-        });
+        let dying = WatchedStore::new(sqlite(&path).await, die_at);
         // One worker: a dead process has at most one call in flight.
         let first = harness_with(sdk.clone(), dying, clock.clone(), |o| ExecutorOptions {
             workers: 1,

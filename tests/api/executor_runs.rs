@@ -5,19 +5,13 @@ use serde_json::{Value, json};
 use ticketing::inngest::executor::{Outcome, RunStatus};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use chrono::{DateTime, Utc};
-use ticketing::inngest::executor::RunState;
-use ticketing::inngest::executor::store::{
-    Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
-    RunStore, RunSummary, StoreResult, Swept,
-};
+use std::sync::atomic::Ordering;
 
 use ticketing::inngest::executor::{ExecutorOptions, ManualClock, MemoryStore};
 
 use crate::executor_support::{
-    End, FakeFn, FakeSdk, RunStep, Step, composite, harness, harness_with, hash, run, t0,
+    End, FakeFn, FakeSdk, RunStep, Step, WatchedStore, composite, harness, harness_with, hash, run,
+    t0,
 };
 
 #[tokio::test]
@@ -555,77 +549,13 @@ async fn a_call_without_an_answer_times_out_and_is_retried() {
     assert_eq!(h.sdk.executions("slowpoke", "stuck"), 2);
 }
 
-/// Counts what the executor asks of its store.
-struct CountingStore {
-    inner: MemoryStore,
-    claimed: AtomicUsize,
-    loads: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl RunStore for CountingStore {
-    async fn ingest(&self, i: Ingest) -> StoreResult<IngestOutcome> {
-        self.inner.ingest(i).await
-    }
-    async fn pauses_for(&self, e: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
-        self.inner.pauses_for(e, now).await
-    }
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        max: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<Claimed>> {
-        let claimed = self.inner.claim(now, max, lease_for).await?;
-        self.claimed.fetch_add(claimed.len(), Ordering::SeqCst);
-        Ok(claimed)
-    }
-    async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.inner.next_wake().await
-    }
-    async fn release_leases(&self) -> StoreResult<u64> {
-        self.inner.release_leases().await
-    }
-    async fn load_run(&self, id: &str) -> StoreResult<Option<RunState>> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_run(id).await
-    }
-    async fn commit(&self, c: Commit) -> StoreResult<()> {
-        self.inner.commit(c).await
-    }
-    async fn commit_keeping(
-        &self,
-        c: Commit,
-        keep: &str,
-        until: DateTime<Utc>,
-    ) -> StoreResult<Option<Lease>> {
-        self.inner.commit_keeping(c, keep, until).await
-    }
-    async fn list_runs(&self, f: &RunFilter) -> StoreResult<Vec<RunSummary>> {
-        self.inner.list_runs(f).await
-    }
-    async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth> {
-        self.inner.queue_depth(now).await
-    }
-    async fn enqueue(&self, items: Vec<QueueItem>) -> StoreResult<()> {
-        self.inner.enqueue(items).await
-    }
-    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
-        self.inner.sweep(cutoff, limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_worker_goes_on_to_its_runs_next_step_without_a_claim() {
     let f = FakeFn::new("steps", "app/steps")
         .step(run("first", json!("A")))
         .step(run("second", json!("AB")))
         .step(run("third", json!("ABC")));
-    let store = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        claimed: AtomicUsize::new(0),
-        loads: AtomicUsize::new(0),
-    });
+    let store = WatchedStore::new(Arc::new(MemoryStore::new()), usize::MAX);
     let h = harness_with(
         FakeSdk::new(&[f], None),
         store.clone(),

@@ -5,7 +5,10 @@
 //! with `X-Inngest-No-Retry`. It counts how often each step body really ran.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -17,9 +20,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use ticketing::inngest::SigningKey;
+use ticketing::inngest::executor::store::{
+    Claimed, Commit, Ingest, IngestOutcome, Lease, Pause, QueueDepth, QueueItem, RunFilter,
+    StoreResult, Swept,
+};
 use ticketing::inngest::executor::{
     Executor, ExecutorOptions, ManualClock, MemoryStore, RouterTransport, RunState, RunStore,
-    RunSummary, server_api,
+    RunSummary, StoreError, server_api,
 };
 use tower::ServiceExt;
 
@@ -662,5 +669,104 @@ impl Harness {
             .await
             .expect("get run")
             .expect("run exists")
+    }
+}
+
+/// A store that watches what the executor asks of it: commits, claimed items and runs loaded.
+/// It dies (every write fails, nothing more is claimed) at its `die_at`-th commit, like a
+/// process killed between an SDK answer and saving it; with `usize::MAX` it never does.
+pub struct WatchedStore {
+    inner: Arc<dyn RunStore>,
+    die_at: usize,
+    dead: AtomicBool,
+    pub commits: AtomicUsize,
+    pub claimed: AtomicUsize,
+    pub loads: AtomicUsize,
+}
+
+impl WatchedStore {
+    pub fn new(inner: Arc<dyn RunStore>, die_at: usize) -> Arc<WatchedStore> {
+        Arc::new(WatchedStore {
+            inner,
+            die_at,
+            dead: AtomicBool::new(false),
+            commits: AtomicUsize::new(0),
+            claimed: AtomicUsize::new(0),
+            loads: AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts a commit; whether the store is dead for it.
+    fn dies_at_this_commit(&self) -> bool {
+        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.die_at {
+            self.dead.store(true, Ordering::SeqCst);
+        }
+        self.dead.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl RunStore for WatchedStore {
+    async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestOutcome> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("dead".into()));
+        }
+        self.inner.ingest(ingest).await
+    }
+    async fn pauses_for(&self, event_name: &str, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
+        self.inner.pauses_for(event_name, now).await
+    }
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        max: usize,
+        lease_for: chrono::Duration,
+    ) -> StoreResult<Vec<Claimed>> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        let claimed = self.inner.claim(now, max, lease_for).await?;
+        self.claimed.fetch_add(claimed.len(), Ordering::SeqCst);
+        Ok(claimed)
+    }
+    async fn next_wake(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.inner.next_wake().await
+    }
+    async fn release_leases(&self) -> StoreResult<u64> {
+        self.inner.release_leases().await
+    }
+    async fn load_run(&self, run_id: &str) -> StoreResult<Option<RunState>> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_run(run_id).await
+    }
+    async fn commit(&self, commit: Commit) -> StoreResult<()> {
+        if self.dies_at_this_commit() {
+            return Err(StoreError::Unavailable("simulated crash".into()));
+        }
+        self.inner.commit(commit).await
+    }
+    async fn commit_keeping(
+        &self,
+        commit: Commit,
+        keep: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<Lease>> {
+        if self.dies_at_this_commit() {
+            return Err(StoreError::Unavailable("simulated crash".into()));
+        }
+        self.inner.commit_keeping(commit, keep, until).await
+    }
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
+        self.inner.list_runs(filter).await
+    }
+    async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth> {
+        self.inner.queue_depth(now).await
+    }
+    async fn enqueue(&self, items: Vec<QueueItem>) -> StoreResult<()> {
+        self.inner.enqueue(items).await
+    }
+    async fn sweep(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<Swept> {
+        self.inner.sweep(cutoff, limit).await
     }
 }
