@@ -4,13 +4,15 @@
 //! Every mail is addressed to a person, not an address, and checked when it is sent: the
 //! person must still be able to see what it says (an internal note only reaches current staff
 //! who can see the ticket). Time passes between an event and its mail (retries, a backlog),
-//! and a demotion or a reassignment in that time must not leak what the event was about.
+//! and a demotion or a reassignment in that time must not leak what the event was about. So
+//! the person is read when the mail goes out, and the ticket is the one the sending step read
+//! when it ran (not when the event happened).
 
 use super::{Deps, retriable};
 use crate::domain::access::{Disclosure, TicketOwnership, may_receive};
 use crate::inngest::FnError;
 use crate::mail::{Email, MailContent};
-use crate::store::StaffLoad;
+use crate::store::{StaffLoad, Ticket};
 
 /// What happened to one notification, small enough for step state.
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -30,9 +32,9 @@ pub enum Delivery {
 #[derive(Clone, Copy, Debug)]
 pub struct Recipient<'a> {
     pub user_id: &'a str,
-    /// The ticket the mail is about and how much of it the mail shows; `None` for mail about
-    /// the person's own account.
-    pub about: Option<(&'a str, Disclosure)>,
+    /// The ticket the mail is about, as the sending step read it, and how much of it the mail
+    /// shows; `None` for mail about the person's own account.
+    pub about: Option<(&'a Ticket, Disclosure)>,
 }
 
 impl<'a> Recipient<'a> {
@@ -43,10 +45,10 @@ impl<'a> Recipient<'a> {
         }
     }
 
-    pub fn ticket(user_id: &'a str, ticket_id: &'a str, disclosure: Disclosure) -> Self {
+    pub fn ticket(user_id: &'a str, ticket: &'a Ticket, disclosure: Disclosure) -> Self {
         Self {
             user_id,
-            about: Some((ticket_id, disclosure)),
+            about: Some((ticket, disclosure)),
         }
     }
 }
@@ -56,11 +58,8 @@ async fn address_now(deps: &Deps, to: Recipient<'_>) -> Result<Option<String>, F
     let Some(user) = deps.store.get_user(to.user_id).await.map_err(retriable)? else {
         return Ok(None);
     };
-    let Some((ticket_id, disclosure)) = to.about else {
+    let Some((ticket, disclosure)) = to.about else {
         return Ok(Some(user.email));
-    };
-    let Some(ticket) = deps.store.get_ticket(ticket_id).await.map_err(retriable)? else {
-        return Ok(None);
     };
     let ownership = TicketOwnership {
         created_by: &ticket.created_by,

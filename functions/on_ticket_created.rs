@@ -148,7 +148,7 @@ async fn notify_assignee(
     let content = deps
         .templates
         .ticket_assigned(&info(&ticket), ticket.routing_reason.as_deref());
-    let to = Recipient::ticket(assignee, ticket_id, Disclosure::Staff);
+    let to = Recipient::ticket(assignee, &ticket, Disclosure::Staff);
     send_once(deps, key, to, content).await
 }
 
@@ -163,7 +163,7 @@ async fn notify_creator(deps: &Deps, ticket_id: &str, key: &str) -> Result<Deliv
         .map_err(retriable)?;
     let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
     let content = deps.templates.ticket_received(&info(&ticket), &names);
-    let to = Recipient::ticket(&ticket.created_by, ticket_id, Disclosure::Customer);
+    let to = Recipient::ticket(&ticket.created_by, &ticket, Disclosure::Customer);
     send_once(deps, key, to, content).await
 }
 
@@ -195,7 +195,7 @@ async fn notify_escalation(
             due,
             assignee.as_ref().map(|a| a.email.as_str()),
         );
-        let to = Recipient::ticket(&id, ticket_id, Disclosure::Staff);
+        let to = Recipient::ticket(&id, &ticket, Disclosure::Staff);
         sent.push(send_once(deps, &format!("{key}:{email}"), to, content).await?);
     }
     Ok(sent)

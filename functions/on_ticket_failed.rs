@@ -52,7 +52,7 @@ pub async fn run(deps: Arc<Deps>, ctx: Ctx, step: Step) -> Result<Value, FnError
                         &reason,
                         ticket.triage_status == crate::domain::ticket::TriageStatus::Failed,
                     );
-                    let to = Recipient::ticket(&admin.id, &ticket.id, Disclosure::Staff);
+                    let to = Recipient::ticket(&admin.id, &ticket, Disclosure::Staff);
                     let key = format!("{key}:{}", admin.email);
                     sent.push(send_once(&deps, &key, to, content).await?);
                 }

@@ -168,7 +168,7 @@ async fn notify(deps: &Deps, ctx: &Ctx) -> Result<Vec<Delivery>, FnError> {
     let mut sent = Vec::new();
     for m in messages(deps, ctx, &ticket).await? {
         let key = format!("{event_id}:{}", m.key_suffix);
-        let to = Recipient::ticket(&m.user_id, &ticket.id, m.disclosure);
+        let to = Recipient::ticket(&m.user_id, &ticket, m.disclosure);
         sent.push(send_once(deps, &key, to, m.content).await?);
     }
     Ok(sent)

@@ -2,6 +2,7 @@
 //! state machine and commits the result (new run state, next queue items, pauses) in one
 //! store transaction before anything else happens to the run.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -325,8 +326,11 @@ impl Executor {
                 now: self.now(),
                 retry_jitter: self.jitter(),
             };
-            let (new, actions) = state::apply(run.clone(), input.clone(), &ctx);
-            let mut commit = self.plan(Some(lease.clone()), &run, &new, &actions, ctx.now);
+            let changed = state::may_change(&run, &input);
+            let (run_id, history_before) = (run.id.clone(), run.history.len());
+            let (new, actions) = state::apply(run, input.clone(), &ctx);
+            let new = Arc::new(new);
+            let mut commit = self.plan(Some(lease.clone()), &new, changed, &actions, ctx.now);
             commit.remove_pauses.extend(remove_pauses.iter().cloned());
             let new_runs = commit.new_runs.len() as u64;
             let queued = commit.enqueue.len();
@@ -356,9 +360,10 @@ impl Executor {
                     // Nothing for the loop to claim, and no slot freed, when this worker kept
                     // all that was queued.
                     let wake = next.is_none() || queued > 1;
-                    self.after_commit(&run, &new, &actions, new_runs, wake);
+                    self.after_commit(history_before, &new, &actions, new_runs, wake);
                     return Ok(next.map(|(lease, (_, step_id, attempt, slots))| {
-                        let mut run = new;
+                        // The store has let go of its share by now: no copy is made.
+                        let mut run = Arc::unwrap_or_clone(new);
                         if wrote_run {
                             run.rev += 1;
                         }
@@ -371,7 +376,7 @@ impl Executor {
                         }
                     }));
                 }
-                Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&run.id).await? {
+                Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&run_id).await? {
                     Some(fresh) => run = fresh,
                     None => return self.drop_item(lease).await.map(|()| None),
                 },
@@ -385,16 +390,17 @@ impl Executor {
     }
 
     /// Counts what a committed transition did and wakes the loop for the work it queued.
+    /// `history_before` is the length of the run's history before the transition.
     pub(crate) fn after_commit(
         &self,
-        old: &RunState,
+        history_before: usize,
         new: &RunState,
         actions: &[Action],
         new_runs: u64,
         wake: bool,
     ) {
         let counters = &self.inner.counters;
-        for entry in new.history.iter().skip(old.history.len()) {
+        for entry in new.history.iter().skip(history_before) {
             match (entry.outcome, entry.op.as_str()) {
                 (Outcome::Completed, op)
                     if matches!(Opcode::from_name(op), Some(Opcode::StepRun | Opcode::Step)) =>

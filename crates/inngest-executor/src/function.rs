@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::cron::{CronError, Schedule};
 use super::expr::{ExprError, Expression, Scope};
+use super::transport::CallTarget;
 
 /// Server default when a function does not say: 4 retries, so 5 attempts.
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -101,6 +102,8 @@ pub struct FunctionDef {
     pub max_attempts: u32,
     pub concurrency: Vec<ConcurrencyLimit>,
     pub cancel: Vec<CancelOn>,
+    /// What the calls of this function share, from `id` and `url`.
+    pub call: CallTarget,
 }
 
 impl FunctionDef {
@@ -191,6 +194,7 @@ pub fn parse_function(
     }
     Ok(FunctionDef {
         app_id: app_id.to_string(),
+        call: CallTarget::new(&id, &url),
         id,
         name,
         triggers,

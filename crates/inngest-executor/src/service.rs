@@ -354,11 +354,14 @@ impl Executor {
             let input = Input::Cancel {
                 reason: "cancelled by an operator".into(),
             };
-            let (new, actions) = state::apply(run.clone(), input, &ctx);
-            let commit = self.plan(None, &run, &new, &actions, ctx.now);
+            let changed = state::may_change(&run, &input);
+            let history_before = run.history.len();
+            let (new, actions) = state::apply(run, input, &ctx);
+            let new = Arc::new(new);
+            let commit = self.plan(None, &new, changed, &actions, ctx.now);
             match self.inner.store.commit(commit).await {
                 Ok(()) => {
-                    self.after_commit(&run, &new, &actions, 0, true);
+                    self.after_commit(history_before, &new, &actions, 0, true);
                     return self
                         .inner
                         .store

@@ -99,6 +99,12 @@ impl SqliteRunStore {
     ) -> StoreResult<Option<Lease>> {
         let kept_id = keep.as_ref().map(|(id, _)| id.clone());
         let done = c.done.clone();
+        // Written here rather than on the one writer thread, which every commit waits for.
+        let run_state = c
+            .run
+            .as_ref()
+            .map(|run| serde_json::to_string(&**run).map_err(corrupt))
+            .transpose()?;
         let leases = self.leases.clone();
         let committed = self
             .with_tx(move |tx| {
@@ -116,8 +122,8 @@ impl SqliteRunStore {
                         return Err(StoreError::LeaseLost(lease.item_id.clone()));
                     }
                 }
-                if let Some(run) = c.run {
-                    update_run(tx, run)?;
+                if let Some((run, state)) = c.run.as_ref().zip(run_state) {
+                    update_run(tx, run, state)?;
                 }
                 for run_id in &c.remove_run_work {
                     exec(
@@ -547,7 +553,7 @@ mod tests {
             run.stack.push(step.into());
             executor
                 .commit(Commit {
-                    run: Some(run),
+                    run: Some(Arc::new(run)),
                     ..Commit::default()
                 })
                 .await
@@ -569,7 +575,7 @@ mod tests {
         stale.ended_at = Some(Utc::now());
         let err = executor
             .commit(Commit {
-                run: Some(stale),
+                run: Some(Arc::new(stale)),
                 ..Commit::default()
             })
             .await
@@ -589,7 +595,7 @@ mod tests {
         cancelled.ended_at = Some(ended);
         operator
             .commit(Commit {
-                run: Some(cancelled),
+                run: Some(Arc::new(cancelled)),
                 ..Commit::default()
             })
             .await

@@ -278,6 +278,16 @@ pub enum Action {
     Finished(RunStatus),
 }
 
+/// Whether [`apply`] may change `run`. It leaves a finished run as it is, and a resume of a
+/// step that is no longer pending. Anything else counts as a change: it nearly always is one,
+/// and an answer that only repeats what the run knows is written again harmlessly. This spares
+/// the caller a copy of the run to compare with.
+pub fn may_change(run: &RunState, input: &Input) -> bool {
+    let stale_resume =
+        matches!(input, Input::Resume { step_id, .. } if !run.pending.contains_key(step_id));
+    !run.status.is_terminal() && !stale_resume
+}
+
 pub fn apply(mut run: RunState, input: Input, ctx: &Ctx) -> (RunState, Vec<Action>) {
     if run.status.is_terminal() {
         return (run, Vec::new());

@@ -7,6 +7,7 @@
 //! optimistic revision check so two workers never overwrite each other.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -133,7 +134,8 @@ pub struct Pause {
 #[derive(Debug, Default)]
 pub struct Commit {
     pub done: Option<Lease>,
-    pub run: Option<RunState>,
+    /// The run's new state, shared with the caller, who goes on with it after the commit.
+    pub run: Option<Arc<RunState>>,
     pub new_runs: Vec<RunState>,
     pub events: Vec<Value>,
     pub remove_run_work: Vec<String>,

@@ -55,14 +55,16 @@ impl RouterTransport {
 impl Transport for RouterTransport {
     async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let (mut parts, body) = req.into_parts();
-        let local = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        parts.uri = local
-            .parse()
-            .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
+        if parts.uri.scheme().is_some() {
+            let local = parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            parts.uri = local
+                .parse()
+                .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
+        }
         let req = Request::from_parts(parts, axum::body::Body::from(body));
         // A panicking handler is a failed attempt like any other, not a lost queue item.
         let call = std::panic::AssertUnwindSafe(self.router.clone().oneshot(req));
@@ -155,17 +157,34 @@ pub fn function_uuid(function_id: &str) -> String {
         .to_string()
 }
 
-/// The URL of a call: the function's step URL with `fnId` and `stepId` set.
-pub fn call_url(def: &FunctionDef, step_id: &str) -> Result<String, TransportError> {
-    let absolute = def.url.contains("://");
-    let mut url = if absolute {
-        url::Url::parse(&def.url)
-    } else {
-        url::Url::parse("http://executor.invalid").and_then(|b| b.join(&def.url))
+/// What every call of one function shares, worked out once when the function is registered:
+/// its URL up to the step id, and its `fn_id`.
+#[derive(Debug, Clone)]
+pub struct CallTarget {
+    /// The step URL with `fnId` set and `stepId=` last, waiting for the step id; or why the
+    /// function's URL cannot be called.
+    url_prefix: Result<String, String>,
+    fn_uuid: String,
+}
+
+impl CallTarget {
+    pub fn new(function_id: &str, url: &str) -> CallTarget {
+        CallTarget {
+            url_prefix: url_prefix(function_id, url),
+            fn_uuid: function_uuid(function_id),
+        }
     }
-    .map_err(|e| {
-        TransportError::InvalidRequest(format!("function {} has a bad URL: {e}", def.id))
-    })?;
+}
+
+/// The function's step URL with `fnId` and an empty `stepId`, which is therefore last.
+fn url_prefix(function_id: &str, step_url: &str) -> Result<String, String> {
+    let absolute = step_url.contains("://");
+    let mut url = if absolute {
+        url::Url::parse(step_url)
+    } else {
+        url::Url::parse("http://executor.invalid").and_then(|b| b.join(step_url))
+    }
+    .map_err(|e| format!("function {function_id} has a bad URL: {e}"))?;
     let kept: Vec<(String, String)> = url
         .query_pairs()
         .filter(|(k, _)| k != "fnId" && k != "stepId")
@@ -174,13 +193,26 @@ pub fn call_url(def: &FunctionDef, step_id: &str) -> Result<String, TransportErr
     url.query_pairs_mut()
         .clear()
         .extend_pairs(kept)
-        .append_pair("fnId", &def.id)
-        .append_pair("stepId", step_id);
+        .append_pair("fnId", function_id)
+        .append_pair("stepId", "");
     Ok(if absolute {
         url.to_string()
     } else {
         format!("{}?{}", url.path(), url.query().unwrap_or(""))
     })
+}
+
+/// The URL of a call: the function's step URL with `fnId` and `stepId` set.
+pub fn call_url(def: &FunctionDef, step_id: &str) -> Result<String, TransportError> {
+    let prefix = def
+        .call
+        .url_prefix
+        .as_ref()
+        .map_err(|e| TransportError::InvalidRequest(e.clone()))?;
+    let mut url = String::with_capacity(prefix.len() + step_id.len());
+    url.push_str(prefix);
+    url.extend(url::form_urlencoded::byte_serialize(step_id.as_bytes()));
+    Ok(url)
 }
 
 /// The call request body (reference §2.3), before canonicalization.
@@ -200,7 +232,7 @@ fn call_ctx(run: &RunState, def: &FunctionDef, step_id: &str, attempt: u32) -> V
         "attempt": attempt,
         "disable_immediate_execution": run.force_step_plan,
         "env": "",
-        "fn_id": function_uuid(&def.id),
+        "fn_id": def.call.fn_uuid,
         "max_attempts": run.max_attempts,
         "run_id": run.id,
         "stack": {"current": run.stack.len(), "stack": run.stack},
@@ -314,6 +346,15 @@ mod tests {
             call_url(&rel, "step").expect("url"),
             "/api/inngest?x=1&fnId=my-app-hello&stepId=step"
         );
+        assert_eq!(
+            call_url(&rel, "a b&c=d").expect("url"),
+            "/api/inngest?x=1&fnId=my-app-hello&stepId=a+b%26c%3Dd"
+        );
+        let bad = def("http://[::1/api/inngest");
+        assert!(matches!(
+            call_url(&bad, "step"),
+            Err(TransportError::InvalidRequest(e)) if e.contains("bad URL")
+        ));
     }
 
     #[test]

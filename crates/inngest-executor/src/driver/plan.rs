@@ -2,6 +2,8 @@
 //! [`Commit`]: queue items for calls, timers and publishes, pauses for waits, child runs for
 //! invokes, and the clean-up of a finished run.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -34,18 +36,17 @@ impl Executor {
     pub(crate) fn plan(
         &self,
         done: Option<Lease>,
-        old: &RunState,
-        new: &RunState,
+        new: &Arc<RunState>,
+        changed: bool,
         actions: &[Action],
         now: DateTime<Utc>,
     ) -> Commit {
         let mut c = Commit {
             done,
+            run: changed.then(|| Arc::clone(new)),
             ..Commit::default()
         };
-        if new != old {
-            c.run = Some(new.clone());
-        }
+        let new: &RunState = new;
         let run_id = new.id.as_str();
         for action in actions {
             match action {

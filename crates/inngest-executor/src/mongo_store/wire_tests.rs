@@ -286,7 +286,7 @@ async fn a_commit_is_one_transaction_applied_in_order() {
     store
         .commit(Commit {
             done: Some(claimed.lease.clone()),
-            run: Some(loaded.clone()),
+            run: Some(Arc::new(loaded.clone())),
             remove_items: vec!["call:r1:gone".into()],
             events: vec![json!({"id": "inv-1", "name": "app/invoked"})],
             enqueue: vec![call("r1", "b")],
@@ -352,7 +352,7 @@ async fn a_lost_lease_aborts_before_the_run_is_written() {
                 item_id: "i1".into(),
                 token: "old".into(),
             }),
-            run: Some(run("r1")),
+            run: Some(Arc::new(run("r1"))),
             ..Commit::default()
         })
         .await
@@ -387,7 +387,7 @@ async fn a_stale_revision_conflicts_and_undoes_the_delete() {
     let err = store
         .commit(Commit {
             done: Some(claimed.lease.clone()),
-            run: Some(stale),
+            run: Some(Arc::new(stale)),
             ..Commit::default()
         })
         .await

@@ -82,10 +82,11 @@ pub(super) fn insert_run(tx: &Transaction<'_>, run: &RunState) -> StoreResult<()
     Ok(())
 }
 
-/// Writes `run` as its next revision, or fails with a conflict if the stored one is not
-/// `run.rev`. The status and end time (and so their indexes) are
-/// written only when they change, which is not at most steps.
-pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<()> {
+/// Writes `run`, serialized as `state`, as its next revision, or fails with a conflict if the
+/// stored one is not `run.rev`. The status and end time (and so their indexes) are written
+/// only when they change, which is not at most steps. The `rev` column is the revision; the
+/// one inside `state` (the revision it was loaded at) is never read.
+pub(super) fn update_run(tx: &Transaction<'_>, run: &RunState, state: String) -> StoreResult<()> {
     let expected = run.rev as i64;
     let unchanged = tx
         .prepare_cached("SELECT status = ?2 AND ended_at IS ?3 FROM inngest_runs WHERE id = ?1")
@@ -97,33 +98,31 @@ pub(super) fn update_run(tx: &Transaction<'_>, run: RunState) -> StoreResult<()>
         })
         .optional()
         .map_err(backend)?;
-    let mut next = run;
-    next.rev += 1;
-    let state = serde_json::to_string(&next).map_err(corrupt)?;
+    let next_rev = expected + 1;
     let n = match unchanged {
         None => 0,
         Some(true) => exec(
             tx,
             "UPDATE inngest_runs SET rev = ?1, state = ?2 WHERE id = ?3 AND rev = ?4",
-            params![next.rev as i64, state, next.id, expected],
+            params![next_rev, state, run.id, expected],
         )?,
         Some(false) => exec(
             tx,
             "UPDATE inngest_runs SET status = ?1, rev = ?2, state = ?3, ended_at = ?4
              WHERE id = ?5 AND rev = ?6",
             params![
-                next.status.as_str(),
-                next.rev as i64,
+                run.status.as_str(),
+                next_rev,
                 state,
-                next.ended_at.map(ms),
-                next.id,
+                run.ended_at.map(ms),
+                run.id,
                 expected
             ],
         )?,
     };
     if n != 1 {
         // The caller's error drops the transaction, which rolls back what it wrote before.
-        return Err(StoreError::Conflict(next.id));
+        return Err(StoreError::Conflict(run.id.clone()));
     }
     Ok(())
 }

@@ -203,7 +203,7 @@ async fn commit_is_all_or_nothing(store: Arc<dyn RunStore>) {
     loaded.steps.insert("a".into(), json!({"data": 1}));
     store
         .commit(Commit {
-            run: Some(loaded.clone()),
+            run: Some(Arc::new(loaded.clone())),
             ..Commit::default()
         })
         .await
@@ -214,7 +214,7 @@ async fn commit_is_all_or_nothing(store: Arc<dyn RunStore>) {
     let res = store
         .commit(Commit {
             done: Some(claimed.lease.clone()),
-            run: Some(stale),
+            run: Some(Arc::new(stale)),
             enqueue: vec![call_item("r1", "next", t0())],
             ..Commit::default()
         })
@@ -236,7 +236,7 @@ async fn commit_is_all_or_nothing(store: Arc<dyn RunStore>) {
     store
         .commit(Commit {
             done: Some(claimed.lease),
-            run: Some(fresh),
+            run: Some(Arc::new(fresh)),
             enqueue: vec![call_item("r1", "next", t0())],
             ..Commit::default()
         })

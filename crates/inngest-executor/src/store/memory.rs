@@ -2,7 +2,7 @@
 //! a restart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -57,7 +57,8 @@ impl Mem {
         if let Some(lease) = &c.done {
             self.remove_item(&lease.item_id);
         }
-        if let Some(mut run) = c.run {
+        if let Some(run) = c.run {
+            let mut run = Arc::unwrap_or_clone(run);
             run.rev += 1;
             self.runs.insert(run.id.clone(), run);
         }
