@@ -87,7 +87,7 @@ impl AttachmentStore for SqliteStore {
 
     async fn get_attachment(&self, id: &str) -> StoreResult<Option<Attachment>> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(
                 c,
                 &format!("SELECT {COLUMNS} FROM attachments WHERE id = ?1"),
@@ -106,7 +106,7 @@ impl AttachmentStore for SqliteStore {
         include_internal: bool,
     ) -> StoreResult<Vec<Attachment>> {
         let ticket_id = ticket_id.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM attachments

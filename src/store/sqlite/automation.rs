@@ -131,7 +131,7 @@ impl AutomationStore for SqliteStore {
     }
 
     async fn staff_loads(&self) -> StoreResult<Vec<StaffLoad>> {
-        self.read(staff_loads).await
+        self.lookup(staff_loads).await
     }
 
     async fn assign_if_unassigned(
@@ -250,7 +250,7 @@ impl AutomationStore for SqliteStore {
 
     async fn mail_sent(&self, key: &str) -> StoreResult<bool> {
         let key = key.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(c, "SELECT 1 FROM sent_mail WHERE key = ?1", [key], |_| {
                 Ok(())
             })

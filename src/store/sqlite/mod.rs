@@ -77,6 +77,15 @@ impl SqliteStore {
     {
         self.db.read(f).await
     }
+
+    /// A read of a few rows found by key: see [`storage_kit::sqlite::Database::lookup`].
+    async fn lookup<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.db.lookup(f).await
+    }
 }
 
 impl From<storage_kit::sqlite::Error> for StoreError {

@@ -72,7 +72,7 @@ impl UserStore for SqliteStore {
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
         let id = id.to_owned();
-        self.read(move |c| get_user(c, &id)).await
+        self.lookup(move |c| get_user(c, &id)).await
     }
 
     async fn find_credentials(&self, email: &str) -> StoreResult<Option<Credentials>> {

@@ -263,6 +263,23 @@ impl Database {
         self.on_reader(move |conn| f(conn)).await
     }
 
+    /// Runs `f`, a lookup (rows found by key through an index, a few of them), on a reader
+    /// connection, on the calling thread if a connection is idle right now and as
+    /// [`Database::read`] otherwise. Such a read takes tens of microseconds, less than handing
+    /// it to the blocking pool and waking the task again; a read that may scan belongs in
+    /// [`Database::read`], where it holds up no other task.
+    pub async fn lookup<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        match self.inner.readers.take_idle() {
+            Some((conn, _permit)) => f(&conn),
+            None => self.read(f).await,
+        }
+    }
+
     /// Runs `f` on a reader connection inside a read transaction (`BEGIN DEFERRED`), so every
     /// query in it sees the same snapshot.
     pub async fn read_in_transaction<T, E, F>(&self, f: F) -> Result<T, E>
@@ -372,6 +389,60 @@ mod tests {
             assert_eq!(mode(&path), 0o600);
             assert_eq!(mode(&dir.path().join("data")), 0o700);
         }
+    }
+
+    #[tokio::test]
+    async fn lookups_run_in_place_on_an_idle_connection_and_wait_for_a_busy_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_reader = Options {
+            readers: 1,
+            lane: Lane::First,
+        };
+        let db = Database::open(dir.path().join("a.db"), one_reader, |c| {
+            c.execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7)")
+        })
+        .await
+        .unwrap();
+        let here = std::thread::current().id();
+        async fn thread_of(db: &Database) -> Result<(i64, std::thread::ThreadId), Error> {
+            db.lookup(|c| {
+                let v: i64 = c.query_row("SELECT v FROM t", [], |r| r.get(0))?;
+                Ok((v, std::thread::current().id()))
+            })
+            .await
+        }
+        // No connection is open yet: the first is opened on the blocking pool.
+        let (v, first) = thread_of(&db).await.unwrap();
+        assert_eq!(v, 7);
+        assert_ne!(first, here);
+        // Now it is idle, and the lookup runs where it was called.
+        assert_eq!(thread_of(&db).await.unwrap(), (7, here));
+
+        // While the only connection is busy, a lookup waits for it rather than opening another.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (held, busy) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.read(move |_| {
+                    let _ = held.send(());
+                    let _ = hold.recv();
+                    Ok::<_, Error>(())
+                })
+                .await
+            }
+        });
+        busy.await.unwrap();
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { thread_of(&db).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        release.send(()).unwrap();
+        reader.await.unwrap().unwrap();
+        let (v, _) = waiting.await.unwrap().unwrap();
+        assert_eq!(v, 7);
     }
 
     #[tokio::test]

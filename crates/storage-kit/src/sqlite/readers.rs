@@ -72,6 +72,21 @@ impl Readers {
         self.permits.clone().acquire_owned().await.ok()
     }
 
+    /// An idle connection and the permit for it, if both are free this instant. Never waits
+    /// and never opens a connection. The connection is the first of the pair so that, dropped
+    /// in order, it is back before the permit is.
+    pub(super) fn take_idle(&self) -> Option<(Reader<'_>, OwnedSemaphorePermit)> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let conn = self.idle().pop()?;
+        Some((
+            Reader {
+                conn: Some(conn),
+                readers: self,
+            },
+            permit,
+        ))
+    }
+
     /// An idle connection, or a new one while fewer than the permits are open.
     pub(super) fn take(&self) -> rusqlite::Result<Reader<'_>> {
         let conn = match self.idle().pop() {

@@ -153,7 +153,7 @@ impl TicketStore for SqliteStore {
 
     async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>> {
         let id = id.to_owned();
-        self.read(move |c| get_ticket(c, &id)).await
+        self.lookup(move |c| get_ticket(c, &id)).await
     }
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
