@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// At most this many skills are kept on a ticket.
 pub const MAX_SKILLS: usize = 8;
@@ -138,6 +138,17 @@ struct CompiledSkill {
     cues: Regex,
 }
 
+/// Every skill's text cues, in vocabulary order: one pass over a text tells which skills it
+/// mentions at all, and only their cues are counted.
+static CUE_SET: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(
+        VOCABULARY
+            .iter()
+            .map(|def| term_pattern(def.text_cues.iter().copied()).unwrap_or_default()),
+    )
+    .expect("BUG: vocabulary cue patterns must compile together")
+});
+
 static COMPILED: LazyLock<Vec<CompiledSkill>> = LazyLock::new(|| {
     VOCABULARY
         .iter()
@@ -154,6 +165,7 @@ static COMPILED: LazyLock<Vec<CompiledSkill>> = LazyLock::new(|| {
 /// Compiles the vocabulary's patterns now rather than on first use.
 pub fn warm_up() {
     LazyLock::force(&COMPILED);
+    LazyLock::force(&CUE_SET);
 }
 
 /// The skill whose canonical name is `name` (case-insensitive).
@@ -180,9 +192,12 @@ pub fn canonical_skills(raw: &str) -> Vec<&'static SkillDef> {
 /// The skills whose text cues occur in `text`, with how many distinct cue occurrences were found
 /// (a rough measure of evidence). Sorted by evidence, strongest first; ties keep vocabulary order.
 pub fn skills_in_text(text: &str) -> Vec<(&'static SkillDef, usize)> {
+    let mentioned = CUE_SET.matches(text);
     let mut found: Vec<(&'static SkillDef, usize)> = COMPILED
         .iter()
-        .filter_map(|c| {
+        .enumerate()
+        .filter(|(i, _)| mentioned.matched(*i))
+        .filter_map(|(_, c)| {
             let hits = count_matches(&c.cues, text);
             (hits > 0).then_some((c.def, hits))
         })
@@ -300,6 +315,31 @@ mod tests {
             for alias in def.aliases {
                 let found = names(canonical_skills(alias));
                 assert!(found.contains(&def.name), "{alias} gave {found:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cue_set_finds_exactly_the_skills_their_cues_find() {
+        let mut texts: Vec<String> = VOCABULARY
+            .iter()
+            .flat_map(|d| {
+                d.text_cues
+                    .iter()
+                    .map(|cue| format!("We have a {cue} problem."))
+            })
+            .collect();
+        texts.push("Nothing to see here.".into());
+        texts.push("The CSV export and the SSO login both fail".into());
+        for text in &texts {
+            let mentioned = CUE_SET.matches(text);
+            for (i, c) in COMPILED.iter().enumerate() {
+                assert_eq!(
+                    mentioned.matched(i),
+                    c.cues.is_match(text),
+                    "{} in {text:?}",
+                    c.def.name
+                );
             }
         }
     }

@@ -10,6 +10,8 @@ mod patterns;
 
 use std::time::Instant;
 
+use regex::SetMatches;
+
 use self::notes::{NotesInput, summary};
 use self::patterns::{HighKind, Signal, patterns};
 use super::{AiError, TicketText, TriageOutcome, TriageProvider};
@@ -59,8 +61,10 @@ impl RulesEngine {
         let all = format!("{title}\n{description}");
 
         let (category, cat_scores) = self.category(&title, &description);
-        let (sentiment, sentiment_hits) = self.sentiment(&all);
-        let (priority, high_kinds, priority_hits) = self.priority(&all, category, sentiment);
+        let screened = patterns().text_set.matches(&all);
+        let (sentiment, sentiment_hits) = self.sentiment(&all, &screened);
+        let (priority, high_kinds, priority_hits) =
+            self.priority(&all, &screened, category, sentiment);
         let skills = self.skills(&all, category);
 
         let top = cat_scores.first().map_or(0, |(_, s)| s.score);
@@ -110,6 +114,8 @@ impl RulesEngine {
 
     /// Scores every category; returns the winner and all scores, best first.
     fn category(&self, title: &str, description: &str) -> (Category, Vec<(Category, Scored)>) {
+        let set = &patterns().category_set;
+        let (title_screened, description_screened) = (set.matches(title), set.matches(description));
         let mut scored: Vec<(Category, Scored)> = patterns()
             .categories
             .iter()
@@ -117,8 +123,9 @@ impl RulesEngine {
                 let mut score = 0;
                 let mut hits = Vec::new();
                 for s in signals {
-                    let in_title = s.re.find(title);
-                    let found = in_title.or_else(|| s.re.find(description));
+                    let in_title = find_screened(s, title, &title_screened);
+                    let found =
+                        in_title.or_else(|| find_screened(s, description, &description_screened));
                     if let Some(m) = found {
                         // Titles are short and deliberate: a signal there counts double.
                         score += s.weight * if in_title.is_some() { 2 } else { 1 };
@@ -143,14 +150,15 @@ impl RulesEngine {
     fn priority(
         &self,
         text: &str,
+        screened: &SetMatches,
         category: Category,
         sentiment: Sentiment,
     ) -> (Priority, Vec<HighKind>, Vec<Hit>) {
         let urgency_negated = patterns().urgency_negated.is_match(text);
         let mut kinds = Vec::new();
         let mut hits = Vec::new();
-        for (kind, re) in &patterns().high {
-            if *kind == HighKind::Urgency && urgency_negated {
+        for (slot, (kind, re)) in patterns().high.iter().enumerate() {
+            if (*kind == HighKind::Urgency && urgency_negated) || !screened.matched(slot) {
                 continue;
             }
             if let Some(m) = re.find(text) {
@@ -168,7 +176,7 @@ impl RulesEngine {
             .low
             .iter()
             .filter_map(|s| {
-                s.re.find(text).map(|m| Hit {
+                find_screened(s, text, screened).map(|m| Hit {
                     label: s.label.as_str(),
                     text: m.as_str().to_string(),
                 })
@@ -189,12 +197,12 @@ impl RulesEngine {
         (priority, Vec::new(), low_hits)
     }
 
-    fn sentiment(&self, text: &str) -> (Sentiment, Vec<Hit>) {
+    fn sentiment(&self, text: &str, screened: &SetMatches) -> (Sentiment, Vec<Hit>) {
         let score = |signals: &'static [Signal], hits: &mut Vec<Hit>| -> u32 {
             signals
                 .iter()
                 .filter_map(|s| {
-                    s.re.find(text).map(|m| {
+                    find_screened(s, text, screened).map(|m| {
                         hits.push(Hit {
                             label: s.label.as_str(),
                             text: m.as_str().to_string(),
@@ -269,6 +277,18 @@ impl TriageProvider for RulesEngine {
         }
         Ok(self.triage_outcome(input))
     }
+}
+
+/// Where `signal` matches `text`, searched for only if its screening set found it there.
+fn find_screened<'t>(
+    signal: &Signal,
+    text: &'t str,
+    screened: &SetMatches,
+) -> Option<regex::Match<'t>> {
+    screened
+        .matched(signal.slot)
+        .then(|| signal.re.find(text))
+        .flatten()
 }
 
 /// Curly apostrophes and quotes to ASCII, so "can’t" matches like "can't".

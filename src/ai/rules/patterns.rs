@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 use crate::domain::triage::Category;
@@ -14,6 +14,9 @@ pub(super) struct Signal {
     pub label: String,
     pub re: Regex,
     pub weight: u32,
+    /// Its place in the set that screens texts for it ([`Patterns::category_set`] or
+    /// [`Patterns::text_set`]).
+    pub slot: usize,
 }
 
 /// Why a priority was chosen; drives the notes.
@@ -55,6 +58,12 @@ pub(super) struct Patterns {
     pub frustrated: Vec<Signal>,
     pub negative: Vec<Signal>,
     pub positive: Vec<Signal>,
+    /// Every category signal, at its `slot`. One pass of the set over a text tells which of
+    /// them match it at all (most do not), and only those are searched again for the words.
+    pub category_set: RegexSet,
+    /// The same for the whole text: `high` first (each at its index), then `low`,
+    /// `frustrated`, `negative` and `positive` at their `slot`.
+    pub text_set: RegexSet,
 }
 
 /// Compiled once per process, when first needed: compiling takes tens of milliseconds and some
@@ -107,16 +116,37 @@ struct SignalEntry {
     pattern: String,
 }
 
-fn regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("(?i){pattern}")).map_err(|e| format!("pattern {pattern:?}: {e}"))
+fn case_insensitive(pattern: &str) -> String {
+    format!("(?i){pattern}")
 }
 
-fn signals(entries: Vec<SignalEntry>) -> Result<Vec<Signal>, String> {
+fn regex(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&case_insensitive(pattern)).map_err(|e| format!("pattern {pattern:?}: {e}"))
+}
+
+/// The patterns of one screening set, in slot order.
+#[derive(Default)]
+struct SetPatterns(Vec<String>);
+
+impl SetPatterns {
+    /// Adds `pattern`; its slot.
+    fn add(&mut self, pattern: &str) -> usize {
+        self.0.push(case_insensitive(pattern));
+        self.0.len() - 1
+    }
+
+    fn compile(self) -> Result<RegexSet, String> {
+        RegexSet::new(self.0).map_err(|e| format!("screening set: {e}"))
+    }
+}
+
+fn signals(entries: Vec<SignalEntry>, set: &mut SetPatterns) -> Result<Vec<Signal>, String> {
     entries
         .into_iter()
         .map(|e| {
             Ok(Signal {
                 re: regex(&e.pattern)?,
+                slot: set.add(&e.pattern),
                 label: e.label,
                 weight: e.weight,
             })
@@ -127,22 +157,34 @@ fn signals(entries: Vec<SignalEntry>) -> Result<Vec<Signal>, String> {
 impl Patterns {
     fn parse(json: &str) -> Result<Self, String> {
         let file: PatternFile = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let (mut category_set, mut text_set) = (SetPatterns::default(), SetPatterns::default());
+        let categories = file
+            .categories
+            .into_iter()
+            .map(|c| Ok((c.category, signals(c.signals, &mut category_set)?)))
+            .collect::<Result<_, String>>()?;
+        let high = file
+            .high
+            .into_iter()
+            .map(|h| {
+                text_set.add(&h.pattern);
+                Ok((h.kind, regex(&h.pattern)?))
+            })
+            .collect::<Result<_, String>>()?;
+        let low = signals(file.low, &mut text_set)?;
+        let frustrated = signals(file.frustrated, &mut text_set)?;
+        let negative = signals(file.negative, &mut text_set)?;
+        let positive = signals(file.positive, &mut text_set)?;
         Ok(Patterns {
-            categories: file
-                .categories
-                .into_iter()
-                .map(|c| Ok((c.category, signals(c.signals)?)))
-                .collect::<Result<_, String>>()?,
-            high: file
-                .high
-                .into_iter()
-                .map(|h| Ok((h.kind, regex(&h.pattern)?)))
-                .collect::<Result<_, String>>()?,
+            categories,
+            high,
             urgency_negated: regex(&file.urgency_negated)?,
-            low: signals(file.low)?,
-            frustrated: signals(file.frustrated)?,
-            negative: signals(file.negative)?,
-            positive: signals(file.positive)?,
+            low,
+            frustrated,
+            negative,
+            positive,
+            category_set: category_set.compile()?,
+            text_set: text_set.compile()?,
         })
     }
 }
@@ -191,5 +233,49 @@ mod tests {
         }
         assert!(!p.urgency_negated.is_match(""));
         assert!(p.high.iter().all(|(_, re)| !re.is_match("")));
+    }
+
+    #[test]
+    fn the_screening_sets_find_exactly_what_each_pattern_finds() {
+        let p = Patterns::parse(include_str!("patterns.json")).unwrap();
+        let texts = [
+            "Dashboard down for the whole team\nSince 9am everyone gets 503 errors. URGENT!",
+            "Charged twice\nMy card was billed twice for the March invoice. Please refund.",
+            "Cannot log in\nThe reset mail never arrives and I am locked out of my account.",
+            "Feature idea\nIt would be lovely to export to CSV. Not urgent, thanks a lot!",
+            "This is ridiculous\nThird time I write, still no answer, very disappointed.",
+            "Question\nHow do I invite a colleague? Love the product, great work.",
+            "",
+        ];
+        let category_signals = p.categories.iter().flat_map(|(_, s)| s);
+        let text_signals = [&p.low, &p.frustrated, &p.negative, &p.positive]
+            .into_iter()
+            .flatten();
+        let mut seen = (0, 0);
+        for text in texts {
+            let (by_category, by_text) = (p.category_set.matches(text), p.text_set.matches(text));
+            for s in category_signals.clone() {
+                assert_eq!(
+                    by_category.matched(s.slot),
+                    s.re.is_match(text),
+                    "{}",
+                    s.label
+                );
+                seen.0 += usize::from(s.re.is_match(text));
+            }
+            for (slot, (kind, re)) in p.high.iter().enumerate() {
+                assert_eq!(by_text.matched(slot), re.is_match(text), "{kind:?}");
+            }
+            for s in text_signals.clone() {
+                assert_eq!(by_text.matched(s.slot), s.re.is_match(text), "{}", s.label);
+                seen.1 += usize::from(s.re.is_match(text));
+            }
+        }
+        // The texts exercise both sets, so the slots are compared where they match too.
+        assert!(seen.0 >= 5 && seen.1 >= 5, "{seen:?}");
+        let slots = category_signals.map(|s| s.slot).collect::<HashSet<_>>();
+        assert_eq!(slots.len(), p.category_set.len());
+        let slots = text_signals.map(|s| s.slot).collect::<HashSet<_>>();
+        assert_eq!(slots.len() + p.high.len(), p.text_set.len());
     }
 }
