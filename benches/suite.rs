@@ -115,5 +115,6 @@ fn main() -> ExitCode {
         }
     });
     report.print_summary();
+    server::remove_data_dirs();
     ExitCode::SUCCESS
 }

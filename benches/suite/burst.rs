@@ -47,7 +47,7 @@ async fn poll(api: Api, admin: String, stop: Arc<AtomicBool>) -> (Vec<Duration>,
 }
 
 pub async fn run(report: &mut Report, settings: &Settings) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let path = crate::server::data_dir();
     let env = vec![
         (
             "JWT_SECRET",
@@ -56,7 +56,6 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         ("BOOTSTRAP_ADMIN_EMAIL", ADMIN.to_owned()),
         ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
     ];
-    let path = dir.path().to_owned();
     let server = tokio::task::spawn_blocking(move || start_server(&path, &env))
         .await
         .expect("server start");

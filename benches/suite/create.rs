@@ -20,7 +20,7 @@ pub async fn run(report: &mut Report, settings: &Settings) {
         ("AI 2 s", Duration::from_secs(2)),
     ] {
         let gemini = FakeGemini::start(delay).await;
-        let dir = tempfile::tempdir().expect("tempdir");
+        let path = crate::server::data_dir();
         let env = vec![
             (
                 "JWT_SECRET",
@@ -29,7 +29,6 @@ pub async fn run(report: &mut Report, settings: &Settings) {
             ("GEMINI_API_KEY", fake_gemini::KEY.to_owned()),
             ("GEMINI_BASE_URL", gemini.base_url.clone()),
         ];
-        let path = dir.path().to_owned();
         let server = tokio::task::spawn_blocking(move || start_server(&path, &env))
             .await
             .expect("server start");

@@ -109,8 +109,8 @@ pub(crate) fn latency_line(times: &[Duration], unassigned: usize) -> String {
 }
 
 pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memory: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = dir.path().join("outbox");
+    let dir = crate::server::data_dir();
+    let outbox = dir.join("outbox");
     let env = vec![
         (
             "JWT_SECRET",
@@ -119,7 +119,7 @@ pub async fn run(report: &mut Report, settings: &Settings, pipeline: bool, memor
         ("BOOTSTRAP_ADMIN_EMAIL", ADMIN.to_owned()),
         ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
     ];
-    let path = dir.path().to_owned();
+    let path = dir.clone();
     let server = tokio::task::spawn_blocking(move || start_server(&path, &env))
         .await
         .expect("server start");

@@ -5,7 +5,31 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The data folders of the servers, deleted when the suite ends rather than when each
+/// benchmark does. A benchmark leaves thousands of mail files behind, and on a file system
+/// without a journal (this machine's ext4) every file created in the minutes after they are
+/// deleted costs a scan past their inodes: the next benchmark's server would pay, in CPU,
+/// for the clean-up of the one before.
+static DATA_DIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// A new data folder, kept until [`remove_data_dirs`].
+pub fn data_dir() -> PathBuf {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_owned();
+    DATA_DIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(dir);
+    path
+}
+
+/// Deletes the folders [`data_dir`] gave out.
+pub fn remove_data_dirs() {
+    DATA_DIRS.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
 
 /// The server binary `cargo bench` builds next to the bench (release profile); `BENCH_BIN`
 /// overrides it.
