@@ -614,3 +614,48 @@ fn backoff_follows_the_server_table() {
     assert_eq!(backoff(9), Duration::hours(2));
     assert_eq!(backoff(50), Duration::hours(2));
 }
+
+#[test]
+fn an_input_said_not_to_change_the_run_leaves_it_as_it_was() {
+    let wait = json!({"id": "daaa", "op": "WaitForEvent", "name": "test/resume",
+        "opts": {"timeout": "10s"}});
+    let (waiting, _) = apply(new_run(5), call("step", 0, ops(vec![wait])), &ctx(t0()));
+    let (finished, _) = apply(
+        waiting.clone(),
+        Input::Cancel {
+            reason: "stop".into(),
+        },
+        &ctx(t0()),
+    );
+    let resume = |step: &str| Input::Resume {
+        step_id: step.into(),
+        value: Value::Null,
+        reason: ResumeReason::TimedOut,
+    };
+    let step_run = || {
+        call(
+            "step",
+            0,
+            ops(vec![json!({"id": "98bf", "op": "StepRun", "data": "A"})]),
+        )
+    };
+    let cases = [
+        (new_run(5), step_run(), true),
+        (waiting.clone(), resume("daaa"), true),
+        (waiting.clone(), Input::Cancel { reason: "x".into() }, true),
+        (waiting.clone(), resume("gone"), false),
+        (finished.clone(), resume("daaa"), false),
+        (finished.clone(), step_run(), false),
+        (finished, Input::Cancel { reason: "x".into() }, false),
+    ];
+    for (run, input, expected) in cases {
+        let said = may_change(&run, &input);
+        assert_eq!(said, expected, "{input:?}");
+        let (after, actions) = apply(run.clone(), input, &ctx(t0()));
+        // The executor writes the run only when told it may change: it must not miss a change.
+        assert_eq!(after != run, said, "{after:?}");
+        if !said {
+            assert!(actions.is_empty(), "{actions:?}");
+        }
+    }
+}
