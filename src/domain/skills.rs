@@ -141,12 +141,8 @@ struct CompiledSkill {
 /// Every skill's text cues, in vocabulary order: one pass over a text tells which skills it
 /// mentions at all, and only their cues are counted.
 static CUE_SET: LazyLock<RegexSet> = LazyLock::new(|| {
-    RegexSet::new(
-        VOCABULARY
-            .iter()
-            .map(|def| term_pattern(def.text_cues.iter().copied()).unwrap_or_default()),
-    )
-    .expect("BUG: vocabulary cue patterns must compile together")
+    RegexSet::new(COMPILED.iter().map(|c| c.cues.as_str()))
+        .expect("BUG: vocabulary cue patterns must compile together")
 });
 
 static COMPILED: LazyLock<Vec<CompiledSkill>> = LazyLock::new(|| {

@@ -327,7 +327,7 @@ impl Executor {
                 retry_jitter: self.jitter(),
             };
             let changed = state::may_change(&run, &input);
-            let (run_id, history_before) = (run.id.clone(), run.history.len());
+            let history_before = run.history.len();
             let (new, actions) = state::apply(run, input.clone(), &ctx);
             let new = Arc::new(new);
             let mut commit = self.plan(Some(lease.clone()), &new, changed, &actions, ctx.now);
@@ -376,7 +376,7 @@ impl Executor {
                         }
                     }));
                 }
-                Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&run_id).await? {
+                Err(StoreError::Conflict(_)) => match self.inner.store.load_run(&new.id).await? {
                     Some(fresh) => run = fresh,
                     None => return self.drop_item(lease).await.map(|()| None),
                 },
