@@ -5,7 +5,9 @@
 //! hop to a blocking thread, `BEGIN IMMEDIATE`, and at `COMMIT` every page it dirtied appended
 //! to the write-ahead log, again for each write that touches the same pages. So writes queue
 //! here, one task at a time takes the gate for them, and each runs inside a savepoint of the
-//! shared transaction: a write that fails is rolled back alone, its neighbours are not. Nobody
+//! shared transaction: a write that fails is rolled back alone, its neighbours are not. The
+//! first write of a transaction has no savepoint (a savepoint copies every page it changes):
+//! if it fails, the transaction holds nothing else and is rolled back whole. Nobody
 //! learns the result of a write before its transaction has committed, so a crash loses only
 //! writes nobody was told about, exactly as with one transaction each.
 
@@ -27,14 +29,17 @@ const MAX_BATCH_TIME: Duration = Duration::from_millis(2);
 
 /// A write waiting for a transaction.
 pub(super) trait Job: Send {
-    /// Runs the write inside `tx` (in a savepoint of its own) and keeps its result.
-    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Box<dyn Done>;
+    /// Runs the write inside `tx` and keeps its result: in a savepoint of its own, or, when
+    /// `first`, directly in `tx`, whose caller must then roll it back if the write failed.
+    fn run(self: Box<Self>, tx: &Transaction<'_>, first: bool) -> Box<dyn Done>;
     /// The transaction could not even begin.
     fn fail(self: Box<Self>, error: &Arc<rusqlite::Error>);
 }
 
 /// A write that ran, waiting for its transaction's fate.
 pub(super) trait Done: Send {
+    /// The write returned an error (and so changed nothing that may be committed).
+    fn failed(&self) -> bool;
     fn deliver(self: Box<Self>, committed: Result<(), &Arc<rusqlite::Error>>);
 }
 
@@ -56,13 +61,15 @@ where
     E: From<Error> + Send + 'static,
     F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Box<dyn Done> {
+    fn run(self: Box<Self>, tx: &Transaction<'_>, first: bool) -> Box<dyn Done> {
         let Write { f, reply, span } = *self;
         let _entered = span.enter();
-        Box::new(Written {
-            out: in_savepoint(tx, f),
-            reply,
-        })
+        let out = if first {
+            caught(tx, f)
+        } else {
+            in_savepoint(tx, f)
+        };
+        Box::new(Written { out, reply })
     }
 
     fn fail(self: Box<Self>, error: &Arc<rusqlite::Error>) {
@@ -73,6 +80,10 @@ where
 }
 
 impl<T: Send, E: From<Error> + Send> Done for Written<T, E> {
+    fn failed(&self) -> bool {
+        self.out.is_err()
+    }
+
     fn deliver(self: Box<Self>, committed: Result<(), &Arc<rusqlite::Error>>) {
         let out = match (self.out, committed) {
             (Ok(_), Err(e)) => Err(Error::NotCommitted(e.clone()).into()),
@@ -89,10 +100,7 @@ fn in_savepoint<T, E: From<Error>>(
     f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     statement(tx, "SAVEPOINT write").map_err(|e| E::from(Error::Sqlite(e)))?;
-    let out = match catch_unwind(AssertUnwindSafe(|| f(tx))) {
-        Ok(out) => out,
-        Err(panic) => Err(E::from(Error::Panicked(panic_message(&*panic)))),
-    };
+    let out = caught(tx, f);
     let end = match out {
         Ok(_) => statement(tx, "RELEASE write"),
         Err(_) => statement(tx, "ROLLBACK TO write").and_then(|()| statement(tx, "RELEASE write")),
@@ -101,6 +109,17 @@ fn in_savepoint<T, E: From<Error>>(
         Ok(()) => out,
         // The transaction is no longer usable; `run` notices and ends the batch.
         Err(e) => Err(E::from(Error::Sqlite(e))),
+    }
+}
+
+/// Runs `f`, with a panic turned into its error.
+fn caught<T, E: From<Error>>(
+    tx: &Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    match catch_unwind(AssertUnwindSafe(|| f(tx))) {
+        Ok(out) => out,
+        Err(panic) => Err(E::from(Error::Panicked(panic_message(&*panic)))),
     }
 }
 
@@ -194,13 +213,28 @@ impl Queue {
             }
         };
         let started = Instant::now();
-        let mut done = vec![first.run(&tx)];
+        let first = first.run(&tx, true);
+        if first.failed() {
+            // Its changes are the only ones in the transaction: undo them all. The rest of
+            // the queue waits for the next turn.
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            // (Unless SQLite already rolled it back itself.)
+            if !tx.is_autocommit()
+                && let Err(e) = tx.rollback()
+            {
+                // The dropped transaction tries once more.
+                tracing::warn!(error = %e, "rolling back a failed write");
+            }
+            first.deliver(Ok(()));
+            return;
+        }
+        let mut done = vec![first];
         while !tx.is_autocommit()
             && started.elapsed() < MAX_BATCH_TIME
             && !(lane == Lane::Background && gate.first_lane_waiting())
         {
             let Some(job) = self.next() else { break };
-            done.push(job.run(&tx));
+            done.push(job.run(&tx, false));
         }
         self.writes.fetch_add(done.len() as u64, Ordering::Relaxed);
         let committed = if tx.is_autocommit() {

@@ -193,7 +193,16 @@ impl Database {
             // file would then have held no data. Syncs resume before anything else is written.
             let new = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
             let gate = gate::for_file(&path);
-            let writer = gate.writer(|| connect_with(&path, if new { "OFF" } else { "NORMAL" }))?;
+            let writer = gate.writer(|| {
+                let conn = connect_with(&path, if new { "OFF" } else { "NORMAL" })?;
+                // Each write in a group commit has its own savepoint, whose journal SQLite
+                // keeps in memory only up to 64 KiB and then moves to a temporary file: under
+                // load that was a file created, written and deleted per transaction. In memory
+                // it is bounded by one transaction's pages. Readers keep the default, so a big
+                // sort still spills to disk.
+                conn.pragma_update(None, "temp_store", "MEMORY")?;
+                Ok(conn)
+            })?;
             {
                 let mut conn = lock(&writer);
                 let prepared = prepare(&mut conn);
@@ -555,6 +564,46 @@ mod tests {
             "{} transactions for 40 queued writes",
             stats.commits
         );
+    }
+
+    /// The first write of a transaction has no savepoint: when it fails, or panics, after
+    /// changing something, the transaction is undone whole and the writes behind it still run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_first_write_is_undone_and_the_next_ones_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("a.db"), options(), |c| {
+            c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+        })
+        .await
+        .unwrap();
+        let held = db.inner.gate.turn(Lane::First).await;
+        let mut writes = Vec::new();
+        for i in 1..=3_i64 {
+            let db2 = db.clone();
+            writes.push(tokio::spawn(async move {
+                db2.write(move |tx| {
+                    tx.execute("INSERT INTO t VALUES (?1)", [i])?;
+                    match i {
+                        1 => Err(Error::Sqlite(rusqlite::Error::InvalidQuery)),
+                        2 => panic!("write 2 gives up"),
+                        _ => Ok(i),
+                    }
+                })
+                .await
+            }));
+            // Queued in this order, so each failing write is the first of a transaction.
+            while db.inner.queue.len() < i as usize {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        let mut out = Vec::new();
+        for w in writes {
+            out.push(w.await.unwrap().ok());
+        }
+        assert_eq!(out, vec![None, None, Some(3)]);
+        assert_eq!(values(&db).await, vec![3]);
+        assert_eq!(db.write_stats(), WriteStats { writes: 3, commits: 1 });
     }
 
     #[tokio::test]
