@@ -15,7 +15,8 @@
 use crate::config::{Config, StoreUrl};
 use crate::functions::{self, APP_ID, Deps};
 use crate::inngest::executor::{
-    Executor, ExecutorOptions, MongoRunStore, RouterTransport, RunStore, ServerKind, SqliteRunStore,
+    Executor, ExecutorOptions, HandlerTransport, MongoRunStore, RouterTransport, RunStore,
+    ServerKind, SqliteRunStore,
 };
 use crate::inngest::{Event, EventClient, InngestSettings, Mode, ServeHandler};
 use crate::relay::{EventSink, SinkError};
@@ -109,7 +110,6 @@ impl Durable {
     ) -> anyhow::Result<Self> {
         let (mode, settings) = resolve(config)?;
         warn_if_dev_mode_is_exposed(mode, config.host);
-        let signing_key = settings.signing_key().cloned();
         let serve_url = serve_url(config, &settings);
         let mut handler = ServeHandler::new(APP_ID, settings.clone(), functions::all(deps));
         // Syncs register this URL, never one rebuilt from a request's `Host`.
@@ -130,7 +130,9 @@ impl Durable {
             ExecutionMode::Embedded => {
                 let store = run_store(&config.store, mongo).await?;
                 let options = ExecutorOptions {
-                    signing_key,
+                    // Its calls go straight to the handler in this process, which trusts
+                    // them; requests from the network are still checked against the key.
+                    signing_key: None,
                     server_kind: ServerKind::Cloud,
                     // `ticketing runs rerun|cancel` write to the same file from another
                     // process; the loop sees that work within this interval.
@@ -143,7 +145,7 @@ impl Durable {
                 };
                 let executor = Executor::new(
                     store,
-                    Arc::new(RouterTransport::new(router.clone())),
+                    Arc::new(HandlerTransport::new(handler.clone())),
                     options,
                 );
                 let configs = handler

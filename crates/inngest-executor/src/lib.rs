@@ -101,4 +101,4 @@ pub use sqlite_store::SqliteRunStore;
 pub use state::{HistoryEntry, Outcome, RunState, RunStatus};
 pub use stats::ExecutorStats;
 pub use store::{MemoryStore, QueueDepth, RunFilter, RunStore, RunSummary, StoreError, Swept};
-pub use transport::{HttpTransport, RouterTransport, Transport, TransportError};
+pub use transport::{HandlerTransport, HttpTransport, RouterTransport, Transport, TransportError};

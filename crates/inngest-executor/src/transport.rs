@@ -1,7 +1,8 @@
 //! How call requests reach the serve endpoint, and what they look like.
 //!
 //! [`Transport`] carries one HTTP exchange. [`RouterTransport`] hands the request to an
-//! in-process `axum::Router` (the app's own `/api/inngest`, no port needed); [`HttpTransport`]
+//! in-process `axum::Router` (the app's own `/api/inngest`, no port needed), and
+//! [`HandlerTransport`] to an in-process serve handler, unsigned; [`HttpTransport`]
 //! sends it over the network with reqwest. [`call_request`] builds the exact request Inngest
 //! sends (reference §2.3): JCS-canonical body, `fnId`/`stepId` query, `X-Run-ID`,
 //! `X-Inngest-Step-ID`, `x-inngest-req-version` and, when a signing key is set,
@@ -11,7 +12,7 @@
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::http::{HeaderValue, Request, Response, header};
+use axum::http::{HeaderValue, Request, Response, Uri, header};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -20,6 +21,7 @@ use tower::ServiceExt;
 
 use super::function::FunctionDef;
 use super::state::RunState;
+use inngest_axum::ServeHandler;
 use inngest_axum::headers;
 use inngest_axum::signature::{SigningKey, write_canonical, write_canonical_object};
 
@@ -55,30 +57,72 @@ impl RouterTransport {
 impl Transport for RouterTransport {
     async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let (mut parts, body) = req.into_parts();
-        if parts.uri.scheme().is_some() {
-            let local = parts
-                .uri
-                .path_and_query()
-                .map(|pq| pq.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            parts.uri = local
-                .parse()
-                .map_err(|e| TransportError::InvalidRequest(format!("{e}")))?;
-        }
+        parts.uri = local_uri(parts.uri)?;
         let req = Request::from_parts(parts, axum::body::Body::from(body));
-        // A panicking handler is a failed attempt like any other, not a lost queue item.
-        let call = std::panic::AssertUnwindSafe(self.router.clone().oneshot(req));
-        let resp = match futures::FutureExt::catch_unwind(call).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(never)) => match never {},
-            Err(_) => return Err(TransportError::Failed("the serve handler panicked".into())),
-        };
-        let (parts, body) = resp.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| TransportError::Failed(format!("reading response body: {e}")))?;
-        Ok(Response::from_parts(parts, bytes))
+        answer(self.router.clone().oneshot(req)).await
     }
+}
+
+/// Calls a serve handler in this process directly, as the code it is: no router, and no
+/// signatures (see [`ServeHandler::handle_in_process`]), so the executor using it should have
+/// no signing key. The handler's endpoint still checks every request from the network.
+#[derive(Clone)]
+pub struct HandlerTransport {
+    handler: ServeHandler,
+}
+
+impl HandlerTransport {
+    pub fn new(handler: ServeHandler) -> HandlerTransport {
+        HandlerTransport { handler }
+    }
+}
+
+#[async_trait]
+impl Transport for HandlerTransport {
+    async fn call(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (parts, body) = req.into_parts();
+        let uri = local_uri(parts.uri)?;
+        let handler = &self.handler;
+        answer(async move {
+            Ok::<_, std::convert::Infallible>(
+                handler
+                    .handle_in_process(parts.method, uri, parts.headers, body)
+                    .await,
+            )
+        })
+        .await
+    }
+}
+
+/// The path and query of `uri`: an in-process handler has no host.
+fn local_uri(uri: Uri) -> Result<Uri, TransportError> {
+    if uri.scheme().is_none() {
+        return Ok(uri);
+    }
+    let local = uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    local
+        .parse()
+        .map_err(|e| TransportError::InvalidRequest(format!("{e}")))
+}
+
+/// Awaits an in-process response and reads its body.
+async fn answer(
+    call: impl Future<Output = Result<Response<axum::body::Body>, std::convert::Infallible>>,
+) -> Result<Response<Bytes>, TransportError> {
+    // A panicking handler is a failed attempt like any other, not a lost queue item.
+    let resp = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(never)) => match never {},
+        Err(_) => return Err(TransportError::Failed("the serve handler panicked".into())),
+    };
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| TransportError::Failed(format!("reading response body: {e}")))?;
+    Ok(Response::from_parts(parts, bytes))
 }
 
 /// Calls a serve endpoint over HTTP. Relative URLs are resolved against `base_url`.

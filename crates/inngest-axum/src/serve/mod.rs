@@ -202,6 +202,35 @@ impl ServeHandler {
             body,
         };
         let validation = self.validate(&req);
+        self.respond(req, validation).await
+    }
+
+    /// Handles a call from code in this process, an embedded executor: its POSTs are trusted
+    /// as they come, so no signature is checked or added (an HMAC of each body both ways,
+    /// and the executor's canonical body, are most of a step's protocol cost). Other methods
+    /// are checked as in [`ServeHandler::handle`]. Never hand a network request to this.
+    pub async fn handle_in_process(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let req = Request {
+            method,
+            uri,
+            headers,
+            body,
+        };
+        let validation = if req.method == Method::POST {
+            Ok(None)
+        } else {
+            self.validate(&req)
+        };
+        self.respond(req, validation).await
+    }
+
+    async fn respond(&self, req: Request, validation: Validation) -> Response {
         // Unverified callers get their 401 directly rather than a 201 carrying SDK headers.
         let streaming = self.inner.settings.streaming()
             && req.method == Method::POST

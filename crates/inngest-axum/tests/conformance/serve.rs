@@ -877,3 +877,40 @@ async fn in_band_sync_without_a_body_is_an_error() {
             .is_some_and(|m| m.contains("Missing request body"))
     );
 }
+
+/// An in-process call (the embedded executor's) is trusted as it comes: a cloud-mode handler
+/// answers it unsigned, and signs nothing back. The same request from the network is refused,
+/// and so is anything but a POST handed to the in-process entry.
+#[tokio::test]
+async fn in_process_calls_skip_signatures_and_network_calls_do_not() {
+    let h = handler(cloud_settings());
+    let body = CallBody::new("app/hello", json!({ "name": "Ann" })).render();
+    let path = "/api/inngest?fnId=my-app-hello&stepId=step";
+    let network = request(&h, Method::POST, path, &[], &body).await;
+    assert_eq!(network.status, 401, "{}", network.body);
+
+    let uri: Uri = path.parse().expect("uri");
+    let local = h
+        .handle_in_process(Method::POST, uri, HeaderMap::new(), Bytes::from(body))
+        .await;
+    assert_eq!(local.status().as_u16(), 200);
+    assert!(local.headers().get("x-inngest-signature").is_none());
+    assert!(local.headers().get("x-inngest-sdk").is_some());
+    let out = to_bytes(local.into_body(), usize::MAX).await.expect("body");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).expect("json"),
+        json!({ "hello": "Ann" })
+    );
+
+    // An unsigned GET gets the unauthenticated introspection either way.
+    let network = request(&h, Method::GET, "/api/inngest", &[], "").await;
+    let uri: Uri = "/api/inngest".parse().expect("uri");
+    let local = h
+        .handle_in_process(Method::GET, uri, HeaderMap::new(), Bytes::new())
+        .await;
+    let out = to_bytes(local.into_body(), usize::MAX).await.expect("body");
+    let local = serde_json::from_slice::<Value>(&out).expect("json");
+    assert_eq!(local["authentication_succeeded"], Value::Null);
+    assert!(local.get("app_id").is_none(), "{local}");
+    assert_eq!(local, network.json());
+}

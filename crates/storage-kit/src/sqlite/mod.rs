@@ -603,7 +603,13 @@ mod tests {
         }
         assert_eq!(out, vec![None, None, Some(3)]);
         assert_eq!(values(&db).await, vec![3]);
-        assert_eq!(db.write_stats(), WriteStats { writes: 3, commits: 1 });
+        assert_eq!(
+            db.write_stats(),
+            WriteStats {
+                writes: 3,
+                commits: 1
+            }
+        );
     }
 
     #[tokio::test]
