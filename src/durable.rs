@@ -54,7 +54,9 @@ impl ExecutionMode {
 /// error naming what is missing.
 pub fn resolve(config: &Config) -> anyhow::Result<(ExecutionMode, InngestSettings)> {
     if config.inngest_env.is_empty() {
-        // A fresh key per process: the executor signs every call, the handler verifies it.
+        // A fresh key per process, which nobody knows: the executor's calls go to the handler
+        // in process, unsigned, and anything that reaches `/api/inngest` over the network
+        // must be signed with this key, so it is refused.
         let key = format!("signkey-prod-{}", hex::encode(rand::random::<[u8; 32]>()));
         return Ok((
             ExecutionMode::Embedded,
