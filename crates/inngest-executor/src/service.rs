@@ -63,7 +63,8 @@ impl ServerKind {
 
 #[derive(Clone)]
 pub struct ExecutorOptions {
-    /// Signs call requests like Inngest Cloud when set; embedded mode leaves it unset (dev).
+    /// Signs call requests like Inngest Cloud when set. The application's embedded mode leaves
+    /// it unset: its calls go to the handler in process ([`crate::HandlerTransport`]).
     pub signing_key: Option<SigningKey>,
     pub server_kind: ServerKind,
     /// Leave `ctx.fn_id` out of call requests; needed for SDKs that checkpoint when they see it
