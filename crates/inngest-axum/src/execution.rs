@@ -84,9 +84,12 @@ impl Call<'_> {
         }
     }
 
+    /// Runs the handler once. With `hold`, a discovery runs its one new step in the same pass
+    /// (see [`Step::decide_held`]): the decision is made whenever the handler can go no further.
     async fn pass(
         &self,
         target: Option<String>,
+        hold: bool,
     ) -> (Result<Value, FnError>, Vec<FoundStep>, Option<RanStep>) {
         let step = Step::new(
             self.app_id,
@@ -96,8 +99,19 @@ impl Call<'_> {
             self.request.ctx.max_attempts,
             self.events.clone(),
         );
+        if hold {
+            step.hold_new_steps();
+        }
         let fut = (self.handler)(self.ctx(), step.clone());
-        let result = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        let mut fut = std::pin::pin!(std::panic::AssertUnwindSafe(fut).catch_unwind());
+        let driven = std::future::poll_fn(|cx| {
+            let poll = fut.as_mut().poll(cx);
+            if poll.is_pending() && hold {
+                step.decide_held();
+            }
+            poll
+        });
+        let result = match driven.await {
             Ok(result) => result,
             Err(panic) => {
                 let message = panic
@@ -137,11 +151,15 @@ impl Call<'_> {
             .filter(|id| !id.is_empty() && *id != DISCOVERY_STEP_ID)
             .map(str::to_owned);
         if let Some(target) = target {
-            let (result, found, ran) = self.pass(Some(target.clone())).await;
+            let (result, found, ran) = self.pass(Some(target.clone()), false).await;
             return self.targeted_outcome(&target, result, found, ran);
         }
 
-        let (result, found, _) = self.pass(None).await;
+        let immediate_allowed = !self.request.ctx.disable_immediate_execution;
+        let (result, found, ran) = self.pass(None, immediate_allowed).await;
+        if let Some(ran) = ran {
+            return self.targeted_outcome(&ran.op.id.clone(), result, found, Some(ran));
+        }
         let interrupted = matches!(result, Err(FnError::Interrupt(_))) && !found.is_empty();
         let stopped_with_steps = interrupted || (result.is_ok() && !found.is_empty());
         if !stopped_with_steps {
@@ -150,13 +168,12 @@ impl Call<'_> {
                 Err(err) => self.failure(&err),
             };
         }
-        let immediate =
-            !self.request.ctx.disable_immediate_execution && found.len() == 1 && found[0].runnable;
+        let immediate = immediate_allowed && found.len() == 1 && found[0].runnable;
         if immediate {
-            // Run the single new step now, replaying once more with it as the target so that
-            // the step's closure (which may borrow from the handler) runs in its own context.
+            // The single new step did not run in the pass above (the handler returned without
+            // awaiting it): replay once more with it as the target, as the protocol expects.
             let target = found[0].op.id.clone();
-            let (result, found, ran) = self.pass(Some(target.clone())).await;
+            let (result, found, ran) = self.pass(Some(target.clone()), false).await;
             return self.targeted_outcome(&target, result, found, ran);
         }
         CallOutcome::StepsFound(found.into_iter().map(|f| f.op).collect())

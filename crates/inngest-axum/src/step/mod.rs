@@ -3,7 +3,9 @@
 //! Each step call resolves its hashed id *when it is called* (not when awaited), so the ids of
 //! parallel steps follow call order and replays are deterministic. A memoized step returns its
 //! stored value; an unmemoized one is recorded and its future yields
-//! `Err(FnError::Interrupt(_))`, which the handler propagates with `?`.
+//! `Err(FnError::Interrupt(_))`, which the handler propagates with `?`. In a discovery that may
+//! run a step at once, a new run-type step's future first waits until the handler can go no
+//! further: if it is the only new step it runs there and then, in the same pass.
 //!
 //! Run steps in parallel with [`Step::parallel`] (or `futures::join!`), never with a `try_join`
 //! combinator: those stop polling at the first interrupt, so a planned step might never run.
@@ -12,6 +14,7 @@ mod options;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,8 +26,8 @@ use super::client::EventClient;
 use super::error::{FnError, Interrupt, StepError};
 use super::protocol::{ErrorBody, Event, Memoized, Opcode, OutgoingOp, Timing, Userland, time_str};
 pub use options::{Invoke, WaitForEvent};
-use state::StepState;
 pub(crate) use state::{FoundStep, RanStep, StepRetry};
+use state::{Hold, StepState};
 
 struct StepInner {
     state: Mutex<StepState>,
@@ -50,6 +53,8 @@ enum Plan {
     Memo(Memoized),
     Execute(Box<OutgoingOp>),
     Stop,
+    /// Found in a discovery that may run it at once: wait for the decision (see [`Hold`]).
+    Hold(String),
 }
 
 fn base_op(op: Opcode, hashed: String, user_id: &str, index: Option<u32>) -> OutgoingOp {
@@ -105,6 +110,50 @@ impl Step {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Makes new run-type steps of this discovery wait for [`Step::decide_held`] instead of
+    /// interrupting at once, so the one to run can run in this pass.
+    pub(crate) fn hold_new_steps(&self) {
+        self.state().holding = true;
+    }
+
+    /// Called when the handler can go no further: once steps were found, the only one runs if
+    /// it is alone and run-type; otherwise they all interrupt. Wakes the step futures waiting.
+    pub(crate) fn decide_held(&self) {
+        let mut st = self.state();
+        if st.found.is_empty() || !matches!(st.hold, Hold::Undecided(_)) {
+            return;
+        }
+        let decision = match st.found.as_slice() {
+            [only] if only.runnable => Hold::Run(only.op.id.clone()),
+            _ => Hold::Stop,
+        };
+        if let Hold::Undecided(waiting) = std::mem::replace(&mut st.hold, decision) {
+            drop(st);
+            waiting.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// Waits for the decision on a held step: its op when it is the one to run.
+    fn held(&self, hashed: &str) -> impl Future<Output = Option<Box<OutgoingOp>>> + use<> {
+        let (step, hashed) = (self.clone(), hashed.to_owned());
+        std::future::poll_fn(move |cx| {
+            let mut st = step.state();
+            match &mut st.hold {
+                Hold::Undecided(waiting) => {
+                    if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                        waiting.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                Hold::Run(id) if *id == hashed => {
+                    let op = st.found.iter().find(|f| f.op.id == hashed);
+                    Poll::Ready(op.map(|f| Box::new(f.op.clone())))
+                }
+                Hold::Run(_) | Hold::Stop => Poll::Ready(None),
+            }
+        })
+    }
+
     /// Takes what this request produced; used by the executor once the handler has finished.
     pub(crate) fn take_results(&self) -> (Vec<FoundStep>, Option<RanStep>) {
         let mut st = self.state();
@@ -129,8 +178,9 @@ impl Step {
         if runnable && st.target.as_deref() == Some(op.id.as_str()) {
             return Plan::Execute(Box::new(op));
         }
+        let hold = (runnable && st.holding).then(|| op.id.clone());
         st.found.push(FoundStep { op, runnable });
-        Plan::Stop
+        hold.map_or(Plan::Stop, Plan::Hold)
     }
 
     /// Runs `f` once, durably: its result is memoized under the step id and returned on every
@@ -152,10 +202,15 @@ impl Step {
         });
         let step = self.clone();
         async move {
-            match plan {
-                Plan::Memo(memo) => decode_memo(&user_id, memo),
-                Plan::Stop => Err(Interrupt::new().into()),
-                Plan::Execute(op) => {
+            let op = match plan {
+                Plan::Memo(memo) => return decode_memo(&user_id, memo),
+                Plan::Stop => None,
+                Plan::Execute(op) => Some(op),
+                Plan::Hold(hashed) => step.held(&hashed).await,
+            };
+            match op {
+                None => Err(Interrupt::new().into()),
+                Some(op) => {
                     step.execute(op, async move {
                         let value = f().await?;
                         serde_json::to_value(&value).map_err(|e| {
@@ -266,7 +321,7 @@ impl Step {
                 }
                 .into()),
                 Plan::Memo(_) => Ok(()),
-                Plan::Stop | Plan::Execute(_) => Err(Interrupt::new().into()),
+                Plan::Stop | Plan::Execute(_) | Plan::Hold(_) => Err(Interrupt::new().into()),
             }
         }
     }
@@ -298,7 +353,7 @@ impl Step {
             match plan {
                 Plan::Memo(Memoized::Data(Value::Null)) => Ok(None),
                 Plan::Memo(memo) => decode_memo(&user_id, memo).map(Some),
-                Plan::Stop | Plan::Execute(_) => Err(Interrupt::new().into()),
+                Plan::Stop | Plan::Execute(_) | Plan::Hold(_) => Err(Interrupt::new().into()),
             }
         }
     }
@@ -331,7 +386,7 @@ impl Step {
         async move {
             match plan {
                 Plan::Memo(memo) => decode_memo(&user_id, memo),
-                Plan::Stop | Plan::Execute(_) => Err(Interrupt::new().into()),
+                Plan::Stop | Plan::Execute(_) | Plan::Hold(_) => Err(Interrupt::new().into()),
             }
         }
     }
@@ -350,16 +405,21 @@ impl Step {
         });
         let step = self.clone();
         async move {
-            match plan {
+            let op = match plan {
                 Plan::Memo(memo) => {
                     #[derive(serde::Deserialize)]
                     struct Sent {
                         ids: Vec<String>,
                     }
-                    decode_memo::<Sent>(&user_id, memo).map(|s| s.ids)
+                    return decode_memo::<Sent>(&user_id, memo).map(|s| s.ids);
                 }
-                Plan::Stop => Err(Interrupt::new().into()),
-                Plan::Execute(op) => {
+                Plan::Stop => None,
+                Plan::Execute(op) => Some(op),
+                Plan::Hold(hashed) => step.held(&hashed).await,
+            };
+            match op {
+                None => Err(Interrupt::new().into()),
+                Some(op) => {
                     let client = step.inner.events.clone();
                     step.execute(op, async move {
                         let client = client.ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! targeted step, and what the request found and ran.
 
 use std::collections::{HashMap, HashSet};
+use std::task::Waker;
 
 use serde_json::{Map, Value};
 
@@ -41,6 +42,23 @@ pub(crate) struct StepState {
     pub(super) max_attempts: Option<u32>,
     pub found: Vec<FoundStep>,
     pub ran: Option<RanStep>,
+    /// Whether new run-type steps wait for [`Hold`] instead of interrupting at once.
+    pub(super) holding: bool,
+    pub(super) hold: Hold,
+}
+
+/// Discovery with immediate execution in one pass: a new run-type step's future waits until
+/// the handler can go no further, and then learns whether it is the one step to run now. The
+/// step's closure may borrow from the handler, so it can only run inside the handler's own
+/// future; without this the handler would be replayed a second time to reach it.
+#[derive(Debug)]
+pub(crate) enum Hold {
+    /// Not decided yet; the wakers of the step futures waiting.
+    Undecided(Vec<Waker>),
+    /// This step (hashed id) runs; every other one interrupts.
+    Run(String),
+    /// Every found step interrupts, to be reported as planned.
+    Stop,
 }
 
 impl StepState {
@@ -68,5 +86,11 @@ impl StepState {
 
     pub(super) fn is_final_attempt(&self) -> bool {
         self.max_attempts.is_some_and(|max| self.attempt + 1 >= max)
+    }
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self::Undecided(Vec::new())
     }
 }

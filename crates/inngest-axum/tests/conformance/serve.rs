@@ -914,3 +914,76 @@ async fn in_process_calls_skip_signatures_and_network_calls_do_not() {
     assert!(local.get("app_id").is_none(), "{local}");
     assert_eq!(local, network.json());
 }
+
+/// A discovery that finds one new step runs it in the same pass of the handler, its closure
+/// borrowing the handler's locals; the handler is not replayed a second time to reach it. Two
+/// new steps, or immediate execution turned off, are reported as planned after one pass too.
+#[tokio::test]
+async fn one_new_step_runs_in_the_pass_that_found_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let passes = Arc::new(AtomicUsize::new(0));
+    let counted = passes.clone();
+    let f = Function::new("count", "count")
+        .trigger(Trigger::event("app/count"))
+        .handler(move |ctx: Ctx, step: Step| {
+            let passes = counted.clone();
+            async move {
+                passes.fetch_add(1, Ordering::SeqCst);
+                let greeting = format!("hi {}", ctx.event.data["name"].as_str().unwrap_or("?"));
+                let first: String = step.run("first", || async { Ok(greeting.clone()) }).await?;
+                if ctx.event.data["pair"] == json!(true) {
+                    let (a, b) = futures::join!(
+                        step.run("a", || async { Ok(1) }),
+                        step.run("b", || async { Ok(2) })
+                    );
+                    return Ok(json!([first, a?, b?]));
+                }
+                Ok(json!(first))
+            }
+        });
+    let handler = ServeHandler::new("app", InngestSettings::dev(), vec![f]);
+    let path = "/api/inngest?fnId=app-count&stepId=step";
+
+    let body = CallBody::new("app/count", json!({ "name": "Ann" })).render();
+    let out = request(&handler, Method::POST, path, &[], &body).await;
+    assert_eq!(out.status, 206, "{}", out.body);
+    let ops = out.json();
+    assert_eq!(
+        (
+            ops[0]["op"].as_str(),
+            ops[0]["id"].as_str(),
+            &ops[0]["data"]
+        ),
+        (Some("StepRun"), Some(h("first").as_str()), &json!("hi Ann"))
+    );
+    assert_eq!(passes.swap(0, Ordering::SeqCst), 1);
+
+    let body = CallBody::new("app/count", json!({ "name": "Ann", "pair": true }))
+        .memo(&h("first"), json!({ "data": "hi Ann" }))
+        .render();
+    let out = request(&handler, Method::POST, path, &[], &body).await;
+    assert_eq!(out.status, 206, "{}", out.body);
+    let ops = out.json();
+    let planned: Vec<_> = ops
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| (o["op"].as_str(), o["id"].as_str().map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            (Some("StepPlanned"), Some(h("a"))),
+            (Some("StepPlanned"), Some(h("b")))
+        ]
+    );
+    assert_eq!(passes.swap(0, Ordering::SeqCst), 1);
+
+    let body = CallBody::new("app/count", json!({ "name": "Ann" }))
+        .die()
+        .render();
+    let out = request(&handler, Method::POST, path, &[], &body).await;
+    assert_eq!(out.status, 206, "{}", out.body);
+    assert_eq!(out.json()[0]["op"], "StepPlanned");
+    assert_eq!(passes.swap(0, Ordering::SeqCst), 1);
+}
