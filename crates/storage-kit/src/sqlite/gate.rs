@@ -35,11 +35,15 @@ struct Limits {
 
 const LIMITS: Limits = Limits {
     every: Duration::from_millis(250),
-    // 2 GiB of 4 KiB pages. Holding writers back takes 20-35 ms here (the checkpoint's
-    // fsyncs), so it is a bound on disk use, not routine: at 512 MiB, restarts every few seconds
-    // under the heaviest load measured tripled the p99 of ticket creation. At a helpdesk's
-    // usual rates SQLite starts the log over by itself between writes.
-    restart_above_pages: 524_288,
+    // 32 MiB of 4 KiB pages: under the heaviest load, a restart at nearly every tick. Each
+    // holds writers back for a few milliseconds to tens (the checkpoint's fsyncs), yet on a
+    // virtual disk a log left to grow cost the API far more: every page of a growing file is a
+    // new page in the kernel's cache and a new block on the disk, where a restarted log
+    // overwrites the same few megabytes (system and I/O-wait time about a fifth lower).
+    // The create benchmark on the disk (2 cores, 500 tickets/s, AI instant, worst p99 of five
+    // runs): 2 GiB 16-18 ms, 512 MiB 14 ms, 128 MiB 8.7 ms, 32 MiB 5.3-6.0 ms, 8 MiB 5.5 ms.
+    // The burst was no slower.
+    restart_above_pages: 8_192,
     // SQLite reuses the file from its start; cutting it back while writes go on would free and
     // allocate disk blocks under the write lock (hundreds of milliseconds with `discard`).
     truncate_idle_above_bytes: 64 * 1024 * 1024,
