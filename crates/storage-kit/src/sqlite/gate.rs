@@ -41,7 +41,7 @@ const LIMITS: Limits = Limits {
     // new page in the kernel's cache and a new block on the disk, where a restarted log
     // overwrites the same few megabytes (system and I/O-wait time about a fifth lower).
     // The create benchmark on the disk (2 cores, 500 tickets/s, AI instant, worst p99 of five
-    // runs): 2 GiB 16-18 ms, 512 MiB 14 ms, 128 MiB 8.7 ms, 32 MiB 5.3-6.0 ms, 8 MiB 5.5 ms.
+    // runs): 2 GiB 16-18 ms, 512 MiB 14 ms, 128 MiB 8.7 ms, 32 MiB 5.2-6.0 ms, 8 MiB 5.5 ms.
     // The burst was no slower.
     restart_above_pages: 8_192,
     // SQLite reuses the file from its start; cutting it back while writes go on would free and
