@@ -202,28 +202,37 @@ impl Step {
         });
         let step = self.clone();
         async move {
-            let op = match plan {
-                Plan::Memo(memo) => return decode_memo(&user_id, memo),
-                Plan::Stop => None,
-                Plan::Execute(op) => Some(op),
-                Plan::Hold(hashed) => step.held(&hashed).await,
+            let work = async {
+                let value = f().await?;
+                serde_json::to_value(&value).map_err(|e| {
+                    FnError::non_retriable(format!(
+                        "step {user_id:?} returned a value that is not JSON: {e}"
+                    ))
+                })
             };
-            match op {
-                None => Err(Interrupt::new().into()),
-                Some(op) => {
-                    step.execute(op, async move {
-                        let value = f().await?;
-                        serde_json::to_value(&value).map_err(|e| {
-                            FnError::non_retriable(format!(
-                                "step {user_id:?} returned a value that is not JSON: {e}"
-                            ))
-                        })
-                    })
-                    .await;
-                    Err(Interrupt::new().into())
-                }
-            }
+            let memo = step.memo_or_run(plan, work).await?;
+            decode_memo(&user_id, memo)
         }
+    }
+
+    /// A run-type step's memoized outcome, if it has one. Otherwise `work` runs as the step
+    /// when the plan (or, for a held step, the handler's decision) says so, and the pass ends
+    /// either way: the step's outcome goes back in the response.
+    async fn memo_or_run(
+        &self,
+        plan: Plan,
+        work: impl Future<Output = Result<Value, FnError>>,
+    ) -> Result<Memoized, FnError> {
+        let op = match plan {
+            Plan::Memo(memo) => return Ok(memo),
+            Plan::Stop => None,
+            Plan::Execute(op) => Some(op),
+            Plan::Hold(hashed) => self.held(&hashed).await,
+        };
+        if let Some(op) = op {
+            self.execute(op, work).await;
+        }
+        Err(Interrupt::new().into())
     }
 
     async fn execute(
@@ -405,36 +414,22 @@ impl Step {
         });
         let step = self.clone();
         async move {
-            let op = match plan {
-                Plan::Memo(memo) => {
-                    #[derive(serde::Deserialize)]
-                    struct Sent {
-                        ids: Vec<String>,
-                    }
-                    return decode_memo::<Sent>(&user_id, memo).map(|s| s.ids);
-                }
-                Plan::Stop => None,
-                Plan::Execute(op) => Some(op),
-                Plan::Hold(hashed) => step.held(&hashed).await,
+            let work = async {
+                let client = step.inner.events.as_ref().ok_or_else(|| {
+                    FnError::retriable("no event client is configured for send_event")
+                })?;
+                let ids = client
+                    .send(&events)
+                    .await
+                    .map_err(|e| FnError::retriable(e.to_string()))?;
+                Ok(json!({ "ids": ids }))
             };
-            match op {
-                None => Err(Interrupt::new().into()),
-                Some(op) => {
-                    let client = step.inner.events.clone();
-                    step.execute(op, async move {
-                        let client = client.ok_or_else(|| {
-                            FnError::retriable("no event client is configured for send_event")
-                        })?;
-                        let ids = client
-                            .send(&events)
-                            .await
-                            .map_err(|e| FnError::retriable(e.to_string()))?;
-                        Ok(json!({ "ids": ids }))
-                    })
-                    .await;
-                    Err(Interrupt::new().into())
-                }
+            let memo = step.memo_or_run(plan, work).await?;
+            #[derive(serde::Deserialize)]
+            struct Sent {
+                ids: Vec<String>,
             }
+            decode_memo::<Sent>(&user_id, memo).map(|s| s.ids)
         }
     }
 
